@@ -1,0 +1,271 @@
+"""Paired datasets (Pix2Pix layouts) and their joint augmentation.
+
+Layouts read, for a split such as ``train``:
+
+* aligned: ``DIR/train/*.png`` with A and B side by side in each file (any size);
+* paired folders: ``DIR/train/A/x.png`` with ``DIR/train/B/x.png`` (matched by file stem),
+  or ``DIR/A`` + ``DIR/B`` / a flat ``DIR/*.png`` with no split folders, read as ``train``.
+
+Augmentation is one albumentations pipeline applied with the same random parameters
+to A and B (resize to the load size, random crop, horizontal flip), so the pair stays
+pixel-aligned. Each sample's randomness comes from a seed the sampler hands out with
+the index, so a run is reproducible and resumable whatever the number of workers.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from . import imageio
+from .errors import ConfigError, DataError, ImageError
+
+log = logging.getLogger(__name__)
+
+PREPROCESS = ("resize_and_crop", "crop", "resize", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+@dataclass(frozen=True)
+class PairSource:
+    """Where one training pair comes from: an aligned A|B file, or two files."""
+
+    a: Path
+    b: Path | None = None  # None: ``a`` holds A|B side by side
+
+    @property
+    def name(self) -> str:
+        return self.a.stem
+
+    def __str__(self) -> str:
+        return str(self.a) if self.b is None else f"{self.a} + {self.b}"
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and imageio.is_image_file(p))
+
+
+def _paired_folders(a_dir: Path, b_dir: Path) -> list[PairSource]:
+    a_files = {p.stem: p for p in _images_in(a_dir)}
+    b_files = {p.stem: p for p in _images_in(b_dir)}
+    common = sorted(a_files.keys() & b_files.keys())
+    unmatched = sorted((a_files.keys() | b_files.keys()) - set(common))
+    if unmatched:
+        log.warning("%d files in %s / %s have no partner and are skipped (e.g. %s)",
+                    len(unmatched), a_dir, b_dir, unmatched[0])
+    return [PairSource(a_files[s], b_files[s]) for s in common]
+
+
+def find_pairs(root: str | os.PathLike, split: str = "train") -> list[PairSource]:
+    """List the pairs of ``split`` under ``root`` in any supported layout (see module doc)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    split_dir = root / split
+    candidates: list[tuple[Path, Path | None]] = []
+    if split_dir.is_dir():
+        candidates.append((split_dir / "A", split_dir / "B"))
+        candidates.append((split_dir, None))
+    if split == "train":
+        candidates.append((root / "A", root / "B"))
+        if not any((root / s).is_dir() for s in ("train", "val", "test")):
+            candidates.append((root, None))
+    for a, b in candidates:
+        if b is not None:
+            if a.is_dir() and b.is_dir():
+                pairs = _paired_folders(a, b)
+                if pairs:
+                    return pairs
+        elif a.is_dir():
+            files = _images_in(a)
+            if files:
+                return [PairSource(p) for p in files]
+    raise DataError(
+        f"{root}: no image pairs for split '{split}' (expected {root}/{split}/*.png with A|B side by side, "
+        f"or {root}/{split}/A and {root}/{split}/B with matching file names)"
+    )
+
+
+def has_split(root: str | os.PathLike, split: str) -> bool:
+    try:
+        find_pairs(root, split)
+        return True
+    except DataError:
+        return False
+
+
+def check_readable(sources: Sequence[PairSource], strict: bool = False,
+                   max_pixels: int = imageio.MAX_PIXELS) -> tuple[list[PairSource], list[tuple[str, str]]]:
+    """Open every file's header (cheap: no pixels decoded) and drop the unreadable ones.
+
+    Returns (good sources, [(path, reason)] of the bad). With ``strict`` the first bad
+    file raises :class:`ImageError` instead.
+    """
+    good, bad = [], []
+    for src in sources:
+        try:
+            for p in (src.a, src.b):
+                if p is None:
+                    continue
+                with Image.open(p) as im:
+                    w, h = im.size
+                    if w * h > max_pixels:
+                        raise ImageError(p, f"{w}x{h} pixels is over the limit of {max_pixels:,}")
+                    im.verify()
+        except ImageError as e:
+            if strict:
+                raise
+            bad.append((e.source, e.reason))
+            continue
+        except Exception as e:
+            if strict:
+                raise ImageError(p, f"not a readable image ({e})") from None
+            bad.append((str(p), f"not a readable image ({e})"))
+            continue
+        good.append(src)
+    return good, bad
+
+
+def load_pair(src: PairSource, direction: str = "AtoB", input_nc: int = 3, output_nc: int = 3) -> tuple[Image.Image, Image.Image]:
+    """Decode one pair as (input, target) PIL images, honouring ``direction``."""
+    if src.b is None:
+        ab = imageio.read_image(src.a)
+        w, h = ab.size
+        if w < 2:
+            raise ImageError(src.a, f"aligned image is {w}x{h}: expected A and B side by side")
+        half = w // 2
+        a, b = ab.crop((0, 0, half, h)), ab.crop((half, 0, 2 * half, h))
+    else:
+        a, b = imageio.read_image(src.a), imageio.read_image(src.b)
+    if direction == "BtoA":
+        a, b = b, a
+    elif direction != "AtoB":
+        raise ConfigError("direction", f"must be one of {DIRECTIONS}, got {direction!r}")
+    return imageio.convert_channels(a, input_nc), imageio.convert_channels(b, output_nc)
+
+
+def build_transform(size: int, load_size: int | None = None, preprocess: str = "resize_and_crop",
+                    flip: bool = True, train: bool = True) -> A.Compose:
+    """The joint A/B pipeline. Evaluation (train=False) resizes to ``size``, nothing random."""
+    if preprocess not in PREPROCESS:
+        raise ConfigError("preprocess", f"must be one of {PREPROCESS}, got {preprocess!r}")
+    load_size = load_size or size
+    if load_size < size:
+        raise ConfigError("load_size", f"must be >= size ({size}), got {load_size}")
+    interp = cv2.INTER_CUBIC  # the reference resizes with bicubic
+    ops: list = []
+    if not train:
+        if preprocess != "none":
+            ops.append(A.Resize(size, size, interpolation=interp))
+    elif preprocess == "resize_and_crop":
+        ops += [A.Resize(load_size, load_size, interpolation=interp), A.RandomCrop(size, size)]
+    elif preprocess == "crop":
+        ops += [A.PadIfNeeded(size, size, border_mode=cv2.BORDER_REFLECT_101), A.RandomCrop(size, size)]
+    elif preprocess == "resize":
+        ops.append(A.Resize(size, size, interpolation=interp))
+    if train and flip:
+        ops.append(A.HorizontalFlip(p=0.5))
+    return A.Compose(ops, additional_targets={"target": "image"})
+
+
+class PairedImages(Dataset):
+    """Pairs as tensors: ``{'A': CHW [-1,1], 'B': CHW [-1,1], 'name': str}`` (A is the input).
+
+    Index with an int, or with ``(index, seed)`` as :class:`EpochSampler` yields, to fix
+    the sample's augmentation. A file that fails to decode is reported with its path;
+    with ``strict=False`` the next good pair is used instead and the file is remembered
+    in ``self.skipped``.
+    """
+
+    def __init__(self, sources: Sequence[PairSource], size: int = 256, load_size: int | None = None,
+                 preprocess: str = "resize_and_crop", flip: bool = True, train: bool = True,
+                 direction: str = "AtoB", input_nc: int = 3, output_nc: int = 3,
+                 strict: bool = False, seed: int = 0):
+        if not sources:
+            raise DataError("no image pairs to read")
+        if direction not in DIRECTIONS:
+            raise ConfigError("direction", f"must be one of {DIRECTIONS}, got {direction!r}")
+        self.sources = list(sources)
+        self.transform = build_transform(size, load_size, preprocess, flip, train)
+        self.direction, self.input_nc, self.output_nc = direction, input_nc, output_nc
+        self.strict, self.seed = strict, seed
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, key) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        for attempt in range(len(self.sources)):
+            src = self.sources[(index + attempt) % len(self.sources)]
+            try:
+                a, b = load_pair(src, self.direction, self.input_nc, self.output_nc)
+                break
+            except ImageError as e:
+                if self.strict:
+                    raise
+                if str(src) not in self.skipped:
+                    log.warning("skipping %s", e)
+                self.skipped[str(src)] = e.reason
+        else:
+            raise DataError("every image pair failed to decode")
+        a, b = imageio.image_to_array(a), imageio.image_to_array(b)
+        if a.shape[:2] != b.shape[:2]:  # paired folders may differ in size: match B to A first
+            b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_CUBIC)
+            b = b[:, :, None] if b.ndim == 2 else b
+        self.transform.set_random_seed(seed if seed is not None else _mix(self.seed, index))
+        out = self.transform(image=a, target=b)
+        return {"A": imageio.image_to_tensor(out["image"]), "B": imageio.image_to_tensor(out["target"]),
+                "name": src.name}
+
+
+def _mix(*ints: int) -> int:
+    """A 32-bit seed from a few integers (stable across processes, unlike hash())."""
+    return int(np.random.SeedSequence([int(i) & 0xFFFFFFFF for i in ints]).generate_state(1)[0])
+
+
+class EpochSampler(Sampler):
+    """Endless, resumable sample order: epoch e is a permutation seeded by (seed, e).
+
+    Yields ``(index, sample_seed)``. ``start`` is the number of samples already consumed
+    (across epochs), so a resumed run continues exactly where it stopped.
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, start: int = 0):
+        self.n, self.seed, self.shuffle, self.start = n, seed, shuffle, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, pos = divmod(self.start, self.n)
+        while True:
+            if self.shuffle:
+                g = torch.Generator().manual_seed(_mix(self.seed, epoch))
+                order = torch.randperm(self.n, generator=g).tolist()
+            else:
+                order = list(range(self.n))
+            for p in range(pos, self.n):
+                yield order[p], _mix(self.seed, epoch, p, 1)
+            epoch, pos = epoch + 1, 0
+
+    def __len__(self) -> int:  # DataLoader asks; the sampler is endless
+        return 2**62
+
+
+def split_holdout(sources: Sequence[PairSource], fraction: float = 0.05, seed: int = 0,
+                  minimum: int = 1) -> tuple[list[PairSource], list[PairSource]]:
+    """Hold out a deterministic part of ``sources`` for validation: (train, held_out)."""
+    n = len(sources)
+    k = min(max(minimum, math.ceil(n * fraction)), n - 1) if n > 1 else 0
+    rng = np.random.default_rng(_mix(seed, 7))
+    held = set(rng.choice(n, size=k, replace=False).tolist()) if k else set()
+    return ([s for i, s in enumerate(sources) if i not in held],
+            [s for i, s in enumerate(sources) if i in held])

@@ -1,0 +1,37 @@
+"""Typed errors for bad input. Each names the file or field and says what was wrong.
+
+The CLI prints one line for these and exits non-zero; the service answers 4xx.
+"""
+from __future__ import annotations
+
+import os
+
+
+class TranslateError(Exception):
+    """Base class for errors caused by the user's input (not by a bug)."""
+
+
+class ConfigError(TranslateError, ValueError):
+    """A configuration field or command-line flag has a bad value."""
+
+    def __init__(self, field: str, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class ImageError(TranslateError, ValueError):
+    """An image could not be read, or is refused (too large, wrong format, corrupt)."""
+
+    def __init__(self, source: str | os.PathLike, reason: str):
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+class DataError(TranslateError, ValueError):
+    """A dataset folder is missing, empty, or laid out in a way we cannot read."""
+
+
+class ModelError(TranslateError, ValueError):
+    """A model file (checkpoint, ONNX, reference state dict) cannot be used."""

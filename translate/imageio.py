@@ -1,0 +1,206 @@
+"""Image decoding and encoding at the edges, and the one module that converts
+between images (PIL images or uint8 HWC arrays) and network tensors (NCHW float
+in [-1, 1]).
+
+Decoding is defensive: the pixel count is checked from the header before any
+pixel is decoded (decompression bombs), EXIF orientation is applied, 16-bit
+images are scaled (not clipped) to 8 bits, palette and grayscale images are
+expanded, and transparency is composited onto white (or set aside with
+:func:`split_alpha` where it must be restored).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import ImageError
+from .files import atomic_path
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+MAX_PIXELS = 100_000_000  # 10k x 10k; callers (e.g. the service) pass tighter limits
+# we check sizes ourselves before decoding; Pillow's own check would only warn below 2x
+Image.MAX_IMAGE_PIXELS = None
+
+# magic bytes of the formats we accept, for callers that get untrusted bytes
+_MAGIC = {
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "JPEG": (b"\xff\xd8\xff",),
+    "BMP": (b"BM",),
+    "TIFF": (b"II*\x00", b"MM\x00*"),
+}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Return the format name ('PNG', 'JPEG', 'WEBP', 'BMP', 'TIFF') from magic bytes, or None."""
+    for name, magics in _MAGIC.items():
+        if any(data.startswith(m) for m in magics):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _open(fp, source: str, max_pixels: int) -> Image.Image:
+    try:
+        img = Image.open(fp)
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError...
+        raise ImageError(source, f"not a readable image ({e.__class__.__name__}: {e})") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageError(source, f"empty image ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageError(source, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.load()
+    except Exception as e:
+        raise ImageError(source, f"corrupt or truncated image data ({e.__class__.__name__}: {e})") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not make a good image unreadable
+        pass
+    return img
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Scale 16/32-bit and float modes to 8-bit 'L' (Pillow's convert() would clip)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(img).astype(np.float64)
+        top = 65535.0 if (img.mode.startswith("I;16") or a.max(initial=0) > 255) else 255.0
+        if a.max(initial=0) > 65535:
+            top = float(2**32 - 1)
+        return Image.fromarray(np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        a = np.asarray(img).astype(np.float64)
+        top = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8), "L")
+    return img
+
+
+def split_alpha(img: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Return (RGB image, alpha channel or None). Colour under transparent pixels is kept as is."""
+    img = _to_8bit(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        return rgba.convert("RGB"), rgba.getchannel("A")
+    return img.convert("RGB"), None
+
+
+def to_rgb(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
+    """Any PIL image -> 8-bit RGB; transparency is composited onto ``background``."""
+    rgb, alpha = split_alpha(img)
+    if alpha is None:
+        return rgb
+    base = Image.new("RGB", rgb.size, background)
+    base.paste(rgb, mask=alpha)
+    return base
+
+
+def decode(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode bytes into a loaded PIL image (EXIF-oriented, mode untouched)."""
+    if not data:
+        raise ImageError(source, "empty file")
+    return _open(io.BytesIO(data), source, max_pixels)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, channels: int = 3) -> Image.Image:
+    """Read an image file as 8-bit RGB (channels=3) or L (channels=1)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            img = _open(f, str(path), max_pixels)
+    except OSError as e:
+        raise ImageError(path, f"cannot open ({e.strerror or e})") from None
+    return convert_channels(img, channels)
+
+
+def convert_channels(img: Image.Image, channels: int) -> Image.Image:
+    rgb = to_rgb(img)
+    if channels == 1:
+        return rgb.convert("L")
+    if channels != 3:
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return rgb
+
+
+def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike, quality: int = 95) -> None:
+    """Write an image atomically; the format follows the extension."""
+    if isinstance(img, np.ndarray):
+        img = array_to_image(img)
+    with atomic_path(path) as tmp:
+        fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+        img.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+
+
+def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", quality: int = 95) -> bytes:
+    if isinstance(img, np.ndarray):
+        img = array_to_image(img)
+    buf = io.BytesIO()
+    fmt = fmt.upper()
+    if fmt == "JPEG" and img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    img.save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- conversions
+# uint8 HWC (or HW) <-> float32 NCHW in [-1, 1]. numpy in and out, so ONNX Runtime
+# and torch share the exact same arithmetic; torch wrappers below.
+
+
+def image_to_array(img: Image.Image) -> np.ndarray:
+    """PIL (RGB or L) -> uint8 HWC array (always 3-D)."""
+    a = np.asarray(img, dtype=np.uint8)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def array_to_image(a: np.ndarray) -> Image.Image:
+    a = np.asarray(a)
+    if a.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 array, got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    return Image.fromarray(a)
+
+
+def to_network(arrays: np.ndarray) -> np.ndarray:
+    """uint8 HWC or NHWC -> float32 NCHW in [-1, 1]."""
+    a = np.asarray(arrays)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim == 3:
+        a = a[None]
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def from_network(x: np.ndarray) -> np.ndarray:
+    """float NCHW in [-1, 1] -> uint8 NHWC (rounded, clipped)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def image_to_tensor(img: Image.Image | np.ndarray):
+    """PIL image or uint8 HWC array -> torch float tensor CHW in [-1, 1]."""
+    import torch
+
+    a = image_to_array(img) if isinstance(img, Image.Image) else img
+    return torch.from_numpy(to_network(a)[0])
+
+
+def tensor_to_array(t) -> np.ndarray:
+    """torch tensor CHW or NCHW in [-1, 1] -> uint8 HWC or NHWC."""
+    x = t.detach().float().cpu().numpy()
+    out = from_network(x if x.ndim == 4 else x[None])
+    return out if t.ndim == 4 else out[0]
