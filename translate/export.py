@@ -1,0 +1,167 @@
+"""ONNX export of a generator, verified against PyTorch.
+
+Test-time policy (the reference trains batch norm at batch size 1 and, by default,
+tests without ``eval()``: batch statistics and dropout on):
+
+* dropout is off at test time: the output is deterministic, and ONNX Runtime would
+  delete Dropout nodes anyway;
+* batch norm trained at batch size 1 normalises each image by its own statistics,
+  frozen as InstanceNorm carrying the learned scale and shift: exactly the reference's
+  test-time arithmetic without the randomness, independent of the other images in a
+  batch (so a server can batch requests), and exported as one op that ONNX Runtime
+  and PyTorch compute alike. Models trained with larger batches use running statistics.
+
+The exported graph takes ``input`` (N, C, H, W) float in [-1, 1] with dynamic N, H, W
+(H and W multiples of ``size_multiple``) and returns ``output`` in [-1, 1]. The model's
+metadata carries the normalisation, size multiple, channels and training config.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, load_generator, resolve_model_path
+from .errors import ModelError
+from .files import atomic_path
+
+OPSET = 17
+TOLERANCE = 1e-3  # max abs difference on [-1, 1] outputs between PyTorch and ONNX Runtime
+META_PREFIX = "translate."
+
+
+def onnx_bytes(G: nn.Module, input_nc: int, opset: int = OPSET) -> bytes:
+    """Serialise an inference generator (see networks.to_inference) with dynamic batch and size."""
+    m = getattr(G, "size_multiple", 4)
+    side = m * max(1, -(-64 // m))  # big enough that no norm layer sees a 1x1 map while tracing
+    dummy = torch.zeros(1, input_nc, side, side)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The legacy (TorchScript) exporter: the graph is exported as the eval-mode module
+        # computes it; dynamic_axes give dynamic batch/height/width in one file.
+        torch.onnx.export(G.eval(), (dummy,), buf, dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
+                                        "output": {0: "batch", 2: "height", 3: "width"}},
+                          do_constant_folding=True)
+    return buf.getvalue()
+
+
+def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
+    arch = meta.get("arch", {})
+    from .networks import ResnetGenerator
+
+    multiple = getattr(G, "size_multiple", 1)
+    props = {
+        "size_multiple": multiple,
+        # the ResNet blocks reflect-pad their 1/4-scale maps, which needs at least 2 pixels there
+        "min_size": 2 * multiple if isinstance(G, ResnetGenerator) else multiple,
+        "input_nc": arch.get("input_nc", 3),
+        "output_nc": arch.get("output_nc", 3),
+        "normalization": "x / 127.5 - 1 (uint8 -> [-1, 1]); output (y + 1) * 127.5",
+        "test_time": ("batch norm with per-image statistics (InstanceNorm), dropout off" if meta.get("batch_stats")
+                      else "eval mode: running statistics, dropout off"),
+        "method": meta.get("method", ""),
+        "direction": meta.get("direction", "AtoB"),
+        "arch": arch,
+        "step": meta.get("step"),
+        "config": meta.get("config", {}),
+    }
+    return {META_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
+
+
+def add_metadata(model_bytes: bytes, props: dict[str, str]) -> bytes:
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    return model.SerializeToString()
+
+
+def verification_inputs(input_nc: int, size_multiple: int, seed: int = 0) -> list[np.ndarray]:
+    """Random uint8 images of odd sizes (and a batch of two), padded as the predictor pads them."""
+    from .predictor import pad_to_multiple
+    from .imageio import to_network
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for n, h, w in ((1, 37, 53), (2, 29, 71)):
+        x = to_network(rng.integers(0, 256, (n, h, w, input_nc), dtype=np.uint8))
+        out.append(pad_to_multiple(x, size_multiple)[0])
+    return out
+
+
+def verify(G: nn.Module, model_bytes: bytes, input_nc: int) -> float:
+    """Max abs difference between PyTorch and ONNX Runtime (CPU) on odd-sized inputs."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.no_grad():
+        for x in verification_inputs(input_nc, getattr(G, "size_multiple", 1)):
+            ref = G(torch.from_numpy(x)).numpy()
+            got = sess.run(None, {"input": x})[0]
+            if ref.shape != got.shape:
+                raise ModelError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
+            worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+def export_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike | None = None,
+                     tolerance: float = TOLERANCE, check: bool = True) -> tuple[bytes, float | None]:
+    """Export, attach metadata, verify; write atomically to ``out`` when given.
+
+    Returns (model bytes, max abs diff or None when not checked). Raises ModelError when
+    the difference is over ``tolerance`` (nothing is written then).
+    """
+    input_nc = meta.get("arch", {}).get("input_nc", 3)
+    data = add_metadata(onnx_bytes(G, input_nc), model_metadata(G, meta))
+    diff = verify(G, data, input_nc) if check else None
+    if diff is not None and diff > tolerance:
+        raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
+    if out is not None:
+        with atomic_path(out) as tmp:
+            Path(tmp).write_bytes(data)
+    return data, diff
+
+
+def directions_of(path: str | os.PathLike) -> list[str]:
+    """The generator directions a checkpoint (or run directory) holds."""
+    p = resolve_model_path(path)
+    if p.suffix == ".onnx":
+        return []
+    try:
+        return sorted(load_checkpoint(p)["generators"])
+    except ModelError:
+        return ["AtoB"]  # a reference state dict holds one generator
+
+
+def export_model(path: str | os.PathLike, out: str | os.PathLike, direction: str | None = None,
+                 tolerance: float = TOLERANCE) -> float:
+    G, meta = load_generator(path, direction)
+    return export_generator(G, meta, out, tolerance)[1]
+
+
+def export_run(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, float]:
+    """Export every generator of a run: ``model.onnx`` for one, ``AtoB.onnx``/``BtoA.onnx`` for two."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoints" / "latest.pt"
+    dirs = directions_of(ckpt)
+    diffs = {}
+    for d in dirs:
+        out = run_dir / ("model.onnx" if len(dirs) == 1 else f"{d}.onnx")
+        diffs[d] = export_model(ckpt, out, d)
+        if verbose:
+            print(f"exported {out} (max abs diff vs PyTorch {diffs[d]:.2e})")
+    return diffs

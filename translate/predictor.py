@@ -1,0 +1,189 @@
+"""The ONNX Runtime predictor: one code path for ``translate predict``, batch
+conversion and the HTTP service, so one image gives the same pixels everywhere.
+
+Any size and aspect in, the same size out: the input is reflect-padded (centred) to
+the network's size multiple and the output cropped back. Transparency is set aside
+and restored. The CUDA provider is used when a GPU is really there, else the CPU.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import imageio
+from .errors import ModelError
+
+META_PREFIX = "translate."
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int, min_size: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Reflect-pad NCHW ``x`` so H and W are multiples of ``multiple`` and at least ``min_size``.
+
+    Returns (padded, (top, bottom, left, right)). Padding is split evenly around the image.
+    """
+    h, w = x.shape[-2:]
+    least = max(multiple, min_size)
+    th, tw = (max(least, -(-n // multiple) * multiple) for n in (h, w))
+    top, left = (th - h) // 2, (tw - w) // 2
+    pads = (top, th - h - top, left, tw - w - left)
+    if not any(pads):
+        return x, pads
+    width = ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3]))
+    mode = "reflect" if min(h, w) > 1 else "edge"  # a 1-pixel side cannot be reflected
+    return np.pad(x, width, mode=mode), pads
+
+
+def crop_padding(y: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = pads
+    return y[..., top: y.shape[-2] - bottom, left: y.shape[-1] - right]
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def default_providers(device: str = "auto") -> list:
+    import onnxruntime as ort
+
+    use_cuda = device == "cuda" or (device == "auto" and cuda_available())
+    if use_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+        # heuristic conv algorithm search: the exhaustive one costs up to a second per new input shape
+        return [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ModelError("device cuda was asked for, but no CUDA GPU / CUDA provider is available")
+    return ["CPUExecutionProvider"]
+
+
+class Predictor:
+    """Translate images with an exported generator.
+
+    ``Predictor(path_or_bytes)(image)`` takes a PIL image or a uint8 array (HxW, HxWx1,
+    HxWx3 or HxWx4) and returns the same type, the same size.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", threads: int = 0,
+                 providers: Sequence | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = threads
+        source = model if isinstance(model, bytes) else str(model)
+        self.source = "<bytes>" if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(source, sess_options=so,
+                                                providers=list(providers or default_providers(device)))
+        except Exception as e:
+            raise ModelError(f"{self.source}: cannot load ONNX model ({e.__class__.__name__}: {e})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map
+        self.metadata: dict[str, Any] = {}
+        for k, v in raw.items():
+            if k.startswith(META_PREFIX):
+                key = k[len(META_PREFIX):]
+                try:
+                    self.metadata[key] = json.loads(v)
+                except ValueError:
+                    self.metadata[key] = v
+        shape = self.session.get_inputs()[0].shape
+        self.input_nc = int(self.metadata.get("input_nc", shape[1] if isinstance(shape[1], int) else 3))
+        self.output_nc = int(self.metadata.get("output_nc", 3))
+        self.size_multiple = int(self.metadata.get("size_multiple", 1))
+        self.min_size = int(self.metadata.get("min_size", self.size_multiple))
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    # ------------------------------------------------------------ network level
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 NCHW in [-1, 1], any H and W -> output of the same H and W."""
+        padded, pads = pad_to_multiple(np.ascontiguousarray(x, dtype=np.float32), self.size_multiple,
+                                       self.min_size)
+        y = self.session.run(None, {self.input_name: padded})[0]
+        return crop_padding(y, pads)
+
+    # -------------------------------------------------------------- array level
+    def _prepare(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 HxW[xC] -> (HxWx input_nc, alpha or None)."""
+        a = np.asarray(a)
+        if a.dtype != np.uint8:
+            raise ModelError(f"expected a uint8 image array, got {a.dtype}")
+        if a.ndim == 2:
+            a = a[:, :, None]
+        if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+            raise ModelError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 array, got shape {a.shape}")
+        alpha = None
+        if a.shape[2] == 4:
+            a, alpha = a[:, :, :3], a[:, :, 3]
+        if self.input_nc == 1 and a.shape[2] == 3:
+            a = imageio.image_to_array(Image.fromarray(a).convert("L"))
+        elif self.input_nc == 3 and a.shape[2] == 1:
+            a = np.repeat(a, 3, axis=2)
+        return a, alpha
+
+    def translate_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Translate several uint8 arrays; images of one size run as one batch."""
+        prepared = [self._prepare(a) for a in arrays]
+        results: list[np.ndarray | None] = [None] * len(prepared)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, (a, _) in enumerate(prepared):
+            by_shape.setdefault(a.shape, []).append(i)
+        for idx in by_shape.values():
+            batch = np.stack([prepared[i][0] for i in idx])
+            out = imageio.from_network(self.run(imageio.to_network(batch)))
+            for j, i in enumerate(idx):
+                y, alpha = out[j], prepared[i][1]
+                if alpha is not None:
+                    y = np.concatenate([np.repeat(y, 3, axis=2) if y.shape[2] == 1 else y, alpha[:, :, None]], axis=2)
+                results[i] = y
+        return results  # type: ignore[return-value]
+
+    def translate_array(self, a: np.ndarray) -> np.ndarray:
+        squeeze = np.asarray(a).ndim == 2
+        y = self.translate_arrays([a])[0]
+        return y[:, :, 0] if squeeze and y.shape[2] == 1 else y
+
+    # --------------------------------------------------------------- PIL level
+    def translate_image(self, img: Image.Image) -> Image.Image:
+        rgb, alpha = imageio.split_alpha(img)
+        out = imageio.array_to_image(self.translate_array(imageio.image_to_array(rgb)))
+        if alpha is not None:
+            out = out.convert("RGBA")
+            out.putalpha(alpha)
+        return out
+
+    def __call__(self, image):
+        if isinstance(image, Image.Image):
+            return self.translate_image(image)
+        return self.translate_array(image)
+
+
+def load(path: str | os.PathLike, device: str = "auto", direction: str | None = None, threads: int = 0) -> Predictor:
+    """A :class:`Predictor` from an ONNX file, a run directory or a checkpoint (ours or the reference's).
+
+    Non-ONNX models are exported in memory first, so every path computes the same graph.
+    """
+    from .checkpoint import load_generator, resolve_model_path
+    from .export import export_generator
+
+    path = Path(path)
+    if path.is_dir() and direction and (path / f"{direction}.onnx").exists():
+        return Predictor(path / f"{direction}.onnx", device=device, threads=threads)
+    p = resolve_model_path(path)
+    if p.suffix == ".onnx":
+        return Predictor(p, device=device, threads=threads)
+    G, meta = load_generator(p, direction)
+    data, _ = export_generator(G, meta, check=False)
+    return Predictor(data, device=device, threads=threads)
