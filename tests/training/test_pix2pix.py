@@ -1,0 +1,82 @@
+import json
+
+import pytest
+import torch
+
+from tests.conftest import tiny_pix2pix_config
+from training.loop import Trainer, lr_lambda
+from training.pix2pix import Pix2Pix
+from translate.errors import ConfigError
+
+
+def _val_l1(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["val/l1"] for r in rows if "val/l1" in r]
+
+
+def test_short_training_lowers_validation_l1(tiny_pairs, tmp_path):
+    cfg = tiny_pix2pix_config(tiny_pairs, tmp_path / "run", steps=120, val_every=10, lr=1e-3, export=True)
+    torch.manual_seed(0)
+    t = Trainer(Pix2Pix, cfg)
+    start = t.validate()["val/l1"]
+    run = t.fit()
+    end = _val_l1(run)[-1]
+    assert end < 0.5 * start, (start, _val_l1(run))
+    # the run directory explains itself
+    for name in ("config.json", "metrics.jsonl", "checkpoints/latest.pt", "model.onnx"):
+        assert (run / name).exists(), name
+    assert list((run / "samples").glob("step_*.png")) and list((run / "tensorboard").iterdir())
+    assert json.loads((run / "config.json").read_text())["lambda_L1"] == 100.0
+    assert not list(run.rglob("*.tmp*"))  # atomic writes leave nothing behind
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_pairs, tmp_path):
+    kw = dict(steps=8, checkpoint_every=100, val_every=3, dropout=True)
+    straight = Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "a", **kw))
+    straight.fit()
+    first = Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "b", **kw))
+    first.fit(stop_after=3)
+    assert first.step == 3
+    resumed = Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, "ignored"), resume=tmp_path / "b")
+    assert resumed.step == 3
+    resumed.fit()
+    for name in ("G", "D"):
+        a = straight.method.networks[name].state_dict()
+        b = resumed.method.networks[name].state_dict()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+    for name in ("G", "D"):
+        sa = straight.method.optimizers[name].state_dict()["state"]
+        sb = resumed.method.optimizers[name].state_dict()["state"]
+        assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    # metrics after the interruption are not duplicated
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)
+
+
+def test_linear_decay_matches_the_reference_rule():
+    # reference: n_epochs=100 constant, n_epochs_decay=100, stepped at the end of each epoch
+    f = lr_lambda(200, 0.5)
+    assert f(0) == 1.0 and f(99) == 1.0
+    assert f(100) == pytest.approx(1 - 1 / 101) and f(199) == pytest.approx(1 - 100 / 101)
+
+
+def test_learning_rate_decays_during_the_run(tiny_pairs, tmp_path):
+    t = Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "r", steps=8, log_every=1))
+    t.fit()
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+           if '"lr"' in x]
+    assert lrs[0] == pytest.approx(2e-4) and lrs[3] == pytest.approx(2e-4) and lrs[-1] < 0.25 * 2e-4
+
+
+def test_bad_config_fields_are_named(tiny_pairs, tmp_path):
+    with pytest.raises(ConfigError, match="size"):
+        Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "x", size=30))
+    with pytest.raises(ConfigError, match="data"):
+        Trainer(Pix2Pix, tiny_pix2pix_config("", tmp_path / "x"))
+
+
+def test_existing_run_is_not_overwritten(tiny_pairs, tmp_path):
+    Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "r", steps=2)).fit()
+    with pytest.raises(ConfigError, match="resume"):
+        Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "r", steps=2))

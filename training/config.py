@@ -1,0 +1,107 @@
+"""Configuration dataclasses and the command-line flags derived from them.
+
+Every field becomes ``--field-name``; its help text is the field's ``help`` metadata.
+The resolved config is written to the run directory (``config.json``) before step one.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from translate.errors import ConfigError
+
+
+def opt(default, help: str, choices: tuple | None = None, **kw):
+    """A dataclass field with the help text (and choices) the CLI shows."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """What every trainer shares: data, schedule length, device, logging, checkpoints."""
+
+    data: str = opt("", "dataset folder (see `translate data make` for built-in sets)")
+    out: str = opt("", "run directory (default: runs/<method>-<dataset>-NNN)")
+    steps: int = opt(0, "total optimizer steps (overrides --epochs when > 0)")
+    epochs: int = opt(0, "total epochs: the first half at the base learning rate, then linear decay to 0")
+    decay_fraction: float = opt(0.5, "fraction of the run over which the learning rate decays linearly to 0")
+    batch_size: int = opt(1, "images per step")
+    device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"))
+    amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
+    workers: int = opt(2, "data loading worker processes (0: load in the main process)")
+    seed: int = opt(0, "seed for weights, data order and augmentation")
+    log_every: int = opt(10, "write losses to metrics.jsonl / TensorBoard every N steps")
+    val_every: int = opt(200, "validate (L1, PSNR, SSIM) every N steps; 0 = only at the end")
+    sample_every: int = opt(200, "write a sample grid every N steps")
+    checkpoint_every: int = opt(500, "write a checkpoint every N steps (and always at the end)")
+    keep_checkpoints: int = opt(3, "numbered checkpoints to keep besides latest.pt")
+    val_fraction: float = opt(0.05, "share of train held out for validation when DIR has no val split")
+    max_val_images: int = opt(64, "validate on at most this many images")
+    time_limit: float = opt(0.0, "stop cleanly (with a checkpoint) after this many minutes; 0 = no limit")
+    strict_data: bool = opt(False, "stop at the first unreadable image instead of skipping it")
+    export: bool = opt(True, "export the generator to RUN/model.onnx at the end")
+    progress: bool = opt(True, "show a progress bar")
+
+    method: typing.ClassVar[str] = ""
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("data", "a dataset folder is required (--data DIR)")
+        for name in ("batch_size",):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.steps < 0 or self.epochs < 0:
+            raise ConfigError("steps", "steps and epochs must be >= 0")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ConfigError("decay_fraction", f"must be in [0, 1], got {self.decay_fraction}")
+        if self.workers < 0:
+            raise ConfigError("workers", f"must be >= 0, got {self.workers}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names - {"method"}
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], f"unknown field for {cls.method} config")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per dataclass field. Defaults are None so 'given' can be told from 'default'."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_ = f"{f.metadata.get('help', '')} (default: {default})"
+        if tp is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_)
+        else:
+            base = tp if tp in (int, float, str) else str
+            parser.add_argument(_flag(f.name), dest=f.name, type=base, default=None,
+                                choices=f.metadata.get("choices"), help=help_)
+
+
+def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The dataclass fields the user set on the command line."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}

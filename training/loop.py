@@ -1,0 +1,414 @@
+"""The one training loop every method shares.
+
+A method (see :class:`Method`) brings its networks, optimizers, losses and ``step``;
+this loop owns the rest: device and AMP, data loading in worker processes with a
+resumable order, the learning-rate schedule, checkpoints (atomic, complete enough
+for exact resumption), metrics JSONL + TensorBoard, sample grids, validation,
+progress bar, a clean stop on Ctrl-C or a time limit, and the ONNX export at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from translate import metrics as qmetrics
+from translate.checkpoint import CHECKPOINT_FORMAT, GeneratorSpec, load_checkpoint
+from translate.data import EpochSampler
+from translate.errors import ConfigError, DataError
+from translate.files import atomic_path, write_text_atomic
+
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was asked for but no CUDA GPU is visible")
+    return torch.device(name)
+
+
+class Method:
+    """Base class of a training method: its networks, losses and ``step``.
+
+    Subclasses set ``networks`` and ``optimizers`` (dicts by paper name), implement
+    :meth:`step`, :meth:`datasets`, :meth:`generators` and :meth:`sample_columns`.
+    """
+
+    name = ""
+    config_class: type[TrainConfig] = TrainConfig
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.device = device
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.use_amp = bool(config.amp and device.type == "cuda")
+
+    def autocast(self):
+        """bf16 autocast on CUDA when AMP is on; a no-op otherwise."""
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- what a method provides
+    def datasets(self) -> tuple[Dataset, Dataset]:
+        """(train set, validation set); items are dicts of tensors."""
+        raise NotImplementedError
+
+    def step(self, batch: dict) -> dict[str, float]:
+        raise NotImplementedError
+
+    def generators(self) -> dict[str, GeneratorSpec]:
+        """The exportable generators by direction, e.g. {'AtoB': spec}."""
+        raise NotImplementedError
+
+    def eval_generators(self) -> dict[str, nn.Module]:
+        """Test-time copies of the generators (as exported), made once per validation."""
+        raise NotImplementedError
+
+    def sample_columns(self, batch: dict, gens: dict[str, nn.Module]) -> list[torch.Tensor]:
+        """Columns of the sample grid, e.g. [input, output, target] (NCHW in [-1, 1])."""
+        raise NotImplementedError
+
+    def validation_pairs(self, batch: dict, gens: dict[str, nn.Module]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(output, target) to score with L1/PSNR/SSIM, or None when the method has no targets."""
+        return None
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+# ----------------------------------------------------------------- run directory
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    if config.out:
+        return Path(config.out)
+    base = Path("runs")
+    stem = f"{config.method}-{Path(config.data.rstrip('/')).name or 'data'}"
+    nums = [int(m.group(1)) for p in base.glob(f"{stem}-*") if (m := re.fullmatch(rf"{re.escape(stem)}-(\d+)", p.name))]
+    return base / f"{stem}-{max(nums, default=0) + 1:03d}"
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_lambda(total: int, decay_fraction: float):
+    """The reference's linear rule: constant, then linear decay over the last part.
+
+    With ``total`` units split into n_const + n_decay: factor(t) = 1 - max(0, t + 1 - n_const) / (n_decay + 1),
+    the scheduler stepping at the end of each unit (epoch, or step when training by steps).
+    """
+    n_decay = int(round(total * decay_fraction))
+    n_const = total - n_decay
+    return lambda t: 1.0 - max(0, t + 1 - n_const) / float(n_decay + 1)
+
+
+def _worker_init(_: int) -> None:
+    # Ctrl-C is handled by the main process, which stops after the current step
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Trainer:
+    """Runs a method to completion, from scratch or from a run directory's latest checkpoint."""
+
+    def __init__(self, method_class: type[Method], config: TrainConfig, resume: str | os.PathLike | None = None,
+                 overrides: dict[str, Any] | None = None):
+        self.checkpoint = None
+        if resume is not None:
+            self.run_dir = Path(resume)
+            ckpt_path = latest_checkpoint(self.run_dir)
+            self.checkpoint = load_checkpoint(ckpt_path)
+            if self.checkpoint["method"] != method_class.name:
+                raise ConfigError("resume", f"{ckpt_path} is a {self.checkpoint['method']} run, not {method_class.name}")
+            config = method_class.config_class.from_dict(
+                {k: v for k, v in self.checkpoint["config"].items() if k != "method"})
+            for k, v in (overrides or {}).items():
+                if k not in ("steps", "epochs", "device", "workers", "progress", "time_limit", "amp",
+                             "log_every", "val_every", "sample_every", "checkpoint_every", "export"):
+                    raise ConfigError(k, "cannot be changed when resuming (it would change the run's math)")
+                setattr(config, k, v)
+        else:
+            config.validate()
+            self.run_dir = new_run_dir(config)
+            if (self.run_dir / "checkpoints" / "latest.pt").exists():
+                raise ConfigError("out", f"{self.run_dir} already holds a run: use --resume {self.run_dir}")
+        config.out = str(self.run_dir)
+        self.config = config
+        self.device = resolve_device(config.device)
+        _seed_everything(config.seed)
+        self.method = method_class(config, self.device)
+        self.train_set, self.val_set = self.method.datasets()
+        self.step = 0
+        self.last_val: dict[str, float] = {}
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.train_set) // self.config.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        c = self.config
+        if c.steps > 0:
+            return c.steps
+        if c.epochs > 0:
+            return c.epochs * self.steps_per_epoch
+        raise ConfigError("steps", "give --steps N or --epochs N")
+
+    def _make_schedulers(self) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+        c = self.config
+        units = c.steps if c.steps > 0 else c.epochs
+        rule = lr_lambda(units, c.decay_fraction)
+        return {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in self.method.optimizers.items()}
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        for k, sd in ckpt["networks"].items():
+            self.method.networks[k].load_state_dict(sd)
+        for k, sd in ckpt["optimizers"].items():
+            self.method.optimizers[k].load_state_dict(sd)
+        self.method.load_extra_state(ckpt.get("extra", {}))
+        self.step = int(ckpt["step"])
+        self.last_val = dict(ckpt.get("last_val", {}))
+
+    def _loader(self) -> DataLoader:
+        c = self.config
+        sampler = EpochSampler(len(self.train_set), seed=c.seed, start=self.step * c.batch_size)
+        return DataLoader(
+            self.train_set, batch_size=c.batch_size, sampler=sampler, num_workers=c.workers,
+            pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init if c.workers else None,
+            persistent_workers=False, generator=torch.Generator().manual_seed(c.seed),
+            prefetch_factor=4 if c.workers else None)
+
+    # -------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, schedulers) -> Path:
+        ckpt_dir = self.run_dir / "checkpoints"
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "method": self.method.name,
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "networks": {k: n.state_dict() for k, n in self.method.networks.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+            "extra": self.method.extra_state(),
+            "rng": _rng_state(),
+            "last_val": self.last_val,
+            "generators": {d: spec.to_dict() for d, spec in self.method.generators().items()},
+        }
+        path = ckpt_dir / f"step_{self.step:08d}.pt"
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        latest = ckpt_dir / "latest.pt"
+        with atomic_path(latest) as tmp:
+            tmp.unlink()
+            os.link(path, tmp)
+        numbered = sorted(ckpt_dir.glob("step_*.pt"))
+        for old in numbered[: max(0, len(numbered) - self.config.keep_checkpoints)]:
+            old.unlink()
+        return path
+
+    # ---------------------------------------------------------------- logging
+    def _open_logs(self):
+        from torch.utils.tensorboard import SummaryWriter
+
+        metrics_path = self.run_dir / "metrics.jsonl"
+        if self.step and metrics_path.exists():  # drop what a crashed run logged after its last checkpoint
+            keep = [ln for ln in metrics_path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+            write_text_atomic(metrics_path, "".join(ln + "\n" for ln in keep))
+        self.metrics_file = open(metrics_path, "a", buffering=1)
+        self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
+
+    def log(self, record: dict[str, Any]) -> None:
+        record = {"step": self.step, **record}
+        self.metrics_file.write(json.dumps(record) + "\n")
+        for k, v in record.items():
+            if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                self.tb.add_scalar(k, v, self.step)
+
+    # ------------------------------------------------------------ validation
+    def _fixed_batch(self, n: int = 4) -> dict:
+        items = [self.val_set[i] for i in range(min(n, len(self.val_set)))]
+        return torch.utils.data.default_collate(items)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        c = self.config
+        n = min(len(self.val_set), c.max_val_images)
+        loader = DataLoader(torch.utils.data.Subset(self.val_set, range(n)), batch_size=max(1, c.batch_size),
+                            shuffle=False, num_workers=0)
+        acc = qmetrics.MeanMetrics()
+        gens = self.method.eval_generators()
+        for batch in loader:
+            pair = self.method.validation_pairs(_to_device(batch, self.device), gens)
+            if pair is None:
+                return {}
+            acc.update(pair[0].float().clamp(-1, 1), pair[1].float())
+        return {f"val/{k}": float(v) for k, v in acc.compute().items()}
+
+    @torch.no_grad()
+    def write_samples(self, batch: dict) -> Path:
+        import torchvision.utils as vutils
+
+        cols = [c.detach().float().cpu().clamp(-1, 1) for c in self.method.sample_columns(
+            _to_device(batch, self.device), self.method.eval_generators())]
+        cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in cols]
+        rows = torch.stack(cols, dim=1).flatten(0, 1)  # n x cols, row-major
+        grid = vutils.make_grid(rows, nrow=len(cols), padding=2, normalize=True, value_range=(-1, 1))
+        path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
+        from translate.imageio import save_image
+
+        save_image((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), path)
+        self.tb.add_image("samples", grid, self.step)
+        return path
+
+    # ------------------------------------------------------------------- run
+    def fit(self, stop_after: int | None = None) -> Path:
+        """Train to the configured length; ``stop_after`` stops cleanly (with a checkpoint)
+        after that many steps in this call, as an interruption would."""
+        c = self.config
+        total = self.total_steps
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_dir / "config.json", c.dumps() + "\n")
+        schedulers = self._make_schedulers()
+        if self.checkpoint is not None:
+            for k, sd in self.checkpoint["schedulers"].items():
+                schedulers[k].load_state_dict(sd)
+            _set_rng_state(self.checkpoint["rng"])
+        self._open_logs()
+        fixed = self._fixed_batch()
+        by_step = c.steps > 0
+        stop = {"now": False}
+
+        def on_sigint(signum, frame):
+            if stop["now"]:
+                raise KeyboardInterrupt
+            stop["now"] = True
+            log.warning("interrupted: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
+
+        old_handler = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+        started = time.monotonic()
+        first_step = self.step
+        sums: dict[str, float] = {}
+        count = 0
+        t_log = time.perf_counter()
+        pbar = _progress(total, self.step, c.progress, desc=f"{self.method.name} {self.run_dir.name}")
+        data_iter = iter(self._loader())
+        try:
+            while self.step < total:
+                batch = _to_device(next(data_iter), self.device)
+                lr = next(iter(self.method.optimizers.values())).param_groups[0]["lr"]  # the rate this step used
+                losses = self.method.step(batch)
+                self.step += 1
+                if by_step or self.step % self.steps_per_epoch == 0:
+                    for s in schedulers.values():
+                        s.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+                pbar.update(1)
+                last = self.step == total
+                if self.step % c.log_every == 0 or last:
+                    now = time.perf_counter()
+                    means = {k: v / count for k, v in sums.items()}
+                    self.log({"epoch": self.step // self.steps_per_epoch, "lr": lr, **means,
+                              "it_per_s": count / max(now - t_log, 1e-9)})
+                    pbar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+                    sums, count, t_log = {}, 0, now
+                if (c.val_every and self.step % c.val_every == 0) or last:
+                    vals = self.validate()
+                    if vals:
+                        self.log(vals)
+                        self.last_val = vals
+                        pbar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items()))
+                if self.step % c.sample_every == 0 or last:
+                    self.write_samples(fixed)
+                halt = (stop["now"] or (c.time_limit > 0 and time.monotonic() - started > c.time_limit * 60)
+                        or (stop_after is not None and self.step - first_step >= stop_after)) and not last
+                if self.step % c.checkpoint_every == 0 or last or halt:
+                    self.save_checkpoint(schedulers)
+                if halt:
+                    pbar.write(f"stopped at step {self.step}/{total}; resume with: translate train "
+                               f"{self.method.name} --resume {self.run_dir}")
+                    break
+        finally:
+            pbar.close()
+            del data_iter
+            self.metrics_file.close()
+            self.tb.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        skipped = getattr(self.train_set, "skipped", {})
+        if skipped:
+            log.warning("%d unreadable files were skipped during training", len(skipped))
+        if self.step == total and c.export:
+            from translate.export import export_run
+
+            export_run(self.run_dir, verbose=c.progress)
+        return self.run_dir
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoints" / "latest.pt"
+    if not path.exists():
+        raise ConfigError("resume", f"{run_dir} has no checkpoints/latest.pt to resume from")
+    return path
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True)
+
+
+__all__ = ["Method", "Trainer", "lr_lambda", "resolve_device", "latest_checkpoint", "DataError"]

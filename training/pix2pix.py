@@ -1,0 +1,171 @@
+"""Pix2Pix (Isola et al. 2017): U-Net generator, PatchGAN discriminator on (input, output)
+pairs, conditional GAN loss + lambda_L1 * L1. Defaults are the paper's / reference code's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from translate import data as tdata
+from translate.checkpoint import GeneratorSpec
+from translate.errors import ConfigError
+from translate.losses import GANLoss, GAN_MODES, gradient_penalty
+from translate.networks import D_NAMES, define_D, define_G, parse_generator_name, to_inference
+
+from .config import TrainConfig, opt
+from .loop import Method
+
+
+@dataclass
+class Pix2PixConfig(TrainConfig):
+    direction: str = opt("AtoB", "translate A to B, or B to A", choices=tdata.DIRECTIONS)
+    size: int = opt(256, "crop size the networks train on (--crop_size in the reference)")
+    load_size: int = opt(0, "resize to this before the random crop (0: size * 286/256)")
+    preprocess: str = opt("resize_and_crop", "how training images are scaled and cropped", choices=tdata.PREPROCESS)
+    flip: bool = opt(True, "random horizontal flips (same for A and B)")
+    input_nc: int = opt(3, "input channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
+    output_nc: int = opt(3, "output channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
+    netG: str = opt("unet_256", "generator: unet_256, unet_128, unet_<N> (any power of two >= 32), "
+                    "resnet_9blocks, resnet_6blocks, resnet_<K>blocks")
+    netD: str = opt("basic", "discriminator: basic = 70x70 PatchGAN, n_layers, pixel", choices=D_NAMES)
+    n_layers_D: int = opt(3, "discriminator depth when netD = n_layers")
+    ngf: int = opt(64, "generator filters in the last conv layer")
+    ndf: int = opt(64, "discriminator filters in the first conv layer")
+    norm: str = opt("batch", "normalisation layers", choices=("batch", "instance", "none"))
+    dropout: bool = opt(True, "dropout in the generator's decoder (train time only)")
+    init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
+    init_gain: float = opt(0.02, "scale of the weight init")
+    spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
+    gan_mode: str = opt("vanilla", "adversarial loss", choices=GAN_MODES)
+    lambda_L1: float = opt(100.0, "weight of the L1 term")
+    lambda_gp: float = opt(10.0, "gradient penalty weight (gan_mode wgangp)")
+    lr: float = opt(2e-4, "Adam learning rate")
+    beta1: float = opt(0.5, "Adam beta1")
+    beta2: float = opt(0.999, "Adam beta2")
+    test_norm: str = opt("auto", "batch norm at test time: 'per-image' statistics (what the reference does at "
+                         "batch size 1 without --eval), 'running' statistics, or 'auto' (per-image when "
+                         "batch_size is 1)", choices=("auto", "per-image", "running"))
+
+    method = "pix2pix"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.size < 1:
+            raise ConfigError("size", f"must be positive, got {self.size}")
+        try:
+            parse_generator_name(self.netG)
+        except ValueError as e:
+            raise ConfigError("netG", str(e)) from None
+        if self.load_size and self.load_size < self.size:
+            raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
+
+    @property
+    def resolved_load_size(self) -> int:
+        return self.load_size or int(round(self.size * 286 / 256))
+
+    @property
+    def batch_stats(self) -> bool:
+        if self.norm != "batch":
+            return False
+        if self.test_norm == "auto":
+            return self.batch_size == 1
+        return self.test_norm == "per-image"
+
+
+def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+class Pix2Pix(Method):
+    name = "pix2pix"
+    config_class = Pix2PixConfig
+
+    def __init__(self, config: Pix2PixConfig, device: torch.device):
+        super().__init__(config, device)
+        c = config
+        self.arch = dict(name=c.netG, input_nc=c.input_nc, output_nc=c.output_nc, ngf=c.ngf, norm=c.norm,
+                         use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
+        self.G = define_G(**self.arch).to(device)
+        self.D = define_D(c.netD, c.input_nc + c.output_nc, ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm,
+                          init_type=c.init_type, init_gain=c.init_gain, spectral_norm=c.spectral_norm).to(device)
+        self.networks = {"G": self.G, "D": self.D}
+        betas = (c.beta1, c.beta2)
+        fused = device.type == "cuda"
+        self.optimizers = {
+            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=betas, fused=fused),
+            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=betas, fused=fused),
+        }
+        self.gan_loss = GANLoss(c.gan_mode).to(device)
+        size_multiple = getattr(self.G, "size_multiple", 1)
+        if c.size % size_multiple:
+            raise ConfigError("size", f"{c.netG} needs a multiple of {size_multiple}, got {c.size}")
+
+    def datasets(self):
+        c: Pix2PixConfig = self.config
+        train_sources = tdata.find_pairs(c.data, "train")
+        if tdata.has_split(c.data, "val"):
+            val_sources = tdata.find_pairs(c.data, "val")
+        else:
+            train_sources, val_sources = tdata.split_holdout(train_sources, c.val_fraction, c.seed)
+        train_sources, bad = tdata.check_readable(train_sources, strict=c.strict_data)
+        val_sources, bad_val = tdata.check_readable(val_sources, strict=c.strict_data)
+        if bad or bad_val:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "skipping %d unreadable files (first: %s: %s); --strict-data makes this fatal",
+                len(bad) + len(bad_val), *(bad + bad_val)[0])
+        common = dict(size=c.size, direction=c.direction, input_nc=c.input_nc, output_nc=c.output_nc,
+                      strict=c.strict_data, seed=c.seed)
+        train = tdata.PairedImages(train_sources, load_size=c.resolved_load_size, preprocess=c.preprocess,
+                                   flip=c.flip, train=True, **common)
+        val = tdata.PairedImages(val_sources or train_sources[:1], train=False, preprocess="resize", **common)
+        return train, val
+
+    def step(self, batch: dict) -> dict[str, float]:
+        c: Pix2PixConfig = self.config
+        real_A, real_B = batch["A"], batch["B"]
+        opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
+        with self.autocast():
+            fake_B = self.G(real_A)
+        # D: real pairs -> real, generated pairs -> fake
+        set_requires_grad(self.D, True)
+        opt_D.zero_grad(set_to_none=True)
+        with self.autocast():
+            fake_AB = torch.cat((real_A, fake_B.detach()), 1)
+            real_AB = torch.cat((real_A, real_B), 1)
+            loss_D_fake = self.gan_loss(self.D(fake_AB), False)
+            loss_D_real = self.gan_loss(self.D(real_AB), True)
+            loss_D = 0.5 * (loss_D_fake + loss_D_real)
+        if c.gan_mode == "wgangp":  # the reference's flag never applied it; here it does
+            gp, _ = gradient_penalty(self.D, real_AB.float(), fake_AB.float(), lambda_gp=c.lambda_gp)
+            loss_D = loss_D + gp
+        loss_D.backward()
+        opt_D.step()
+        # G: fool D, stay close to the target in L1
+        set_requires_grad(self.D, False)
+        opt_G.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_G_GAN = self.gan_loss(self.D(torch.cat((real_A, fake_B), 1)), True, for_discriminator=False)
+            loss_G_L1 = torch.nn.functional.l1_loss(fake_B.float(), real_B) * c.lambda_L1
+            loss_G = loss_G_GAN + loss_G_L1
+        loss_G.backward()
+        opt_G.step()
+        return {"G_GAN": loss_G_GAN.item(), "G_L1": loss_G_L1.item(), "D_real": loss_D_real.item(),
+                "D_fake": loss_D_fake.item()}
+
+    def generators(self) -> dict[str, GeneratorSpec]:
+        c: Pix2PixConfig = self.config
+        return {c.direction: GeneratorSpec(
+            network="G", arch=self.arch, batch_stats=c.batch_stats, direction=c.direction, method=self.name,
+            extra={"train_size": c.size, "data": c.data})}
+
+    def eval_generators(self):
+        return {self.config.direction: to_inference(self.G, batch_stats=self.config.batch_stats)}
+
+    def validation_pairs(self, batch, gens):
+        return gens[self.config.direction](batch["A"]), batch["B"]
+
+    def sample_columns(self, batch, gens):
+        return [batch["A"], gens[self.config.direction](batch["A"]), batch["B"]]

@@ -1,0 +1,183 @@
+"""The ``translate`` command: a thin front over translate/, training/ and serving/.
+
+Bad input (a typed TranslateError) prints one line and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from translate.errors import TranslateError
+
+
+def _cmd_data_make(args) -> None:
+    from translate.synthetic import make_dataset
+
+    summary = make_dataset(args.kind, args.out, count=args.count, size=args.size, seed=args.seed)
+    print(json.dumps(summary, default=str))
+
+
+def _train_methods() -> dict:
+    from training.pix2pix import Pix2Pix
+
+    return {"pix2pix": Pix2Pix}
+
+
+def _cmd_train(args) -> None:
+    from training.config import given
+    from training.loop import Trainer
+
+    method = _train_methods()[args.method]
+    cls = method.config_class
+    values = given(args, cls)
+    if args.resume:
+        run = Trainer(method, cls(), resume=args.resume, overrides=values).fit()
+    else:
+        run = Trainer(method, cls(**values)).fit()
+    print(f"run directory: {run}")
+
+
+def _cmd_export(args) -> None:
+    from translate.export import export_model
+
+    diff = export_model(args.model, args.out, direction=args.direction, tolerance=args.tolerance)
+    print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {args.tolerance})")
+
+
+def _expand_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """(file, path relative to the output folder) for files and folders given on the command line."""
+    from translate.imageio import is_image_file
+
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and is_image_file(f):
+                    out.append((f, f.relative_to(p)))
+        elif p.exists():
+            out.append((p, Path(p.name)))
+        else:
+            raise TranslateError(f"{p}: no such file or directory")
+    if not out:
+        raise TranslateError("no input images found in " + ", ".join(inputs))
+    return out
+
+
+def _cmd_predict(args) -> None:
+    from tqdm.auto import tqdm
+
+    import translate
+    from translate import imageio
+
+    predictor = translate.load(args.model, device=args.device, direction=args.direction)
+    files = _expand_inputs(args.inputs)
+    failed = 0
+    for src, rel in tqdm(files, desc="translate", unit="img", disable=len(files) < 2):
+        dst = Path(args.out) / rel.with_suffix("." + args.format)
+        try:
+            img = imageio.decode(src.read_bytes(), source=str(src))
+            imageio.save_image(predictor(img) if args.format == "png" else predictor(img).convert("RGB"), dst)
+        except TranslateError as e:
+            failed += 1
+            print(f"skipped: {e}", file=sys.stderr)
+    print(f"wrote {len(files) - failed} images to {args.out}" + (f" ({failed} failed)" if failed else ""))
+    if failed:
+        sys.exit(1)
+
+
+def _cmd_evaluate(args) -> None:
+    import translate
+    from translate.evaluate import evaluate
+
+    predictor = translate.load(args.model, device=args.device, direction=args.direction)
+    result = evaluate(predictor, args.data, split=args.split, limit=args.limit, progress=not args.quiet)
+    print(json.dumps(result, indent=None if args.compact else 2))
+
+
+def _cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), minutes=args.minutes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="translate", description="Image-to-image translation: train, export, predict.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="built-in datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    mk = dsub.add_parser("make", help="generate a built-in paired dataset in the aligned A|B layout")
+    mk.add_argument("kind", choices=("maps", "sketches"))
+    mk.add_argument("out", help="output folder (train/ val/ test/ are created)")
+    mk.add_argument("--count", type=int, default=400, help="number of pairs (default 400)")
+    mk.add_argument("--size", type=int, default=256, help="side of each image (default 256)")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.set_defaults(func=_cmd_data_make)
+
+    from training.config import add_arguments
+
+    t = sub.add_parser("train", help="train a model")
+    tsub = t.add_subparsers(dest="method", required=True)
+    for name, method in _train_methods().items():
+        mp = tsub.add_parser(name, help=(method.__doc__ or name).strip().splitlines()[0],
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        add_arguments(mp, method.config_class)
+        mp.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
+        mp.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("export", help="export a generator to ONNX (verified against PyTorch)")
+    e.add_argument("model", help="run directory, checkpoint, or reference latest_net_G.pth")
+    e.add_argument("--out", required=True, help="output .onnx file")
+    e.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
+    e.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed (default 1e-3)")
+    e.set_defaults(func=_cmd_export)
+
+    pr = sub.add_parser("predict", help="translate images")
+    pr.add_argument("model", help=".onnx file, run directory, checkpoint or reference .pth")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    pr.add_argument("--out", required=True, help="output folder (folder structure of inputs is kept)")
+    pr.add_argument("--format", choices=("png", "jpg"), default="png")
+    pr.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
+    pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    pr.set_defaults(func=_cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="L1 / PSNR / SSIM on a paired split, as JSON")
+    ev.add_argument("model")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--direction")
+    ev.add_argument("--limit", type=int, default=0, help="evaluate at most N pairs (0: all)")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--compact", action="store_true", help="one-line JSON")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    dm = sub.add_parser("demo", help="make the maps set, train a small model, translate held-out tiles")
+    dm.add_argument("--out", default="demo")
+    dm.add_argument("--minutes", type=float, default=4.0, help="training time budget (default 4)")
+    dm.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except TranslateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
