@@ -10,7 +10,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from translate.errors import ConfigError
 
@@ -30,7 +30,7 @@ class TrainConfig:
     data: str = opt("", "dataset folder (see `translate data make` for built-in sets)")
     out: str = opt("", "run directory (default: runs/<method>-<dataset>-NNN)")
     steps: int = opt(0, "total optimizer steps (overrides --epochs when > 0)")
-    epochs: int = opt(0, "total epochs: the first half at the base learning rate, then linear decay to 0")
+    epochs: int = opt(200, "total epochs (the reference's 100 constant + 100 decaying); --steps overrides")
     decay_fraction: float = opt(0.5, "fraction of the run over which the learning rate decays linearly to 0")
     batch_size: int = opt(1, "images per step")
     device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"))
@@ -79,8 +79,10 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _flags(name: str) -> list[str]:
+    """``--load-size``, and ``--load_size`` as the reference spells it."""
+    dashed = "--" + name.replace("_", "-")
+    return [dashed] if "_" not in name else [dashed, "--" + name]
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
@@ -93,11 +95,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_ = f"{f.metadata.get('help', '')} (default: {default})"
         if tp is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(_flags(f.name)[0], dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_)
         else:
             base = tp if tp in (int, float, str) else str
-            parser.add_argument(_flag(f.name), dest=f.name, type=base, default=None,
+            parser.add_argument(*_flags(f.name), dest=f.name, type=base, default=None,
                                 choices=f.metadata.get("choices"), help=help_)
 
 

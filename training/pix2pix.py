@@ -36,6 +36,8 @@ class Pix2PixConfig(TrainConfig):
     init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = opt(0.02, "scale of the weight init")
     spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
+    channels_last: bool = opt(True, "channels-last memory layout for the networks (same math; about 1.5x "
+                              "faster on CPU, see BENCHMARKS.md)")
     gan_mode: str = opt("vanilla", "adversarial loss", choices=GAN_MODES)
     lambda_L1: float = opt(100.0, "weight of the L1 term")
     lambda_gp: float = opt(10.0, "gradient penalty weight (gan_mode wgangp)")
@@ -89,6 +91,9 @@ class Pix2Pix(Method):
         self.G = define_G(**self.arch).to(device)
         self.D = define_D(c.netD, c.input_nc + c.output_nc, ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm,
                           init_type=c.init_type, init_gain=c.init_gain, spectral_norm=c.spectral_norm).to(device)
+        if c.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
         self.networks = {"G": self.G, "D": self.D}
         betas = (c.beta1, c.beta2)
         fused = device.type == "cuda"
@@ -126,6 +131,9 @@ class Pix2Pix(Method):
     def step(self, batch: dict) -> dict[str, float]:
         c: Pix2PixConfig = self.config
         real_A, real_B = batch["A"], batch["B"]
+        if c.channels_last:
+            real_A = real_A.contiguous(memory_format=torch.channels_last)
+            real_B = real_B.contiguous(memory_format=torch.channels_last)
         opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
         with self.autocast():
             fake_B = self.G(real_A)

@@ -125,8 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model")
     tsub = t.add_subparsers(dest="method", required=True)
     for name, method in _train_methods().items():
-        mp = tsub.add_parser(name, help=(method.__doc__ or name).strip().splitlines()[0],
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mp = tsub.add_parser(name, help=(method.__doc__ or name).strip().splitlines()[0])
         add_arguments(mp, method.config_class)
         mp.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
         mp.set_defaults(func=_cmd_train)

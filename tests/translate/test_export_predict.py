@@ -96,3 +96,19 @@ def test_bad_model_files_are_named(tmp_path):
         translate.load(bad)
     with pytest.raises(ModelError, match="missing"):
         translate.load(tmp_path / "missing.pt")
+
+
+def test_reference_state_dict_predicts_like_pytorch(tmp_path):
+    torch.manual_seed(0)
+    G = define_G("unet_32", ngf=8, norm="batch", use_dropout=True)
+    sd = {"module." + k: v for k, v in G.state_dict().items()}  # saved from DataParallel, as the reference does
+    torch.save(sd, tmp_path / "latest_net_G.pth")
+    p = translate.load(tmp_path / "latest_net_G.pth")
+    G_ref, meta = load_generator(tmp_path / "latest_net_G.pth")
+    assert meta["batch_stats"] is True  # the reference tests batch-norm models with batch statistics
+    a = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    from translate.imageio import from_network, to_network
+
+    with torch.no_grad():
+        ref = from_network(G_ref(torch.from_numpy(to_network(a))).numpy())[0]
+    assert np.abs(p(a).astype(int) - ref.astype(int)).max() <= 1
