@@ -96,10 +96,10 @@ class Pix2Pix(Method):
             self.D.to(memory_format=torch.channels_last)
         self.networks = {"G": self.G, "D": self.D}
         betas = (c.beta1, c.beta2)
-        fused = device.type == "cuda"
+        # fused Adam: one kernel per step instead of lists of temporaries (faster on CPU and GPU)
         self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=betas, fused=fused),
-            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=betas, fused=fused),
+            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=betas, fused=True),
+            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=betas, fused=True),
         }
         self.gan_loss = GANLoss(c.gan_mode).to(device)
         size_multiple = getattr(self.G, "size_multiple", 1)

@@ -67,6 +67,19 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A run directory means its latest checkpoint; a file is itself."""
+    path = Path(path)
+    if path.is_dir():
+        ckpt = path / "checkpoints" / "latest.pt"
+        if not ckpt.exists():
+            raise ModelError(f"{path}: a run directory without checkpoints/latest.pt")
+        return ckpt
+    if not path.exists():
+        raise ModelError(f"{path}: no such checkpoint")
+    return path
+
+
 def load_generator(path: str | os.PathLike, direction: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """(inference-ready generator, metadata) from a checkpoint, run directory or reference .pth.
 
@@ -75,7 +88,7 @@ def load_generator(path: str | os.PathLike, direction: str | None = None) -> tup
     """
     from .networks import define_G, to_inference
 
-    path = resolve_model_path(path)
+    path = resolve_checkpoint(path)
     if path.suffix == ".onnx":
         raise ModelError(f"{path}: an ONNX model, not a PyTorch checkpoint")
     raw = _torch_load_any(path)

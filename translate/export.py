@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_generator, resolve_model_path
+from .checkpoint import load_checkpoint, load_generator, resolve_checkpoint
 from .errors import ModelError
 from .files import atomic_path
 
@@ -138,7 +138,7 @@ def export_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike 
 
 def directions_of(path: str | os.PathLike) -> list[str]:
     """The generator directions a checkpoint (or run directory) holds."""
-    p = resolve_model_path(path)
+    p = resolve_checkpoint(path)
     if p.suffix == ".onnx":
         return []
     try:

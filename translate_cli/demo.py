@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 # small enough to learn visibly in a few CPU-minutes; see BENCHMARKS.md for the measured curve
 DEMO_DATA = dict(kind="maps", count=300, size=128, seed=0)
-DEMO_TRAIN = dict(size=128, netG="unet_128", ngf=32, ndf=32, batch_size=4, steps=1200, lr=5e-4,
+DEMO_TRAIN = dict(size=128, netG="unet_128", ngf=32, ndf=32, batch_size=4, steps=2000, lr=5e-4,
                   val_every=200, sample_every=200, checkpoint_every=200, workers=1, val_fraction=0.05)
 
 
