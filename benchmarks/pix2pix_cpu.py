@@ -96,7 +96,11 @@ def main() -> None:
         return
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.machine())
+    import onnxruntime
+
+    print(f"machine: {cpu}, {args.threads} threads, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
     print("\n| what | variant | time | peak RSS |\n|---|---|---|---|")
     train = {v: run_child("train", v, args) for v in ("nchw", "ours")}
     for v, r in train.items():
