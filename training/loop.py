@@ -48,7 +48,10 @@ class Method:
     """Base class of a training method: its networks, losses and ``step``.
 
     Subclasses set ``networks`` and ``optimizers`` (dicts by paper name), implement
-    :meth:`step`, :meth:`datasets`, :meth:`generators` and :meth:`sample_columns`.
+    :meth:`datasets`, :meth:`step`, :meth:`generators`, :meth:`eval_generators` and
+    :meth:`sample_columns`; methods without paired targets override :meth:`validate`,
+    :meth:`sample_grid` and :meth:`export`. Datasets are indexed with ``(index, seed)``
+    tuples from :class:`translate.data.EpochSampler` and return dicts of tensors.
     """
 
     name = ""
@@ -90,6 +93,38 @@ class Method:
     def validation_pairs(self, batch: dict, gens: dict[str, nn.Module]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(output, target) to score with L1/PSNR/SSIM, or None when the method has no targets."""
         return None
+
+    @torch.no_grad()
+    def validate(self, val_set: Dataset, max_images: int) -> dict[str, float]:
+        """Validation metrics (without the 'val/' prefix). Default: L1/PSNR/SSIM of the
+        test-time generators' outputs against the targets of ``validation_pairs``."""
+        n = min(len(val_set), max_images)
+        loader = DataLoader(torch.utils.data.Subset(val_set, range(n)), batch_size=max(1, self.config.batch_size),
+                            shuffle=False, num_workers=0)
+        acc = qmetrics.MeanMetrics()
+        gens = self.eval_generators()
+        for batch in loader:
+            pair = self.validation_pairs(_to_device(batch, self.device), gens)
+            if pair is None:
+                return {}
+            acc.update(pair[0].float().clamp(-1, 1), pair[1].float())
+        return acc.compute()
+
+    @torch.no_grad()
+    def sample_grid(self, batch: dict) -> torch.Tensor:
+        """The sample image (3, H, W) in [0, 1]. Default: one row per item of ``sample_columns``."""
+        import torchvision.utils as vutils
+
+        cols = [c.detach().float().cpu().clamp(-1, 1) for c in self.sample_columns(batch, self.eval_generators())]
+        cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in cols]
+        rows = torch.stack(cols, dim=1).flatten(0, 1)  # n x cols, row-major
+        return vutils.make_grid(rows, nrow=len(cols), padding=2, normalize=True, value_range=(-1, 1))
+
+    def export(self, run_dir: Path, verbose: bool = True) -> None:
+        """Write the run's deployable models at the end of training. Default: ONNX per generator."""
+        from translate.export import export_run
+
+        export_run(run_dir, verbose=verbose)
 
     def extra_state(self) -> dict[str, Any]:
         return {}
@@ -166,6 +201,8 @@ class Trainer:
         config.out = str(self.run_dir)
         self.config = config
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels
         _seed_everything(config.seed)
         self.method = method_class(config, self.device)
         self.train_set, self.val_set = self.method.datasets()
@@ -266,31 +303,15 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        c = self.config
-        n = min(len(self.val_set), c.max_val_images)
-        loader = DataLoader(torch.utils.data.Subset(self.val_set, range(n)), batch_size=max(1, c.batch_size),
-                            shuffle=False, num_workers=0)
-        acc = qmetrics.MeanMetrics()
-        gens = self.method.eval_generators()
-        for batch in loader:
-            pair = self.method.validation_pairs(_to_device(batch, self.device), gens)
-            if pair is None:
-                return {}
-            acc.update(pair[0].float().clamp(-1, 1), pair[1].float())
-        return {f"val/{k}": float(v) for k, v in acc.compute().items()}
+        vals = self.method.validate(self.val_set, self.config.max_val_images)
+        return {f"val/{k}": float(v) for k, v in vals.items()}
 
     @torch.no_grad()
     def write_samples(self, batch: dict) -> Path:
-        import torchvision.utils as vutils
-
-        cols = [c.detach().float().cpu().clamp(-1, 1) for c in self.method.sample_columns(
-            _to_device(batch, self.device), self.method.eval_generators())]
-        cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in cols]
-        rows = torch.stack(cols, dim=1).flatten(0, 1)  # n x cols, row-major
-        grid = vutils.make_grid(rows, nrow=len(cols), padding=2, normalize=True, value_range=(-1, 1))
-        path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         from translate.imageio import save_image
 
+        grid = self.method.sample_grid(_to_device(batch, self.device)).float().cpu().clamp(0, 1)
+        path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         save_image((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), path)
         self.tb.add_image("samples", grid, self.step)
         return path
@@ -375,9 +396,7 @@ class Trainer:
         if skipped:
             log.warning("%d unreadable files were skipped during training", len(skipped))
         if self.step == total and c.export:
-            from translate.export import export_run
-
-            export_run(self.run_dir, verbose=c.progress)
+            self.method.export(self.run_dir, verbose=c.progress)
         return self.run_dir
 
 

@@ -21,10 +21,31 @@ def _cmd_data_make(args) -> None:
     print(json.dumps(summary, default=str))
 
 
-def _train_methods() -> dict:
-    from training.pix2pix import Pix2Pix
+# trainers by CLI name: "module:class"; a module not present yet is simply not offered
+TRAIN_METHODS = {
+    "pix2pix": "training.pix2pix:Pix2Pix",
+    "cyclegan": "training.cyclegan:CycleGAN",
+    "gan": "training.gan:GAN",
+}
+# modules adding top-level commands through register(subparsers)
+COMMAND_MODULES = ("translate_cli.gan_commands", "translate_cli.serve_commands")
 
-    return {"pix2pix": Pix2Pix}
+
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _train_methods() -> dict:
+    import importlib
+
+    out = {}
+    for name, target in TRAIN_METHODS.items():
+        module, cls = target.split(":")
+        if _available(module):
+            out[name] = getattr(importlib.import_module(module), cls)
+    return out
 
 
 def _cmd_train(args) -> None:
@@ -156,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compact", action="store_true", help="one-line JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        if _available(module):
+            importlib.import_module(module).register(sub)
 
     dm = sub.add_parser("demo", help="make the maps set, train a small model, translate held-out tiles")
     dm.add_argument("--out", default="demo")
