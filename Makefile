@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/translate demo
 
+# the upload page is tested in a real headless Chromium from the system's packages
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+
 test: $(STAMP)
+ifeq ($(CHROMIUM),)
+	-(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser test will be skipped"
+endif
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

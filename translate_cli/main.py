@@ -28,7 +28,7 @@ TRAIN_METHODS = {
     "gan": "training.gan:GAN",
 }
 # modules adding top-level commands through register(subparsers)
-COMMAND_MODULES = ("translate_cli.gan_commands", "translate_cli.serve_commands")
+COMMAND_MODULES = ("translate_cli.gan_commands", "translate_cli.serve_commands", "translate_cli.convert_commands")
 
 
 def _available(module: str) -> bool:
