@@ -47,6 +47,8 @@ class TrainConfig:
     time_limit: float = opt(0.0, "stop cleanly (with a checkpoint) after this many minutes; 0 = no limit")
     strict_data: bool = opt(False, "stop at the first unreadable image instead of skipping it")
     export: bool = opt(True, "export the generator to RUN/model.onnx at the end")
+    init_from: str = opt("", "start from the networks of this checkpoint or run directory (fine-tuning; "
+                         "optimizers and schedule start fresh)")
     progress: bool = opt(True, "show a progress bar")
 
     method: typing.ClassVar[str] = ""

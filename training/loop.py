@@ -210,6 +210,8 @@ class Trainer:
         self.last_val: dict[str, float] = {}
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
+        elif config.init_from:
+            self._init_networks(config.init_from)
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -239,6 +241,18 @@ class Trainer:
         self.method.load_extra_state(ckpt.get("extra", {}))
         self.step = int(ckpt["step"])
         self.last_val = dict(ckpt.get("last_val", {}))
+
+    def _init_networks(self, source: str) -> None:
+        from translate.checkpoint import resolve_checkpoint
+
+        ckpt = load_checkpoint(resolve_checkpoint(source))
+        if ckpt["method"] != self.method.name:
+            raise ConfigError("init_from", f"{source} is a {ckpt['method']} checkpoint, not {self.method.name}")
+        for k, net in self.method.networks.items():
+            try:
+                net.load_state_dict(ckpt["networks"][k])
+            except (KeyError, RuntimeError) as e:
+                raise ConfigError("init_from", f"{source}: network {k} does not fit this config ({e})") from None
 
     def _loader(self) -> DataLoader:
         c = self.config

@@ -80,3 +80,14 @@ def test_existing_run_is_not_overwritten(tiny_pairs, tmp_path):
     Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "r", steps=2)).fit()
     with pytest.raises(ConfigError, match="resume"):
         Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "r", steps=2))
+
+
+def test_init_from_starts_with_the_given_weights(tiny_pairs, tmp_path):
+    Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "base", steps=2)).fit()
+    t = Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "ft", steps=2, seed=5,
+                                             init_from=str(tmp_path / "base")))
+    base = torch.load(tmp_path / "base" / "checkpoints" / "latest.pt", weights_only=False)["networks"]["G"]
+    for k, v in t.method.networks["G"].state_dict().items():
+        assert torch.equal(v, base[k]), k
+    with pytest.raises(ConfigError, match="init_from"):
+        Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "bad", ngf=4, init_from=str(tmp_path / "base")))
