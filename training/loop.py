@@ -342,6 +342,9 @@ class Trainer:
         if self.checkpoint is not None:
             for k, sd in self.checkpoint["schedulers"].items():
                 schedulers[k].load_state_dict(sd)
+                # a new LambdaLR resets the optimizer's rate; put back the decayed one
+                for group, lr in zip(self.method.optimizers[k].param_groups, schedulers[k].get_last_lr()):
+                    group["lr"] = lr
             _set_rng_state(self.checkpoint["rng"])
         self._open_logs()
         fixed = self._fixed_batch()

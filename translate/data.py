@@ -6,6 +6,9 @@ Layouts read, for a split such as ``train``:
 * paired folders: ``DIR/train/A/x.png`` with ``DIR/train/B/x.png`` (matched by file stem),
   or ``DIR/A`` + ``DIR/B`` / a flat ``DIR/*.png`` with no split folders, read as ``train``.
 
+Unpaired sets (CycleGAN) read ``DIR/trainA`` + ``DIR/trainB`` (the reference's unaligned
+layout), or any paired layout made unpaired (see :func:`find_unpaired`, :class:`UnpairedImages`).
+
 Augmentation is one albumentations pipeline applied with the same random parameters
 to A and B (resize to the load size, random crop, horizontal flip), so the pair stays
 pixel-aligned. Each sample's randomness comes from a seed the sampler hands out with
@@ -204,21 +207,12 @@ class PairedImages(Dataset):
     def __len__(self) -> int:
         return len(self.sources)
 
+    def _load(self, src: PairSource) -> tuple[Image.Image, Image.Image]:
+        return load_pair(src, self.direction, self.input_nc, self.output_nc)
+
     def __getitem__(self, key) -> dict:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        for attempt in range(len(self.sources)):
-            src = self.sources[(index + attempt) % len(self.sources)]
-            try:
-                a, b = load_pair(src, self.direction, self.input_nc, self.output_nc)
-                break
-            except ImageError as e:
-                if self.strict:
-                    raise
-                if str(src) not in self.skipped:
-                    log.warning("skipping %s", e)
-                self.skipped[str(src)] = e.reason
-        else:
-            raise DataError("every image pair failed to decode")
+        src, (a, b) = _first_readable(self.sources, index, self._load, self.strict, self.skipped, "image pair")
         a, b = imageio.image_to_array(a), imageio.image_to_array(b)
         if a.shape[:2] != b.shape[:2]:  # paired folders may differ in size: match B to A first
             b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_CUBIC)
@@ -227,6 +221,25 @@ class PairedImages(Dataset):
         out = self.transform(image=a, target=b)
         return {"A": imageio.image_to_tensor(out["image"]), "B": imageio.image_to_tensor(out["target"]),
                 "name": src.name}
+
+
+def _first_readable(sources: Sequence, index: int, load, strict: bool, skipped: dict[str, str], what: str):
+    """``(source, load(source))`` for the first source from ``index`` on (wrapping) that decodes.
+
+    A source raising :class:`ImageError` is logged once and recorded in ``skipped``
+    (path -> reason), or re-raised with ``strict``.
+    """
+    for attempt in range(len(sources)):
+        src = sources[(index + attempt) % len(sources)]
+        try:
+            return src, load(src)
+        except ImageError as e:
+            if strict:
+                raise
+            if str(src) not in skipped:
+                log.warning("skipping %s", e)
+            skipped[str(src)] = e.reason
+    raise DataError(f"every {what} failed to decode")
 
 
 def _mix(*ints: int) -> int:
@@ -269,3 +282,131 @@ def split_holdout(sources: Sequence[PairSource], fraction: float = 0.05, seed: i
     held = set(rng.choice(n, size=k, replace=False).tolist()) if k else set()
     return ([s for i, s in enumerate(sources) if i not in held],
             [s for i, s in enumerate(sources) if i in held])
+
+
+# ------------------------------------------------------------------ unpaired sets (CycleGAN)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image of an unpaired set: a whole file, or the A or B half of an aligned A|B file."""
+
+    path: Path
+    half: str | None = None  # 'A' or 'B': that half of an aligned file; None: the whole file
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.half is None else f"{self.path.stem}_{self.half}"
+
+    def __str__(self) -> str:
+        return str(self.path) if self.half is None else f"{self.path} ({self.half} half)"
+
+
+def load_image(src: ImageSource, channels: int = 3) -> Image.Image:
+    """Decode one image of an unpaired set (the half of an aligned file, or the file)."""
+    if src.half is None:
+        return imageio.read_image(src.path, channels=channels)
+    a, b = load_pair(PairSource(src.path), "AtoB", channels, channels)
+    return a if src.half == "A" else b
+
+
+def has_unaligned_split(root: str | os.PathLike, split: str) -> bool:
+    """Whether ``root`` has the reference's unaligned layout for ``split``: ``{split}A/`` and ``{split}B/``."""
+    root = Path(root)
+    return all((root / f"{split}{s}").is_dir() and _images_in(root / f"{split}{s}") for s in "AB")
+
+
+def unpair(pairs: Sequence[PairSource], seed: int = 0) -> tuple[list[ImageSource], list[ImageSource]]:
+    """Two unpaired sets from paired data, with no image meeting its partner.
+
+    The pairs are put in a seeded random order; the first half gives the A sides, the second
+    half the B sides (so the B set is shuffled independently of A, and half the data is used).
+    """
+    if len(pairs) < 2:
+        raise DataError(f"{len(pairs)} image pair(s): at least 2 are needed to split into unpaired A and B halves")
+    order = np.random.default_rng(_mix(seed, 11)).permutation(len(pairs)).tolist()
+    cut = len(pairs) - len(pairs) // 2
+    a_side = [ImageSource(pairs[i].a, "A" if pairs[i].b is None else None) for i in order[:cut]]
+    b_side = [ImageSource(pairs[i].b, None) if pairs[i].b is not None else ImageSource(pairs[i].a, "B")
+              for i in order[cut:]]
+    return a_side, b_side
+
+
+def find_unpaired(root: str | os.PathLike, split: str = "train",
+                  seed: int = 0) -> tuple[list[ImageSource], list[ImageSource]]:
+    """The A and B images of ``split``: ``DIR/{split}A`` + ``DIR/{split}B`` (any file names, any
+    counts), or else any paired layout of :func:`find_pairs`, made unpaired by :func:`unpair`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    if has_unaligned_split(root, split):
+        a_side, b_side = ([ImageSource(p) for p in _images_in(root / f"{split}{s}")] for s in "AB")
+        return a_side, b_side
+    try:
+        pairs = find_pairs(root, split)
+    except DataError:
+        raise DataError(f"{root}: no images for split '{split}' (expected {root}/{split}A and {root}/{split}B, "
+                        f"or a paired layout such as {root}/{split}/*.png with A|B side by side)") from None
+    return unpair(pairs, seed)
+
+
+def check_readable_images(sources: Sequence[ImageSource], strict: bool = False
+                          ) -> tuple[list[ImageSource], list[tuple[str, str]]]:
+    """:func:`check_readable` for the images of an unpaired set."""
+    good, bad = check_readable([PairSource(s.path) for s in dict.fromkeys(sources)], strict=strict)
+    ok = {g.a for g in good}
+    return [s for s in sources if s.path in ok], bad
+
+
+class UnpairedImages(Dataset):
+    """Unpaired A and B images as tensors: ``{'A', 'B', 'name', 'name_B'}`` (A is the input side).
+
+    As the reference's unaligned dataset: the length is max(len A, len B) and item ``i`` holds
+    A[i % len A]. In training its B image is drawn at a random index derived from the sample's
+    seed, so the draw is fixed by the ``(index, seed)`` key that :class:`EpochSampler` hands
+    out (a resumed run sees the same B images); at evaluation it is B[i % len B]. A and B are
+    augmented independently (each its own crop and flip). ``direction='BtoA'`` swaps the sets.
+    Unreadable files are skipped (or fatal with ``strict``) as in :class:`PairedImages`.
+    """
+
+    def __init__(self, a_sources: Sequence[ImageSource], b_sources: Sequence[ImageSource], size: int = 256,
+                 load_size: int | None = None, preprocess: str = "resize_and_crop", flip: bool = True,
+                 train: bool = True, direction: str = "AtoB", input_nc: int = 3, output_nc: int = 3,
+                 strict: bool = False, seed: int = 0):
+        if direction not in DIRECTIONS:
+            raise ConfigError("direction", f"must be one of {DIRECTIONS}, got {direction!r}")
+        if direction == "BtoA":
+            a_sources, b_sources = b_sources, a_sources
+        if not a_sources or not b_sources:
+            raise DataError(f"no images on the {'A' if not a_sources else 'B'} side")
+        self.a_sources, self.b_sources = list(a_sources), list(b_sources)
+        self.transform = build_transform(size, load_size, preprocess, flip, train)
+        self.train, self.input_nc, self.output_nc = train, input_nc, output_nc
+        self.strict, self.seed = strict, seed
+        self.skipped: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return max(len(self.a_sources), len(self.b_sources))
+
+    def b_index(self, key) -> int:
+        """The index into the B images that item ``key`` uses."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if not self.train:
+            return index % len(self.b_sources)
+        return _mix(self._seed(index, seed), 1) % len(self.b_sources)
+
+    def _seed(self, index: int, seed: int | None) -> int:
+        return seed if seed is not None else _mix(self.seed, index)
+
+    def _side(self, sources: list[ImageSource], index: int, channels: int, seed: int) -> tuple[ImageSource, torch.Tensor]:
+        src, img = _first_readable(sources, index % len(sources), lambda s: load_image(s, channels), self.strict,
+                                   self.skipped, "image")
+        self.transform.set_random_seed(seed)
+        return src, imageio.image_to_tensor(self.transform(image=imageio.image_to_array(img))["image"])
+
+    def __getitem__(self, key) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        seed = self._seed(index, seed)
+        a_src, a = self._side(self.a_sources, index, self.input_nc, _mix(seed, 2))
+        b_src, b = self._side(self.b_sources, self.b_index(key), self.output_nc, _mix(seed, 3))
+        return {"A": a, "B": b, "name": a_src.name, "name_B": b_src.name}

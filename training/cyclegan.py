@@ -1,0 +1,299 @@
+"""CycleGAN (Zhu et al. 2017): unpaired translation with two generators, G_A: A -> B and
+G_B: B -> A, two PatchGAN discriminators, D_A (judges B images: real_B vs fake_B) and D_B
+(judges A images), and cycle consistency G_B(G_A(a)) ~ a, G_A(G_B(b)) ~ b.
+
+Defaults are the paper's / reference code's: resnet_9blocks, basic PatchGAN, instance norm,
+LSGAN, lambda_A = lambda_B = 10, identity 0.5 (the identity loss weighs lambda_identity *
+lambda), image pools of 50, Adam 2e-4 (0.5, 0.999), load 286 -> crop 256, 200 epochs with
+linear decay over the second half. The step follows the reference: G_A and G_B with the
+discriminators frozen, then D_A and D_B on pooled fakes, each D loss halved.
+
+Data (``--data DIR``): ``DIR/trainA`` + ``DIR/trainB``, validated on ``valA``/``valB`` or
+``testA``/``testB``, else on a held-out part of each side. A paired layout (``DIR/train/*.png``
+A|B side by side, as ``translate data make`` writes) is accepted too: its pairs are shuffled
+and split in halves, A sides from one half and B sides from the other, so no pair is ever
+seen together (see ``translate.data.unpair``); it validates on ``DIR/val`` or a held-out part
+of the pairs, as pix2pix does.
+
+Validation reports the cycle-consistency L1 both ways (``cycle_A_l1`` = |G_B(G_A(a)) - a|,
+``cycle_B_l1``, on the [-1, 1] scale, without the lambda weights); when the validation data
+is paired it adds L1 / PSNR / SSIM of G_A's outputs against the true B images.
+
+Directions: the run's generators are exported as ``AtoB.onnx`` and ``BtoA.onnx``, named by the
+data set's A and B. With ``--direction BtoA`` the sides swap before training (as in the
+reference), so G_A then translates the data set's B to A and is exported as ``BtoA``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from translate import data as tdata
+from translate import metrics as qmetrics
+from translate.checkpoint import GeneratorSpec
+from translate.errors import ConfigError
+from translate.losses import GANLoss, ImagePool, cycle_loss, gradient_penalty, identity_loss
+from translate.networks import define_D, define_G, parse_generator_name, to_inference
+
+from .config import TrainConfig, opt
+from .loop import Method, _to_device
+from .pix2pix import Pix2PixConfig, set_requires_grad
+
+log = logging.getLogger(__name__)
+
+
+def _as_pix2pix(name: str, default: Any = dataclasses.MISSING):
+    """Pix2Pix's option ``name`` (the same help text and choices), with another default if given."""
+    f = Pix2PixConfig.__dataclass_fields__[name]
+    return opt(f.default if default is dataclasses.MISSING else default, f.metadata["help"], f.metadata["choices"])
+
+
+@dataclass
+class CycleGANConfig(TrainConfig):
+    direction: str = _as_pix2pix("direction")
+    size: int = _as_pix2pix("size")
+    load_size: int = _as_pix2pix("load_size")
+    preprocess: str = _as_pix2pix("preprocess")
+    flip: bool = _as_pix2pix("flip")
+    input_nc: int = _as_pix2pix("input_nc")
+    output_nc: int = _as_pix2pix("output_nc")
+    netG: str = _as_pix2pix("netG", "resnet_9blocks")
+    netD: str = _as_pix2pix("netD")
+    n_layers_D: int = _as_pix2pix("n_layers_D")
+    ngf: int = _as_pix2pix("ngf")
+    ndf: int = _as_pix2pix("ndf")
+    norm: str = _as_pix2pix("norm", "instance")
+    dropout: bool = opt(False, "dropout in the generator's residual blocks (train time only)")
+    init_type: str = _as_pix2pix("init_type")
+    init_gain: float = _as_pix2pix("init_gain")
+    spectral_norm: bool = _as_pix2pix("spectral_norm")
+    channels_last: bool = _as_pix2pix("channels_last")
+    gan_mode: str = _as_pix2pix("gan_mode", "lsgan")
+    lambda_A: float = opt(10.0, "weight of the cycle loss A -> B -> A")
+    lambda_B: float = opt(10.0, "weight of the cycle loss B -> A -> B")
+    lambda_identity: float = opt(0.5, "identity loss |G_A(b) - b| + |G_B(a) - a|, weighted lambda_identity x "
+                                 "lambda_B / lambda_A (0: off; needs input_nc == output_nc)")
+    pool_size: int = opt(50, "generated images kept per discriminator and replayed at random (0: no pool)")
+    lambda_gp: float = _as_pix2pix("lambda_gp")
+    lr: float = _as_pix2pix("lr")
+    beta1: float = _as_pix2pix("beta1")
+    beta2: float = _as_pix2pix("beta2")
+    test_norm: str = _as_pix2pix("test_norm")
+
+    method = "cyclegan"
+
+    resolved_load_size = Pix2PixConfig.resolved_load_size
+    batch_stats = Pix2PixConfig.batch_stats
+
+    def validate(self) -> None:
+        super().validate()
+        if self.size < 1:
+            raise ConfigError("size", f"must be positive, got {self.size}")
+        try:
+            parse_generator_name(self.netG)
+        except ValueError as e:
+            raise ConfigError("netG", str(e)) from None
+        if self.load_size and self.load_size < self.size:
+            raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
+        for name in ("lambda_A", "lambda_B", "lambda_identity", "pool_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.lambda_identity > 0 and self.input_nc != self.output_nc:
+            raise ConfigError("lambda_identity", f"the identity loss compares G_A(b) with b, which needs input_nc == "
+                              f"output_nc (got {self.input_nc} and {self.output_nc}); use --lambda-identity 0")
+
+
+def _other(direction: str) -> str:
+    return "BtoA" if direction == "AtoB" else "AtoB"
+
+
+def _interleave(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x0, y0, x1, y1, ... along the batch, both as 3 channels."""
+    x, y = (t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t for t in (x, y))
+    return torch.stack((x, y), dim=1).flatten(0, 1)
+
+
+class CycleGAN(Method):
+    """CycleGAN: unpaired translation both ways (two generators, two discriminators, cycle loss)."""
+
+    name = "cyclegan"
+    config_class = CycleGANConfig
+
+    def __init__(self, config: CycleGANConfig, device: torch.device):
+        super().__init__(config, device)
+        c = config
+        self.arch_A = dict(name=c.netG, input_nc=c.input_nc, output_nc=c.output_nc, ngf=c.ngf, norm=c.norm,
+                           use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
+        self.arch_B = {**self.arch_A, "input_nc": c.output_nc, "output_nc": c.input_nc}
+        d_args = dict(ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm, init_type=c.init_type, init_gain=c.init_gain,
+                      spectral_norm=c.spectral_norm)
+        # the reference's creation order: G_A, G_B, D_A, D_B
+        self.G_A = define_G(**self.arch_A).to(device)
+        self.G_B = define_G(**self.arch_B).to(device)
+        self.D_A = define_D(c.netD, c.output_nc, **d_args).to(device)  # real_B vs fake_B
+        self.D_B = define_D(c.netD, c.input_nc, **d_args).to(device)  # real_A vs fake_A
+        self.networks = {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
+        if c.channels_last:
+            for net in self.networks.values():
+                net.to(memory_format=torch.channels_last)
+        betas = (c.beta1, c.beta2)
+        self.optimizers = {
+            "G": torch.optim.Adam(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), lr=c.lr,
+                                  betas=betas, fused=True),
+            "D": torch.optim.Adam(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr=c.lr,
+                                  betas=betas, fused=True),
+        }
+        self.gan_loss = GANLoss(c.gan_mode).to(device)
+        self.fake_A_pool = ImagePool(c.pool_size, seed=c.seed + 1)
+        self.fake_B_pool = ImagePool(c.pool_size, seed=c.seed + 2)
+        size_multiple = getattr(self.G_A, "size_multiple", 1)
+        if c.size % size_multiple:
+            raise ConfigError("size", f"{c.netG} needs a multiple of {size_multiple}, got {c.size}")
+
+    # ------------------------------------------------------------------ data
+    def datasets(self):
+        c: CycleGANConfig = self.config
+        common = dict(size=c.size, direction=c.direction, input_nc=c.input_nc, output_nc=c.output_nc,
+                      strict=c.strict_data, seed=c.seed)
+        if tdata.has_unaligned_split(c.data, "train"):
+            train_A, train_B = tdata.find_unpaired(c.data, "train")
+            val_split = next((s for s in ("val", "test") if tdata.has_unaligned_split(c.data, s)), None)
+            if val_split:
+                val_A, val_B = tdata.find_unpaired(c.data, val_split)
+            else:
+                train_A, val_A = tdata.split_holdout(train_A, c.val_fraction, c.seed)
+                train_B, val_B = tdata.split_holdout(train_B, c.val_fraction, c.seed + 1)
+            val_A, val_B = self._readable(val_A), self._readable(val_B)
+            val = tdata.UnpairedImages(val_A or train_A[:1], val_B or train_B[:1], train=False, preprocess="resize",
+                                       **common)
+        else:  # a paired layout: train unpaired, validate on pairs
+            pairs = tdata.find_pairs(c.data, "train")
+            if tdata.has_split(c.data, "val"):
+                val_pairs = tdata.find_pairs(c.data, "val")
+            else:
+                pairs, val_pairs = tdata.split_holdout(pairs, c.val_fraction, c.seed)
+            train_A, train_B = tdata.unpair(pairs, c.seed)
+            val_pairs = self._readable(val_pairs)
+            val = tdata.PairedImages(val_pairs or pairs[:1], train=False, preprocess="resize", **common)
+        train = tdata.UnpairedImages(self._readable(train_A), self._readable(train_B),
+                                     load_size=c.resolved_load_size, preprocess=c.preprocess, flip=c.flip, train=True,
+                                     **common)
+        return train, val
+
+    def _readable(self, sources: list) -> list:
+        pairs = bool(sources) and isinstance(sources[0], tdata.PairSource)
+        check = tdata.check_readable if pairs else tdata.check_readable_images
+        good, bad = check(sources, strict=self.config.strict_data)
+        if bad:
+            log.warning("skipping %d unreadable files (first: %s: %s); --strict-data makes this fatal", len(bad), *bad[0])
+        return good
+
+    # ------------------------------------------------------------------ step
+    def step(self, batch: dict) -> dict[str, float]:
+        c: CycleGANConfig = self.config
+        real_A, real_B = batch["A"], batch["B"]
+        if c.channels_last:
+            real_A = real_A.contiguous(memory_format=torch.channels_last)
+            real_B = real_B.contiguous(memory_format=torch.channels_last)
+        opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
+        # G_A and G_B: fool the (frozen) discriminators, come back around the cycle, keep identity
+        set_requires_grad(self.D_A, False)
+        set_requires_grad(self.D_B, False)
+        opt_G.zero_grad(set_to_none=True)
+        with self.autocast():
+            fake_B = self.G_A(real_A)
+            rec_A = self.G_B(fake_B)
+            fake_A = self.G_B(real_B)
+            rec_B = self.G_A(fake_A)
+            loss_G_A = self.gan_loss(self.D_A(fake_B), True, for_discriminator=False)
+            loss_G_B = self.gan_loss(self.D_B(fake_A), True, for_discriminator=False)
+        losses = {"G_A": loss_G_A, "G_B": loss_G_B,
+                  "cycle_A": cycle_loss(rec_A.float(), real_A, c.lambda_A),
+                  "cycle_B": cycle_loss(rec_B.float(), real_B, c.lambda_B)}
+        if c.lambda_identity > 0:
+            with self.autocast():
+                idt_A, idt_B = self.G_A(real_B), self.G_B(real_A)
+            losses["idt_A"] = identity_loss(idt_A.float(), real_B, c.lambda_B * c.lambda_identity)
+            losses["idt_B"] = identity_loss(idt_B.float(), real_A, c.lambda_A * c.lambda_identity)
+        sum(losses.values()).backward()
+        opt_G.step()
+        # D_A and D_B: real images -> real, generated ones (replayed from the pools) -> fake
+        set_requires_grad(self.D_A, True)
+        set_requires_grad(self.D_B, True)
+        opt_D.zero_grad(set_to_none=True)
+        losses["D_A"] = self._backward_D(self.D_A, real_B, self.fake_B_pool.query(fake_B))
+        losses["D_B"] = self._backward_D(self.D_B, real_A, self.fake_A_pool.query(fake_A))
+        opt_D.step()
+        return {k: v.item() for k, v in losses.items()}
+
+    def _backward_D(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            loss_D = 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
+        if self.config.gan_mode == "wgangp":
+            gp, _ = gradient_penalty(D, real.float(), fake.float(), lambda_gp=self.config.lambda_gp)
+            loss_D = loss_D + gp
+        loss_D.backward()
+        return loss_D.detach()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        for name in ("fake_A_pool", "fake_B_pool"):
+            if name in state:
+                getattr(self, name).load_state_dict(state[name])
+
+    # ------------------------------------------------------- test-time views
+    def generators(self) -> dict[str, GeneratorSpec]:
+        c: CycleGANConfig = self.config
+        extra = {"train_size": c.size, "data": c.data}
+        specs = {}
+        for network, arch, direction in (("G_A", self.arch_A, c.direction), ("G_B", self.arch_B, _other(c.direction))):
+            specs[direction] = GeneratorSpec(network=network, arch=arch, batch_stats=c.batch_stats,
+                                             direction=direction, method=self.name, extra=dict(extra))
+        return specs
+
+    def eval_generators(self):
+        bs, d = self.config.batch_stats, self.config.direction
+        return {d: to_inference(self.G_A, batch_stats=bs), _other(d): to_inference(self.G_B, batch_stats=bs)}
+
+    def _cycle(self, batch: dict, gens: dict) -> dict[str, torch.Tensor]:
+        """real, fake and reconstructed images both ways, with the test-time generators."""
+        G_A, G_B = gens[self.config.direction], gens[_other(self.config.direction)]
+        real_A, real_B = batch["A"], batch["B"]
+        fake_B, fake_A = G_A(real_A), G_B(real_B)
+        return {"real_A": real_A, "fake_B": fake_B, "rec_A": G_B(fake_B),
+                "real_B": real_B, "fake_A": fake_A, "rec_B": G_A(fake_A)}
+
+    def sample_columns(self, batch, gens):
+        """Rows real_A | fake_B | rec_A and real_B | fake_A | rec_B, alternating."""
+        v = self._cycle(batch, gens)
+        return [_interleave(v["real_A"], v["real_B"]), _interleave(v["fake_B"], v["fake_A"]),
+                _interleave(v["rec_A"], v["rec_B"])]
+
+    @torch.no_grad()
+    def validate(self, val_set, max_images: int) -> dict[str, float]:
+        """Cycle L1 both ways; with paired validation data also L1/PSNR/SSIM of A -> B."""
+        n = min(len(val_set), max_images)
+        loader = DataLoader(Subset(val_set, range(n)), batch_size=max(1, self.config.batch_size), shuffle=False,
+                            num_workers=0)
+        gens = self.eval_generators()
+        paired = isinstance(val_set, tdata.PairedImages)
+        acc = qmetrics.MeanMetrics()
+        cycle: dict[str, list[torch.Tensor]] = {"cycle_A_l1": [], "cycle_B_l1": []}
+        for batch in loader:
+            v = self._cycle(_to_device(batch, self.device), gens)
+            cycle["cycle_A_l1"].append(qmetrics.l1(v["rec_A"].float(), v["real_A"]))
+            cycle["cycle_B_l1"].append(qmetrics.l1(v["rec_B"].float(), v["real_B"]))
+            if paired:
+                acc.update(v["fake_B"].float().clamp(-1, 1), v["real_B"].float())
+        out = {k: torch.cat(vals).mean().item() for k, vals in cycle.items()}
+        if paired:
+            out.update(acc.compute())
+        return out
