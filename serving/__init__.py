@@ -1,4 +1,4 @@
-"""The service: Ray Serve app, model store, batch conversion, retraining (see DESIGN.md).
-
-Not built yet; the ONNX Runtime predictor it will serve is ``translate.predictor``.
+"""The service: the on-disk model store (``store``), the Ray Serve app with its upload
+page (``app``), batch conversion on Ray Data (``convert``) and retraining jobs
+(``retrain``). It imports ``translate`` (and ``training`` for retraining), never the reverse.
 """

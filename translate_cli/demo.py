@@ -36,7 +36,7 @@ def _side_by_side(cols: list[tuple[str, Image.Image]]) -> Image.Image:
     return out
 
 
-def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8) -> Path:
+def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = False) -> Path:
     import translate
     from training.loop import Trainer
     from training.pix2pix import Pix2Pix, Pix2PixConfig
@@ -97,7 +97,27 @@ def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8) -> Path:
     print(f"  test set ({scores['count']} tiles): L1 {scores['l1']:.3f}, PSNR {scores['psnr']:.2f} dB, "
           f"SSIM {scores['ssim']:.3f}")
     print(f"  try: translate predict {model} {data}/test --out {out}/predicted")
+    store = register_demo_model(out / "models", model, run)
+    if serve:
+        from serving.app import serve_until_interrupted
+
+        serve_until_interrupted(store)
     return page
+
+
+def register_demo_model(store_root: Path, model: Path, run: Path, name: str = "maps") -> Path:
+    """Put the demo model into a model store (once: a second run finds the same file there)."""
+    import hashlib
+
+    from serving.store import ModelStore
+
+    store = ModelStore(store_root)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    known = [v["version"] for m in store.list() if m["name"] == name for v in m["versions"]
+             if v.get("sha256") == digest]
+    version = known[-1] if known else store.register(name, model, checkpoint=run, promote=True)
+    print(f"  model store:        {store.root.resolve()} ({name} {version})")
+    return store.root
 
 
 def _html(rows: list[str], scores: dict, model: Path) -> str:

@@ -28,7 +28,8 @@ TRAIN_METHODS = {
     "gan": "training.gan:GAN",
 }
 # modules adding top-level commands through register(subparsers)
-COMMAND_MODULES = ("translate_cli.gan_commands", "translate_cli.serve_commands", "translate_cli.convert_commands")
+COMMAND_MODULES = ("translate_cli.gan_commands", "translate_cli.serve_commands", "translate_cli.convert_commands",
+                   "translate_cli.retrain_commands")
 
 
 def _available(module: str) -> bool:
@@ -65,8 +66,27 @@ def _cmd_train(args) -> None:
 def _cmd_export(args) -> None:
     from translate.export import export_model
 
+    if _available("translate_cli.gan_commands"):
+        from . import gan_commands
+
+        if gan_commands.is_gan(args.model):  # a GAN run: G(z[, class]) -> sample
+            return gan_commands.cmd_export(args)
     diff = export_model(args.model, args.out, direction=args.direction, tolerance=args.tolerance)
     print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {args.tolerance})")
+    if args.register:
+        from serving.store import ModelStore
+        from translate.checkpoint import load_checkpoint, resolve_checkpoint
+        from translate.errors import ModelError
+
+        try:  # our training checkpoints are kept for fine-tuning; a reference .pth is not one
+            ckpt = resolve_checkpoint(args.model)
+            load_checkpoint(ckpt)
+        except ModelError:
+            ckpt = None
+        store = ModelStore(args.store)
+        version = store.register(args.register, Path(args.out), checkpoint=ckpt)
+        print(f"registered {args.register} {version} in {store.root}"
+              + (" (promoted)" if store.current(args.register) == version else ""))
 
 
 def _expand_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
@@ -115,6 +135,13 @@ def _cmd_evaluate(args) -> None:
     import translate
     from translate.evaluate import evaluate
 
+    if _available("translate_cli.gan_commands"):
+        from . import gan_commands
+
+        if gan_commands.is_gan(args.model):  # sample quality of a GAN run
+            return gan_commands.cmd_evaluate(args)
+    if not args.data:
+        raise TranslateError("--data: required to evaluate a translation model")
     predictor = translate.load(args.model, device=args.device, direction=args.direction)
     result = evaluate(predictor, args.data, split=args.split, limit=args.limit, progress=not args.quiet)
     print(json.dumps(result, indent=None if args.compact else 2))
@@ -123,7 +150,7 @@ def _cmd_evaluate(args) -> None:
 def _cmd_demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(Path(args.out), minutes=args.minutes)
+    run_demo(Path(args.out), minutes=args.minutes, serve=not args.no_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output .onnx file")
     e.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
     e.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed (default 1e-3)")
+    e.add_argument("--register", metavar="NAME", help="also add the model (and its checkpoint) to the model store")
+    e.add_argument("--store", metavar="DIR", help="model store folder (default: $TRANSLATE_STORE or ./models)")
     e.set_defaults(func=_cmd_export)
 
     pr = sub.add_parser("predict", help="translate images")
@@ -169,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="L1 / PSNR / SSIM on a paired split, as JSON")
     ev.add_argument("model")
-    ev.add_argument("--data", required=True)
+    ev.add_argument("--data", help="paired data set (translation models; GAN runs: real images to compare with)")
     ev.add_argument("--split", default="test")
     ev.add_argument("--direction")
     ev.add_argument("--limit", type=int, default=0, help="evaluate at most N pairs (0: all)")
@@ -187,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="make the maps set, train a small model, translate held-out tiles")
     dm.add_argument("--out", default="demo")
     dm.add_argument("--minutes", type=float, default=4.0, help="training time budget (default 4)")
+    dm.add_argument("--no-serve", action="store_true", help="do not start the service at the end")
     dm.set_defaults(func=_cmd_demo)
     return p
 

@@ -1,0 +1,89 @@
+"""A local Ray (2 CPUs) and the Serve app over a store of two tiny models, for the modules that use it.
+
+Module-scoped (test_service.py and test_page.py: two starts per session), so Ray is down again
+before other modules that start their own.
+"""
+import os
+import socket
+
+import pytest
+
+RETRAIN_TOKEN = "test-token-7f3a"
+# tight limits so the refusals are cheap to provoke (max_queued_requests counts requests the router has
+# not yet handed to a replica, so a burst needs room there even when the replica has capacity)
+SERVICE_OPTIONS = dict(max_batch_size=4, batch_wait_timeout_s=0.05, max_queued_requests=8, max_replicas=1,
+                       max_upload_bytes=2 * 2**20, max_pixels=1024 * 1024, request_timeout_s=30,
+                       ingress_num_cpus=0.25, num_cpus=1)
+
+
+def tiny_onnx(net: str = "unet_32", seed: int = 0) -> bytes:
+    """An exported random generator (ngf=8): milliseconds per image, real ONNX Runtime arithmetic."""
+    import torch
+
+    from translate.export import export_generator
+    from translate.networks import define_G, to_inference
+
+    torch.manual_seed(seed)
+    G = to_inference(define_G(net, ngf=8), batch_stats=True)
+    meta = {"method": "pix2pix", "direction": "AtoB", "arch": {"name": net, "ngf": 8}, "batch_stats": True,
+            "config": {"netG": net, "ngf": 8}}
+    return export_generator(G, meta)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    def __init__(self, url, store):
+        self.url, self.store = url, store
+        self._predictors = {}
+
+    def predictor(self, name, version=None):
+        """The reference: translate's Predictor on the stored file the service serves."""
+        from translate.predictor import Predictor
+
+        path = self.store.model_path(name, version)
+        if path not in self._predictors:
+            self._predictors[path] = Predictor(path, device="cpu")
+        return self._predictors[path]
+
+
+@pytest.fixture(scope="session")
+def store_factory(tmp_path_factory):
+    from serving.store import ModelStore
+
+    def make():
+        return ModelStore(tmp_path_factory.mktemp("store"))
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    pytest.importorskip("ray.serve")
+    from serving import app as service_app
+    from serving.store import ModelStore
+
+    store = ModelStore(tmp_path_factory.mktemp("served-store"))
+    store.register("unet", tiny_onnx("unet_32", seed=0), meta={"metrics": {"l1": 0.5}})
+    store.register("resnet", tiny_onnx("resnet_2blocks", seed=1))
+    # the replicas inherit the environment Ray starts with; keep it out of this process afterwards
+    saved = os.environ.get("TRANSLATE_RETRAIN_TOKEN")
+    os.environ["TRANSLATE_RETRAIN_TOKEN"] = RETRAIN_TOKEN
+    try:
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        if saved is None:
+            del os.environ["TRANSLATE_RETRAIN_TOKEN"]
+        else:
+            os.environ["TRANSLATE_RETRAIN_TOKEN"] = saved
+    try:
+        url = service_app.start_local(store.root, port=free_port(), **SERVICE_OPTIONS)
+        yield Service(url, store)
+    finally:
+        service_app.stop_local()

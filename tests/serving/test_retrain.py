@@ -1,0 +1,218 @@
+"""Retraining: upload validation, fine-tuning jobs, the promotion rule, job records, the CLI."""
+import io
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serving import retrain
+from serving.retrain import UploadLimits, job_status, submit_from_zip
+from serving.store import ModelStore
+from tests.conftest import make_pairs, tiny_pix2pix_config
+from translate.errors import ConfigError, DataError
+
+NAME = "maps"
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return make_pairs(tmp_path_factory.mktemp("retrain") / "pairs", n_train=16, n_val=4)
+
+
+@pytest.fixture(scope="module")
+def base_run(pairs, tmp_path_factory):
+    """An under-trained tiny Pix2Pix (4 steps): the version every test starts from."""
+    from training.loop import Trainer
+    from training.pix2pix import Pix2Pix
+
+    out = tmp_path_factory.mktemp("base") / "run"
+    return Trainer(Pix2Pix, tiny_pix2pix_config(pairs, out, steps=4, lr=1e-3, export=True)).fit()
+
+
+def new_store(root, base_run) -> ModelStore:
+    store = ModelStore(root)
+    assert store.register(NAME, base_run / "model.onnx", checkpoint=base_run / "checkpoints" / "latest.pt") == "v0001"
+    return store
+
+
+@pytest.fixture(scope="module")
+def shared_store(base_run, tmp_path_factory):
+    """A store for the refusals: they must leave it exactly as it was."""
+    return new_store(tmp_path_factory.mktemp("shared") / "store", base_run)
+
+
+def zip_of(files: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def zip_folder(folder, prefix="") -> bytes:
+    return zip_of({prefix + p.relative_to(folder).as_posix(): p.read_bytes()
+                   for p in sorted(folder.rglob("*.png"))})
+
+
+def png(w=64, h=32, value=128) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (value, 60, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def assert_nothing_imported(store):
+    hidden = [p for d in (".data", ".runs", ".jobs") if (store.root / d).is_dir() for p in (store.root / d).iterdir()]
+    assert hidden == []
+    assert store.versions(NAME) == ["v0001"] and store.current(NAME) == "v0001"
+
+
+def _symlink_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("train/a.png", png())
+        link = zipfile.ZipInfo("train/b.png")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "/etc/passwd")
+    return buf.getvalue()
+
+
+GOOD = {f"train/{i}.png": png(value=10 * i) for i in range(3)}
+BAD_UPLOADS = {
+    "zip-slip": (zip_of({**GOOD, "../evil.png": png()}), {}, "../evil.png: unsafe path"),
+    "zip-slip inside": (zip_of({**GOOD, "train/../../evil.png": png()}), {}, "evil.png: unsafe path"),
+    "absolute path": (zip_of({**GOOD, "/tmp/evil.png": png()}), {}, "/tmp/evil.png: unsafe path"),
+    "windows path": (zip_of({**GOOD, "..\\evil.png": png()}), {}, "evil.png: unsafe path"),
+    "symbolic link": (_symlink_zip(), {}, "train/b.png: symbolic link"),
+    "non-image": (zip_of({**GOOD, "train/notes.txt": b"hello"}), {}, "train/notes.txt: not an image"),
+    "image-named text": (zip_of({**GOOD, "train/fake.png": b"hello"}), {}, "train/fake.png: not a readable image"),
+    "truncated image": (zip_of({**GOOD, "train/cut.png": png()[:60]}), {}, "train/cut.png: "),
+    "corrupt image": (zip_of({**GOOD, "train/bad.png": png()[:40] + b"\0" * 200}), {}, "train/bad.png: "),
+    "too narrow": (zip_of({**GOOD, "train/thin.png": png(w=1)}), {}, "train/thin.png: 1x32 is too narrow"),
+    "empty zip": (zip_of({}), {}, "upload.zip: no images"),
+    "only clutter": (zip_of({"__MACOSX/._a.png": b"x", ".DS_Store": b"x"}), {}, "upload.zip: no images"),
+    "not a zip": (b"PK\x03\x04 this is not really a zip", {}, "upload.zip: not a readable zip"),
+    "empty upload": (b"", {}, "upload.zip: empty upload"),
+    "one pair": (zip_of({"a.png": png()}), {}, "1 pair(s); at least 2"),
+    "odd folder": (zip_of({**GOOD, "train/x/y.png": png()}), {}, "train/x/y.png: unexpected location"),
+    "mixed layouts": (zip_of({**GOOD, "top.png": png()}), {}, "top.png: images both at the top level"),
+    "no train": (zip_of({"val/a.png": png(), "test/b.png": png()}), {}, "without train/"),
+    "too many files": (zip_of(GOOD), {"max_files": 2}, "3 files, over the limit of 2"),
+    "zip bomb": (zip_of({**GOOD, "train/bomb.png": b"\0" * (4 << 20)}), {"max_bytes": 1 << 20},
+                 "bytes uncompressed, over the limit of 1,048,576"),
+    "too many pixels": (zip_of({**GOOD, "train/big.png": png(w=200, h=100)}), {"max_pixels": 64 * 32},
+                        "train/big.png: image is 200x100"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_uploads_are_refused_and_nothing_is_imported(shared_store, case):
+    data, limits, message = BAD_UPLOADS[case]
+    with pytest.raises(DataError) as err:
+        submit_from_zip(shared_store, NAME, data, token_ok=True, limits=UploadLimits(**limits))
+    assert message in str(err.value)
+    assert_nothing_imported(shared_store)
+
+
+def test_token_unknown_model_and_unknown_job_are_refused(shared_store):
+    good = zip_of(GOOD)
+    with pytest.raises(PermissionError):
+        submit_from_zip(shared_store, NAME, good, token_ok=False)
+    with pytest.raises(ConfigError, match="no model named 'roads'"):
+        submit_from_zip(shared_store, "roads", good, token_ok=True)
+    with pytest.raises(ConfigError, match="name"):
+        submit_from_zip(shared_store, "../maps", good, token_ok=True)
+    with pytest.raises(ConfigError, match="steps"):
+        submit_from_zip(shared_store, NAME, good, token_ok=True, steps=0)
+    with pytest.raises(ConfigError, match="background"):
+        submit_from_zip(shared_store, NAME, good, token_ok=True, background="later")
+    assert_nothing_imported(shared_store)
+    for job_id in ("0123456789ab", "../../etc/passwd", ""):
+        with pytest.raises(KeyError):
+            job_status(job_id, shared_store)
+
+
+def test_retrain_promotes_a_better_version_and_reports_progress(pairs, base_run, tmp_path, monkeypatch):
+    from training.pix2pix import Pix2Pix
+
+    store = new_store(tmp_path / "store", base_run)
+    seen = []
+    step = Pix2Pix.step
+
+    def spying_step(self, batch):  # what a client polling job_status sees before steps 1..6
+        if len(seen) < 6:
+            seen.append(job_status(next((store.root / ".jobs").iterdir()).stem))
+        return step(self, batch)
+
+    monkeypatch.setattr(Pix2Pix, "step", spying_step)
+    # a zipped folder (its name is stripped) of flat A|B images: the held-out pairs are split off
+    job = submit_from_zip(store, NAME, zip_folder(pairs / "train", prefix="new-maps/"), token_ok=True,
+                          steps=30, background="thread")
+    assert job["state"] == "queued" and job["base_version"] == "v0001"
+    assert job["data"] == {"train": 14, "val": 2, "test": 0, "eval_split": "val", "held_out": "split_holdout"}
+    status = retrain.wait(job["job_id"], timeout=300)
+    assert status["state"] == "succeeded", status["error"]
+    assert [(s["state"], s["phase"], s["progress"]) for s in seen[-1:]] == [
+        ("running", "train", {"step": 5, "total": 30})]
+    assert status["progress"] == {"step": 30, "total": 30}
+
+    out = status["outcome"]
+    assert out["promoted"] and out["new_version"] == "v0002" and out["current_version"] == "v0002"
+    assert out["metric"] == "l1" and out["new_metric"] < 0.7 * out["current_metric"], out
+    assert store.current(NAME) == "v0002" and store.checkpoint_path(NAME) is not None
+    meta = store.meta(NAME, "v0002")
+    assert meta["metrics"]["l1"] == out["new_metric"] and meta["evaluation"]["compared_with"]["version"] == "v0001"
+    # the held-out pairs were never trained on, and are the deterministic split of the upload
+    data = store.root / ".data" / f"{NAME}-{job['job_id']}"
+    held, trained = {p.name for p in (data / "val").iterdir()}, {p.name for p in (data / "train").iterdir()}
+    assert len(held) == 2 and not held & trained and held | trained == {p.name for p in (pairs / "train").iterdir()}
+    # the record is on disk: another process (replica) reads the same status
+    record = json.loads((store.root / ".jobs" / f"{job['job_id']}.json").read_text())
+    assert record["state"] == "succeeded" and record["outcome"] == out
+
+
+def wrong_pairs(pairs, dest):
+    """Training pairs whose targets are inverted, with the right pairs as the held-out test split."""
+    shutil.copytree(pairs / "test", dest / "test")
+    (dest / "train").mkdir()
+    for p in sorted((pairs / "train").glob("*.png")):
+        ab = np.asarray(Image.open(p))
+        w = ab.shape[1] // 2
+        Image.fromarray(np.concatenate([ab[:, :w], 255 - ab[:, w:]], axis=1)).save(dest / "train" / p.name)
+    return dest
+
+
+def test_cli_retrain_refuses_a_worse_version(pairs, base_run, tmp_path, capsys):
+    from translate_cli.main import main
+
+    store = new_store(tmp_path / "store", base_run)
+    data = wrong_pairs(pairs, tmp_path / "wrong")
+    main(["retrain", NAME, "--data", str(data), "--store", str(store.root), "--steps", "30", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert not out["promoted"] and out["new_version"] == "v0002" and out["current_version"] == "v0001"
+    assert out["eval_split"] == "test" and out["new_metric"] > out["current_metric"], out
+    assert "not promoted" in out["reason"]
+    assert store.versions(NAME) == ["v0001", "v0002"] and store.current(NAME) == "v0001"
+    assert job_status(out["job_id"], store)["outcome"] == {k: v for k, v in out.items() if k != "job_id"}
+    # a bad folder is one line and exit status 2
+    (data / "train" / "notes.txt").write_text("x")
+    with pytest.raises(SystemExit) as e:
+        main(["retrain", NAME, "--data", str(data), "--store", str(store.root), "--quiet"])
+    assert e.value.code == 2 and "notes.txt: not an image" in capsys.readouterr().err
+
+
+def test_job_runs_as_a_detached_ray_actor(pairs, base_run, tmp_path):
+    ray = pytest.importorskip("ray")
+    store = new_store(tmp_path / "store", base_run)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        job = submit_from_zip(store, NAME, zip_folder(pairs), token_ok=True, steps=2)  # Ray is up: "auto" uses it
+        status = retrain.wait(job["job_id"], timeout=300, store=store)
+    finally:
+        ray.shutdown()
+    assert status["state"] == "succeeded", status["error"]
+    assert status["outcome"]["new_version"] == "v0002" and status["outcome"]["eval_split"] == "test"
+    run = store.root / ".runs" / f"{NAME}-{job['job_id']}"
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2

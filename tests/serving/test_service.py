@@ -1,0 +1,286 @@
+"""The HTTP service on a real local Ray: same pixels as the predictor, batching, refusals, overload."""
+import io
+import json
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from translate import imageio
+
+from .conftest import RETRAIN_TOKEN, SERVICE_OPTIONS, tiny_onnx
+
+TIMEOUT = 60  # every client call is bounded: a hang fails the test instead of the session
+
+
+def encode(img: Image.Image, fmt="PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def noise(w, h, mode="RGB", seed=0) -> Image.Image:
+    c = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    a = np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+    return Image.fromarray(a[:, :, 0] if c == 1 else a, mode)
+
+
+def exif_rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    return encode(noise(40, 24, seed=3), "JPEG", quality=90, exif=exif)
+
+
+def png_header_only(w, h) -> bytes:
+    """A tiny PNG that claims w x h pixels (a decompression bomb's header)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def post(service, name="unet", data=None, files=None, **kw):
+    url = f"{service.url}/v1/models/{name}/translate"
+    return requests.post(url, data=data, files=files, timeout=TIMEOUT, **kw)
+
+
+def reference(service, data: bytes, name="unet", version=None) -> np.ndarray:
+    """What translate.predictor gives for the same upload (decoded by the same translate.imageio)."""
+    return np.asarray(service.predictor(name, version)(imageio.decode(data)))
+
+
+UPLOADS = {
+    "png": (lambda: encode(noise(45, 31)), (45, 31)),
+    "jpeg": (lambda: encode(noise(33, 50, seed=1), "JPEG", quality=85), (33, 50)),
+    "grayscale": (lambda: encode(noise(29, 37, "L", seed=2)), (29, 37)),
+    "rgba": (lambda: encode(noise(40, 30, "RGBA", seed=4)), (40, 30)),
+    "exif-rotated": (exif_rotated_jpeg, (24, 40)),
+}
+
+
+@pytest.mark.parametrize("kind", list(UPLOADS))
+def test_upload_comes_back_equal_to_the_predictor(service, kind):
+    make, size = UPLOADS[kind]
+    data = make()
+    r = post(service, files={"image": (f"x.{kind}", data)})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png" and r.headers["x-model-version"] == "v0001"
+    out = Image.open(io.BytesIO(r.content))
+    assert out.size == size
+    assert out.mode == ("RGBA" if kind == "rgba" else "RGB")
+    np.testing.assert_array_equal(np.asarray(out), reference(service, data))
+    if kind == "rgba":  # alpha set aside and restored exactly
+        np.testing.assert_array_equal(np.asarray(out)[:, :, 3], np.asarray(Image.open(io.BytesIO(data)))[:, :, 3])
+
+
+def odd_images():
+    rgba = noise(9, 5, "RGBA", seed=8)
+    palette = noise(12, 10, seed=9).convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = 0
+    gray16 = Image.fromarray(np.arange(70, dtype=np.uint16).reshape(7, 10) * 900)  # mode I;16
+    return {
+        "1x1 PNG": encode(noise(1, 1)), "1x7 PNG": encode(noise(1, 7)), "LA PNG": encode(rgba.convert("LA")),
+        "palette PNG with transparency": encode(palette), "16-bit grayscale PNG": encode(gray16),
+        "CMYK JPEG": encode(noise(11, 6).convert("CMYK"), "JPEG"), "WEBP": encode(noise(13, 9), "WEBP"),
+        "BMP": encode(noise(13, 9), "BMP"), "TIFF": encode(rgba, "TIFF"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(odd_images()))
+def test_every_allowed_format_and_odd_mode_is_translated(service, kind):
+    data = odd_images()[kind]
+    r = post(service, "resnet", data=data)
+    assert r.status_code == 200, r.text
+    out = Image.open(io.BytesIO(r.content))
+    assert out.size == imageio.decode(data).size
+    np.testing.assert_array_equal(np.asarray(out), reference(service, data, "resnet"))
+
+
+def test_the_second_model_raw_body_and_the_cli_give_the_same_pixels(service, tmp_path, capsys):
+    from translate_cli.main import main
+
+    data = encode(noise(50, 21, seed=5))
+    r = post(service, "resnet", data=data, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and r.headers["x-model"] == "resnet"
+    (tmp_path / "in.png").write_bytes(data)
+    main(["predict", str(service.store.model_path("resnet")), str(tmp_path / "in.png"), "--out", str(tmp_path)])
+    capsys.readouterr()
+    cli = np.asarray(Image.open(tmp_path / "in.png"))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(r.content))), cli)
+    assert not np.array_equal(cli, reference(service, data, "unet"))  # two models, two results
+
+
+def test_jpeg_when_the_client_asks_for_it(service):
+    r = post(service, data=encode(noise(40, 30, "RGBA")), headers={"Accept": "image/jpeg"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    out = Image.open(io.BytesIO(r.content))
+    assert out.format == "JPEG" and out.size == (40, 30) and out.mode == "RGB"
+
+
+def test_concurrent_requests_are_batched(service):
+    # a burst the deployment takes without refusals: 2 x max_batch_size running, as many waiting
+    # at the router (Serve counts a request as queued until a replica accepts it)
+    uploads = [encode(noise(32, 32, seed=i)) for i in range(2 * SERVICE_OPTIONS["max_batch_size"])]
+    sizes = []
+    for _ in range(3):  # a loaded machine may spread one burst thin; a working batcher fills within three
+        with ThreadPoolExecutor(len(uploads)) as pool:
+            responses = list(pool.map(lambda d: post(service, data=d), uploads))
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+        sizes += [int(r.headers["x-batch-size"]) for r in responses]
+        if max(sizes) > 1:
+            break
+    assert 1 < max(sizes) <= SERVICE_OPTIONS["max_batch_size"]
+    for d, r in zip(uploads, responses):  # per-image normalisation: the batch does not change the pixels
+        got = np.asarray(Image.open(io.BytesIO(r.content))).astype(int)
+        assert np.abs(got - reference(service, d).astype(int)).max() <= 1
+
+
+BAD = [  # (what, request arguments, status, error code)
+    ("text instead of an image", dict(data=b"hello, world"), 415, "unsupported_format"),
+    ("a GIF (not on the allow-list)", dict(data=encode(noise(8, 8), "GIF")), 415, "unsupported_format"),
+    ("a truncated PNG", dict(data=encode(noise(64, 64))[:300]), 400, "bad_image"),
+    ("an empty body", dict(data=b""), 400, "missing_image"),
+    ("a decompression bomb header", dict(data=png_header_only(20000, 20000)), 413, "too_many_pixels"),
+    ("over the pixel limit", dict(data=encode(Image.new("L", (1100, 1000)))), 413, "too_many_pixels"),
+    ("over the byte limit", dict(data=b"\x89PNG\r\n\x1a\n" + bytes(3 * 2**20)), 413, "too_large"),
+    ("a form without the image field", dict(files={"picture": ("x.png", b"\x89PNG")}), 400, "missing_field"),
+    ("the image field as text", dict(data={"image": "not a file"}), 400, "missing_field"),
+    ("a broken multipart body", dict(data=b"--xyz\r\nContent-Disposition: form-data; name=\"image\"\r\n",
+                                     headers={"Content-Type": "multipart/form-data; boundary=xyz"}), 400, None),
+    ("over the byte limit, chunked", dict(data=(b"\x89PNG\r\n\x1a\n" + bytes(2**20) for _ in range(3))), 413,
+     "too_large"),
+    ("a bad version string", dict(data=b"x", params={"version": "../v0001"}), 400, "bad_version"),
+    ("a bad version in the form", dict(files={"image": ("x.png", b"x")}, data={"version": "1"}), 400, "bad_version"),
+    ("an unknown version", dict(data=b"x", params={"version": "v0099"}), 404, "not_found"),
+    ("an unknown model", dict(name="nope", data=b"x"), 404, "not_found"),
+    ("a bad model name", dict(name="Bad.Name", data=b"x"), 400, "bad_name"),
+]
+
+
+@pytest.mark.parametrize("what,kw,status,error", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_its_4xx_with_a_json_error(service, what, kw, status, error):
+    kw = dict(kw)
+    r = post(service, kw.pop("name", "unet"), **kw)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["detail"] and (error is None or body["error"] == error)
+
+
+def test_corrupted_files_never_get_a_5xx(service):
+    rng = np.random.default_rng(0)
+    sources = [encode(noise(24, 16, seed=i), fmt) for i, fmt in enumerate(("PNG", "JPEG", "WEBP", "TIFF", "BMP"))]
+    for i in range(30):
+        data = bytearray(sources[i % len(sources)])
+        if i % 2:
+            del data[int(rng.integers(8, len(data))):]  # truncated after the magic bytes
+        else:
+            for j in rng.integers(8, len(data), 6):  # a few flipped bytes
+                data[j] ^= 0xFF
+        r = post(service, "resnet", data=bytes(data))
+        assert r.status_code == 200 or (400 <= r.status_code < 500 and r.json()["error"]), (i, r.status_code, r.text)
+
+
+@pytest.mark.parametrize("method,path,status", [("GET", "/v1/models/unet/translate", 405),
+                                                ("GET", "/nowhere", 404), ("POST", "/v1/models/a/b/translate", 404)])
+def test_unknown_routes_answer_json(service, method, path, status):
+    r = requests.request(method, service.url + path, timeout=TIMEOUT)
+    assert r.status_code == status and "error" in r.json()
+
+
+def test_overload_answers_503_with_retry_after_and_never_hangs(service):
+    # 1024 x 1024 keeps a small model busy; the queue holds max_queued_requests, the rest are refused
+    data = encode(Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (1024, 4))).convert("RGB"))
+    statuses, refused = [], None
+    with ThreadPoolExecutor(24) as pool:
+        for _ in range(3):
+            responses = list(pool.map(lambda _: post(service, data=data), range(24)))
+            statuses += [r.status_code for r in responses]
+            refused = next((r for r in responses if r.status_code == 503), None)
+            if refused is not None:
+                break
+    assert set(statuses) <= {200, 503}, statuses
+    assert refused is not None and 200 in statuses
+    assert int(refused.headers["Retry-After"]) >= 1 and refused.json()["error"] == "overloaded"
+
+
+def test_models_health_and_promotion_without_restart(service):
+    listing = requests.get(service.url + "/v1/models", timeout=TIMEOUT).json()["models"]
+    assert {m["name"]: m["current"] for m in listing} == {"resnet": "v0001", "unet": "v0001"}
+    assert next(m for m in listing if m["name"] == "unet")["versions"][0]["metrics"] == {"l1": 0.5}
+    health = requests.get(service.url + "/healthz", timeout=TIMEOUT)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+
+    store, data = service.store, encode(noise(36, 20, seed=7))
+    store.register("promo", tiny_onnx("unet_32", seed=10))
+    store.register("promo", tiny_onnx("unet_32", seed=11))
+    first = post(service, "promo", data=data)
+    assert first.headers["x-model-version"] == "v0001"
+    store.promote("promo", "v0002")
+    second = post(service, "promo", data=data)
+    assert second.headers["x-model-version"] == "v0002"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(second.content))),
+                                  reference(service, data, "promo", "v0002"))
+    pinned = post(service, "promo", data=data, params={"version": "v0001"})
+    assert pinned.content == first.content
+
+
+def test_the_model_deployment_allow_lists_model_ids(service):
+    from ray import serve
+
+    handle = serve.get_deployment_handle("ModelServer", app_name="translate")
+    image = np.zeros((8, 8, 3), np.uint8)
+    bad = handle.options(multiplexed_model_id="../../etc@v0001").remote(image).result(timeout_s=TIMEOUT)
+    assert bad["status"] == 400 and "name" in bad["error"]
+    missing = handle.options(multiplexed_model_id="unet@v0042").remote(image).result(timeout_s=TIMEOUT)
+    assert missing["status"] == 404
+
+
+def retrain(service, headers=None, data=b"PK\x05\x06" + bytes(18)):
+    return requests.post(service.url + "/v1/models/unet/retrain", data=data, headers=headers or {},
+                         timeout=TIMEOUT)
+
+
+def test_retraining_needs_the_token(service):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + RETRAIN_TOKEN}):
+        r = retrain(service, headers)
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    r = retrain(service, {"Authorization": f"Bearer {RETRAIN_TOKEN}"})  # an empty zip: refused as data
+    assert r.status_code in (400, 501) and r.json()["detail"]
+    r = requests.get(service.url + "/v1/jobs/0123456789ab", timeout=TIMEOUT)
+    assert r.status_code in (404, 501) and r.json()["error"]
+
+
+def test_retraining_is_disabled_without_a_configured_token():
+    from serving.app import ServiceError, check_retrain_auth
+
+    with pytest.raises(ServiceError) as e:
+        check_retrain_auth(f"Bearer {RETRAIN_TOKEN}", None)
+    assert e.value.status == 403
+    check_retrain_auth(f"Bearer {RETRAIN_TOKEN}", RETRAIN_TOKEN)  # accepted
+
+
+@pytest.mark.parametrize("accept,fmt", [(None, "PNG"), ("*/*", "PNG"), ("image/jpeg", "JPEG"),
+                                        ("image/png, image/jpeg;q=0.8", "PNG"), ("image/webp,image/jpeg", "JPEG")])
+def test_output_format_follows_accept(accept, fmt):
+    from serving.app import output_format
+
+    assert output_format(accept) == fmt
+
+
+def test_serve_config_names_the_builder_and_gpus():
+    import yaml
+
+    from serving import app
+
+    cfg = yaml.safe_load(open(app.__file__.replace("app.py", "serve_config.yaml")))
+    application = cfg["applications"][0]
+    module, fn = application["import_path"].split(":")
+    assert module == "serving.app" and callable(getattr(app, fn))
+    deployments = {d["name"]: d for d in application["deployments"]}
+    assert "num_gpus" in deployments["ModelServer"]["ray_actor_options"]
+    assert app.ServiceConfig.from_args(application["args"]).store  # every arg is a known option
+    assert json.loads(json.dumps(cfg["http_options"]))["request_timeout_s"] > 0

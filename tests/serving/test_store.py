@@ -1,0 +1,169 @@
+"""The model store: versions, promotion, slim checkpoints, refusals; and its CLI."""
+import json
+import threading
+
+import pytest
+import torch
+
+from serving.store import ModelStore, NotFoundError
+from translate.checkpoint import CHECKPOINT_FORMAT, GeneratorSpec
+from translate.errors import ConfigError, ModelError, TranslateError
+from translate.networks import define_G
+from translate_cli.main import main
+
+from .conftest import tiny_onnx
+
+
+@pytest.fixture(scope="module")
+def onnx_a():
+    return tiny_onnx("unet_32", seed=0)
+
+
+@pytest.fixture(scope="module")
+def onnx_b():
+    return tiny_onnx("unet_32", seed=1)
+
+
+@pytest.fixture
+def store(store_factory):
+    return store_factory()
+
+
+def fake_checkpoint(path, seed=0):
+    """A training checkpoint as training.loop writes it (with the optimizer state a slim copy drops)."""
+    torch.manual_seed(seed)
+    G = define_G("unet_32", ngf=8)
+    arch = {"name": "unet_32", "ngf": 8}
+    torch.save({"format": CHECKPOINT_FORMAT, "method": "pix2pix", "config": {"netG": "unet_32", "lr": 2e-4},
+                "step": 7, "networks": {"G": G.state_dict()}, "optimizers": {"G": {"state": {}}},
+                "schedulers": {}, "rng": {"torch": 1}, "extra": {}, "last_val": {"l1": 0.25},
+                "generators": {"AtoB": GeneratorSpec("G", arch, batch_stats=True).to_dict()}}, path)
+    return path
+
+
+def test_first_version_is_promoted_and_meta_read_from_the_model(store, onnx_a, onnx_b):
+    assert store.register("maps", onnx_a, meta={"metrics": {"l1": 0.3}}) == "v0001"
+    assert store.register("maps", onnx_b) == "v0002"
+    assert store.current("maps") == "v0001" and store.versions("maps") == ["v0001", "v0002"]
+    meta = store.meta("maps")
+    assert meta["version"] == "v0001" and meta["method"] == "pix2pix" and meta["direction"] == "AtoB"
+    assert meta["size_multiple"] == 32 and meta["channels"] == 3 and meta["metrics"] == {"l1": 0.3}
+    assert meta["config"]["netG"] == "unet_32" and meta["created"].endswith("+00:00")
+    assert store.model_path("maps", "v0002").read_bytes() == onnx_b
+    assert store.checkpoint_path("maps") is None
+    listing = store.list()
+    assert [m["name"] for m in listing] == ["maps"] and listing[0]["current"] == "v0001"
+    assert [v["version"] for v in listing[0]["versions"]] == ["v0001", "v0002"]
+
+
+def test_promote_switches_the_pointer(store, onnx_a, onnx_b):
+    store.register("maps", onnx_a)
+    store.register("maps", onnx_b, promote=True)
+    assert store.current("maps") == "v0002" and store.model_path("maps").read_bytes() == onnx_b
+    store.promote("maps", "v0001")
+    assert (store.root / "maps" / "CURRENT").read_text().strip() == "v0001"
+    with pytest.raises(NotFoundError):
+        store.promote("maps", "v0003")
+
+
+def test_register_from_a_file_with_a_slim_checkpoint(store, onnx_a, tmp_path):
+    (tmp_path / "m.onnx").write_bytes(onnx_a)
+    ckpt = fake_checkpoint(tmp_path / "step.pt")
+    v = store.register("maps", tmp_path / "m.onnx", checkpoint=ckpt)
+    slim = torch.load(store.checkpoint_path("maps", v), weights_only=False)
+    assert set(slim) == {"format", "method", "config", "step", "networks", "generators"}
+    assert store.meta("maps", v)["metrics"] == {"l1": 0.25}  # the run's last validation scores
+
+
+def test_concurrent_registers_get_distinct_versions(store, onnx_a):
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(store.register("maps", onnx_a))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == ["v0001", "v0002", "v0003", "v0004"] and store.current("maps") == "v0001"
+    assert not [p for p in (store.root / "maps").iterdir() if p.name.startswith(".")]  # no temp dirs left
+
+
+def test_a_bad_model_or_checkpoint_leaves_nothing_behind(store, onnx_a, tmp_path):
+    with pytest.raises(ModelError):
+        store.register("maps", b"not an onnx model")
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(ModelError):
+        store.register("maps", onnx_a, checkpoint=tmp_path / "bad.pt")
+    assert store.names() == [] and not (store.root / "maps").exists()
+
+
+def test_delete_refuses_the_current_version_while_others_exist(store, onnx_a, onnx_b):
+    store.register("maps", onnx_a)
+    store.register("maps", onnx_b)
+    with pytest.raises(ConfigError, match="promote another"):
+        store.delete("maps", "v0001")
+    store.delete("maps", "v0002")
+    assert store.versions("maps") == ["v0001"]
+    store.delete("maps", "v0001")  # the only one: the model goes
+    assert store.names() == []
+    store.register("other", onnx_a)
+    store.delete("other")
+    assert store.names() == []
+
+
+BAD_NAMES = ["../x", "a/b", "Maps", "", "maps\n", "x" * 65]
+BAD_VERSIONS = ["../v0001", "1", "v01", "v0001/..", "V0001"]
+BAD_CASES = ([(call, name, "v0001", "name") for call in ("register", "promote", "meta", "model_path", "delete",
+                                                           "versions") for name in BAD_NAMES]
+             + [(call, "maps", v, "version") for call in ("promote", "meta", "model_path", "delete")
+                for v in BAD_VERSIONS])
+
+
+@pytest.fixture(scope="module")
+def one_model_store(store_factory, onnx_a):
+    store = store_factory()
+    store.register("maps", onnx_a)
+    return store
+
+
+@pytest.mark.parametrize("call,name,version,field", BAD_CASES)
+def test_bad_names_and_versions_are_config_errors(one_model_store, onnx_a, call, name, version, field):
+    store = one_model_store
+    args = {"register": (name, onnx_a), "versions": (name,)}.get(call, (name, version))
+    with pytest.raises(ConfigError) as e:
+        getattr(store, call)(*args)
+    assert e.value.field == field
+    assert store.versions("maps") == ["v0001"]  # refused before anything changed
+
+
+def test_unknown_names_and_versions_are_not_found(store, onnx_a):
+    store.register("maps", onnx_a)
+    for call in (lambda: store.meta("nope"), lambda: store.model_path("maps", "v0009"),
+                 lambda: store.delete("nope"), lambda: store.promote("maps", "v0002")):
+        with pytest.raises(NotFoundError) as e:
+            call()
+        assert isinstance(e.value, KeyError) and isinstance(e.value, TranslateError)
+    assert store.current("nope") is None and store.versions("nope") == []
+
+
+def test_default_root_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSLATE_STORE", str(tmp_path / "s"))
+    assert ModelStore().root == tmp_path / "s"
+
+
+def test_cli_export_register_and_models_commands(tmp_path, capsys):
+    store = tmp_path / "store"
+    ckpt = fake_checkpoint(tmp_path / "latest.pt")
+    for _ in range(2):
+        main(["export", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--register", "maps", "--store", str(store)])
+    out = capsys.readouterr().out
+    assert "registered maps v0001" in out and "registered maps v0002" in out
+    assert ModelStore(store).checkpoint_path("maps", "v0002") is not None
+    main(["models", "promote", "maps", "v0002", "--store", str(store)])
+    main(["models", "list", "--json", "--store", str(store)])
+    listing = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert listing[0]["current"] == "v0002" and len(listing[0]["versions"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["models", "delete", "maps", "v0002", "--store", str(store)])
+    assert e.value.code == 2 and "promote another" in capsys.readouterr().err
+    main(["models", "delete", "maps", "v0001", "--store", str(store)])
+    main(["models", "list", "--store", str(store)])
+    assert "* v0002" in capsys.readouterr().out

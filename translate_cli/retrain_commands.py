@@ -1,0 +1,33 @@
+"""`translate retrain NAME --data DIR`: fine-tune a stored model on new pairs, promote it if no worse."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+
+def _cmd_retrain(args) -> None:
+    from serving.retrain import run_retrain
+    from serving.store import ModelStore
+
+    with contextlib.redirect_stdout(sys.stderr):  # training's messages; stdout is the outcome JSON alone
+        status = run_retrain(ModelStore(args.store), args.name, args.data, steps=args.steps,
+                             progress=not args.quiet)
+    print(json.dumps({"job_id": status["id"], **status["outcome"]}, indent=2))
+
+
+def register(subparsers) -> None:
+    from serving.retrain import DEFAULT_STEPS, HOLDOUT_FRACTION
+
+    p = subparsers.add_parser(
+        "retrain", help="fine-tune a stored model on new paired data; promote it if no worse (held-out L1)",
+        description="Fine-tune the current version of NAME from its checkpoint on DIR (aligned A|B pairs, flat "
+                    "or in train/ [val/ test/]), score old and new on the held-out pairs (DIR's test/ or val/, "
+                    f"else a fixed {HOLDOUT_FRACTION:.0%} of its pairs), register the new version and promote it "
+                    "if its L1 is no worse. Prints the outcome as JSON.")
+    p.add_argument("name", help="model name in the store")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of aligned A|B pairs")
+    p.add_argument("--store", metavar="DIR", help="model store folder (default: $TRANSLATE_STORE or ./models)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"fine-tuning steps (default {DEFAULT_STEPS})")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_retrain)

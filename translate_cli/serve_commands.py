@@ -1,0 +1,85 @@
+"""`translate serve` (the HTTP service on an embedded local Ray) and `translate models ...` (the store)."""
+from __future__ import annotations
+
+import json
+
+STORE_HELP = "model store folder (default: $TRANSLATE_STORE or ./models)"
+
+
+def _store(args):
+    from serving.store import ModelStore
+
+    return ModelStore(args.store)
+
+
+def _cmd_serve(args) -> None:
+    from serving.app import serve_until_interrupted
+
+    options = {k: getattr(args, k) for k in ("max_batch_size", "max_replicas", "num_gpus", "max_upload_bytes",
+                                             "max_pixels") if getattr(args, k) is not None}
+    serve_until_interrupted(_store(args).root, host=args.host, port=args.port, **options)
+
+
+def _cmd_models_list(args) -> None:
+    models = _store(args).list()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return
+    if not models:
+        print(f"no models in {_store(args).root}")
+    for m in models:
+        print(m["name"])
+        for v in m["versions"]:
+            mark = "*" if v["version"] == m["current"] else " "
+            metrics = ", ".join(f"{k} {val:.4g}" for k, val in (v.get("metrics") or {}).items()
+                                if isinstance(val, (int, float)))
+            print(f"  {mark} {v['version']}  {v.get('method') or '-'} {v.get('direction', '')}  "
+                  f"{v.get('created', '')}" + (f"  {metrics}" if metrics else ""))
+
+
+def _cmd_models_register(args) -> None:
+    version = _store(args).register(args.name, args.model, checkpoint=args.checkpoint, promote=args.promote)
+    print(f"registered {args.name} {version}")
+
+
+def _cmd_models_promote(args) -> None:
+    _store(args).promote(args.name, args.version)
+    print(f"promoted {args.name} {args.version}")
+
+
+def _cmd_models_delete(args) -> None:
+    _store(args).delete(args.name, args.version)
+    print(f"deleted {args.name}" + (f" {args.version}" if args.version else " (all versions)"))
+
+
+def register(subparsers) -> None:
+    s = subparsers.add_parser("serve", help="run the HTTP translation service (upload page, REST API) locally")
+    s.add_argument("--store", metavar="DIR", help=STORE_HELP)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--max-batch-size", type=int, help="largest batch of requests per model call (default 8)")
+    s.add_argument("--max-replicas", type=int, help="autoscaling limit of model replicas (default 2)")
+    s.add_argument("--num-gpus", type=float, help="GPUs per model replica (default 0)")
+    s.add_argument("--max-upload-bytes", type=int, help="largest request body (default 20 MiB)")
+    s.add_argument("--max-pixels", type=int, help="largest image in pixels (default 2048*2048)")
+    s.set_defaults(func=_cmd_serve)
+
+    m = subparsers.add_parser("models", help="list, register, promote or delete versions in the model store")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    ls = msub.add_parser("list", help="models, their versions and which one is served")
+    ls.add_argument("--json", action="store_true", help="print the store as JSON")
+    rg = msub.add_parser("register", help="add an exported .onnx as a new version")
+    rg.add_argument("name")
+    rg.add_argument("model", help="exported .onnx file")
+    rg.add_argument("--checkpoint", help="training checkpoint or run directory, kept for fine-tuning")
+    rg.add_argument("--promote", action="store_true", help="serve the new version at once")
+    pr = msub.add_parser("promote", help="serve VERSION of NAME (atomic switch, no restart)")
+    pr.add_argument("name")
+    pr.add_argument("version")
+    dl = msub.add_parser("delete", help="delete VERSION of NAME, or the whole model without VERSION")
+    dl.add_argument("name")
+    dl.add_argument("version", nargs="?")
+    for p, func in ((ls, _cmd_models_list), (rg, _cmd_models_register), (pr, _cmd_models_promote),
+                    (dl, _cmd_models_delete)):
+        p.add_argument("--store", metavar="DIR", help=STORE_HELP)
+        p.set_defaults(func=func)
