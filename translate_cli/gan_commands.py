@@ -1,0 +1,127 @@
+"""`translate sample` and `translate edit` for GAN runs, and the GAN side of `evaluate` / `export`.
+
+    translate sample RUN --n 64 [--class K] [--truncation T] --out samples.png
+    translate edit RUN --toward CLASS [--steps 20] [--eta 0.5] --out strip.png
+    translate evaluate RUN [--data DIR] [--inception WEIGHTS.pth] [--samples N]
+    translate export RUN --out g.onnx
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from translate.errors import ConfigError
+
+
+def _save_grid(x: torch.Tensor, out: str, nrow: int) -> None:
+    from training.gan import image_grid
+    from translate.imageio import save_image, tensor_to_array
+
+    save_image(tensor_to_array(image_grid(x, nrow=nrow) * 2 - 1), out)
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def cmd_sample(args) -> None:
+    from translate.gan_networks import load_gan_generator, sample_labels, sample_latents
+    from translate.imageio import save_image
+    from translate.toy_data import render_points
+
+    if args.n < 1:
+        raise ConfigError("n", f"must be >= 1, got {args.n}")
+    G, meta = load_gan_generator(args.run, use_ema=not args.no_ema)
+    g = _seeded(args.seed)
+    z = sample_latents(args.n, G.nz, args.truncation, generator=g)
+    y = sample_labels(args.n, G.num_classes, args.cls)
+    x = G(z, y)
+    if meta["kind"] == "points":
+        save_image(render_points(x, meta["name"]), args.out)
+    else:
+        _save_grid(x, args.out, nrow=8 if y is not None and args.cls is None else math.ceil(math.sqrt(args.n)))
+    print(json.dumps({"out": args.out, "n": args.n, "class": args.cls, "truncation": args.truncation,
+                      "ema": meta["ema"], "step": meta["step"]}))
+
+
+def cmd_edit(args) -> None:
+    from training.classifier import classifier_for_run, edit_toward
+    from translate.gan_networks import load_gan_generator, sample_labels, sample_latents
+
+    G, meta = load_gan_generator(args.run, use_ema=not args.no_ema)
+    if meta["kind"] != "images":
+        raise ConfigError("run", f"{args.run}: the latent edit needs an image GAN (this run is on {meta['data']})")
+    if args.frames < 2:
+        raise ConfigError("frames", f"must be >= 2, got {args.frames}")
+    C, _ = classifier_for_run(args.run, meta["config"], path=args.classifier)
+    g = _seeded(args.seed)
+    z = sample_latents(args.n, G.nz, generator=g)
+    y = None if not G.num_classes else torch.randint(0, G.num_classes, (args.n,), generator=g)
+    outs, scores = edit_toward(G, C, z, args.toward, steps=args.steps, eta=args.eta, y=y)
+    keep = sorted({round(i * args.steps / (args.frames - 1)) for i in range(args.frames)})
+    strip = torch.stack([outs[i] for i in keep], 1).flatten(0, 1)  # row per sample, column per frame
+    _save_grid(strip, args.out, nrow=len(keep))
+    print(json.dumps({"out": args.out, "toward": args.toward, "steps": args.steps, "eta": args.eta,
+                      "frames": keep, "score_before": float(scores[0].mean()), "score_after": float(scores[-1].mean())}))
+
+
+def cmd_evaluate(args) -> None:
+    """`translate evaluate RUN` for a GAN run: JSON on stdout."""
+    from training.gan import evaluate_gan
+
+    result = evaluate_gan(args.model, data=args.data, samples=args.samples, inception=args.inception,
+                          classifier=args.classifier, seed=args.seed)
+    print(json.dumps(result, indent=None if args.compact else 2))
+
+
+def cmd_export(args) -> None:
+    from training.gan import export_gan
+
+    diff = export_gan(args.model, args.out, tolerance=args.tolerance)
+    print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {args.tolerance})")
+
+
+def is_gan(path) -> bool:
+    from training.gan import is_gan_model
+
+    return is_gan_model(path)
+
+
+def register(subparsers) -> None:
+    s = subparsers.add_parser("sample", help="draw samples of a GAN run as an image grid (or a scatter plot)")
+    s.add_argument("run", help="GAN run directory or checkpoint")
+    s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--class", dest="cls", type=int, default=None,
+                   help="class index for a conditional GAN (default: one row per class)")
+    s.add_argument("--truncation", type=float, default=0.0,
+                   help="redraw latent components with |z| > T (0: no truncation)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-ema", action="store_true", help="use the raw G weights, not their moving average")
+    s.add_argument("--out", required=True, help="output image (.png)")
+    s.set_defaults(func=cmd_sample)
+
+    e = subparsers.add_parser("edit", help="steer latents toward a class with a classifier's gradient; "
+                              "writes the trajectories as an image strip")
+    e.add_argument("run", help="GAN run directory or checkpoint (image data with classes)")
+    e.add_argument("--toward", type=int, required=True, help="target class index")
+    e.add_argument("--steps", type=int, default=20, help="gradient steps (default 20)")
+    e.add_argument("--eta", type=float, default=0.5, help="step size on z (default 0.5)")
+    e.add_argument("--n", type=int, default=4, help="trajectories, one row each (default 4)")
+    e.add_argument("--frames", type=int, default=8, help="columns of the strip (default 8)")
+    e.add_argument("--classifier", help="classifier file (default: RUN/classifier.pt, trained on first use)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-ema", action="store_true", help="use the raw G weights, not their moving average")
+    e.add_argument("--out", default="edit.png", help="output image (default edit.png)")
+    e.set_defaults(func=cmd_edit)
+
+    ev = subparsers.choices.get("evaluate")
+    if ev is not None:  # options of `evaluate` for GAN runs
+        ev.add_argument("--inception", help="GAN runs: FID Inception weights file (torch-fidelity's "
+                        "weights-inception-2015-12-05-6726825d.pth) for FID/KID; default: a classifier of the data")
+        ev.add_argument("--samples", type=int, default=0, help="GAN runs: samples to draw (default 2,500 for "
+                        "mixtures; for images max(training images, 1000))")
+        ev.add_argument("--classifier", help="GAN runs: classifier file (default RUN/classifier.pt)")
+        ev.add_argument("--seed", type=int, default=0, help="GAN runs: sampling seed")
