@@ -17,23 +17,28 @@ from PIL import Image
 
 from . import imageio
 from .errors import ModelError
+from .tiling import TileConfig, TiledRunner
 
 META_PREFIX = "translate."
 
 
-def pad_to_multiple(x: np.ndarray, multiple: int, min_size: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def pad_to_multiple(x: np.ndarray, multiple: int, min_size: int = 0,
+                    axes: tuple[int, int] = (-2, -1)) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Reflect-pad NCHW ``x`` so H and W are multiples of ``multiple`` and at least ``min_size``.
 
     Returns (padded, (top, bottom, left, right)). Padding is split evenly around the image.
+    ``axes`` names the H and W axes (``(0, 1)`` for an HWC image).
     """
-    h, w = x.shape[-2:]
+    ax = [a % x.ndim for a in axes]
+    h, w = x.shape[ax[0]], x.shape[ax[1]]
     least = max(multiple, min_size)
     th, tw = (max(least, -(-n // multiple) * multiple) for n in (h, w))
     top, left = (th - h) // 2, (tw - w) // 2
     pads = (top, th - h - top, left, tw - w - left)
     if not any(pads):
         return x, pads
-    width = ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3]))
+    width = [(0, 0)] * x.ndim
+    width[ax[0]], width[ax[1]] = (pads[0], pads[1]), (pads[2], pads[3])
     mode = "reflect" if min(h, w) > 1 else "edge"  # a 1-pixel side cannot be reflected
     return np.pad(x, width, mode=mode), pads
 
@@ -69,10 +74,14 @@ class Predictor:
 
     ``Predictor(path_or_bytes)(image)`` takes a PIL image or a uint8 array (HxW, HxWx1,
     HxWx3 or HxWx4) and returns the same type, the same size.
+
+    Images over ``tiling.threshold`` pixels (default 2048 x 2048) run tile by tile with
+    whole-image normalisation statistics, in bounded memory (see :mod:`translate.tiling`);
+    ``tiling=TileConfig(threshold=None)`` never tiles, ``threshold=0`` always does.
     """
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", threads: int = 0,
-                 providers: Sequence | None = None):
+                 providers: Sequence | None = None, tiling: TileConfig | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -80,12 +89,13 @@ class Predictor:
         if threads:
             so.intra_op_num_threads = threads
         source = model if isinstance(model, bytes) else str(model)
-        self.source = "<bytes>" if isinstance(model, bytes) else str(model)
-        try:
-            self.session = ort.InferenceSession(source, sess_options=so,
-                                                providers=list(providers or default_providers(device)))
-        except Exception as e:
-            raise ModelError(f"{self.source}: cannot load ONNX model ({e.__class__.__name__}: {e})") from None
+        self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device)))
+        self.source = "<bytes>" if isinstance(model, bytes) else source
+        self.session = self._make_session(source)
+        self.tiling = tiling or TileConfig()
+        # the tiled graph is built from the model on first use: keep it only when tiling may happen
+        self._model = source if self.tiling.threshold is not None else None
+        self._tiler: TiledRunner | None = None
         raw = self.session.get_modelmeta().custom_metadata_map
         self.metadata: dict[str, Any] = {}
         for k, v in raw.items():
@@ -102,13 +112,36 @@ class Predictor:
         self.min_size = int(self.metadata.get("min_size", self.size_multiple))
         self.input_name = self.session.get_inputs()[0].name
 
+    def _make_session(self, model: str | bytes):
+        import onnxruntime as ort
+
+        try:
+            return ort.InferenceSession(model, **self._session_args)
+        except Exception as e:
+            raise ModelError(f"{self.source}: cannot load ONNX model ({e.__class__.__name__}: {e})") from None
+
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    @property
+    def tiler(self) -> TiledRunner:
+        """The tiled runner (its graph is built on first use)."""
+        if self._tiler is None:
+            if self._model is None:
+                raise ModelError(f"{self.source}: this predictor was made with tiling off (threshold None)")
+            import onnx  # a file's external weights (the dynamo exporter's .onnx.data) are read in too
+
+            model = self._model if isinstance(self._model, bytes) else onnx.load(self._model).SerializeToString()
+            self._tiler = TiledRunner(model, self.input_nc, self.size_multiple, self.min_size,
+                                      self._make_session, self.tiling)
+        return self._tiler
+
     # ------------------------------------------------------------ network level
     def run(self, x: np.ndarray) -> np.ndarray:
-        """float32 NCHW in [-1, 1], any H and W -> output of the same H and W."""
+        """float32 NCHW in [-1, 1], any H and W -> output of the same H and W (tiled above the threshold)."""
+        if self.tiling.wants(*np.shape(x)[-2:]):
+            return self.tiler.run(np.asarray(x, dtype=np.float32))
         padded, pads = pad_to_multiple(np.ascontiguousarray(x, dtype=np.float32), self.size_multiple,
                                        self.min_size)
         y = self.session.run(None, {self.input_name: padded})[0]
@@ -140,9 +173,11 @@ class Predictor:
         by_shape: dict[tuple, list[int]] = {}
         for i, (a, _) in enumerate(prepared):
             by_shape.setdefault(a.shape, []).append(i)
-        for idx in by_shape.values():
-            batch = np.stack([prepared[i][0] for i in idx])
-            out = imageio.from_network(self.run(imageio.to_network(batch)))
+        for shape, idx in by_shape.items():
+            if self.tiling.wants(*shape[:2]):  # from uint8 tiles to uint8 rows: no full-size float copy
+                out = [self.tiler.translate_array(prepared[i][0]) for i in idx]
+            else:
+                out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx]))))
             for j, i in enumerate(idx):
                 y, alpha = out[j], prepared[i][1]
                 if alpha is not None:
@@ -169,21 +204,37 @@ class Predictor:
             return self.translate_image(image)
         return self.translate_array(image)
 
+    # -------------------------------------------------------------- file level
+    def translate_file(self, data: bytes, source: str, out: str | os.PathLike,
+                       max_pixels: int = imageio.MAX_PIXELS) -> None:
+        """Decode an image file's bytes, translate, write ``out`` atomically (format from its
+        suffix; JPEG drops transparency). ImageError names ``source`` for unreadable input."""
+        img = self(imageio.decode(data, source=source, max_pixels=max_pixels))
+        if Path(out).suffix.lower() in (".jpg", ".jpeg"):
+            img = img.convert("RGB")
+        imageio.save_image(img, out)
 
-def load(path: str | os.PathLike, device: str = "auto", direction: str | None = None, threads: int = 0) -> Predictor:
-    """A :class:`Predictor` from an ONNX file, a run directory or a checkpoint (ours or the reference's).
 
-    Non-ONNX models are exported in memory first, so every path computes the same graph.
-    """
+def model_source(path: str | os.PathLike, direction: str | None = None) -> Path | bytes:
+    """The ONNX model behind an ONNX file, a run directory or a checkpoint (ours or the reference's):
+    a path to an .onnx file, or the bytes of the in-memory export of a PyTorch generator."""
     from .checkpoint import load_generator, resolve_model_path
     from .export import export_generator
 
     path = Path(path)
     if path.is_dir() and direction and (path / f"{direction}.onnx").exists():
-        return Predictor(path / f"{direction}.onnx", device=device, threads=threads)
+        return path / f"{direction}.onnx"
     p = resolve_model_path(path)
     if p.suffix == ".onnx":
-        return Predictor(p, device=device, threads=threads)
+        return p
     G, meta = load_generator(p, direction)
-    data, _ = export_generator(G, meta, check=False)
-    return Predictor(data, device=device, threads=threads)
+    return export_generator(G, meta, check=False)[0]
+
+
+def load(path: str | os.PathLike, device: str = "auto", direction: str | None = None, threads: int = 0,
+         tiling: TileConfig | None = None) -> Predictor:
+    """A :class:`Predictor` from an ONNX file, a run directory or a checkpoint (ours or the reference's).
+
+    Non-ONNX models are exported in memory first, so every path computes the same graph.
+    """
+    return Predictor(model_source(path, direction), device=device, threads=threads, tiling=tiling)
