@@ -25,7 +25,6 @@ reference), so G_A then translates the data set's B to A and is exported as ``Bt
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 from dataclasses import dataclass
@@ -39,68 +38,31 @@ from translate import metrics as qmetrics
 from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
 from translate.losses import GANLoss, ImagePool, cycle_loss, gradient_penalty, identity_loss
-from translate.networks import define_D, define_G, parse_generator_name, to_inference
+from translate.networks import define_D, define_G, to_inference
 
-from .config import TrainConfig, opt
+from .config import TranslationConfig, opt, redefault
 from .loop import Method, _to_device
-from .pix2pix import Pix2PixConfig, set_requires_grad
+from .pix2pix import set_requires_grad
 
 log = logging.getLogger(__name__)
 
 
-def _as_pix2pix(name: str, default: Any = dataclasses.MISSING):
-    """Pix2Pix's option ``name`` (the same help text and choices), with another default if given."""
-    f = Pix2PixConfig.__dataclass_fields__[name]
-    return opt(f.default if default is dataclasses.MISSING else default, f.metadata["help"], f.metadata["choices"])
-
-
 @dataclass
-class CycleGANConfig(TrainConfig):
-    direction: str = _as_pix2pix("direction")
-    size: int = _as_pix2pix("size")
-    load_size: int = _as_pix2pix("load_size")
-    preprocess: str = _as_pix2pix("preprocess")
-    flip: bool = _as_pix2pix("flip")
-    input_nc: int = _as_pix2pix("input_nc")
-    output_nc: int = _as_pix2pix("output_nc")
-    netG: str = _as_pix2pix("netG", "resnet_9blocks")
-    netD: str = _as_pix2pix("netD")
-    n_layers_D: int = _as_pix2pix("n_layers_D")
-    ngf: int = _as_pix2pix("ngf")
-    ndf: int = _as_pix2pix("ndf")
-    norm: str = _as_pix2pix("norm", "instance")
+class CycleGANConfig(TranslationConfig):
+    netG: str = redefault(TranslationConfig, "netG", "resnet_9blocks")
+    norm: str = redefault(TranslationConfig, "norm", "instance")
     dropout: bool = opt(False, "dropout in the generator's residual blocks (train time only)")
-    init_type: str = _as_pix2pix("init_type")
-    init_gain: float = _as_pix2pix("init_gain")
-    spectral_norm: bool = _as_pix2pix("spectral_norm")
-    channels_last: bool = _as_pix2pix("channels_last")
-    gan_mode: str = _as_pix2pix("gan_mode", "lsgan")
+    gan_mode: str = redefault(TranslationConfig, "gan_mode", "lsgan")
     lambda_A: float = opt(10.0, "weight of the cycle loss A -> B -> A")
     lambda_B: float = opt(10.0, "weight of the cycle loss B -> A -> B")
     lambda_identity: float = opt(0.5, "identity loss |G_A(b) - b| + |G_B(a) - a|, weighted lambda_identity x "
                                  "lambda_B / lambda_A (0: off; needs input_nc == output_nc)")
     pool_size: int = opt(50, "generated images kept per discriminator and replayed at random (0: no pool)")
-    lambda_gp: float = _as_pix2pix("lambda_gp")
-    lr: float = _as_pix2pix("lr")
-    beta1: float = _as_pix2pix("beta1")
-    beta2: float = _as_pix2pix("beta2")
-    test_norm: str = _as_pix2pix("test_norm")
 
     method = "cyclegan"
 
-    resolved_load_size = Pix2PixConfig.resolved_load_size
-    batch_stats = Pix2PixConfig.batch_stats
-
     def validate(self) -> None:
         super().validate()
-        if self.size < 1:
-            raise ConfigError("size", f"must be positive, got {self.size}")
-        try:
-            parse_generator_name(self.netG)
-        except ValueError as e:
-            raise ConfigError("netG", str(e)) from None
-        if self.load_size and self.load_size < self.size:
-            raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
         for name in ("lambda_A", "lambda_B", "lambda_identity", "pool_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")

@@ -9,69 +9,18 @@ import torch
 from translate import data as tdata
 from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
-from translate.losses import GANLoss, GAN_MODES, gradient_penalty
-from translate.networks import D_NAMES, define_D, define_G, parse_generator_name, to_inference
+from translate.losses import GANLoss, gradient_penalty
+from translate.networks import define_D, define_G, to_inference
 
-from .config import TrainConfig, opt
+from .config import TranslationConfig, opt
 from .loop import Method
 
 
 @dataclass
-class Pix2PixConfig(TrainConfig):
-    direction: str = opt("AtoB", "translate A to B, or B to A", choices=tdata.DIRECTIONS)
-    size: int = opt(256, "crop size the networks train on (--crop_size in the reference)")
-    load_size: int = opt(0, "resize to this before the random crop (0: size * 286/256)")
-    preprocess: str = opt("resize_and_crop", "how training images are scaled and cropped", choices=tdata.PREPROCESS)
-    flip: bool = opt(True, "random horizontal flips (same for A and B)")
-    input_nc: int = opt(3, "input channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
-    output_nc: int = opt(3, "output channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
-    netG: str = opt("unet_256", "generator: unet_256, unet_128, unet_<N> (any power of two >= 32), "
-                    "resnet_9blocks, resnet_6blocks, resnet_<K>blocks")
-    netD: str = opt("basic", "discriminator: basic = 70x70 PatchGAN, n_layers, pixel", choices=D_NAMES)
-    n_layers_D: int = opt(3, "discriminator depth when netD = n_layers")
-    ngf: int = opt(64, "generator filters in the last conv layer")
-    ndf: int = opt(64, "discriminator filters in the first conv layer")
-    norm: str = opt("batch", "normalisation layers", choices=("batch", "instance", "none"))
-    dropout: bool = opt(True, "dropout in the generator's decoder (train time only)")
-    init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
-    init_gain: float = opt(0.02, "scale of the weight init")
-    spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
-    channels_last: bool = opt(True, "channels-last memory layout for the networks (same math; about 1.5x "
-                              "faster on CPU, see BENCHMARKS.md)")
-    gan_mode: str = opt("vanilla", "adversarial loss", choices=GAN_MODES)
+class Pix2PixConfig(TranslationConfig):
     lambda_L1: float = opt(100.0, "weight of the L1 term")
-    lambda_gp: float = opt(10.0, "gradient penalty weight (gan_mode wgangp)")
-    lr: float = opt(2e-4, "Adam learning rate")
-    beta1: float = opt(0.5, "Adam beta1")
-    beta2: float = opt(0.999, "Adam beta2")
-    test_norm: str = opt("auto", "batch norm at test time: 'per-image' statistics (what the reference does at "
-                         "batch size 1 without --eval), 'running' statistics, or 'auto' (per-image when "
-                         "batch_size is 1)", choices=("auto", "per-image", "running"))
 
     method = "pix2pix"
-
-    def validate(self) -> None:
-        super().validate()
-        if self.size < 1:
-            raise ConfigError("size", f"must be positive, got {self.size}")
-        try:
-            parse_generator_name(self.netG)
-        except ValueError as e:
-            raise ConfigError("netG", str(e)) from None
-        if self.load_size and self.load_size < self.size:
-            raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
-
-    @property
-    def resolved_load_size(self) -> int:
-        return self.load_size or int(round(self.size * 286 / 256))
-
-    @property
-    def batch_stats(self) -> bool:
-        if self.norm != "batch":
-            return False
-        if self.test_norm == "auto":
-            return self.batch_size == 1
-        return self.test_norm == "per-image"
 
 
 def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:
