@@ -49,7 +49,7 @@ def cmd_sample(args) -> None:
 
 def cmd_edit(args) -> None:
     from training.classifier import classifier_for_run, edit_toward
-    from translate.gan_networks import load_gan_generator, sample_labels, sample_latents
+    from translate.gan_networks import load_gan_generator, sample_latents
 
     G, meta = load_gan_generator(args.run, use_ema=not args.no_ema)
     if meta["kind"] != "images":

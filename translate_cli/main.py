@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -113,16 +112,13 @@ def _cmd_predict(args) -> None:
     from tqdm.auto import tqdm
 
     import translate
-    from translate import imageio
 
     predictor = translate.load(args.model, device=args.device, direction=args.direction)
     files = _expand_inputs(args.inputs)
     failed = 0
     for src, rel in tqdm(files, desc="translate", unit="img", disable=len(files) < 2):
-        dst = Path(args.out) / rel.with_suffix("." + args.format)
-        try:
-            img = imageio.decode(src.read_bytes(), source=str(src))
-            imageio.save_image(predictor(img) if args.format == "png" else predictor(img).convert("RGB"), dst)
+        try:  # the same path as translate convert: decode, translate, write atomically
+            predictor.translate_file(src.read_bytes(), str(src), Path(args.out) / rel.with_suffix("." + args.format))
         except TranslateError as e:
             failed += 1
             print(f"skipped: {e}", file=sys.stderr)
