@@ -32,6 +32,9 @@ Files under the store root (hidden, so they are not model names)::
     .data/NAME-JOB/{train,val,test}/   the validated upload
     .runs/NAME-JOB/                    the fine-tuning run (config, metrics.jsonl, checkpoint, model.onnx)
     .jobs/JOB.json                     the job record, written atomically by the job's worker
+    .jobs/JOB.alive                    touched every HEARTBEAT_S by the worker while the job runs: a
+                                       queued or running job silent for STALE_S (its process died or
+                                       was killed) is reported, and recorded, as failed
 
 ``job_status(job_id)`` reads the record, so any replica (or process) sharing the store root
 can answer it: it looks in the given store, the stores this process has used
@@ -67,6 +70,8 @@ HOLDOUT_FRACTION = 0.1  # of an upload without val/ or test/, held out for the c
 METRIC = "l1"  # mean L1 on [-1, 1]; lower is better
 SPLITS = ("train", "val", "test")
 JOB_RE = re.compile(r"[0-9a-f]{12}")
+HEARTBEAT_S = 5.0  # a job's worker touches .jobs/JOB.alive this often while it runs
+STALE_S = 120.0  # a queued or running job with no sign of life for this long has lost its worker
 # trainers that can fine-tune on paired data, by checkpoint method name
 METHODS = {"pix2pix": "training.pix2pix:Pix2Pix"}
 
@@ -135,6 +140,8 @@ def job_status(job_id: str, store=None) -> dict:
     module doc for where else records are looked up.
     """
     root, rec = _find_job(job_id, store)
+    if rec["state"] in ("queued", "running"):
+        rec = _fail_if_stale(root, rec)
     progress = dict(rec["progress"])
     if rec["state"] == "running" and rec.get("phase") == "train":
         progress["step"] = min(progress["total"], _last_logged_step(Path(rec["run"]) / "metrics.jsonl"))
@@ -353,6 +360,42 @@ def _find_job(job_id: str, store=None) -> tuple[Path, dict]:
     raise KeyError(job_id)
 
 
+def _fail_if_stale(root: Path, rec: dict) -> dict:
+    """The record, marked failed when its worker has shown no sign of life for STALE_S."""
+    try:
+        last = _job_path(root, rec["id"]).with_suffix(".alive").stat().st_mtime
+    except FileNotFoundError:
+        last = _job_path(root, rec["id"]).stat().st_mtime  # not started yet: since it was queued
+    silent = time.time() - last
+    if silent <= STALE_S:
+        return rec
+    error = (f"{rec.get('phase')}: the job's worker stopped (no sign of life for {silent:.0f} s: its process died "
+             "or was killed); nothing was registered, submit the data again")
+    return _update(root, rec["id"], state="failed", error=error, finished=_now())
+
+
+class _Heartbeat:
+    """Touch .jobs/JOB.alive every HEARTBEAT_S from a daemon thread while the job runs."""
+
+    def __init__(self, root: Path, job_id: str):
+        self.path = _job_path(root, job_id).with_suffix(".alive")
+        self.stop = threading.Event()
+
+    def _beat(self) -> None:
+        while True:
+            self.path.touch()
+            if self.stop.wait(HEARTBEAT_S):
+                return
+
+    def __enter__(self):
+        self.path.touch()
+        threading.Thread(target=self._beat, name=f"heartbeat-{self.path.stem}", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+
+
 def _root_of(store) -> Path:
     """A ModelStore's root, or a root given as a path (note: a Path has a ``root`` attribute too)."""
     return Path(store) if isinstance(store, (str, os.PathLike)) else Path(store.root)
@@ -448,7 +491,8 @@ def run_job(root: str | os.PathLike, job_id: str, progress: bool = False, rerais
             import torch
 
             torch.set_num_threads(threads)
-        outcome = _fine_tune_and_decide(root, rec, progress, threads)
+        with _Heartbeat(root, job_id):
+            outcome = _fine_tune_and_decide(root, rec, progress, threads)
     except BaseException as e:
         error = str(e) if isinstance(e, TranslateError) else f"{e.__class__.__name__}: {e}"
         phase = json.loads(_job_path(root, job_id).read_text()).get("phase")

@@ -216,3 +216,35 @@ def test_job_runs_as_a_detached_ray_actor(pairs, base_run, tmp_path):
     assert status["outcome"]["new_version"] == "v0002" and status["outcome"]["eval_split"] == "test"
     run = store.root / ".runs" / f"{NAME}-{job['job_id']}"
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+
+
+def test_a_job_whose_worker_dies_is_reported_failed(pairs, base_run, tmp_path, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = new_store(tmp_path / "store", base_run)
+    job_id = retrain._create_job(store, NAME, lambda: retrain._folder_entries(pairs), str(pairs), 5000,
+                                 retrain.FOLDER_LIMITS)["job_id"]
+    worker = subprocess.Popen([sys.executable, "-c", "import sys; from serving.retrain import run_job; "
+                               "run_job(sys.argv[1], sys.argv[2], threads=1)", str(store.root), job_id],
+                              cwd=os.getcwd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    alive = store.root / ".jobs" / f"{job_id}.alive"
+    deadline = time.monotonic() + 120
+    while not (alive.exists() and job_status(job_id, store)["progress"]["step"] > 0):
+        assert worker.poll() is None and time.monotonic() < deadline, "the worker did not start training"
+        time.sleep(0.2)
+    assert job_status(job_id, store)["state"] == "running"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert job_status(job_id, store)["state"] == "running"  # within STALE_S: not judged yet
+    monkeypatch.setattr(retrain, "STALE_S", 0.5)
+    time.sleep(1.0)
+    status = job_status(job_id, store)
+    assert status["state"] == "failed" and "worker stopped" in status["error"] and status["finished"]
+    assert store.versions(NAME) == ["v0001"] and store.current(NAME) == "v0001"
+    # the verdict is recorded: it holds when STALE_S is generous again
+    monkeypatch.setattr(retrain, "STALE_S", 120.0)
+    assert job_status(job_id, store)["state"] == "failed"
