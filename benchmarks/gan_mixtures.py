@@ -157,6 +157,7 @@ def truncation(args) -> None:
     else:
         print("| T | confidence (quality) | classes covered | class reverse KL | feature spread (diversity) |")
     print("|---|---|---|---|---|" if not k else "|---|---|---|---|")
+    rows = []
     for t in args.thresholds:
         z = sample_latents(args.n, G.nz, t, generator=torch.Generator().manual_seed(0))
         y = sample_labels(args.n, k)
@@ -164,6 +165,7 @@ def truncation(args) -> None:
             x = G(z, y)
             pred, probs = predict(C, x)
             f = C.features(x)
+        rows.append(x[:args.grid_columns])  # the same z draws in every row: only the threshold changes
         name = "none" if t == 0 else t
         if k:
             spread = sum(torch.pdist(f[y == c][:300]).mean().item() for c in range(k)) / k
@@ -173,6 +175,12 @@ def truncation(args) -> None:
             h = class_histogram(pred, 10)
             print(f"| {name} | {probs.max(1).values.mean():.3f} | {h['classes_covered']} | "
                   f"{h['class_reverse_kl']:.3f} | {torch.pdist(f[:1000]).mean().item():.2f} |")
+    from torchvision.utils import save_image
+
+    grid = Path(args.grid or run.parent / "truncation.png")
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    save_image(torch.cat(rows), grid, nrow=args.grid_columns, normalize=True, value_range=(-1, 1), padding=1)
+    print(f"\nsamples, one row per T in the order above (same z draws in each row): {grid}")
 
 
 def main() -> None:
@@ -194,6 +202,8 @@ def main() -> None:
     t.add_argument("--n", type=int, default=2000)
     t.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 2.0, 1.0, 0.5, 0.25])
     t.add_argument("--conditional", action="store_true", help="train a class-conditional G (quality: p(asked class))")
+    t.add_argument("--grid", help="write the samples here, one row per threshold (default: next to the run)")
+    t.add_argument("--grid-columns", type=int, default=20)
     t.set_defaults(func=truncation)
     args = p.parse_args()
     args.func(args)
