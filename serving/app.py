@@ -48,6 +48,7 @@ STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 TOKEN_ENV = "TRANSLATE_RETRAIN_TOKEN"
+RESPONSE_PNG_LEVEL = 1  # zlib level of PNG responses: 4x faster than Pillow's default 6, 2 % larger (BENCHMARKS.md)
 MAX_MODELS_PER_REPLICA = 4
 
 
@@ -72,7 +73,9 @@ class ServiceConfig:
     num_cpus: float = 1.0                 # per model replica
     num_gpus: float = 0.0                 # per model replica (CUDA provider used when a GPU is there)
     ingress_num_cpus: float = 0.25
-    threads: int = 0                      # ONNX Runtime intra-op threads (0: ORT's default)
+    threads: int = 0                      # ONNX Runtime intra-op threads per model replica (0: ORT's default,
+                                          # one per core). On 2 CPUs, 1 served a light model 22 % faster and a
+                                          # heavy one 33 % slower (BENCHMARKS.md)
     access_log: bool = True               # Serve's per-request access log lines (costs CPU per request)
 
     @classmethod
@@ -247,7 +250,7 @@ def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
         out.putalpha(alpha)
         if fmt == "JPEG":
             out = imageio.to_rgb(out)
-    return imageio.encode(out, fmt)
+    return imageio.encode(out, fmt, compress_level=RESPONSE_PNG_LEVEL)
 
 
 # Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
@@ -468,6 +471,38 @@ def app_builder(args: dict[str, str]):
     return build_app(**dict(args or {}))
 
 
+# Serve's settings for a small, busy machine; read by Ray's processes, so set before Ray starts
+LOCAL_SERVE_ENV = {
+    # the HTTP proxy must answer its readiness check within this many seconds, three times, or it is killed and
+    # start-up fails: Serve's 5 s was too short on 2 busy CPUs (seen with two training jobs running)
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+}
+
+
+def init_local_ray(num_cpus: int | None = None) -> None:
+    """Start an embedded local Ray for the service (``LOCAL_SERVE_ENV`` set unless already set)."""
+    import ray
+
+    for k, v in LOCAL_SERVE_ENV.items():
+        os.environ.setdefault(k, v)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
+
+
+def fit_replicas(cfg: ServiceConfig, cpus: float) -> ServiceConfig:
+    """``cfg`` with max_replicas lowered to what ``cpus`` can hold next to the ingress (never below
+    min_replicas): a replica the autoscaler asks for but Ray cannot place stays pending and Serve
+    warns about it every few seconds. Says so when it lowers it."""
+    if cfg.num_cpus <= 0 or cpus <= 0:
+        return cfg
+    fits = max(cfg.min_replicas, int((cpus - cfg.ingress_num_cpus) // cfg.num_cpus))
+    if fits >= cfg.max_replicas:
+        return cfg
+    print(f"note: {cpus:g} CPUs hold at most {fits} model replica(s) of num_cpus {cfg.num_cpus:g} next to the "
+          f"ingress; max_replicas {cfg.max_replicas} -> {fits} (lower --num-cpus per replica to run more)")
+    return ServiceConfig(**{**asdict(cfg), "max_replicas": fits})
+
+
 def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000,
                 num_cpus: int | None = None, name: str = "translate", **options) -> str:
     """Start an embedded local Ray, Serve's HTTP proxy on host:port, and the app. Returns the URL."""
@@ -475,8 +510,8 @@ def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1",
 
     cfg = ServiceConfig.from_args(options, store=str(store or ""))
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        init_local_ray(num_cpus)
+    cfg = fit_replicas(cfg, ray.cluster_resources().get("CPU", 0.0))
     serve.start(http_options={"host": host, "port": port, "request_timeout_s": cfg.request_timeout_s + 5},
                 logging_config={"enable_access_log": cfg.access_log})
     serve.run(build_app(**asdict(cfg)), name=name, route_prefix="/")

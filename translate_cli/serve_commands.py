@@ -15,8 +15,8 @@ def _store(args):
 def _cmd_serve(args) -> None:
     from serving.app import serve_until_interrupted
 
-    options = {k: getattr(args, k) for k in ("max_batch_size", "max_replicas", "num_gpus", "max_upload_bytes",
-                                             "max_pixels") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("max_batch_size", "max_replicas", "num_cpus", "num_gpus", "threads",
+                                             "max_upload_bytes", "max_pixels") if getattr(args, k) is not None}
     serve_until_interrupted(_store(args).root, host=args.host, port=args.port, **options)
 
 
@@ -59,7 +59,10 @@ def register(subparsers) -> None:
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.add_argument("--max-batch-size", type=int, help="largest batch of requests per model call (default 8)")
     s.add_argument("--max-replicas", type=int, help="autoscaling limit of model replicas (default 2)")
+    s.add_argument("--num-cpus", type=float, help="CPUs reserved per model replica (default 1)")
     s.add_argument("--num-gpus", type=float, help="GPUs per model replica (default 0)")
+    s.add_argument("--threads", type=int, help="ONNX Runtime threads per model replica (default: one per core; "
+                                               "1 can serve small models faster, see BENCHMARKS.md)")
     s.add_argument("--max-upload-bytes", type=int, help="largest request body (default 20 MiB)")
     s.add_argument("--max-pixels", type=int, help="largest image in pixels (default 2048*2048)")
     s.set_defaults(func=_cmd_serve)

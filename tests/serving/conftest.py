@@ -74,9 +74,7 @@ def service(tmp_path_factory):
     saved = os.environ.get("TRANSLATE_RETRAIN_TOKEN")
     os.environ["TRANSLATE_RETRAIN_TOKEN"] = RETRAIN_TOKEN
     try:
-        import ray
-
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        service_app.init_local_ray(num_cpus=2)
     finally:
         if saved is None:
             del os.environ["TRANSLATE_RETRAIN_TOKEN"]

@@ -284,3 +284,16 @@ def test_serve_config_names_the_builder_and_gpus():
     assert "num_gpus" in deployments["ModelServer"]["ray_actor_options"]
     assert app.ServiceConfig.from_args(application["args"]).store  # every arg is a known option
     assert json.loads(json.dumps(cfg["http_options"]))["request_timeout_s"] > 0
+
+
+def test_replicas_are_capped_to_what_the_cpus_hold(capsys):
+    from serving import app
+
+    cfg = app.ServiceConfig.from_args({}, max_replicas=4, num_cpus=1.0, ingress_num_cpus=0.25)
+    assert app.fit_replicas(cfg, 2.0).max_replicas == 1  # 1 + 0.25 fits in 2 CPUs, 2 + 0.25 does not
+    assert "max_replicas 4 -> 1" in capsys.readouterr().out
+    assert app.fit_replicas(cfg, 16.0) is cfg and not capsys.readouterr().out  # room for all: unchanged
+    half = app.ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.5, ingress_num_cpus=0.25)
+    assert app.fit_replicas(half, 2.0).max_replicas == 3
+    gpu_only = app.ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.0)
+    assert app.fit_replicas(gpu_only, 2.0).max_replicas == 4
