@@ -30,7 +30,8 @@ Flow of one job (``submit_from_zip`` from the service, ``run_retrain`` from the 
 Files under the store root (hidden, so they are not model names)::
 
     .data/NAME-JOB/{train,val,test}/   the validated upload
-    .runs/NAME-JOB/                    the fine-tuning run (config, metrics.jsonl, checkpoint, model.onnx)
+    .runs/NAME-JOB/                    the fine-tuning run (config, metrics.jsonl, samples; its checkpoint
+                                       and model.onnx are deleted once registered: the version has them)
     .jobs/JOB.json                     the job record, written atomically by the job's worker
     .jobs/JOB.alive                    touched every HEARTBEAT_S by the worker while the job runs: a
                                        queued or running job silent for STALE_S (its process died or
@@ -553,6 +554,10 @@ def _fine_tune_and_decide(root: Path, rec: dict, progress: bool, threads: int) -
             "data": rec["data"], "metrics": new, "evaluation": evaluation}
     version = store.register(name, run / "model.onnx", meta=meta, checkpoint=run / "checkpoints" / "latest.pt",
                              promote=promote)
+    # the version now holds the model and the weights to fine-tune from: the run's copies (the full training
+    # state with optimizers, hundreds of MB for a 256 px Pix2Pix) would only fill the disk job after job
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    (run / "model.onnx").unlink(missing_ok=True)
     verdict = "no worse than" if promote else "worse than"
     reason = (f"held-out {METRIC} {new[METRIC]:.4f} (new) vs {cur[METRIC]:.4f} ({current}) on {count} "
               f"pairs of '{split}': {verdict} the current version, "

@@ -168,6 +168,10 @@ def test_retrain_promotes_a_better_version_and_reports_progress(pairs, base_run,
     data = store.root / ".data" / f"{NAME}-{job['job_id']}"
     held, trained = {p.name for p in (data / "val").iterdir()}, {p.name for p in (data / "train").iterdir()}
     assert len(held) == 2 and not held & trained and held | trained == {p.name for p in (pairs / "train").iterdir()}
+    # the run keeps its log, not a second copy of what the version holds
+    run = store.root / ".runs" / f"{NAME}-{job['job_id']}"
+    assert (run / "metrics.jsonl").exists() and not (run / "checkpoints").exists() and not (run / "model.onnx").exists()
+    assert store.checkpoint_path(NAME, "v0002").exists() and store.model_path(NAME, "v0002").exists()
     # the record is on disk: another process (replica) reads the same status
     record = json.loads((store.root / ".jobs" / f"{job['job_id']}.json").read_text())
     assert record["state"] == "succeeded" and record["outcome"] == out
