@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from translate import gan_metrics, toy_data
-from translate.checkpoint import GeneratorSpec, resolve_checkpoint
+from translate.checkpoint import GeneratorSpec, resolve_checkpoint, torch_load
 from translate.errors import ConfigError
 from translate.gan_networks import (D_NORMS, build_discriminator, build_generator, ema_update, generate,
                                     load_gan_generator, sample_labels, sample_latents)
@@ -378,7 +378,7 @@ def is_gan_model(path: str | os.PathLike) -> bool:
     if p.suffix != ".pt" or not p.is_file():
         return False
     try:  # memory-mapped: a large translation checkpoint is not read just to be told apart
-        ckpt = torch.load(p, map_location="cpu", weights_only=False, mmap=True)
+        ckpt = torch_load(p, mmap=True)
         return isinstance(ckpt, dict) and ckpt.get("method") == "gan"
     except Exception:
         return False

@@ -39,10 +39,25 @@ class GeneratorSpec:
         return cls(**d)
 
 
+def _numpy_rng_globals() -> list:
+    """What a pickled ``np.random.get_state()`` (saved in training checkpoints) needs besides plain data."""
+    import numpy as np
+
+    return [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def torch_load(path: str | os.PathLike, mmap: bool = False) -> Any:
+    """``torch.load`` in weights-only mode: tensors, containers, numbers, strings and numpy arrays,
+    never arbitrary pickled code, so a model file from anywhere (a reference ``.pth`` off the web, an
+    upload) cannot run code when it is opened. Raises what torch.load raises."""
+    with torch.serialization.safe_globals(_numpy_rng_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch_load(path)
     except FileNotFoundError:
         raise ModelError(f"{path}: no such checkpoint") from None
     except Exception as e:
@@ -122,6 +137,6 @@ def load_generator(path: str | os.PathLike, direction: str | None = None) -> tup
 
 def _torch_load_any(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch_load(path)
     except Exception as e:
         raise ModelError(f"{path}: not a readable PyTorch file ({e.__class__.__name__}: {e})") from None

@@ -112,3 +112,25 @@ def test_reference_state_dict_predicts_like_pytorch(tmp_path):
     with torch.no_grad():
         ref = from_network(G_ref(torch.from_numpy(to_network(a))).numpy())[0]
     assert np.abs(p(a).astype(int) - ref.astype(int)).max() <= 1
+
+
+class _RunsCode:
+    """A pickle that would create a file when unpickled without weights_only."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "reference"])
+def test_model_files_are_opened_without_running_pickled_code(tmp_path, kind):
+    marker = tmp_path / "pwned"
+    payload = {"format": "i2i-translate/checkpoint/1", "x": _RunsCode(marker)} if kind == "checkpoint" else \
+        {"model.0.weight": torch.zeros(1), "evil": _RunsCode(marker)}
+    path = tmp_path / ("latest.pt" if kind == "checkpoint" else "latest_net_G.pth")
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match=path.name):
+        load_generator(path)
+    assert not marker.exists()
