@@ -38,6 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving import local_ray
 from serving.store import ModelStore, NotFoundError, check_name, check_version, parse_model_id
 from translate import imageio
 from translate.errors import ConfigError, DataError, ImageError, ModelError, TranslateError
@@ -485,8 +486,7 @@ def init_local_ray(num_cpus: int | None = None) -> None:
 
     for k, v in LOCAL_SERVE_ENV.items():
         os.environ.setdefault(k, v)
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False)
+    local_ray.init(address="local", num_cpus=num_cpus)
 
 
 def fit_replicas(cfg: ServiceConfig, cpus: float) -> ServiceConfig:

@@ -15,6 +15,7 @@ they happen and listed (path and reason) in ``OUT_DIR/convert_summary.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -30,10 +31,13 @@ from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, is_image_file
 
+from . import folder_lock, local_ray
+
 SUMMARY_NAME = "convert_summary.json"
 FORMATS = ("png", "jpg")
 ACTOR_CPUS = 0.5  # per actor: fractional, so read tasks always find a CPU
 READ_CPUS = 0.25
+CANCELLED = "cancelled"  # the error a file gets when its run ended before it was written
 
 
 @dataclass
@@ -77,8 +81,7 @@ def plan(in_dir: Path, out_dir: Path, fmt: str) -> tuple[list[Path], list[Path],
             done.append(srcs[0])
         else:
             todo.append(srcs[0])
-            for stale in dst.parent.glob(f".{glob.escape(dst.stem)}.*.tmp{dst.suffix}"):
-                stale.unlink(missing_ok=True)  # half a file from a run killed mid-write (files.atomic_path)
+            _remove_temps(dst)  # half a file from a run killed mid-write
     return todo, done, failed, len(files)
 
 
@@ -87,9 +90,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 class Translator:
-    """The mapped callable: one Predictor per actor; a batch of (path, bytes) -> per-file status."""
+    """The mapped callable: one Predictor per actor; a batch of (path, bytes) -> per-file status.
 
-    def __init__(self, model: Any, in_dir: str, out_dir: str, fmt: str, device: str, threads: int):
+    Every output is written inside the run's fence (:func:`serving.folder_lock.fenced`): once the
+    run has ended (Ctrl-C, SIGTERM, an error in the driver), what is still in flight writes nothing,
+    and the rest of the batch is not even translated."""
+
+    def __init__(self, model: Any, in_dir: str, out_dir: str, fmt: str, device: str, threads: int, run: str = "",
+                 registry: str = ""):
         from translate.predictor import Predictor
 
         if not isinstance(model, (bytes, str, os.PathLike)):  # an ObjectRef to the exported bytes
@@ -97,7 +105,19 @@ class Translator:
 
             model = ray.get(model)
         self.predictor = Predictor(model, device=device, threads=threads)
-        self.in_dir, self.out_dir, self.fmt = Path(in_dir), Path(out_dir), fmt
+        self.in_dir, self.out_dir, self.fmt, self.run = Path(in_dir), Path(out_dir), fmt, run
+        if registry:  # tell the driver who we are, so an interrupted run can stop us
+            import socket
+
+            import ray
+
+            me = ray.get_runtime_context().current_actor
+            ray.get(ray.get_actor(registry).add.remote(me, socket.gethostname(), os.getpid()))
+        if run:
+            folder_lock.check(self.out_dir, run)  # the run ended while this actor started: no work
+
+    def _guard(self):
+        return folder_lock.fenced(self.out_dir, self.run) if self.run else contextlib.nullcontext()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths, errors = [], []
@@ -105,8 +125,12 @@ class Translator:
             path = str(path)
             dst = output_path(self.out_dir, Path(path).relative_to(self.in_dir), self.fmt)
             try:
-                self.predictor.translate_file(bytes(data), path, dst)
+                if self.run:
+                    folder_lock.check(self.out_dir, self.run)  # ended: do not spend the CPU
+                self.predictor.translate_file(bytes(data), path, dst, write_guard=self._guard)
                 errors.append("")
+            except folder_lock.RunCancelled as e:
+                errors.append(f"{CANCELLED}: {e}")
             except TranslateError as e:
                 errors.append(str(e))
             except Exception as e:  # one bad file must not stop the job
@@ -143,8 +167,6 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     error)`` is called in the driver as each file finishes (error "" on success).
     Returns the summary, also written to ``out_dir/convert_summary.json``.
     """
-    import ray
-
     from translate.predictor import model_source
 
     if fmt not in FORMATS:
@@ -154,33 +176,109 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     in_root, out_root = Path(in_dir).resolve(), Path(out_dir).resolve()
     if not in_root.is_dir():
         raise DataError(f"{in_dir}: no such folder")
+    lock = folder_lock.FolderLock(out_root)
+    lock.acquire()  # ConfigError naming the owner when another run is writing here
+    summary = None
     started = time.perf_counter()
-    todo, done, failed, total = plan(in_root, out_root, fmt)
-    if total == 0:
-        raise DataError(f"{in_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    summary = ConvertSummary(str(model), str(in_root), str(out_root), fmt, total=total, skipped=len(done),
-                             failed=list(failed))
-    for f in failed:
-        print(f"failed: {f['path']}: {f['reason']}", file=sys.stderr)
-    source = model_source(model, direction)  # ModelError here, before any worker starts
-    own_ray = not ray.is_initialized()
-    if todo and own_ray:
-        import logging
-
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
+        todo, done, failed, total = plan(in_root, out_root, fmt)  # under the lock: temps left are nobody's
+        if total == 0:
+            raise DataError(f"{in_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        summary = ConvertSummary(str(model), str(in_root), str(out_root), fmt, total=total, skipped=len(done),
+                                 failed=list(failed))
+        for f in failed:
+            print(f"failed: {f['path']}: {f['reason']}", file=sys.stderr)
+        source = model_source(model, direction)  # ModelError here, before any worker starts
         if todo:
-            _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result)
+            _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary,
+                        on_result, lock)
     finally:
-        summary.seconds = round(time.perf_counter() - started, 3)
-        out_root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out_root / SUMMARY_NAME, summary.to_json())
-        if todo and own_ray:
-            ray.shutdown()
+        if summary is not None:  # also what an interrupted run did before it stopped
+            summary.seconds = round(time.perf_counter() - started, 3)
+            write_text_atomic(out_root / SUMMARY_NAME, summary.to_json())
+        lock.release()
     return summary
 
 
-def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result):
+def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
+                lock):
+    """Run the conversion on the current Ray (or a local one started and stopped here).
+
+    However it ends (done, Ctrl-C, SIGTERM, an error), nothing of this run writes after it returns:
+    on an interruption the fence is closed first (writes in flight finish, later ones refuse), then
+    every actor of the run is killed and waited for, and half-written files are removed."""
+    import ray
+
+    own_ray = not ray.is_initialized()
+    if own_ray:
+        local_ray.init()
+    registry = _start_registry(f"convert-{lock.run}")
+    try:
+        _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
+             lock.run, f"convert-{lock.run}")
+    except BaseException:
+        lock.release()  # the fence: from here on no actor of this run writes
+        left = stop_workers(registry)
+        if left:
+            print(f"warning: convert workers {left} were still running after 30 s; they can no longer write",
+                  file=sys.stderr)
+        for dst in (output_path(out_root, f.relative_to(in_root), fmt) for f in todo):
+            _remove_temps(dst)
+        raise
+    finally:
+        ray.kill(registry)
+        if own_ray:
+            ray.shutdown()
+
+
+class _Registry:
+    """The actors of one run (handle, host, pid), as they start: Ray Data keeps its actors to itself."""
+
+    def __init__(self):
+        self.workers: list = []
+
+    def add(self, handle, host: str, pid: int) -> None:
+        self.workers.append((handle, host, pid))
+
+    def list(self) -> list:
+        return self.workers
+
+
+def _start_registry(name: str):
+    import ray
+
+    return ray.remote(num_cpus=0, max_restarts=0)(_Registry).options(name=name).remote()
+
+
+def stop_workers(registry, timeout: float = 30.0) -> list[int]:
+    """Kill every actor that registered with ``registry`` and wait for this host's ones to exit.
+
+    Returns the pids still alive after ``timeout`` (they can no longer write: the fence is closed).
+    An actor that registers after this look finds the run ended in its constructor and does no work."""
+    import socket
+
+    import ray
+
+    workers = ray.get(registry.list.remote())
+    for handle, _, _ in workers:
+        ray.kill(handle, no_restart=True)
+    here = socket.gethostname()
+    pending = [pid for _, host, pid in workers if host == here]
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        pending = [pid for pid in pending if folder_lock.process_alive(pid)]
+        time.sleep(0.02 if pending else 0)
+    return pending
+
+
+def _remove_temps(dst: Path) -> None:
+    """Remove the temporary files a killed writer of ``dst`` left (see files.atomic_path)."""
+    for stale in dst.parent.glob(f".{glob.escape(dst.stem)}.*.tmp{dst.suffix}") if dst.parent.is_dir() else []:
+        stale.unlink(missing_ok=True)
+
+
+def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result, run,
+         registry):
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -196,7 +294,7 @@ def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_
     ds = ds.map_batches(Translator, batch_size=batch_size, compute=ActorPoolStrategy(size=workers),
                         num_cpus=cpus, num_gpus=gpus,
                         fn_constructor_args=(model, str(in_root), str(out_root), fmt,
-                                             "cuda" if gpus else "cpu", threads))
+                                             "cuda" if gpus else "cpu", threads, run, registry))
     try:
         _collect(ds, len(todo), progress, summary, on_result)
     finally:

@@ -390,11 +390,13 @@ class _Heartbeat:
 
     def __enter__(self):
         self.path.touch()
-        threading.Thread(target=self._beat, name=f"heartbeat-{self.path.stem}", daemon=True).start()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.path.stem}", daemon=True)
+        self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
+        self.thread.join()  # no touch after the job's end (the job's folder may be gone by then)
 
 
 def _root_of(store) -> Path:

@@ -357,7 +357,9 @@ class Trainer:
             stop["now"] = True
             log.warning("interrupted: finishing this step and writing a checkpoint (Ctrl-C again to abort)")
 
-        old_handler = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+        # Ctrl-C and SIGTERM (docker stop, systemd): finish the step, write a checkpoint, stop
+        old_handlers = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)} \
+            if _main_thread() else {}
         started = time.monotonic()
         first_step = self.step
         sums: dict[str, float] = {}
@@ -407,8 +409,8 @@ class Trainer:
             del data_iter
             self.metrics_file.close()
             self.tb.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
         skipped = getattr(self.train_set, "skipped", {})
         if skipped:
             log.warning("%d unreadable files were skipped during training", len(skipped))

@@ -7,6 +7,7 @@ and restored. The CUDA provider is used when a GPU is really there, else the CPU
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -206,13 +207,15 @@ class Predictor:
 
     # -------------------------------------------------------------- file level
     def translate_file(self, data: bytes, source: str, out: str | os.PathLike,
-                       max_pixels: int = imageio.MAX_PIXELS) -> None:
+                       max_pixels: int = imageio.MAX_PIXELS, write_guard=None) -> None:
         """Decode an image file's bytes, translate, write ``out`` atomically (format from its
-        suffix; JPEG drops transparency). ImageError names ``source`` for unreadable input."""
+        suffix; JPEG drops transparency). ImageError names ``source`` for unreadable input.
+        ``write_guard``: a context manager factory the write runs inside (e.g. a run's fence)."""
         img = self(imageio.decode(data, source=source, max_pixels=max_pixels))
         if Path(out).suffix.lower() in (".jpg", ".jpeg"):
             img = img.convert("RGB")
-        imageio.save_image(img, out)
+        with write_guard() if write_guard is not None else contextlib.nullcontext():
+            imageio.save_image(img, out)
 
 
 def model_source(path: str | os.PathLike, direction: str | None = None) -> Path | bytes:

@@ -63,19 +63,34 @@ def _predict(model, src, out, fmt="png"):
     assert e.value.code == 1
 
 
-def test_interrupted_run_resumes_without_redoing_files_and_matches_predict(local_ray, model, folder, tmp_path):
+def test_interrupted_run_resumes_without_redoing_files_and_matches_predict(local_ray, model, folder, tmp_path,
+                                                                          monkeypatch):
+    from serving import convert as convert_module
+    from serving import folder_lock
     from serving.convert import SUMMARY_NAME, convert
 
     out = tmp_path / "out"
-    seen = []
+    seen, workers = [], []
+    real_stop = convert_module.stop_workers
+
+    def stop_and_record(registry, timeout=30.0):  # who ran, to check they are gone
+        workers.extend(pid for _, _, pid in ray.get(registry.list.remote()))
+        return real_stop(registry, timeout)
+
+    monkeypatch.setattr(convert_module, "stop_workers", stop_and_record)
 
     def stop_after_first(path, error):
         seen.append(path)
-        raise KeyboardInterrupt  # as Ctrl-C in the middle of the run
+        raise KeyboardInterrupt  # as Ctrl-C in the middle of the run, other files in flight
 
     with pytest.raises(KeyboardInterrupt):
         convert(model, folder, out, workers=2, progress=False, on_result=stop_after_first, batch_size=1)
     assert len(seen) == 1
+    # every worker process of that run has exited before convert returned: nothing of it can write now
+    # (an actor that had not registered yet had not started work, and refuses to once it finds the run ended)
+    assert workers and not [pid for pid in workers if folder_lock.process_alive(pid)]
+    assert not (out / folder_lock.LOCK_NAME).exists()  # the folder is free at once
+    assert not list(out.rglob(".*.tmp.*"))  # and the interrupted run's half files are gone
     first = _outputs(out)
     assert first and set(first) < set(GOOD)  # stopped before the end
     left = out / next(n for n in GOOD if n not in first)  # a killed writer's half file next to an output to do
@@ -84,7 +99,7 @@ def test_interrupted_run_resumes_without_redoing_files_and_matches_predict(local
     for name in first:  # mark what the interrupted run finished
         os.utime(out / name, (OLD, OLD))
 
-    summary = convert(model, folder, out, workers=2, progress=False)
+    summary = convert(model, folder, out, workers=2, progress=False)  # at once, as a user re-running would
     assert _outputs(out) == GOOD and not list(out.rglob(".*.tmp.*"))  # no half files left
     assert all((out / name).stat().st_mtime == OLD for name in first)  # finished files were not redone
     assert summary.total == 9 and summary.skipped == len(first) and summary.written == 8 - len(first)
@@ -105,6 +120,22 @@ def test_interrupted_run_resumes_without_redoing_files_and_matches_predict(local
     again = convert(model, folder, out, workers=2, progress=False)
     assert again.written == 0 and again.skipped == 8 and len(again.failed) == 1
     assert all((out / name).stat().st_mtime == OLD for name in first)
+
+
+def test_two_runs_on_one_folder_are_refused(model, folder, tmp_path):
+    from serving.convert import convert
+    from serving.folder_lock import FolderLock
+    from translate.errors import ConfigError
+
+    out = tmp_path / "out"
+    other = FolderLock(out)
+    other.acquire()  # a live run (this process) owns the folder
+    try:
+        with pytest.raises(ConfigError, match=rf"being written by another run \(pid {os.getpid()}"):
+            convert(model, folder, out, workers=1, progress=False)
+        assert not (out / "a.png").exists()
+    finally:
+        other.release()
 
 
 def test_cli_jpg_with_more_workers_than_cpus(local_ray, model, folder, tmp_path, capsys):
@@ -134,3 +165,33 @@ def test_bad_arguments_are_typed_errors(model, folder, tmp_path):
         convert(model, folder, tmp_path / "out", fmt="gif")
     with pytest.raises(ModelError, match="nope.onnx"):
         convert(tmp_path / "nope.onnx", folder, tmp_path / "out")
+
+
+def test_sigterm_stops_the_cli_cleanly(model, tmp_path):
+    """`docker stop` / systemd send SIGTERM: the run ends as on Ctrl-C, its folder free and clean."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(src / f"{i:02d}.png")
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "translate_cli.main", "convert", str(model), str(src), str(out),
+                             "--workers", "1", "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.png")):  # the run is writing
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert not (out / ".convert.lock").exists() and not list(out.rglob(".*.tmp.*"))
+    done = _outputs(out)
+    assert 0 < len(done) < 60
+    summary = json.loads((out / "convert_summary.json").read_text())
+    assert summary["written"] <= len(done) and summary["total"] == 60
