@@ -1,35 +1,21 @@
-"""Configuration dataclasses and the command-line flags derived from them.
+"""The trainers' configuration dataclasses (flags come from them through translate.options).
 
 Every field becomes ``--field-name``; its help text is the field's ``help`` metadata.
 The resolved config is written to the run directory (``config.json``) before step one.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from translate.data import DIRECTIONS, PREPROCESS
 from translate.errors import ConfigError
 from translate.losses import GAN_MODES
 from translate.networks import D_NAMES, parse_generator_name
-
-
-def opt(default, help: str, choices: tuple | None = None, **kw):
-    """A dataclass field with the help text (and choices) the CLI shows."""
-    meta = {"help": help, "choices": choices}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
-
-
-def redefault(cls: type, name: str, default: Any):
-    """A subclass's copy of ``cls``'s option ``name`` (same help text and choices) with another default."""
-    f = cls.__dataclass_fields__[name]
-    return opt(default, f.metadata["help"], f.metadata["choices"])
+from translate.options import opt
 
 
 @dataclass
@@ -88,36 +74,6 @@ class TrainConfig:
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-
-def _flags(name: str) -> list[str]:
-    """``--load-size``, and ``--load_size`` as the reference spells it."""
-    dashed = "--" + name.replace("_", "-")
-    return [dashed] if "_" not in name else [dashed, "--" + name]
-
-
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per dataclass field. Defaults are None so 'given' can be told from 'default'."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        tp = hints[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_ = f"{f.metadata.get('help', '')} (default: {default})"
-        if tp is bool:
-            parser.add_argument(_flags(f.name)[0], dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_)
-        else:
-            base = tp if tp in (int, float, str) else str
-            parser.add_argument(*_flags(f.name), dest=f.name, type=base, default=None,
-                                choices=f.metadata.get("choices"), help=help_)
-
-
-def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The dataclass fields the user set on the command line."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
 @dataclass

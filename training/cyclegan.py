@@ -39,8 +39,9 @@ from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
 from translate.losses import GANLoss, ImagePool, cycle_loss, gradient_penalty, identity_loss
 from translate.networks import define_D, define_G, to_inference
+from translate.options import opt, redefault
 
-from .config import TranslationConfig, opt, redefault
+from .config import TranslationConfig
 from .loop import Method, _to_device
 from .pix2pix import set_requires_grad
 

@@ -41,8 +41,9 @@ from translate.gan_networks import (D_NORMS, build_discriminator, build_generato
                                     load_gan_generator, sample_labels, sample_latents)
 from translate.losses import GANLoss, gradient_penalty, minimax_generator_loss, non_saturating_generator_loss
 from translate.networks import to_inference
+from translate.options import opt
 
-from .config import TrainConfig, opt
+from .config import TrainConfig
 from .loop import Method
 from .pix2pix import set_requires_grad
 

@@ -11,8 +11,9 @@ from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
 from translate.losses import GANLoss, gradient_penalty
 from translate.networks import define_D, define_G, to_inference
+from translate.options import opt
 
-from .config import TranslationConfig, opt
+from .config import TranslationConfig
 from .loop import Method
 
 

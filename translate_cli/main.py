@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from translate.errors import TranslateError
@@ -49,7 +51,7 @@ def _train_methods() -> dict:
 
 
 def _cmd_train(args) -> None:
-    from training.config import given
+    from translate.options import given
     from training.loop import Trainer
 
     method = _train_methods()[args.method]
@@ -164,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--seed", type=int, default=0)
     mk.set_defaults(func=_cmd_data_make)
 
-    from training.config import add_arguments
+    from translate.options import add_arguments
 
     t = sub.add_parser("train", help="train a model")
     tsub = t.add_subparsers(dest="method", required=True)
@@ -217,10 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (docker stop, systemd) ends a command as Ctrl-C does: cleanly
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    old_term = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         args.func(args)
     except TranslateError as e:
@@ -229,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":
