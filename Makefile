@@ -23,6 +23,7 @@ test: $(STAMP)
 ifeq ($(CHROMIUM),)
 	-(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser test will be skipped"
 endif
+	$(VENV)/bin/lint-imports    # the layers (pyproject.toml [tool.importlinter]): an import back up fails here
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

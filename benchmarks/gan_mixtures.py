@@ -132,8 +132,9 @@ def truncation(args) -> None:
     from training.classifier import classifier_for_run
     from training.gan import GAN, GANConfig
     from training.loop import Trainer
-    from translate.gan_metrics import class_histogram, predict
-    from translate.gan_networks import load_gan_generator, sample_labels, sample_latents
+    from translate.gan.metrics import class_histogram, predict
+    from translate.gan.networks import sample_labels, sample_latents
+    from translate.generators import load_generator
 
     run = Path(args.run) if args.run else None
     if run is None:
@@ -146,7 +147,7 @@ def truncation(args) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             Trainer(GAN, cfg).fit()
         print(f"trained {run} ({args.steps} steps, {(time.process_time() - t) / 60:.1f} CPU-min)", file=sys.stderr)
-    G, meta = load_gan_generator(run)
+    G, meta = load_generator(run)
     C, info = classifier_for_run(run, meta["config"])
     k = G.num_classes
     print(f"digits classifier: held-out accuracy {info.get('val_accuracy', float('nan')):.3f}\n")

@@ -167,7 +167,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     error)`` is called in the driver as each file finishes (error "" on success).
     Returns the summary, also written to ``out_dir/convert_summary.json``.
     """
-    from translate.predictor import model_source
+    from translate.loading import model_source
 
     if fmt not in FORMATS:
         raise ConfigError("--format", f"expected one of {FORMATS}, got {fmt!r}")

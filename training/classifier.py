@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from translate.errors import ConfigError, ModelError
+from translate.checkpoint import torch_load_any
 from translate.files import atomic_path
-from translate.gan_networks import Classifier, build_classifier
-from translate.toy_data import GanData, open_gan_data, stack_images
+from translate.gan.metrics import predict
+from translate.gan.networks import Classifier, build_classifier
+from translate.gan.data import GanData, open_gan_data, stack_images
 
 CLASSIFIER_FILE = "classifier.pt"
 FORMAT = "i2i-translate/classifier/1"
@@ -71,8 +73,6 @@ def _fit(C, x, labels, opt, sched, steps, batch_size, noise, images, g) -> None:
 
 @torch.no_grad()
 def accuracy(C: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float:
-    from translate.gan_metrics import predict
-
     return float((predict(C, x)[0] == labels).float().mean())
 
 
@@ -82,9 +82,7 @@ def save_classifier(C: Classifier, info: dict[str, Any], path: str | os.PathLike
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[Classifier, dict[str, Any]]:
-    from translate.checkpoint import _torch_load_any
-
-    raw = _torch_load_any(Path(path))
+    raw = torch_load_any(Path(path))
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ModelError(f"{path}: not a classifier written by this project")
     C = build_classifier(**raw["arch"])

@@ -13,9 +13,12 @@ from typing import Any
 
 from translate.data import DIRECTIONS, PREPROCESS
 from translate.errors import ConfigError
-from translate.losses import GAN_MODES
+from translate.losses import OBJECTIVE_NAMES, get_objective
 from translate.networks import D_NAMES, parse_generator_name
 from translate.options import opt
+
+
+CONFIG_FORMAT = 2  # 2: objectives from one table, None for "auto"
 
 
 @dataclass
@@ -62,28 +65,95 @@ class TrainConfig:
             raise ConfigError("workers", f"must be >= 0, got {self.workers}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, **dataclasses.asdict(self)}
+        return {"method": self.method, "config_format": CONFIG_FORMAT, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]):
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names - {"method"}
+        unknown = set(d) - names - {"method", "config_format"}
         if unknown:
             raise ConfigError(sorted(unknown)[0], f"unknown field for {cls.method} config")
+        if "config_format" not in d:
+            d = cls.upgrade(d)
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """A config written before ``config_format`` 2, as this version reads it (same run, same math)."""
+        return d
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+OPTIMIZERS = ("adam", "rmsprop")
+
+
 @dataclass
-class TranslationConfig(TrainConfig):
-    """What the image-to-image trainers (Pix2Pix, CycleGAN) share: data shaping, networks, GAN loss, Adam.
+class AdversarialConfig(TrainConfig):
+    """The adversarial objective and its training settings, shared by every GAN trainer.
+
+    Options left at None ("auto") take the objective's defaults (translate.losses.OBJECTIVES) when the
+    config is made, so config.json records the values the run used."""
+
+    gan_mode: str = opt("vanilla", "adversarial objective (vanilla = nonsaturating)", choices=OBJECTIVE_NAMES)
+    optimizer: str | None = opt(None, "optimizer of G and D (auto: the objective's: rmsprop for wgan, else adam)",
+                                choices=OPTIMIZERS)
+    lr: float | None = opt(None, "learning rate of G and D (auto: the objective's: 2e-4; wgan 5e-5, wgangp 1e-4)")
+    beta1: float | None = opt(None, "Adam beta1 (auto: the objective's: 0.5; wgangp 0)")
+    beta2: float | None = opt(None, "Adam beta2 (auto: the objective's: 0.999; wgangp 0.9)")
+    n_critic: int | None = opt(None, "D updates per G update (auto: the objective's: 5 for wgan and wgangp, else 1)")
+    clip: float | None = opt(None, "clip D's weights to [-clip, clip] after each D update, 0 = off "
+                             "(auto: the objective's: 0.01 for wgan, else off)")
+    lambda_gp: float | None = opt(None, "weight of the gradient penalty on D, 0 = off "
+                                  "(auto: the objective's: 10 for wgangp, else off)")
+
+    def __post_init__(self) -> None:
+        try:
+            o = get_objective(self.gan_mode)
+        except ValueError as e:
+            raise ConfigError("gan_mode", str(e)) from None
+        if self.optimizer is None:
+            self.optimizer = o.optimizer
+        # Adam asked for with an objective whose paper used another optimizer: the usual GAN betas
+        betas = o.betas if o.optimizer == "adam" else (0.5, 0.999)
+        for name, auto in (("lr", o.lr), ("beta1", betas[0]), ("beta2", betas[1]), ("n_critic", o.n_critic),
+                           ("clip", o.clip), ("lambda_gp", o.gradient_penalty)):
+            if getattr(self, name) is None:
+                setattr(self, name, auto)
+
+    @classmethod
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        # before one objective table: clipping and the penalty applied only in wgan / wgangp whatever their
+        # values, and the image-to-image trainers always took one Adam step of D per step of G
+        d = dict(super().upgrade(d))
+        o = get_objective(d.get("gan_mode", cls.__dataclass_fields__["gan_mode"].default))
+        if not o.clip:
+            d["clip"] = 0.0
+        if not o.gradient_penalty:
+            d["lambda_gp"] = 0.0
+        d.setdefault("optimizer", "adam")
+        d.setdefault("n_critic", 1)
+        return d
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("lr", "n_critic"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("clip", "lambda_gp"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class TranslationConfig(AdversarialConfig):
+    """What the image-to-image trainers (Pix2Pix, CycleGAN) share: data shaping, networks, the objective.
     Defaults are Pix2Pix's (the reference code's); a method re-defaults with ``redefault``."""
 
     direction: str = opt("AtoB", "translate A to B, or B to A", choices=DIRECTIONS)
     size: int = opt(256, "crop size the networks train on (--crop_size in the reference)")
-    load_size: int = opt(0, "resize to this before the random crop (0: size * 286/256)")
+    load_size: int | None = opt(None, "resize to this before the random crop (auto: size * 286/256)")
     preprocess: str = opt("resize_and_crop", "how training images are scaled and cropped", choices=PREPROCESS)
     flip: bool = opt(True, "random horizontal flips (same for A and B)")
     input_nc: int = opt(3, "input channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
@@ -101,14 +171,14 @@ class TranslationConfig(TrainConfig):
     spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
     channels_last: bool = opt(True, "channels-last memory layout for the networks (same math; about 1.5x "
                               "faster on CPU, see BENCHMARKS.md)")
-    gan_mode: str = opt("vanilla", "adversarial loss", choices=GAN_MODES)
-    lambda_gp: float = opt(10.0, "gradient penalty weight (gan_mode wgangp)")
-    lr: float = opt(2e-4, "Adam learning rate")
-    beta1: float = opt(0.5, "Adam beta1")
-    beta2: float = opt(0.999, "Adam beta2")
     test_norm: str = opt("auto", "batch norm at test time: 'per-image' statistics (what the reference does at "
                          "batch size 1 without --eval), 'running' statistics, or 'auto' (per-image when "
                          "batch_size is 1)", choices=("auto", "per-image", "running"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.load_size:  # None, or 0 in configs written before None meant auto
+            self.load_size = int(round(self.size * 286 / 256))
 
     def validate(self) -> None:
         super().validate()
@@ -118,12 +188,9 @@ class TranslationConfig(TrainConfig):
             parse_generator_name(self.netG)
         except ValueError as e:
             raise ConfigError("netG", str(e)) from None
-        if self.load_size and self.load_size < self.size:
+        if self.load_size < self.size:
             raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
 
-    @property
-    def resolved_load_size(self) -> int:
-        return self.load_size or int(round(self.size * 286 / 256))
 
     @property
     def batch_stats(self) -> bool:

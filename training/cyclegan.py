@@ -37,13 +37,13 @@ from translate import data as tdata
 from translate import metrics as qmetrics
 from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
-from translate.losses import GANLoss, ImagePool, cycle_loss, gradient_penalty, identity_loss
+from translate.losses import ImagePool, cycle_loss, identity_loss
 from translate.networks import define_D, define_G, to_inference
 from translate.options import opt, redefault
 
+from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
 from .config import TranslationConfig
 from .loop import Method, _to_device
-from .pix2pix import set_requires_grad
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,6 @@ class CycleGANConfig(TranslationConfig):
     lambda_identity: float = opt(0.5, "identity loss |G_A(b) - b| + |G_B(a) - a|, weighted lambda_identity x "
                                  "lambda_B / lambda_A (0: off; needs input_nc == output_nc)")
     pool_size: int = opt(50, "generated images kept per discriminator and replayed at random (0: no pool)")
-
-    method = "cyclegan"
 
     def validate(self) -> None:
         super().validate()
@@ -105,14 +103,12 @@ class CycleGAN(Method):
         if c.channels_last:
             for net in self.networks.values():
                 net.to(memory_format=torch.channels_last)
-        betas = (c.beta1, c.beta2)
         self.optimizers = {
-            "G": torch.optim.Adam(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), lr=c.lr,
-                                  betas=betas, fused=True),
-            "D": torch.optim.Adam(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr=c.lr,
-                                  betas=betas, fused=True),
+            "G": make_optimizer(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), c, fused=True),
+            "D": make_optimizer(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), c, fused=True),
         }
-        self.gan_loss = GANLoss(c.gan_mode).to(device)
+        self.objective = objective(c)
+        self.last_G: dict[str, float] = {}
         self.fake_A_pool = ImagePool(c.pool_size, seed=c.seed + 1)
         self.fake_B_pool = ImagePool(c.pool_size, seed=c.seed + 2)
         size_multiple = getattr(self.G_A, "size_multiple", 1)
@@ -145,7 +141,7 @@ class CycleGAN(Method):
             val_pairs = self._readable(val_pairs)
             val = tdata.PairedImages(val_pairs or pairs[:1], train=False, preprocess="resize", **common)
         train = tdata.UnpairedImages(self._readable(train_A), self._readable(train_B),
-                                     load_size=c.resolved_load_size, preprocess=c.preprocess, flip=c.flip, train=True,
+                                     load_size=c.load_size, preprocess=c.preprocess, flip=c.flip, train=True,
                                      **common)
         return train, val
 
@@ -164,18 +160,39 @@ class CycleGAN(Method):
         if c.channels_last:
             real_A = real_A.contiguous(memory_format=torch.channels_last)
             real_B = real_B.contiguous(memory_format=torch.channels_last)
-        opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
-        # G_A and G_B: fool the (frozen) discriminators, come back around the cycle, keep identity
+        opt_D = self.optimizers["D"]
+        if updates_generator(self.steps_done + 1, c):
+            fake_A, fake_B = self._generator_step(real_A, real_B)
+        else:  # n_critic > 1: D trains on this step's fakes, G waits
+            with torch.no_grad(), self.autocast():
+                fake_B, fake_A = self.G_A(real_A), self.G_B(real_B)
+        # D_A and D_B: real images -> real, generated ones (replayed from the pools) -> fake
+        set_requires_grad(self.D_A, True)
+        set_requires_grad(self.D_B, True)
+        opt_D.zero_grad(set_to_none=True)
+        out = dict(self.last_G)
+        out["D_A"], gp_A = self._backward_D(self.D_A, real_B, self.fake_B_pool.query(fake_B))
+        out["D_B"], gp_B = self._backward_D(self.D_B, real_A, self.fake_A_pool.query(fake_A))
+        if gp_A is not None:
+            out["GP"] = gp_A + gp_B
+        opt_D.step()
+        constrain(c, self.D_A)
+        constrain(c, self.D_B)
+        return out
+
+    def _generator_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G_A and G_B: fool the (frozen) discriminators, come back around the cycle, keep identity."""
+        c: CycleGANConfig = self.config
         set_requires_grad(self.D_A, False)
         set_requires_grad(self.D_B, False)
-        opt_G.zero_grad(set_to_none=True)
+        self.optimizers["G"].zero_grad(set_to_none=True)
         with self.autocast():
             fake_B = self.G_A(real_A)
             rec_A = self.G_B(fake_B)
             fake_A = self.G_B(real_B)
             rec_B = self.G_A(fake_A)
-            loss_G_A = self.gan_loss(self.D_A(fake_B), True, for_discriminator=False)
-            loss_G_B = self.gan_loss(self.D_B(fake_A), True, for_discriminator=False)
+            loss_G_A = self.objective.generator(self.D_A(fake_B))
+            loss_G_B = self.objective.generator(self.D_B(fake_A))
         losses = {"G_A": loss_G_A, "G_B": loss_G_B,
                   "cycle_A": cycle_loss(rec_A.float(), real_A, c.lambda_A),
                   "cycle_B": cycle_loss(rec_B.float(), real_B, c.lambda_B)}
@@ -185,24 +202,19 @@ class CycleGAN(Method):
             losses["idt_A"] = identity_loss(idt_A.float(), real_B, c.lambda_B * c.lambda_identity)
             losses["idt_B"] = identity_loss(idt_B.float(), real_A, c.lambda_A * c.lambda_identity)
         sum(losses.values()).backward()
-        opt_G.step()
-        # D_A and D_B: real images -> real, generated ones (replayed from the pools) -> fake
-        set_requires_grad(self.D_A, True)
-        set_requires_grad(self.D_B, True)
-        opt_D.zero_grad(set_to_none=True)
-        losses["D_A"] = self._backward_D(self.D_A, real_B, self.fake_B_pool.query(fake_B))
-        losses["D_B"] = self._backward_D(self.D_B, real_A, self.fake_A_pool.query(fake_A))
-        opt_D.step()
-        return {k: v.item() for k, v in losses.items()}
+        self.optimizers["G"].step()
+        self.last_G = {k: v.item() for k, v in losses.items()}
+        return fake_A, fake_B
 
-    def _backward_D(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def _backward_D(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float | None]:
+        """D's loss (halved, as in the paper, plus its penalty if any) backpropagated: (loss, penalty)."""
         with self.autocast():
-            loss_D = 0.5 * (self.gan_loss(D(real), True) + self.gan_loss(D(fake.detach()), False))
-        if self.config.gan_mode == "wgangp":
-            gp, _ = gradient_penalty(D, real.float(), fake.float(), lambda_gp=self.config.lambda_gp)
+            loss_D = 0.5 * (self.objective.real(D(real)) + self.objective.fake(D(fake.detach())))
+        gp = penalty(self.config, D, real, fake)
+        if gp is not None:
             loss_D = loss_D + gp
         loss_D.backward()
-        return loss_D.detach()
+        return loss_D.item(), None if gp is None else gp.item()
 
     def extra_state(self) -> dict[str, Any]:
         return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}

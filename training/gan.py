@@ -34,33 +34,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from translate import gan_metrics, toy_data
-from translate.checkpoint import GeneratorSpec, resolve_checkpoint, torch_load
+from translate.gan import data as gan_data
+from translate.gan import metrics as gan_metrics
+from translate.checkpoint import GeneratorSpec, gan_spec_extra, resolve_checkpoint
 from translate.errors import ConfigError
-from translate.gan_networks import (D_NORMS, build_discriminator, build_generator, ema_update, generate,
-                                    load_gan_generator, sample_labels, sample_latents)
-from translate.losses import GANLoss, gradient_penalty, minimax_generator_loss, non_saturating_generator_loss
+from translate.gan.networks import (D_NORMS, build_discriminator, build_generator, ema_update, generate,
+                                    sample_labels, sample_latents)
+from translate.generators import load_generator
+from translate.losses import ALIASES
 from translate.networks import to_inference
-from translate.options import opt
+from translate.options import opt, redefault
 
-from .config import TrainConfig
+from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
+from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
+from .config import AdversarialConfig
 from .loop import Method
-from .pix2pix import set_requires_grad
-
-OBJECTIVES: tuple[str, ...] = ("minimax", "nonsaturating", "lsgan", "wgan", "wgangp", "hinge")
-ALIASES = {"vanilla": "nonsaturating"}
-_ADAM_DCGAN = dict(optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999, n_critic=1)
-#: The papers' settings, applied to fields left at their "auto" value (lr 0, beta -1, n_critic 0, optimizer auto).
-OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "minimax": _ADAM_DCGAN, "nonsaturating": _ADAM_DCGAN, "lsgan": _ADAM_DCGAN, "hinge": _ADAM_DCGAN,
-    "wgan": dict(optimizer="rmsprop", lr=5e-5, n_critic=5),
-    "wgangp": dict(optimizer="adam", lr=1e-4, beta1=0.0, beta2=0.9, n_critic=5),
-}
-_AUTO = {"optimizer": "auto", "lr": 0.0, "beta1": -1.0, "beta2": -1.0, "n_critic": 0}
-
 
 @dataclass
-class GANConfig(TrainConfig):
+class GANConfig(AdversarialConfig):
     data: str = opt("", "built-in set (ring8, grid25, digits) or an image folder (flat = unlabelled, "
                     "one subfolder per class = labelled)")
     steps: int = opt(5000, "total steps, each one discriminator update (G is updated every n_critic steps); "
@@ -73,97 +64,57 @@ class GANConfig(TrainConfig):
     sample_every: int = opt(1000, "write a sample grid (or scatter plot) every N steps")
     checkpoint_every: int = opt(1000, "write a checkpoint every N steps (and always at the end)")
     size: int = opt(32, "image side (a power of two >= 8); digits are upscaled from 8x8")
-    channels: int = opt(0, "image channels: 1 or 3 (0: 1 for digits, 3 for folders)")
+    channels: int | None = opt(None, "image channels: 1 or 3 (auto: 1 for digits, 3 for folders)")
     points: int = opt(100_000, "training points drawn from a 2-D mixture")
-    arch: str = opt("auto", "networks: mlp (2-D points), dcgan (images); auto picks by data", choices=("auto", "mlp", "dcgan"))
-    nz: int = opt(0, "latent dimension (0: 100 for images as in DCGAN, 16 for points)")
+    arch: str | None = opt(None, "networks: mlp (2-D points), dcgan (images) (auto: by the data)",
+                           choices=("mlp", "dcgan"))
+    nz: int | None = opt(None, "latent dimension (auto: 100 for images as in DCGAN, 16 for points)")
     ngf: int = opt(64, "DCGAN generator filters of the last layer")
     ndf: int = opt(64, "DCGAN discriminator filters of the first layer")
     mlp_width: int = opt(256, "MLP hidden units (2-D data)")
     mlp_layers: int = opt(3, "MLP hidden layers (2-D data)")
-    d_norm: str = opt("auto", "DCGAN discriminator normalisation (auto: batch, or layer norm for the wgangp "
-                      "critic, whose penalty is per sample)", choices=("auto", *D_NORMS))
+    d_norm: str | None = opt(None, "DCGAN discriminator normalisation (auto: batch, or layer norm when D has a "
+                             "gradient penalty, which is per sample)", choices=D_NORMS)
     spectral_norm: bool = opt(False, "spectral normalisation of every D layer")
     conditional: bool = opt(False, "class-conditional G and D (needs labelled data)")
-    gan_mode: str = opt("nonsaturating", "objective (vanilla = nonsaturating)", choices=(*OBJECTIVES, *ALIASES))
-    optimizer: str = opt("auto", "auto: the objective's (RMSprop for wgan, else Adam)", choices=("auto", "adam", "rmsprop"))
-    lr: float = opt(0.0, "learning rate of G and D (0: the objective's default)")
-    beta1: float = opt(-1.0, "Adam beta1 (-1: the objective's default)")
-    beta2: float = opt(-1.0, "Adam beta2 (-1: the objective's default)")
-    n_critic: int = opt(0, "D updates per G update (0: the objective's default, 5 for wgan / wgangp)")
-    clip: float = opt(0.01, "wgan: critic weights are clipped to [-clip, clip] after each update")
-    lambda_gp: float = opt(10.0, "wgangp: gradient penalty weight")
+    gan_mode: str = redefault(AdversarialConfig, "gan_mode", "nonsaturating")
     ema_decay: float = opt(0.0, "keep an exponential moving average of G's weights with this decay (e.g. 0.999; "
                            "0 = off); the average is what is sampled, validated and exported")
-    eval_samples: int = opt(toy_data.EVAL_SAMPLES, "samples drawn for validation (2,500 in the mixture protocol)")
+    eval_samples: int = opt(gan_data.EVAL_SAMPLES, "samples drawn for validation (2,500 in the mixture protocol)")
     val_classifier: bool = opt(True, "labelled images: train a small classifier (RUN/classifier.pt) at the first "
                                "validation for the class histogram of samples")
     classifier_steps: int = opt(600, "training steps of that classifier")
     threads: int = opt(0, "CPU threads for torch in this process (0: torch's default); the small networks "
                        "here run fastest on 1 (a 16 px digits step: 18 ms on 1 thread, 55 ms on 2)")
 
-    method = "gan"
 
     def __post_init__(self) -> None:
-        self.gan_mode = ALIASES.get(self.gan_mode, self.gan_mode)
-        if self.gan_mode in OBJECTIVE_DEFAULTS:
-            for k, v in OBJECTIVE_DEFAULTS[self.gan_mode].items():
-                if getattr(self, k) == _AUTO[k]:
-                    setattr(self, k, v)
-        if self.optimizer == "adam":  # e.g. Adam asked for with wgan: the usual GAN betas
-            self.beta1 = 0.5 if self.beta1 == _AUTO["beta1"] else self.beta1
-            self.beta2 = 0.999 if self.beta2 == _AUTO["beta2"] else self.beta2
+        self.gan_mode = ALIASES.get(self.gan_mode, self.gan_mode)  # the GAN family's own name for it
+        super().__post_init__()
+        legacy = {"nz": 0, "channels": 0, "arch": "auto", "d_norm": "auto"}  # "auto" in configs before None
+        for name, old in legacy.items():
+            if getattr(self, name) == old:
+                setattr(self, name, None)
+        if not self.data:
+            return  # resolved when there is data (a resumed run's config is already resolved)
+        points = self.data in gan_data.MIXTURES
+        self.arch = self.arch or ("mlp" if points else "dcgan")
+        self.nz = self.nz or (16 if points else 100)
+        if self.channels is None and not points:
+            self.channels = 1 if self.data == "digits" else 3
+        self.d_norm = self.d_norm or ("layer" if self.lambda_gp else "batch")
 
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("data", "give --data: ring8, grid25, digits, or an image folder")
         super().validate()
-        if self.gan_mode not in OBJECTIVES:
-            raise ConfigError("gan_mode", f"must be one of {OBJECTIVES}, got {self.gan_mode!r}")
-        for name in ("lr", "n_critic", "eval_samples"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        if self.eval_samples <= 0:
+            raise ConfigError("eval_samples", f"must be > 0, got {self.eval_samples}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
-        if self.gan_mode == "wgan" and self.clip <= 0:
-            raise ConfigError("clip", f"must be > 0, got {self.clip}")
-        if self.gan_mode == "wgangp" and self.d_norm == "batch":
+        if self.lambda_gp and self.d_norm == "batch":
             raise ConfigError("d_norm", "batch norm makes each critic value depend on the whole batch, which the "
                               "per-sample gradient penalty forbids: use layer, instance or none")
-
-
-def discriminator_loss(mode: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """D's loss for one of :data:`OBJECTIVES` (the gradient penalty of wgangp is added apart)."""
-    if mode in ("minimax", "nonsaturating"):
-        bce = GANLoss("vanilla")
-        return bce(d_real, True) + bce(d_fake, False)
-    if mode == "lsgan":
-        ls = GANLoss("lsgan")
-        return 0.5 * (ls(d_real, True) + ls(d_fake, False))
-    if mode in ("wgan", "wgangp", "hinge"):
-        loss = GANLoss(mode)
-        return loss(d_real, True) + loss(d_fake, False)
-    raise ConfigError("gan_mode", f"must be one of {OBJECTIVES}, got {mode!r}")
-
-
-def generator_loss(mode: str, d_fake: torch.Tensor) -> torch.Tensor:
-    """G's loss for one of :data:`OBJECTIVES` from D's outputs on generated samples."""
-    if mode == "minimax":
-        return minimax_generator_loss(d_fake)
-    if mode == "nonsaturating":
-        return non_saturating_generator_loss(d_fake)
-    if mode == "lsgan":
-        return 0.5 * GANLoss("lsgan")(d_fake, True)
-    if mode in ("wgan", "wgangp", "hinge"):
-        return GANLoss(mode)(d_fake, True, for_discriminator=False)
-    raise ConfigError("gan_mode", f"must be one of {OBJECTIVES}, got {mode!r}")
-
-
-def clip_weights(net: nn.Module, c: float) -> None:
-    """WGAN's Lipschitz constraint: every parameter clamped to [-c, c] in place."""
-    with torch.no_grad():
-        for p in net.parameters():
-            p.clamp_(-c, c)
 
 
 class GAN(Method):
@@ -179,44 +130,37 @@ class GAN(Method):
             torch.set_num_threads(c.threads)
         if c.n_critic > 1:  # G's scheduler steps with the loop before G's first update: expected here
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
-        self.data = toy_data.open_gan_data(c.data, size=c.size, channels=c.channels, seed=c.seed,
+        self.data = gan_data.open_gan_data(c.data, size=c.size, channels=c.channels, seed=c.seed,
                                            val_fraction=c.val_fraction, points=c.points, strict=c.strict_data)
         points = self.data.kind == "points"
-        arch = c.arch if c.arch != "auto" else ("mlp" if points else "dcgan")
-        if (arch == "mlp") != points:
-            raise ConfigError("arch", f"{arch} does not fit {self.data.kind} ({c.data}): use mlp for 2-D mixtures, "
+        if (c.arch == "mlp") != points:
+            raise ConfigError("arch", f"{c.arch} does not fit {self.data.kind} ({c.data}): use mlp for 2-D mixtures, "
                               "dcgan for images")
         if c.conditional and not self.data.labelled:
             raise ConfigError("conditional", f"{c.data} is unlabelled (use one subfolder per class)")
         k = self.data.num_classes if c.conditional else 0
-        nz = c.nz or (16 if points else 100)
-        d_norm = c.d_norm if c.d_norm != "auto" else ("layer" if c.gan_mode == "wgangp" else "batch")
         if points:
-            self.arch_G = dict(arch="mlp", nz=nz, num_classes=k, out_dim=2, width=c.mlp_width, layers=c.mlp_layers)
+            self.arch_G = dict(arch="mlp", nz=c.nz, num_classes=k, out_dim=2, width=c.mlp_width, layers=c.mlp_layers)
             self.arch_D = dict(arch="mlp", num_classes=k, in_dim=2, width=c.mlp_width, layers=c.mlp_layers,
                                spectral_norm=c.spectral_norm)
         else:
-            self.arch_G = dict(arch="dcgan", nz=nz, num_classes=k, nc=self.data.channels, size=c.size, ngf=c.ngf)
+            self.arch_G = dict(arch="dcgan", nz=c.nz, num_classes=k, nc=self.data.channels, size=c.size, ngf=c.ngf)
             self.arch_D = dict(arch="dcgan", num_classes=k, nc=self.data.channels, size=c.size, ndf=c.ndf,
-                               norm=d_norm, spectral_norm=c.spectral_norm)
+                               norm=c.d_norm, spectral_norm=c.spectral_norm)
         self.G = build_generator(**self.arch_G).to(device)
         self.D = build_discriminator(**self.arch_D).to(device)
         self.networks = {"G": self.G, "D": self.D}
-        self.optimizers = {"G": self._optimizer(self.G), "D": self._optimizer(self.D)}
+        self.optimizers = {"G": make_optimizer(self.G.parameters(), c), "D": make_optimizer(self.D.parameters(), c)}
+        self.objective = objective(c)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if c.ema_decay > 0 else None
-        self.iteration = 0  # D updates so far
+        if self.G_ema is not None:
+            self.networks["G_ema"] = self.G_ema  # checkpointed with the others; the one exported
         self.last_G: dict[str, float] = {}
         self.classifier = None
         g = torch.Generator().manual_seed(c.seed + 12345)
         # the sample grid: fixed latents, 8 x 8 (conditional: one row of 8 per class)
         self.grid_labels = torch.arange(k).repeat_interleave(8) if k else None
-        self.grid_z = sample_latents(8 * k if k else 64, nz, generator=g)
-
-    def _optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
-        c: GANConfig = self.config
-        if c.optimizer == "rmsprop":
-            return torch.optim.RMSprop(net.parameters(), lr=c.lr)
-        return torch.optim.Adam(net.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+        self.grid_z = sample_latents(8 * k if k else 64, c.nz, generator=g)
 
     # ------------------------------------------------------------- the hooks
     def datasets(self):
@@ -233,34 +177,38 @@ class GAN(Method):
         with self.autocast():
             d_real = self.D(real, y).float()
             d_fake = self.D(fake, y).float()
-            loss_D = discriminator_loss(c.gan_mode, d_real, d_fake)
+            loss_D = self.objective.discriminator_loss(d_real, d_fake)
         out = {"D": loss_D.item(), "D_real": d_real.mean().item(), "D_fake": d_fake.mean().item()}
-        if c.gan_mode == "wgangp":
-            gp, _ = gradient_penalty(lambda x: self.D(x, y), real.float(), fake, lambda_gp=c.lambda_gp)
+        gp = penalty(c, lambda x: self.D(x, y), real, fake)
+        if gp is not None:
             loss_D = loss_D + gp
             out["GP"] = gp.item()
         opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         opt_D.step()
-        if c.gan_mode == "wgan":
-            clip_weights(self.D, c.clip)
-        self.iteration += 1
-        if self.iteration % c.n_critic == 0:
+        constrain(c, self.D)
+        iteration = self.steps_done + 1  # one loop step is one D update
+        if updates_generator(iteration, c):
             set_requires_grad(self.D, False)
             with self.autocast():
                 fake = self.G(torch.randn(n, self.G.nz, device=self.device), y)
-                loss_G = generator_loss(c.gan_mode, self.D(fake, y).float())
+                loss_G = self.objective.generator(self.D(fake, y).float())
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
             set_requires_grad(self.D, True)
             if self.G_ema is not None:
-                ema_update(self.G_ema, self.G, c.ema_decay, self.iteration // c.n_critic - 1)
+                ema_update(self.G_ema, self.G, c.ema_decay, iteration // c.n_critic - 1)
             self.last_G = {"G": loss_G.item()}
         return {**out, **self.last_G}
 
     def generators(self) -> dict[str, GeneratorSpec]:
-        return {}  # no translation generator: G maps latents, see export()
+        """G (its moving average when kept) as a ``"gan"`` generator: latents in, samples out."""
+        return {"G": GeneratorSpec(network="G_ema" if self.G_ema is not None else "G", arch=self.arch_G,
+                                   direction="", method=self.name, kind="gan",
+                                   extra=gan_spec_extra(self.data.classes if self.G.num_classes else [],
+                                                        self.config.data, self.data.name, self.data.kind,
+                                                        self.G_ema is not None))}
 
     def eval_generators(self) -> dict[str, nn.Module]:
         return {}
@@ -277,8 +225,6 @@ class GAN(Method):
 
     def get_classifier(self):
         if self.classifier is None:
-            from .classifier import CLASSIFIER_FILE, classifier_for_data
-
             c: GANConfig = self.config
             path = Path(c.out) / CLASSIFIER_FILE if c.out else None
             self.classifier, _ = classifier_for_data(self.data, path, steps=c.classifier_steps, seed=c.seed)
@@ -289,7 +235,7 @@ class GAN(Method):
         c: GANConfig = self.config
         x, y = self.samples(c.eval_samples, seed=c.seed + 1)
         if self.data.kind == "points":
-            stats = toy_data.evaluate_mixture(x, self.data.name)
+            stats = gan_data.evaluate_mixture(x, self.data.name)
             out = {k: stats[k] for k in ("modes", "high_quality", "reverse_kl")}
             if y is not None:
                 out["conditional_accuracy"] = _mixture_conditional_accuracy(x, y, self.data.name)
@@ -306,26 +252,17 @@ class GAN(Method):
         G = self.eval_G()
         if self.data.kind == "points":
             x, _ = self.samples(self.config.eval_samples, seed=self.config.seed + 1, G=G)
-            return torch.tensor(toy_data.render_points(x, self.data.name)).permute(2, 0, 1).float() / 255
+            return torch.tensor(gan_data.render_points(x, self.data.name)).permute(2, 0, 1).float() / 255
         y = None if self.grid_labels is None else self.grid_labels.to(self.device)
         return image_grid(G(self.grid_z.to(self.device), y))
 
-    def export(self, run_dir: Path, verbose: bool = True) -> None:
-        diff = export_gan(run_dir, Path(run_dir) / "model.onnx")
-        if verbose:
-            print(f"exported {Path(run_dir) / 'model.onnx'} (max abs diff vs PyTorch {diff:.2e})")
-
     def extra_state(self) -> dict[str, Any]:
-        return {"gan": {"arch_G": self.arch_G, "arch_D": self.arch_D, "classes": self.data.classes if self.G.num_classes
-                        else [], "data_classes": self.data.classes, "data": self.config.data, "kind": self.data.kind,
-                        "name": self.data.name, "iteration": self.iteration, "last_G": self.last_G,
-                        "G_ema": None if self.G_ema is None else self.G_ema.state_dict()}}
+        return {"gan": {"arch_D": self.arch_D, "data_classes": self.data.classes, "last_G": self.last_G}}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         s = state.get("gan", {})
-        self.iteration = int(s.get("iteration", 0))
         self.last_G = dict(s.get("last_G", {}))
-        if self.G_ema is not None and s.get("G_ema") is not None:
+        if self.G_ema is not None and s.get("G_ema") is not None:  # written before G_ema was a network
             self.G_ema.load_state_dict(s["G_ema"])
 
 
@@ -340,12 +277,12 @@ def image_grid(x: torch.Tensor, nrow: int = 8) -> torch.Tensor:
 
 
 def _mixture_conditional_accuracy(x: torch.Tensor, y: torch.Tensor, name: str) -> float:
-    centres = torch.from_numpy(toy_data.mixture_centres(name)).float()
+    centres = torch.from_numpy(gan_data.mixture_centres(name)).float()
     return float((torch.cdist(x.float(), centres).argmin(1) == y).float().mean())
 
 
 @torch.no_grad()
-def image_sample_stats(C: nn.Module, x: torch.Tensor, y: torch.Tensor | None, data: toy_data.GanData,
+def image_sample_stats(C: nn.Module, x: torch.Tensor, y: torch.Tensor | None, data: gan_data.GanData,
                        features: gan_metrics.FeatureNetwork | None, real: torch.Tensor | None = None,
                        kid_subsets: int = 100) -> dict[str, Any]:
     """Class histogram of samples ``x`` by classifier ``C`` (and conditional accuracy when ``y``),
@@ -360,7 +297,7 @@ def image_sample_stats(C: nn.Module, x: torch.Tensor, y: torch.Tensor | None, da
             out["conditional_accuracy"] = float((pred == y).float().mean())
     if features is not None:
         if real is None:
-            real, _ = toy_data.stack_images(data.val)
+            real, _ = gan_data.stack_images(data.val)
         fr, ff = features(real), features(x)
         out[f"fid{features.label}"] = gan_metrics.fid_from_features(fr, ff)
         if kid_subsets:
@@ -369,29 +306,6 @@ def image_sample_stats(C: nn.Module, x: torch.Tensor, y: torch.Tensor | None, da
     if C is not None:
         out["class_histogram"] = hist["histogram"]
     return out
-
-
-def is_gan_model(path: str | os.PathLike) -> bool:
-    """Whether ``path`` (a run directory or checkpoint) holds a GAN run."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoints" / "latest.pt"
-    if p.suffix != ".pt" or not p.is_file():
-        return False
-    try:  # memory-mapped: a large translation checkpoint is not read just to be told apart
-        ckpt = torch_load(p, mmap=True)
-        return isinstance(ckpt, dict) and ckpt.get("method") == "gan"
-    except Exception:
-        return False
-
-
-def export_gan(model: str | os.PathLike, out: str | os.PathLike, tolerance: float | None = None) -> float:
-    """Export a GAN run's G (EMA weights when kept) to ONNX, verified; returns the max abs diff."""
-    from translate.gan_networks import export_generator_onnx
-
-    G, meta = load_gan_generator(model)
-    keep = {k: meta[k] for k in ("arch", "classes", "data", "ema", "step", "gan_mode", "config")}
-    return export_generator_onnx(G, keep, out, tolerance)[1]
 
 
 @torch.no_grad()
@@ -405,23 +319,25 @@ def evaluate_gan(model: str | os.PathLike, data: str | None = None, samples: int
     class histogram of the samples (labelled data). ``data`` overrides the run's data set.
     """
     ckpt_path = resolve_checkpoint(model)
-    G, meta = load_gan_generator(ckpt_path)
+    G, meta = load_generator(ckpt_path)
+    if meta["kind"] != "gan":
+        raise ConfigError("model", f"{model}: not a GAN run (a {meta['kind']} generator)")
     cfg = meta["config"]
     name = data or cfg["data"]
     out: dict[str, Any] = {"model": str(model), "step": meta["step"], "gan_mode": meta["gan_mode"], "ema": meta["ema"],
                            "data": name}
     g = torch.Generator().manual_seed(seed)
-    if meta["kind"] == "points":
-        n = samples or toy_data.EVAL_SAMPLES
+    if meta["data_kind"] == "points":
+        n = samples or gan_data.EVAL_SAMPLES
         y = sample_labels(n, G.num_classes)
         x = generate(G, sample_latents(n, G.nz, generator=g), y)
-        out.update(toy_data.evaluate_mixture(x, meta["name"] if data is None else data))
+        out.update(gan_data.evaluate_mixture(x, meta["name"] if data is None else data))
         if y is not None:
             out["conditional_accuracy"] = _mixture_conditional_accuracy(x, y, meta["name"])
         return _finite(out)
-    d = toy_data.open_gan_data(name, size=G.size, channels=G.nc, seed=cfg.get("seed", 0),
+    d = gan_data.open_gan_data(name, size=G.size, channels=G.nc, seed=cfg.get("seed", 0),
                                val_fraction=cfg.get("val_fraction", 0.05))
-    real, _ = toy_data.stack_images(d.train)
+    real, _ = gan_data.stack_images(d.train)
     n = samples or max(len(real), 1000)
     y = sample_labels(n, G.num_classes)
     if y is not None:
@@ -429,8 +345,6 @@ def evaluate_gan(model: str | os.PathLike, data: str | None = None, samples: int
     x = generate(G, sample_latents(n, G.nz, generator=g), y)
     C = None
     if d.labelled:
-        from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
-
         if classifier:
             C, info = load_classifier(classifier)
         else:
@@ -455,5 +369,4 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-__all__ = ["GAN", "GANConfig", "OBJECTIVES", "OBJECTIVE_DEFAULTS", "discriminator_loss", "generator_loss",
-           "clip_weights", "image_grid", "image_sample_stats", "is_gan_model", "export_gan", "evaluate_gan"]
+__all__ = ["GAN", "GANConfig", "image_grid", "image_sample_stats", "evaluate_gan"]

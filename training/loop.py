@@ -26,10 +26,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from translate import metrics as qmetrics
-from translate.checkpoint import CHECKPOINT_FORMAT, GeneratorSpec, load_checkpoint
+from translate.checkpoint import CHECKPOINT_FORMAT, GeneratorSpec, load_checkpoint, resolve_checkpoint
 from translate.data import EpochSampler
 from translate.errors import ConfigError, DataError
+from translate.export import export_run
 from translate.files import atomic_path, write_text_atomic
+from translate.imageio import save_image
 
 from .config import TrainConfig
 
@@ -54,8 +56,14 @@ class Method:
     tuples from :class:`translate.data.EpochSampler` and return dicts of tensors.
     """
 
-    name = ""
+    name = ""  # the method's one name: CLI subcommand, run directory prefix, config.json and checkpoint tag
     config_class: type[TrainConfig] = TrainConfig
+    retrain_on_pairs = False  # the service can fine-tune it on uploaded aligned pairs and score it by L1
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            cls.config_class.method = cls.name  # written once, here
 
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config = config
@@ -63,6 +71,7 @@ class Method:
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.use_amp = bool(config.amp and device.type == "cuda")
+        self.steps_done = 0  # loop steps completed before the current one (set by the Trainer)
 
     def autocast(self):
         """bf16 autocast on CUDA when AMP is on; a no-op otherwise."""
@@ -122,8 +131,6 @@ class Method:
 
     def export(self, run_dir: Path, verbose: bool = True) -> None:
         """Write the run's deployable models at the end of training. Default: ONNX per generator."""
-        from translate.export import export_run
-
         export_run(run_dir, verbose=verbose)
 
     def extra_state(self) -> dict[str, Any]:
@@ -239,12 +246,10 @@ class Trainer:
         for k, sd in ckpt["optimizers"].items():
             self.method.optimizers[k].load_state_dict(sd)
         self.method.load_extra_state(ckpt.get("extra", {}))
-        self.step = int(ckpt["step"])
+        self.step = self.method.steps_done = int(ckpt["step"])
         self.last_val = dict(ckpt.get("last_val", {}))
 
     def _init_networks(self, source: str) -> None:
-        from translate.checkpoint import resolve_checkpoint
-
         ckpt = load_checkpoint(resolve_checkpoint(source))
         if ckpt["method"] != self.method.name:
             raise ConfigError("init_from", f"{source} is a {ckpt['method']} checkpoint, not {self.method.name}")
@@ -322,8 +327,6 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self, batch: dict) -> Path:
-        from translate.imageio import save_image
-
         grid = self.method.sample_grid(_to_device(batch, self.device)).float().cpu().clamp(0, 1)
         path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         save_image((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), path)
@@ -371,6 +374,7 @@ class Trainer:
             while self.step < total:
                 batch = _to_device(next(data_iter), self.device)
                 lr = next(iter(self.method.optimizers.values())).param_groups[0]["lr"]  # the rate this step used
+                self.method.steps_done = self.step
                 losses = self.method.step(batch)
                 self.step += 1
                 if by_step or self.step % self.steps_per_epoch == 0:

@@ -9,10 +9,10 @@ import torch
 from translate import data as tdata
 from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
-from translate.losses import GANLoss, gradient_penalty
 from translate.networks import define_D, define_G, to_inference
 from translate.options import opt
 
+from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
 from .config import TranslationConfig
 from .loop import Method
 
@@ -21,17 +21,13 @@ from .loop import Method
 class Pix2PixConfig(TranslationConfig):
     lambda_L1: float = opt(100.0, "weight of the L1 term")
 
-    method = "pix2pix"
-
-
-def set_requires_grad(net: torch.nn.Module, flag: bool) -> None:
-    for p in net.parameters():
-        p.requires_grad_(flag)
-
 
 class Pix2Pix(Method):
+    """Pix2Pix: paired translation with a U-Net and a conditional PatchGAN (L1 + adversarial loss)."""
+
     name = "pix2pix"
     config_class = Pix2PixConfig
+    retrain_on_pairs = True
 
     def __init__(self, config: Pix2PixConfig, device: torch.device):
         super().__init__(config, device)
@@ -45,13 +41,10 @@ class Pix2Pix(Method):
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         self.networks = {"G": self.G, "D": self.D}
-        betas = (c.beta1, c.beta2)
-        # fused Adam: one kernel per step instead of lists of temporaries (faster on CPU and GPU)
-        self.optimizers = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=betas, fused=True),
-            "D": torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=betas, fused=True),
-        }
-        self.gan_loss = GANLoss(c.gan_mode).to(device)
+        self.optimizers = {"G": make_optimizer(self.G.parameters(), c, fused=True),
+                           "D": make_optimizer(self.D.parameters(), c, fused=True)}
+        self.objective = objective(c)
+        self.last_G: dict[str, float] = {}
         size_multiple = getattr(self.G, "size_multiple", 1)
         if c.size % size_multiple:
             raise ConfigError("size", f"{c.netG} needs a multiple of {size_multiple}, got {c.size}")
@@ -73,7 +66,7 @@ class Pix2Pix(Method):
                 len(bad) + len(bad_val), *(bad + bad_val)[0])
         common = dict(size=c.size, direction=c.direction, input_nc=c.input_nc, output_nc=c.output_nc,
                       strict=c.strict_data, seed=c.seed)
-        train = tdata.PairedImages(train_sources, load_size=c.resolved_load_size, preprocess=c.preprocess,
+        train = tdata.PairedImages(train_sources, load_size=c.load_size, preprocess=c.preprocess,
                                    flip=c.flip, train=True, **common)
         val = tdata.PairedImages(val_sources or train_sources[:1], train=False, preprocess="resize", **common)
         return train, val
@@ -85,33 +78,38 @@ class Pix2Pix(Method):
             real_A = real_A.contiguous(memory_format=torch.channels_last)
             real_B = real_B.contiguous(memory_format=torch.channels_last)
         opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
+        obj = self.objective
         with self.autocast():
             fake_B = self.G(real_A)
-        # D: real pairs -> real, generated pairs -> fake
+        # D: real pairs -> real, generated pairs -> fake; its loss halved, as in the paper
         set_requires_grad(self.D, True)
         opt_D.zero_grad(set_to_none=True)
         with self.autocast():
             fake_AB = torch.cat((real_A, fake_B.detach()), 1)
             real_AB = torch.cat((real_A, real_B), 1)
-            loss_D_fake = self.gan_loss(self.D(fake_AB), False)
-            loss_D_real = self.gan_loss(self.D(real_AB), True)
+            loss_D_fake = obj.fake(self.D(fake_AB))
+            loss_D_real = obj.real(self.D(real_AB))
             loss_D = 0.5 * (loss_D_fake + loss_D_real)
-        if c.gan_mode == "wgangp":  # the reference's flag never applied it; here it does
-            gp, _ = gradient_penalty(self.D, real_AB.float(), fake_AB.float(), lambda_gp=c.lambda_gp)
+        gp = penalty(c, self.D, real_AB, fake_AB)  # the reference's wgangp never applied it; here it does
+        if gp is not None:
             loss_D = loss_D + gp
         loss_D.backward()
         opt_D.step()
+        constrain(c, self.D)
+        out = {"D_real": loss_D_real.item(), "D_fake": loss_D_fake.item(), **({"GP": gp.item()} if gp is not None else {})}
+        if not updates_generator(self.steps_done + 1, c):
+            return {**out, **self.last_G}
         # G: fool D, stay close to the target in L1
         set_requires_grad(self.D, False)
         opt_G.zero_grad(set_to_none=True)
         with self.autocast():
-            loss_G_GAN = self.gan_loss(self.D(torch.cat((real_A, fake_B), 1)), True, for_discriminator=False)
+            loss_G_GAN = obj.generator(self.D(torch.cat((real_A, fake_B), 1)))
             loss_G_L1 = torch.nn.functional.l1_loss(fake_B.float(), real_B) * c.lambda_L1
             loss_G = loss_G_GAN + loss_G_L1
         loss_G.backward()
         opt_G.step()
-        return {"G_GAN": loss_G_GAN.item(), "G_L1": loss_G_L1.item(), "D_real": loss_D_real.item(),
-                "D_fake": loss_D_fake.item()}
+        self.last_G = {"G_GAN": loss_G_GAN.item(), "G_L1": loss_G_L1.item()}
+        return {**self.last_G, **out}
 
     def generators(self) -> dict[str, GeneratorSpec]:
         c: Pix2PixConfig = self.config

@@ -1,9 +1,10 @@
-"""Checkpoints as files, and rebuilding an inference generator from any model file.
+"""Checkpoints as files: the format tag, weights-only loading, finding a run's files, and the
+:class:`GeneratorSpec` that describes each exportable generator.
 
 A training checkpoint (``RUN/checkpoints/*.pt``) holds everything exact resumption
 needs (see ``training.loop``) plus, under ``generators``, a :class:`GeneratorSpec` per
-direction: enough for this library alone (no training code) to rebuild the generator
-for export and prediction. Reference state dicts (``latest_net_G.pth``) load too.
+generator: enough for this library alone (no training code) to rebuild it for export,
+prediction and sampling (:mod:`translate.generators`).
 """
 from __future__ import annotations
 
@@ -13,30 +14,69 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from .errors import ModelError
 
 CHECKPOINT_FORMAT = "i2i-translate/checkpoint/1"
 
 
+GENERATOR_KINDS = ("translation", "gan")
+
+
 @dataclass
 class GeneratorSpec:
-    """How to rebuild one exportable generator from a checkpoint."""
+    """How to rebuild one exportable generator from a checkpoint.
+
+    ``kind`` says what the generator is, and so how every tool treats it:
+    ``"translation"``: ``translate.networks.define_G(**arch)``, an image in, an image out;
+    ``"gan"``: ``translate.gan.networks.build_generator(**arch)``, latents (and a class) in, a sample out.
+    """
 
     network: str  # key in the checkpoint's ``networks``
-    arch: dict[str, Any]  # keyword arguments of translate.networks.define_G
-    batch_stats: bool  # test-time policy for batch norm, see networks.to_inference
-    direction: str = "AtoB"
+    arch: dict[str, Any]  # keyword arguments of the kind's builder
+    batch_stats: bool = False  # translation: test-time policy for batch norm, see networks.to_inference
+    direction: str = "AtoB"  # translation: AtoB or BtoA; gan: ""
     method: str = "pix2pix"
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. training size, data set name
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. training size, data set name, classes
+    kind: str = "translation"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GeneratorSpec":
-        return cls(**d)
+        spec = cls(**d)  # a spec written before kinds existed is a translation generator (the default)
+        if spec.kind not in GENERATOR_KINDS:
+            raise ModelError(f"unknown generator kind {spec.kind!r} (expected one of {GENERATOR_KINDS})")
+        return spec
+
+
+def generator_specs(ckpt: dict[str, Any]) -> dict[str, GeneratorSpec]:
+    """The checkpoint's generators by name. GAN runs written before generators had a kind kept
+    theirs in ``extra["gan"]`` and listed none: their spec is rebuilt from there."""
+    specs = {k: GeneratorSpec.from_dict(v) for k, v in ckpt.get("generators", {}).items()}
+    legacy = ckpt.get("extra", {}).get("gan")
+    if not specs and ckpt.get("method") == "gan" and legacy and "arch_G" in legacy:
+        ema = legacy.get("G_ema") is not None
+        specs["G"] = GeneratorSpec(network="G_ema" if ema else "G", arch=legacy["arch_G"], direction="", method="gan",
+                                   kind="gan", extra=gan_spec_extra(legacy.get("classes", []), legacy.get("data", ""),
+                                                                    legacy.get("name", ""), legacy.get("kind", ""), ema))
+    return specs
+
+
+def gan_spec_extra(classes: list, data: str, name: str, data_kind: str, ema: bool) -> dict[str, Any]:
+    """What a GAN generator's spec records besides its architecture."""
+    return {"classes": list(classes), "data": data, "name": name, "data_kind": data_kind, "ema": ema}
+
+
+def generator_state(ckpt: dict[str, Any], spec: GeneratorSpec) -> dict[str, Any]:
+    """The state dict of ``spec``'s network (GAN checkpoints before kinds kept the EMA copy in extra)."""
+    if spec.network in ckpt["networks"]:
+        return ckpt["networks"][spec.network]
+    legacy = ckpt.get("extra", {}).get("gan", {})
+    if spec.network == "G_ema" and legacy.get("G_ema") is not None:
+        return legacy["G_ema"]
+    raise ModelError(f"checkpoint has no network {spec.network!r} (has {sorted(ckpt['networks'])})")
 
 
 def _numpy_rng_globals() -> list:
@@ -95,47 +135,8 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_generator(path: str | os.PathLike, direction: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """(inference-ready generator, metadata) from a checkpoint, run directory or reference .pth.
-
-    The generator is in the test-time form that export uses (``networks.to_inference``),
-    so PyTorch and ONNX Runtime give the same result.
-    """
-    from .networks import define_G, to_inference
-
-    path = resolve_checkpoint(path)
-    if path.suffix == ".onnx":
-        raise ModelError(f"{path}: an ONNX model, not a PyTorch checkpoint")
-    raw = _torch_load_any(path)
-    if isinstance(raw, dict) and raw.get("format") == CHECKPOINT_FORMAT:
-        gens = {d: GeneratorSpec.from_dict(s) for d, s in raw["generators"].items()}
-        if direction is None:
-            if len(gens) > 1:
-                raise ModelError(f"{path}: holds generators {sorted(gens)}; choose one with --direction")
-            direction = next(iter(gens))
-        if direction not in gens:
-            raise ModelError(f"{path}: no generator for direction {direction!r} (has {sorted(gens)})")
-        spec = gens[direction]
-        G = define_G(**spec.arch)
-        G.load_state_dict(raw["networks"][spec.network])
-        meta = {"method": spec.method, "direction": spec.direction, "arch": spec.arch,
-                "batch_stats": spec.batch_stats, "step": raw.get("step"), "config": raw.get("config", {}),
-                **spec.extra}
-        return to_inference(G, batch_stats=spec.batch_stats), meta
-    # a reference (pytorch-CycleGAN-and-pix2pix) generator state dict
-    from .reference import load_reference_generator
-
-    try:
-        G, arch = load_reference_generator(path)
-    except ValueError as e:
-        raise ModelError(str(e)) from None
-    batch_stats = arch.get("norm") == "batch"  # the reference tests batch-norm models without eval()
-    meta = {"method": "reference", "direction": direction or "AtoB", "arch": arch, "batch_stats": batch_stats,
-            "source": str(path)}
-    return to_inference(G, batch_stats=batch_stats), meta
-
-
-def _torch_load_any(path: Path) -> Any:
+def torch_load_any(path: Path) -> Any:
+    """:func:`torch_load`, with a ModelError naming the file when it cannot be read."""
     try:
         return torch_load(path)
     except Exception as e:

@@ -18,7 +18,6 @@ metadata carries the normalisation, size multiple, channels and training config.
 from __future__ import annotations
 
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -28,13 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_generator, resolve_checkpoint
+from .checkpoint import generator_specs, load_checkpoint, resolve_checkpoint
 from .errors import ModelError
 from .files import atomic_path
-
-OPSET = 17
-TOLERANCE = 1e-3  # max abs difference on [-1, 1] outputs between PyTorch and ONNX Runtime
-META_PREFIX = "translate."
+from .gan.networks import DCGANGenerator
+from .generators import load_generator
+from .imageio import to_network
+from .networks import ResnetGenerator
+from .onnx_meta import OPSET, TOLERANCE, add_metadata, encode_metadata
+from .padding import pad_to_multiple
 
 
 def onnx_bytes(G: nn.Module, input_nc: int, opset: int = OPSET) -> bytes:
@@ -57,7 +58,6 @@ def onnx_bytes(G: nn.Module, input_nc: int, opset: int = OPSET) -> bytes:
 
 def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
     arch = meta.get("arch", {})
-    from .networks import ResnetGenerator
 
     multiple = getattr(G, "size_multiple", 1)
     props = {
@@ -75,24 +75,11 @@ def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
         "step": meta.get("step"),
         "config": meta.get("config", {}),
     }
-    return {META_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
-
-
-def add_metadata(model_bytes: bytes, props: dict[str, str]) -> bytes:
-    import onnx
-
-    model = onnx.load_from_string(model_bytes)
-    del model.metadata_props[:]
-    for k, v in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
-    return model.SerializeToString()
+    return encode_metadata(props)
 
 
 def verification_inputs(input_nc: int, size_multiple: int, seed: int = 0) -> list[np.ndarray]:
     """Random uint8 images of odd sizes (and a batch of two), padded as the predictor pads them."""
-    from .predictor import pad_to_multiple
-    from .imageio import to_network
 
     rng = np.random.default_rng(seed)
     out = []
@@ -137,19 +124,24 @@ def export_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike 
 
 
 def directions_of(path: str | os.PathLike) -> list[str]:
-    """The generator directions a checkpoint (or run directory) holds."""
+    """The generators a checkpoint (or run directory) holds, by name (direction for translation)."""
     p = resolve_checkpoint(path)
     if p.suffix == ".onnx":
         return []
     try:
-        return sorted(load_checkpoint(p)["generators"])
+        return sorted(generator_specs(load_checkpoint(p)))
     except ModelError:
         return ["AtoB"]  # a reference state dict holds one generator
 
 
 def export_model(path: str | os.PathLike, out: str | os.PathLike, direction: str | None = None,
                  tolerance: float = TOLERANCE) -> float:
+    """Export one generator of a checkpoint, run directory or reference .pth to ``out``, verified;
+    returns the max abs difference against PyTorch. The graph follows the generator's kind:
+    an image translator (``input`` -> ``output``) or a GAN generator (``z`` [+ ``label``] -> ``output``)."""
     G, meta = load_generator(path, direction)
+    if meta["kind"] == "gan":
+        return export_gan_generator(G, meta, out, tolerance)[1]
     return export_generator(G, meta, out, tolerance)[1]
 
 
@@ -165,3 +157,72 @@ def export_run(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, fl
         if verbose:
             print(f"exported {out} (max abs diff vs PyTorch {diffs[d]:.2e})")
     return diffs
+
+
+# ------------------------------------------------------------ GAN generators
+class _LatentInputs(nn.Module):
+    """G(z) or G(z, label) with the inputs named for ONNX."""
+
+    def __init__(self, G: nn.Module):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z, label=None):
+        return self.G(z, label)
+
+
+GAN_META_KEYS = ("arch", "classes", "data", "ema", "step", "gan_mode", "config")
+
+
+def export_gan_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike | None = None,
+                         tolerance: float | None = None, seed: int = 0) -> tuple[bytes, float]:
+    """Export a GAN generator (eval mode) as ``z`` (N, nz) float32 [+ ``label`` (N,) int64] -> ``output``
+    (N, C, H, W) in [-1, 1] or (N, D) points, dynamic N; attach metadata; verify against PyTorch on
+    random latents (batches of 1 and 5); write atomically to ``out``.
+    Returns (bytes, max abs diff); raises ModelError over ``tolerance``."""
+    tolerance = TOLERANCE if tolerance is None else tolerance
+    G = G.eval()
+    nz, k = G.nz, G.num_classes
+    inputs = (torch.zeros(2, nz), torch.zeros(2, dtype=torch.int64)) if k else (torch.zeros(2, nz),)
+    names = ["z", "label"][: len(inputs)]
+    axes = {n: {0: "batch"} for n in names + ["output"]}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the wrapper must be in eval mode too: the exporter restores the wrapper's mode, recursively
+        torch.onnx.export(_LatentInputs(G).eval(), inputs, buf, dynamo=False, opset_version=OPSET, input_names=names,
+                          output_names=["output"], dynamic_axes=axes, do_constant_folding=True)
+    props = {"kind": "gan_generator", "nz": nz, "num_classes": k, "inputs": names,
+             "output": ("image NCHW in [-1, 1]; uint8 = (y + 1) * 127.5" if isinstance(G, DCGANGenerator)
+                        else "points (N, D)"),
+             "latent": "z ~ N(0, I); truncation resamples |z| > T", **{k_: meta[k_] for k_ in GAN_META_KEYS if k_ in meta}}
+    data = add_metadata(buf.getvalue(), encode_metadata(props))
+    diff = verify_gan_generator(G, data, seed)
+    if diff > tolerance:
+        raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
+    if out is not None:
+        with atomic_path(out) as tmp:
+            Path(tmp).write_bytes(data)
+    return data, diff
+
+
+def verify_gan_generator(G: nn.Module, model_bytes: bytes, seed: int = 0) -> float:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    with torch.no_grad():
+        for n in (1, 5):
+            z = torch.randn(n, G.nz, generator=g)
+            feed = {"z": z.numpy()}
+            y = None
+            if G.num_classes:
+                y = torch.randint(0, G.num_classes, (n,), generator=g)
+                feed["label"] = y.numpy()
+            ref = G(z, y).numpy()
+            got = sess.run(None, feed)[0]
+            if ref.shape != got.shape:
+                raise ModelError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
+            worst = max(worst, float(np.abs(ref - got).max()))
+    return worst

@@ -1,4 +1,5 @@
-"""GAN losses, the WGAN-GP gradient penalty, reconstruction losses and the CycleGAN image pool.
+"""The adversarial objectives (one table every trainer uses), the WGAN-GP gradient penalty,
+reconstruction losses and the CycleGAN image pool.
 
 All image tensors are NCHW floats in [-1, 1]. Discriminator outputs (``prediction``) may have any
 shape (a scalar per image or a PatchGAN map); losses are averaged over all elements.
@@ -7,6 +8,7 @@ shape (a scalar per image or a PatchGAN map); losses are averaged over all eleme
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,90 +16,115 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "GAN_MODES",
-    "GANLoss",
+    "ALIASES",
+    "OBJECTIVES",
+    "OBJECTIVE_NAMES",
+    "Objective",
     "ImagePool",
+    "clip_weights",
     "cycle_loss",
+    "get_objective",
     "gradient_penalty",
     "identity_loss",
     "l1_loss",
-    "minimax_generator_loss",
-    "non_saturating_generator_loss",
 ]
 
-GAN_MODES: tuple[str, ...] = ("vanilla", "lsgan", "wgan", "wgangp", "hinge")
 GP_KINDS: tuple[str, ...] = ("mixed", "real", "fake")
 
 
-class GANLoss(nn.Module):
-    """Adversarial loss for one of :data:`GAN_MODES`.
+@dataclass(frozen=True)
+class Objective:
+    """One adversarial objective, as every trainer uses it.
 
-    * ``vanilla``: BCE on logits (Goodfellow et al. 2014). Used for the generator with
-      ``target_is_real=True`` this is the *non-saturating* generator loss ``-log D(G(z))``.
-    * ``lsgan``: least squares to the targets (Mao et al. 2017).
-    * ``wgan`` / ``wgangp``: ``-mean(pred)`` for real, ``+mean(pred)`` for fake (Arjovsky et al.
-      2017); the gradient penalty of WGAN-GP is separate, see :func:`gradient_penalty`.
-    * ``hinge``: discriminator ``mean(relu(1 - pred))`` for real and ``mean(relu(1 + pred))`` for
-      fake; generator ``-mean(pred)`` (Lim & Ye 2017, Miyato et al. 2018).
-
-    ``target_real`` / ``target_fake`` are the labels for ``vanilla`` and ``lsgan`` (e.g.
-    ``target_real=0.9`` for one-sided label smoothing); the other modes ignore them.
-    ``for_discriminator`` only matters for ``hinge``.
+    ``real`` / ``fake``: D's loss on its outputs (logits or critic values, any shape, averaged) for
+    real and generated samples; D minimises ``real + fake`` (:meth:`discriminator_loss`; the
+    image-to-image trainers halve it, as pix2pix and CycleGAN do). ``generator``: G's loss on D's
+    outputs for generated samples. The rest are the paper's training settings, which a trainer
+    applies unless the user overrides them: the optimizer and its rate and betas, D updates per G
+    update (``n_critic``), weight clipping after every D update (``clip`` > 0, WGAN) and the
+    gradient penalty's weight (``gradient_penalty`` > 0, WGAN-GP; :func:`gradient_penalty`).
     """
 
-    def __init__(self, mode: str, target_real: float = 1.0, target_fake: float = 0.0) -> None:
-        super().__init__()
-        if mode not in GAN_MODES:
-            raise ValueError(f"unknown GAN mode {mode!r}; expected one of {GAN_MODES}")
-        self.mode = mode
-        self.target_real = float(target_real)
-        self.target_fake = float(target_fake)
+    name: str
+    real: Callable[[Tensor], Tensor]
+    fake: Callable[[Tensor], Tensor]
+    generator: Callable[[Tensor], Tensor]
+    reference: str
+    optimizer: str = "adam"
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    n_critic: int = 1
+    clip: float = 0.0
+    gradient_penalty: float = 0.0
 
-    def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, target_real={self.target_real}, target_fake={self.target_fake}"
-
-    def _target(self, prediction: Tensor, target_is_real: bool) -> Tensor:
-        value = self.target_real if target_is_real else self.target_fake
-        return torch.full_like(prediction, value)
-
-    def loss(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = True) -> Tensor:
-        """Scalar loss of ``prediction`` against the real (``True``) or fake (``False``) label."""
-        if self.mode == "vanilla":
-            return F.binary_cross_entropy_with_logits(prediction, self._target(prediction, target_is_real))
-        if self.mode == "lsgan":
-            return F.mse_loss(prediction, self._target(prediction, target_is_real))
-        if self.mode in ("wgan", "wgangp"):
-            return -prediction.mean() if target_is_real else prediction.mean()
-        # hinge
-        if for_discriminator:
-            if target_is_real:
-                return F.relu(1.0 - prediction).mean()
-            return F.relu(1.0 + prediction).mean()
-        if not target_is_real:
-            raise ValueError("hinge generator loss is defined only for target_is_real=True")
-        return -prediction.mean()
-
-    def forward(self, prediction: Tensor, target_is_real: bool, for_discriminator: bool = True) -> Tensor:
-        return self.loss(prediction, target_is_real, for_discriminator)
+    def discriminator_loss(self, real_pred: Tensor, fake_pred: Tensor) -> Tensor:
+        return self.real(real_pred) + self.fake(fake_pred)
 
 
-def non_saturating_generator_loss(logits_fake: Tensor) -> Tensor:
-    """Non-saturating generator loss ``E[-log D(G(z))] = mean(softplus(-l))``.
-
-    Identical to ``GANLoss('vanilla')(logits_fake, True)`` with the default targets.
-    """
-    return F.softplus(-logits_fake).mean()
+def _bce(target: float) -> Callable[[Tensor], Tensor]:
+    def loss(logits: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+    return loss
 
 
-def minimax_generator_loss(logits_fake: Tensor) -> Tensor:
-    """Original minimax generator loss ``E[log(1 - D(G(z)))]`` with ``D = sigmoid(l)``.
+def _squared(target: float) -> Callable[[Tensor], Tensor]:
+    def loss(pred: Tensor) -> Tensor:
+        return F.mse_loss(pred, torch.full_like(pred, target))
+    return loss
 
-    Computed stably as ``mean(-softplus(l))`` (since ``log(1 - sigmoid(l)) = -softplus(l)``),
-    i.e. minus the BCE of the fakes labelled fake. The generator *minimises* it; its gradient
-    ``-sigmoid(l)`` vanishes when D confidently rejects the fakes (``l -> -inf``), which is why
-    the non-saturating loss is used in practice.
-    """
-    return -F.softplus(logits_fake).mean()
+
+def _mean(pred: Tensor) -> Tensor:
+    return pred.mean()
+
+
+def _neg_mean(pred: Tensor) -> Tensor:
+    return -pred.mean()
+
+
+def _hinge_real(pred: Tensor) -> Tensor:
+    return F.relu(1.0 - pred).mean()
+
+
+def _hinge_fake(pred: Tensor) -> Tensor:
+    return F.relu(1.0 + pred).mean()
+
+
+def _minimax_generator(logits: Tensor) -> Tensor:
+    # E[log(1 - D(G(z)))] with D = sigmoid(l) is mean(-softplus(l)): stable for any l. Its gradient
+    # -sigmoid(l) vanishes when D confidently rejects the fakes, hence the non-saturating loss.
+    return -F.softplus(logits).mean()
+
+
+#: Every objective by name. Defaults: DCGAN's Adam 2e-4 (0.5, 0.999) for the BCE, least-squares and
+#: hinge objectives (also pix2pix's and CycleGAN's); RMSprop 5e-5 with n_critic 5 and c = 0.01 for
+#: WGAN; Adam 1e-4 (0, 0.9) with n_critic 5 and lambda 10 for WGAN-GP.
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
+    Objective("minimax", _bce(1.0), _bce(0.0), _minimax_generator, "Goodfellow et al. 2014, minimax G"),
+    Objective("nonsaturating", _bce(1.0), _bce(0.0), _bce(1.0), "Goodfellow et al. 2014, G maximises log D(G(z))"),
+    Objective("lsgan", _squared(1.0), _squared(0.0), _squared(1.0), "Mao et al. 2017, as in CycleGAN"),
+    Objective("wgan", _neg_mean, _mean, _neg_mean, "Arjovsky et al. 2017", optimizer="rmsprop", lr=5e-5,
+              betas=(0.0, 0.0), n_critic=5, clip=0.01),
+    Objective("wgangp", _neg_mean, _mean, _neg_mean, "Gulrajani et al. 2017", lr=1e-4, betas=(0.0, 0.9),
+              n_critic=5, gradient_penalty=10.0),
+    Objective("hinge", _hinge_real, _hinge_fake, _neg_mean, "Lim & Ye 2017, Miyato et al. 2018"),
+)}
+ALIASES = {"vanilla": "nonsaturating"}  # the reference code's name for the BCE objective
+OBJECTIVE_NAMES: tuple[str, ...] = (*OBJECTIVES, *ALIASES)
+
+
+def get_objective(name: str) -> Objective:
+    """The objective called ``name`` (or an alias of it); ValueError for an unknown name."""
+    try:
+        return OBJECTIVES[ALIASES.get(name, name)]
+    except KeyError:
+        raise ValueError(f"unknown GAN objective {name!r}; expected one of {OBJECTIVE_NAMES}") from None
+
+
+def clip_weights(net: nn.Module, c: float) -> None:
+    """WGAN's Lipschitz constraint: every parameter clamped to [-c, c] in place."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.clamp_(-c, c)
 
 
 def gradient_penalty(

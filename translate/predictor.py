@@ -8,7 +8,6 @@ and restored. The CUDA provider is used when a GPU is really there, else the CPU
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,36 +17,9 @@ from PIL import Image
 
 from . import imageio
 from .errors import ModelError
+from .onnx_meta import decode_metadata
+from .padding import crop_padding, pad_to_multiple
 from .tiling import TileConfig, TiledRunner
-
-META_PREFIX = "translate."
-
-
-def pad_to_multiple(x: np.ndarray, multiple: int, min_size: int = 0,
-                    axes: tuple[int, int] = (-2, -1)) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Reflect-pad NCHW ``x`` so H and W are multiples of ``multiple`` and at least ``min_size``.
-
-    Returns (padded, (top, bottom, left, right)). Padding is split evenly around the image.
-    ``axes`` names the H and W axes (``(0, 1)`` for an HWC image).
-    """
-    ax = [a % x.ndim for a in axes]
-    h, w = x.shape[ax[0]], x.shape[ax[1]]
-    least = max(multiple, min_size)
-    th, tw = (max(least, -(-n // multiple) * multiple) for n in (h, w))
-    top, left = (th - h) // 2, (tw - w) // 2
-    pads = (top, th - h - top, left, tw - w - left)
-    if not any(pads):
-        return x, pads
-    width = [(0, 0)] * x.ndim
-    width[ax[0]], width[ax[1]] = (pads[0], pads[1]), (pads[2], pads[3])
-    mode = "reflect" if min(h, w) > 1 else "edge"  # a 1-pixel side cannot be reflected
-    return np.pad(x, width, mode=mode), pads
-
-
-def crop_padding(y: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
-    top, bottom, left, right = pads
-    return y[..., top: y.shape[-2] - bottom, left: y.shape[-1] - right]
-
 
 def cuda_available() -> bool:
     try:
@@ -97,15 +69,7 @@ class Predictor:
         # the tiled graph is built from the model on first use: keep it only when tiling may happen
         self._model = source if self.tiling.threshold is not None else None
         self._tiler: TiledRunner | None = None
-        raw = self.session.get_modelmeta().custom_metadata_map
-        self.metadata: dict[str, Any] = {}
-        for k, v in raw.items():
-            if k.startswith(META_PREFIX):
-                key = k[len(META_PREFIX):]
-                try:
-                    self.metadata[key] = json.loads(v)
-                except ValueError:
-                    self.metadata[key] = v
+        self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
         shape = self.session.get_inputs()[0].shape
         self.input_nc = int(self.metadata.get("input_nc", shape[1] if isinstance(shape[1], int) else 3))
         self.output_nc = int(self.metadata.get("output_nc", 3))
@@ -216,28 +180,3 @@ class Predictor:
             img = img.convert("RGB")
         with write_guard() if write_guard is not None else contextlib.nullcontext():
             imageio.save_image(img, out)
-
-
-def model_source(path: str | os.PathLike, direction: str | None = None) -> Path | bytes:
-    """The ONNX model behind an ONNX file, a run directory or a checkpoint (ours or the reference's):
-    a path to an .onnx file, or the bytes of the in-memory export of a PyTorch generator."""
-    from .checkpoint import load_generator, resolve_model_path
-    from .export import export_generator
-
-    path = Path(path)
-    if path.is_dir() and direction and (path / f"{direction}.onnx").exists():
-        return path / f"{direction}.onnx"
-    p = resolve_model_path(path)
-    if p.suffix == ".onnx":
-        return p
-    G, meta = load_generator(p, direction)
-    return export_generator(G, meta, check=False)[0]
-
-
-def load(path: str | os.PathLike, device: str = "auto", direction: str | None = None, threads: int = 0,
-         tiling: TileConfig | None = None) -> Predictor:
-    """A :class:`Predictor` from an ONNX file, a run directory or a checkpoint (ours or the reference's).
-
-    Non-ONNX models are exported in memory first, so every path computes the same graph.
-    """
-    return Predictor(model_source(path, direction), device=device, threads=threads, tiling=tiling)

@@ -44,6 +44,7 @@ import numpy as np
 
 from . import imageio
 from .errors import ConfigError, ModelError
+from .padding import crop_padding, pad_to_multiple
 
 WEIGHT_INPUT = "tile_weight"  # (N, 1, H, W): the tile's share of each pixel, for the statistics
 STATISTICS = ("exact", "estimate", "per_tile")
@@ -373,8 +374,6 @@ class TiledRunner:
     # ---------------------------------------------------------------- public
     def translate_array(self, a: np.ndarray) -> np.ndarray:
         """uint8 H x W x input_nc -> uint8 H x W x output_nc, tiled."""
-        from .predictor import pad_to_multiple
-
         h, w = a.shape[:2]
         canvas, pads = pad_to_multiple(a, self.align, self.min_size, axes=(0, 1))
         top, left = pads[0], pads[2]
@@ -392,8 +391,6 @@ class TiledRunner:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 NCHW in [-1, 1] -> output of the same H and W, each image tiled."""
-        from .predictor import crop_padding, pad_to_multiple
-
         results = []
         for xi in x:
             canvas, pads = pad_to_multiple(np.ascontiguousarray(xi[None], np.float32), self.align, self.min_size)

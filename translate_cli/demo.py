@@ -22,8 +22,8 @@ DEMO_TRAIN = dict(size=128, netG="unet_128", ngf=32, ndf=32, norm="instance", ba
 MAX_STEPS = 3000
 
 
-def steps_for_budget(minutes: float) -> int:
-    """How many demo steps fit in ``minutes`` on this machine now (timed on a few real steps)."""
+def seconds_per_step() -> float:
+    """The median time of a demo training step on this machine now (after a warm-up)."""
     import time
 
     import torch
@@ -40,7 +40,11 @@ def steps_for_budget(minutes: float) -> int:
         t = time.perf_counter()
         method.step(batch)
         times.append(time.perf_counter() - t)
-    per_step = sorted(times)[len(times) // 2]  # the median: one hiccup (a process exiting) does not halve the run
+    return sorted(times)[len(times) // 2]  # the median: one hiccup (a process exiting) does not halve the run
+
+
+def steps_for_budget(minutes: float, per_step: float) -> int:
+    """How many demo steps of ``per_step`` seconds fit in ``minutes`` (at least 100, at most MAX_STEPS)."""
     # 80 % of the budget for steps: the rest goes to data loading, validation, samples and checkpoints
     return int(min(MAX_STEPS, max(100, minutes * 60 * 0.8 / per_step)))
 
@@ -90,7 +94,7 @@ def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = Fal
             print(f"[2/4] resuming the interrupted training in {run}")
             trainer = Trainer(Pix2Pix, Pix2PixConfig(), resume=run, overrides={"time_limit": minutes})
         else:
-            steps = steps_for_budget(minutes)
+            steps = steps_for_budget(minutes, seconds_per_step())
             print(f"[2/4] training Pix2Pix on CPU: {steps} steps, at most {minutes:g} minutes -> {run}")
             trainer = Trainer(Pix2Pix, Pix2PixConfig(data=str(data), out=str(run), time_limit=minutes, steps=steps,
                                                      **DEMO_TRAIN))

@@ -1,9 +1,8 @@
-"""`translate sample` and `translate edit` for GAN runs, and the GAN side of `evaluate` / `export`.
+"""`translate sample` and `translate edit` for GAN runs, and the GAN side of `evaluate`.
 
     translate sample RUN --n 64 [--class K] [--truncation T] --out samples.png
     translate edit RUN --toward CLASS [--steps 20] [--eta 0.5] --out strip.png
     translate evaluate RUN [--data DIR] [--inception WEIGHTS.pth] [--samples N]
-    translate export RUN --out g.onnx
 """
 from __future__ import annotations
 
@@ -26,20 +25,30 @@ def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def load_gan(path, use_ema: bool = True):
+    """(G, metadata) of a GAN run; a ConfigError naming the path for any other model."""
+    from translate.generators import load_generator
+
+    G, meta = load_generator(path, use_ema=use_ema)
+    if meta["kind"] != "gan":
+        raise ConfigError("run", f"{path}: a {meta['kind']} model, not a GAN run (sample and edit need latents)")
+    return G, meta
+
+
 @torch.no_grad()
 def cmd_sample(args) -> None:
-    from translate.gan_networks import load_gan_generator, sample_labels, sample_latents
+    from translate.gan.data import render_points
+    from translate.gan.networks import sample_labels, sample_latents
     from translate.imageio import save_image
-    from translate.toy_data import render_points
 
     if args.n < 1:
         raise ConfigError("n", f"must be >= 1, got {args.n}")
-    G, meta = load_gan_generator(args.run, use_ema=not args.no_ema)
+    G, meta = load_gan(args.run, use_ema=not args.no_ema)
     g = _seeded(args.seed)
     z = sample_latents(args.n, G.nz, args.truncation, generator=g)
     y = sample_labels(args.n, G.num_classes, args.cls)
     x = G(z, y)
-    if meta["kind"] == "points":
+    if meta["data_kind"] == "points":
         save_image(render_points(x, meta["name"]), args.out)
     else:
         _save_grid(x, args.out, nrow=8 if y is not None and args.cls is None else math.ceil(math.sqrt(args.n)))
@@ -49,10 +58,10 @@ def cmd_sample(args) -> None:
 
 def cmd_edit(args) -> None:
     from training.classifier import classifier_for_run, edit_toward
-    from translate.gan_networks import load_gan_generator, sample_latents
+    from translate.gan.networks import sample_latents
 
-    G, meta = load_gan_generator(args.run, use_ema=not args.no_ema)
-    if meta["kind"] != "images":
+    G, meta = load_gan(args.run, use_ema=not args.no_ema)
+    if meta["data_kind"] != "images":
         raise ConfigError("run", f"{args.run}: the latent edit needs an image GAN (this run is on {meta['data']})")
     if args.frames < 2:
         raise ConfigError("frames", f"must be >= 2, got {args.frames}")
@@ -75,19 +84,6 @@ def cmd_evaluate(args) -> None:
     result = evaluate_gan(args.model, data=args.data, samples=args.samples, inception=args.inception,
                           classifier=args.classifier, seed=args.seed)
     print(json.dumps(result, indent=None if args.compact else 2))
-
-
-def cmd_export(args) -> None:
-    from training.gan import export_gan
-
-    diff = export_gan(args.model, args.out, tolerance=args.tolerance)
-    print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {args.tolerance})")
-
-
-def is_gan(path) -> bool:
-    from training.gan import is_gan_model
-
-    return is_gan_model(path)
 
 
 def register(subparsers) -> None:

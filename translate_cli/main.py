@@ -22,39 +22,17 @@ def _cmd_data_make(args) -> None:
     print(json.dumps(summary, default=str))
 
 
-# trainers by CLI name: "module:class"; a module not present yet is simply not offered
-TRAIN_METHODS = {
-    "pix2pix": "training.pix2pix:Pix2Pix",
-    "cyclegan": "training.cyclegan:CycleGAN",
-    "gan": "training.gan:GAN",
-}
 # modules adding top-level commands through register(subparsers)
 COMMAND_MODULES = ("translate_cli.gan_commands", "translate_cli.serve_commands", "translate_cli.convert_commands",
                    "translate_cli.retrain_commands")
 
 
-def _available(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def _train_methods() -> dict:
-    import importlib
-
-    out = {}
-    for name, target in TRAIN_METHODS.items():
-        module, cls = target.split(":")
-        if _available(module):
-            out[name] = getattr(importlib.import_module(module), cls)
-    return out
-
-
 def _cmd_train(args) -> None:
-    from translate.options import given
+    import training
     from training.loop import Trainer
+    from translate.options import given
 
-    method = _train_methods()[args.method]
+    method = training.method(args.method)
     cls = method.config_class
     values = given(args, cls)
     if args.resume:
@@ -67,11 +45,10 @@ def _cmd_train(args) -> None:
 def _cmd_export(args) -> None:
     from translate.export import export_model
 
-    if _available("translate_cli.gan_commands"):
-        from . import gan_commands
+    from translate.generators import generator_kind
 
-        if gan_commands.is_gan(args.model):  # a GAN run: G(z[, class]) -> sample
-            return gan_commands.cmd_export(args)
+    if args.register and generator_kind(args.model) == "gan":
+        raise TranslateError(f"--register: {args.model} is a GAN run; the model store serves image translators")
     diff = export_model(args.model, args.out, direction=args.direction, tolerance=args.tolerance)
     print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {args.tolerance})")
     if args.register:
@@ -133,11 +110,12 @@ def _cmd_evaluate(args) -> None:
     import translate
     from translate.evaluate import evaluate
 
-    if _available("translate_cli.gan_commands"):
+    from translate.generators import generator_kind
+
+    if generator_kind(args.model) == "gan":  # sample quality of a GAN run
         from . import gan_commands
 
-        if gan_commands.is_gan(args.model):  # sample quality of a GAN run
-            return gan_commands.cmd_evaluate(args)
+        return gan_commands.cmd_evaluate(args)
     if not args.data:
         raise TranslateError("--data: required to evaluate a translation model")
     predictor = translate.load(args.model, device=args.device, direction=args.direction)
@@ -166,11 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--seed", type=int, default=0)
     mk.set_defaults(func=_cmd_data_make)
 
+    import training
     from translate.options import add_arguments
 
     t = sub.add_parser("train", help="train a model")
     tsub = t.add_subparsers(dest="method", required=True)
-    for name, method in _train_methods().items():
+    for name, method in training.methods().items():
         mp = tsub.add_parser(name, help=(method.__doc__ or name).strip().splitlines()[0])
         add_arguments(mp, method.config_class)
         mp.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
@@ -208,8 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     for module in COMMAND_MODULES:
-        if _available(module):
-            importlib.import_module(module).register(sub)
+        importlib.import_module(module).register(sub)
 
     dm = sub.add_parser("demo", help="make the maps set, train a small model, translate held-out tiles")
     dm.add_argument("--out", default="demo")

@@ -13,7 +13,7 @@ import translate
 from tests.conftest import make_pairs
 from training.cyclegan import CycleGAN, CycleGANConfig
 from training.loop import Trainer
-from translate.checkpoint import load_generator
+from translate.generators import load_generator
 from translate.errors import ConfigError
 from translate.networks import to_inference
 from translate.predictor import Predictor
@@ -63,7 +63,7 @@ def test_defaults_are_the_references():
     assert (c.netG, c.netD, c.norm, c.ngf, c.ndf, c.gan_mode, c.dropout) == (
         "resnet_9blocks", "basic", "instance", 64, 64, "lsgan", False)
     assert (c.lambda_A, c.lambda_B, c.lambda_identity, c.pool_size) == (10.0, 10.0, 0.5, 50)
-    assert (c.lr, c.beta1, c.beta2, c.size, c.resolved_load_size) == (2e-4, 0.5, 0.999, 256, 286)
+    assert (c.lr, c.beta1, c.beta2, c.size, c.load_size) == (2e-4, 0.5, 0.999, 256, 286)
     assert (c.epochs, c.decay_fraction, c.batch_size) == (200, 0.5, 1)
 
 

@@ -5,11 +5,12 @@ import torch
 from PIL import Image
 
 import translate
-from translate.checkpoint import load_generator
+from translate.generators import load_generator
 from translate.errors import ModelError
-from translate.export import export_generator, verify
+from translate.export import export_generator
 from translate.networks import define_G, to_inference
-from translate.predictor import Predictor, pad_to_multiple
+from translate.padding import pad_to_multiple
+from translate.predictor import Predictor
 
 
 def _meta(arch, batch_stats):

@@ -6,103 +6,97 @@ import torch
 from torch import nn
 
 from translate.losses import (
-    GAN_MODES,
-    GANLoss,
+    ALIASES,
+    OBJECTIVE_NAMES,
+    OBJECTIVES,
     ImagePool,
+    clip_weights,
     cycle_loss,
+    get_objective,
     gradient_penalty,
     identity_loss,
     l1_loss,
-    minimax_generator_loss,
-    non_saturating_generator_loss,
 )
 
 LN2 = math.log(2.0)
+MINIMAX, NONSAT = OBJECTIVES["minimax"].generator, OBJECTIVES["nonsaturating"].generator
 
 
-# --------------------------------------------------------------------------- GANLoss
+# --------------------------------------------------------------------------- the objectives
 
 
-def test_gan_modes():
-    assert GAN_MODES == ("vanilla", "lsgan", "wgan", "wgangp", "hinge")
-
-
-def test_unknown_mode_raises_listing_modes():
+def test_the_table_names_every_objective_once():
+    assert tuple(OBJECTIVES) == ("minimax", "nonsaturating", "lsgan", "wgan", "wgangp", "hinge")
+    assert ALIASES == {"vanilla": "nonsaturating"} and OBJECTIVE_NAMES == (*OBJECTIVES, "vanilla")
+    assert get_objective("vanilla") is OBJECTIVES["nonsaturating"]
     with pytest.raises(ValueError) as err:
-        GANLoss("nsgan")
-    for mode in GAN_MODES:
-        assert mode in str(err.value)
+        get_objective("nsgan")
+    for name in OBJECTIVE_NAMES:
+        assert name in str(err.value)
 
 
-def test_vanilla_zero_logits_is_ln2():
-    crit = GANLoss("vanilla")
-    logits = torch.zeros(2, 1, 4, 4)
-    assert crit(logits, True).item() == pytest.approx(LN2)
-    assert crit(logits, False).item() == pytest.approx(LN2)
-    assert crit.loss(logits, True, for_discriminator=False).item() == pytest.approx(LN2)
+def test_each_objective_brings_its_papers_settings():
+    assert [(o.optimizer, o.lr, o.betas, o.n_critic) for o in map(get_objective, ("nonsaturating", "lsgan", "hinge"))] \
+        == [("adam", 2e-4, (0.5, 0.999), 1)] * 3
+    wgan, wgangp = OBJECTIVES["wgan"], OBJECTIVES["wgangp"]
+    assert (wgan.optimizer, wgan.lr, wgan.n_critic, wgan.clip, wgan.gradient_penalty) == ("rmsprop", 5e-5, 5, 0.01, 0)
+    assert (wgangp.optimizer, wgangp.lr, wgangp.betas, wgangp.n_critic, wgangp.clip, wgangp.gradient_penalty) == (
+        "adam", 1e-4, (0.0, 0.9), 5, 0, 10.0)
+    assert all(o.clip == 0 and o.gradient_penalty == 0 for n, o in OBJECTIVES.items() if n not in ("wgan", "wgangp"))
 
 
-def test_vanilla_extreme_logits_are_finite_and_correct():
-    crit = GANLoss("vanilla")
+def test_bce_objectives_on_zero_logits_are_ln2():
+    logits = torch.zeros(2, 1, 4, 4)  # a PatchGAN map: averaged over every element
+    for name in ("minimax", "nonsaturating"):
+        o = OBJECTIVES[name]
+        assert o.real(logits).item() == pytest.approx(LN2) and o.fake(logits).item() == pytest.approx(LN2)
+        assert o.discriminator_loss(logits, logits).item() == pytest.approx(2 * LN2)
+    assert MINIMAX(logits).item() == pytest.approx(-LN2)  # E[log(1 - 1/2)]
+    assert NONSAT(logits).item() == pytest.approx(LN2)  # -E[log 1/2]
+
+
+def test_bce_extreme_logits_are_finite_and_correct():
+    o = OBJECTIVES["nonsaturating"]
     pos = torch.full((3,), 1e4)
-    neg = -pos
-    assert crit(pos, True).item() == pytest.approx(0.0, abs=1e-6)
-    assert crit(pos, False).item() == pytest.approx(1e4)
-    assert crit(neg, True).item() == pytest.approx(1e4)
-    assert crit(neg, False).item() == pytest.approx(0.0, abs=1e-6)
+    assert o.real(pos).item() == pytest.approx(0.0, abs=1e-6) and o.fake(pos).item() == pytest.approx(1e4)
+    assert o.real(-pos).item() == pytest.approx(1e4) and o.fake(-pos).item() == pytest.approx(0.0, abs=1e-6)
     logits = torch.tensor([1e4, -1e4], requires_grad=True)
-    loss = crit(logits, True)
+    loss = o.real(logits)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
 
 
-def test_vanilla_label_smoothing():
-    # BCE(0, t) = ln 2 for any t; BCE(l, 0.9) = softplus(l) - 0.9 l.
-    crit = GANLoss("vanilla", target_real=0.9)
-    l = torch.tensor([2.0])
-    expected = math.log1p(math.exp(2.0)) - 0.9 * 2.0
-    assert crit(l, True).item() == pytest.approx(expected, rel=1e-6)
-
-
 def test_lsgan_known_values():
     pred = torch.tensor([[0.5, -1.0], [2.0, 1.0]])
-    crit = GANLoss("lsgan")
+    o = OBJECTIVES["lsgan"]  # CycleGAN's form: no 1/2 factors
     # real: ((0.5-1)^2 + (-2)^2 + 1^2 + 0^2) / 4 = 5.25 / 4
-    assert crit(pred, True).item() == pytest.approx(1.3125)
+    assert o.real(pred).item() == pytest.approx(1.3125) and o.generator(pred).item() == pytest.approx(1.3125)
     # fake: (0.25 + 1 + 4 + 1) / 4 = 6.25 / 4
-    assert crit(pred, False).item() == pytest.approx(1.5625)
-    smooth = GANLoss("lsgan", target_real=0.5)
-    # (0 + 2.25 + 2.25 + 0.25) / 4
-    assert smooth(pred, True).item() == pytest.approx(1.1875)
+    assert o.fake(pred).item() == pytest.approx(1.5625)
 
 
-@pytest.mark.parametrize("mode", ["wgan", "wgangp"])
-def test_wgan_signs(mode):
+@pytest.mark.parametrize("name", ["wgan", "wgangp"])
+def test_wgan_signs(name):
     pred = torch.tensor([1.0, 2.0, 3.0, -2.0])  # mean 1
-    crit = GANLoss(mode)
-    assert crit(pred, True).item() == pytest.approx(-1.0)
-    assert crit(pred, False).item() == pytest.approx(1.0)
-    assert crit(pred, True, for_discriminator=False).item() == pytest.approx(-1.0)
+    o = OBJECTIVES[name]
+    assert o.real(pred).item() == pytest.approx(-1.0) and o.fake(pred).item() == pytest.approx(1.0)
+    assert o.generator(pred).item() == pytest.approx(-1.0)
 
 
 def test_hinge_values():
     pred = torch.tensor([-0.5, 0.5, 2.0, -3.0])
-    crit = GANLoss("hinge")
-    # relu(1 - p) = [1.5, 0.5, 0, 4] -> 1.5
-    assert crit(pred, True, for_discriminator=True).item() == pytest.approx(1.5)
-    # relu(1 + p) = [0.5, 1.5, 3, 0] -> 1.25
-    assert crit(pred, False, for_discriminator=True).item() == pytest.approx(1.25)
-    # generator: -mean(p) = -(-1 / 4)
-    assert crit(pred, True, for_discriminator=False).item() == pytest.approx(0.25)
-    with pytest.raises(ValueError):
-        crit(pred, False, for_discriminator=False)
+    o = OBJECTIVES["hinge"]
+    assert o.real(pred).item() == pytest.approx(1.5)  # relu(1 - p) = [1.5, 0.5, 0, 4]
+    assert o.fake(pred).item() == pytest.approx(1.25)  # relu(1 + p) = [0.5, 1.5, 3, 0]
+    assert o.generator(pred).item() == pytest.approx(0.25)  # -mean(p)
 
 
-def test_gan_loss_is_module_and_has_no_state():
-    crit = GANLoss("lsgan")
-    assert isinstance(crit, nn.Module)
-    assert len(crit.state_dict()) == 0
-    assert "lsgan" in repr(crit)
+def test_weight_clipping_clamps_every_parameter():
+    net = nn.Linear(3, 3)
+    with torch.no_grad():
+        net.weight.fill_(5.0)
+    clip_weights(net, 0.2)
+    assert all(p.abs().max() <= 0.2 for p in net.parameters()) and net.weight.min().item() == pytest.approx(0.2)
 
 
 # --------------------------------------------------------------------------- minimax vs non-saturating
@@ -111,33 +105,33 @@ def test_gan_loss_is_module_and_has_no_state():
 def test_generator_losses_hand_values():
     # D = sigmoid(l): l = 0 -> D = 1/2; l = ln(1/3) -> D = 1/4.
     l = torch.tensor([0.0])
-    assert minimax_generator_loss(l).item() == pytest.approx(-LN2)  # log(1 - 1/2)
-    assert non_saturating_generator_loss(l).item() == pytest.approx(LN2)  # -log(1/2)
+    assert MINIMAX(l).item() == pytest.approx(-LN2)  # log(1 - 1/2)
+    assert NONSAT(l).item() == pytest.approx(LN2)  # -log(1/2)
     l = torch.tensor([math.log(1.0 / 3.0)])
-    assert minimax_generator_loss(l).item() == pytest.approx(math.log(0.75), rel=1e-6)
-    assert non_saturating_generator_loss(l).item() == pytest.approx(math.log(4.0), rel=1e-6)
+    assert MINIMAX(l).item() == pytest.approx(math.log(0.75), rel=1e-6)
+    assert NONSAT(l).item() == pytest.approx(math.log(4.0), rel=1e-6)
 
 
 def test_generator_losses_match_bce_forms():
     l = torch.linspace(-6, 6, 13)
-    vanilla = GANLoss("vanilla")
-    assert torch.allclose(non_saturating_generator_loss(l), vanilla(l, True, for_discriminator=False))
-    assert torch.allclose(minimax_generator_loss(l), -vanilla(l, False))
+    o = OBJECTIVES["nonsaturating"]
+    assert torch.allclose(NONSAT(l), o.real(l))  # G wants its fakes called real
+    assert torch.allclose(MINIMAX(l), -o.fake(l))  # G maximises D's loss on fakes
 
 
 def test_minimax_stable_for_extreme_logits():
     l = torch.tensor([1e4, -1e4])
-    assert minimax_generator_loss(l[:1]).item() == pytest.approx(-1e4)
-    assert minimax_generator_loss(l[1:]).item() == pytest.approx(0.0, abs=1e-6)
-    assert torch.isfinite(minimax_generator_loss(l))
+    assert MINIMAX(l[:1]).item() == pytest.approx(-1e4)
+    assert MINIMAX(l[1:]).item() == pytest.approx(0.0, abs=1e-6)
+    assert torch.isfinite(MINIMAX(l))
 
 
 def test_non_saturating_gradient_larger_when_d_rejects_fakes():
     # l = -5: D(G(z)) = sigmoid(-5) ~ 0.0067, D confidently says "fake".
     l_mm = torch.tensor([-5.0], requires_grad=True)
     l_ns = torch.tensor([-5.0], requires_grad=True)
-    minimax_generator_loss(l_mm).backward()
-    non_saturating_generator_loss(l_ns).backward()
+    MINIMAX(l_mm).backward()
+    NONSAT(l_ns).backward()
     s = 1.0 / (1.0 + math.exp(5.0))
     assert l_mm.grad.item() == pytest.approx(-s, rel=1e-5)  # d/dl -softplus(l) = -sigmoid(l)
     assert l_ns.grad.item() == pytest.approx(-(1.0 - s), rel=1e-5)  # d/dl softplus(-l) = -sigmoid(-l)

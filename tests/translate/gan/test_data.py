@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from translate import toy_data
+from translate.gan import data as toy_data
 from translate.errors import ConfigError, DataError
 
 

@@ -36,9 +36,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from . import imageio
-from .errors import ConfigError, DataError, ImageError
-from .gan_metrics import reverse_kl_uniform
+from .. import imageio
+from ..data import split_holdout
+from ..errors import ConfigError, DataError, ImageError
+from .metrics import reverse_kl_uniform
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,6 @@ def open_gan_data(data: str, size: int = 16, channels: int = 0, seed: int = 0, v
     drawn from ``seed``. Images: a deterministic ``val_fraction`` of the files is held out.
     ``channels`` 0 means 1 for digits and 3 for folders.
     """
-    from .data import split_holdout
 
     if data in MIXTURES:
         train = mixture_dataset(data, points, seed)

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from translate.errors import ConfigError
-from translate.gan_networks import (Classifier, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
-                                    build_discriminator, build_generator, ema_update, export_generator_onnx,
+from translate.export import export_gan_generator
+from translate.gan.networks import (Classifier, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
+                                    build_discriminator, build_generator, ema_update,
                                     sample_labels, sample_latents, spectral_normalize)
 
 
@@ -146,7 +147,7 @@ def test_onnx_export_matches_pytorch(tmp_path, conditional):
         G(torch.randn(16, 12), torch.randint(0, 10, (16,)) if k else None)
     G.eval()
     out = tmp_path / "g.onnx"
-    _, diff = export_generator_onnx(G, {"data": "digits"}, out)
+    _, diff = export_gan_generator(G, {"data": "digits"}, out)
     assert diff < 1e-4
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == (["z", "label"] if k else ["z"])
@@ -160,7 +161,7 @@ def test_onnx_export_matches_pytorch(tmp_path, conditional):
 
 def test_mlp_generator_export(tmp_path):
     G = build_generator("mlp", nz=4, width=16, num_classes=8).eval()
-    _, diff = export_generator_onnx(G, {}, tmp_path / "p.onnx")
+    _, diff = export_gan_generator(G, {}, tmp_path / "p.onnx")
     assert diff < 1e-5
 
 
@@ -173,9 +174,9 @@ def test_classifier_features_and_logits():
     assert P(torch.randn(5, 2)).shape == (5, 8)
 
 
-# ------------------------------------------------------------------ metrics (translate.gan_metrics)
+# ------------------------------------------------------------------ metrics (translate.gan.metrics)
 def test_fid_and_kid_on_known_feature_sets():
-    from translate.gan_metrics import fid_from_features, kid_from_features
+    from translate.gan.metrics import fid_from_features, kid_from_features
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(3000, 4, generator=g, dtype=torch.float64)
@@ -193,7 +194,7 @@ def test_fid_and_kid_on_known_feature_sets():
 def test_class_histogram_diagnoses_collapse():
     import math
 
-    from translate.gan_metrics import class_histogram
+    from translate.gan.metrics import class_histogram
 
     balanced = class_histogram(torch.arange(100) % 10, 10)
     assert balanced["histogram"] == [10] * 10 and balanced["classes_covered"] == 10
@@ -203,7 +204,7 @@ def test_class_histogram_diagnoses_collapse():
 
 
 def test_classifier_features_are_labelled_apart_from_inception():
-    from translate.gan_metrics import classifier_features, fid_kid
+    from translate.gan.metrics import classifier_features, fid_kid
 
     C = Classifier(nc=1, size=16, num_classes=10, feature_dim=8)
     feats = classifier_features(C, "digits")
@@ -218,7 +219,7 @@ def test_inception_features_load_offline_from_a_weights_file(tmp_path):
     pytest.importorskip("torch_fidelity")
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from translate.gan_metrics import fid_from_features, inception_features
+    from translate.gan.metrics import fid_from_features, inception_features
 
     class NoLoad(FeatureExtractorInceptionV3):
         def load_state_dict(self, *a, **k):  # build the architecture without any weights

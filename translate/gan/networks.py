@@ -4,7 +4,7 @@
   with batch norm and ReLU to a tanh image; the discriminator is strided convolutions with
   LeakyReLU(0.2) and, by default, batch norm. Used as a WGAN-GP critic it takes no batch norm
   (the penalty is per sample): ``norm`` 'layer', 'instance' or 'none'.
-* MLPs for 2-D data (the mixtures of :mod:`translate.toy_data`).
+* MLPs for 2-D data (the mixtures of :mod:`translate.gan.data`).
 * Class conditioning (``num_classes > 0``): G gets the class one-hot concatenated to z; a
   convolutional D gets one constant one-hot plane per class appended to its input channels,
   an MLP D the one-hot concatenated to its input. Labels are class indices (int64).
@@ -22,19 +22,12 @@ rebuilds them without the training code. :func:`export_generator_onnx` writes
 from __future__ import annotations
 
 import copy
-import io
-import json
-import os
-import warnings
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, ModelError
-from .networks import apply_spectral_norm, init_weights
+from ..errors import ConfigError
+from ..networks import apply_spectral_norm, init_weights
 
 ARCHS: tuple[str, ...] = ("dcgan", "mlp")
 D_NORMS: tuple[str, ...] = ("batch", "layer", "instance", "none")
@@ -279,102 +272,6 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float, num_updates: int | 
             be.copy_(b)
 
 
-# ------------------------------------------------------------ checkpoints
-def gan_state(ckpt: dict) -> dict:
-    """The 'gan' block a GAN run writes into its checkpoints' ``extra``."""
-    if ckpt.get("method") != "gan" or "gan" not in ckpt.get("extra", {}):
-        raise ModelError(f"not a checkpoint of a GAN run (method {ckpt.get('method')!r})")
-    return ckpt["extra"]["gan"]
-
-
-def load_gan_generator(path: str | os.PathLike, use_ema: bool = True) -> tuple[nn.Module, dict[str, Any]]:
-    """(G in eval mode, metadata) from a GAN run directory or checkpoint; the EMA weights when the
-    run kept them (``use_ema``). Metadata: arch, classes, data, gan_mode, step, config."""
-    from .checkpoint import load_checkpoint, resolve_checkpoint
-
-    ckpt = load_checkpoint(resolve_checkpoint(path))
-    state = gan_state(ckpt)
-    G = build_generator(**state["arch_G"])
-    sd = state["G_ema"] if use_ema and state.get("G_ema") is not None else ckpt["networks"]["G"]
-    G.load_state_dict(sd)
-    G.eval()
-    for p in G.parameters():
-        p.requires_grad_(False)
-    meta = {"arch": state["arch_G"], "classes": state.get("classes", []), "data": state.get("data", ""),
-            "name": state.get("name", ""), "kind": state.get("kind", ""), "ema": bool(use_ema and state.get("G_ema") is not None),
-            "step": ckpt.get("step"), "config": ckpt.get("config", {}), "gan_mode": ckpt.get("config", {}).get("gan_mode")}
-    return G, meta
-
-
-# ------------------------------------------------------------------- export
-class _Exportable(nn.Module):
-    def __init__(self, G: nn.Module):
-        super().__init__()
-        self.G = G
-
-    def forward(self, z, label=None):
-        return self.G(z, label)
-
-
-def export_generator_onnx(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike | None = None,
-                          tolerance: float | None = None, seed: int = 0) -> tuple[bytes, float]:
-    """Export G (eval mode) as ``z`` (N, nz) float32 [+ ``label`` (N,) int64] -> ``output``
-    (N, C, H, W) in [-1, 1] or (N, D) points, dynamic N; attach metadata; verify against PyTorch
-    on random latents (batches of 1 and 5); write atomically to ``out``.
-    Returns (bytes, max abs diff); raises ModelError over ``tolerance``."""
-    from .export import META_PREFIX, OPSET, TOLERANCE, add_metadata
-    from .files import atomic_path
-
-    tolerance = TOLERANCE if tolerance is None else tolerance
-    G = G.eval()
-    nz, k = G.nz, G.num_classes
-    inputs = (torch.zeros(2, nz), torch.zeros(2, dtype=torch.int64)) if k else (torch.zeros(2, nz),)
-    names = ["z", "label"][: len(inputs)]
-    axes = {n: {0: "batch"} for n in names + ["output"]}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # the wrapper must be in eval mode too: the exporter restores the wrapper's mode, recursively
-        torch.onnx.export(_Exportable(G).eval(), inputs, buf, dynamo=False, opset_version=OPSET, input_names=names,
-                          output_names=["output"], dynamic_axes=axes, do_constant_folding=True)
-    props = {"kind": "gan_generator", "nz": nz, "num_classes": k, "inputs": names,
-             "output": ("image NCHW in [-1, 1]; uint8 = (y + 1) * 127.5" if isinstance(G, DCGANGenerator)
-                        else "points (N, D)"),
-             "latent": "z ~ N(0, I); truncation resamples |z| > T", **{k_: v for k_, v in meta.items() if k_ != "kind"}}
-    data = add_metadata(buf.getvalue(), {META_PREFIX + k_: v if isinstance(v, str) else json.dumps(v, default=str)
-                                         for k_, v in props.items()})
-    diff = verify_generator_onnx(G, data, seed)
-    if diff > tolerance:
-        raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
-    if out is not None:
-        with atomic_path(out) as tmp:
-            Path(tmp).write_bytes(data)
-    return data, diff
-
-
-def verify_generator_onnx(G: nn.Module, model_bytes: bytes, seed: int = 0) -> float:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    g = torch.Generator().manual_seed(seed)
-    worst = 0.0
-    with torch.no_grad():
-        for n in (1, 5):
-            z = torch.randn(n, G.nz, generator=g)
-            y = sample_labels(n, G.num_classes)
-            feed = {"z": z.numpy()}
-            if y is not None:
-                y = torch.randint(0, G.num_classes, (n,), generator=g)
-                feed["label"] = y.numpy()
-            ref = G(z, y).numpy()
-            got = sess.run(None, feed)[0]
-            if ref.shape != got.shape:
-                raise ModelError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
-            worst = max(worst, float(np.abs(ref - got).max()))
-    return worst
-
-
 __all__ = ["ARCHS", "D_NORMS", "DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator",
            "Classifier", "build_generator", "build_discriminator", "build_classifier", "spectral_normalize",
-           "one_hot", "sample_latents", "sample_labels", "generate", "ema_update", "gan_state", "load_gan_generator",
-           "export_generator_onnx", "verify_generator_onnx"]
+           "one_hot", "sample_latents", "sample_labels", "generate", "ema_update"]

@@ -8,7 +8,7 @@ Feature networks (images NCHW in [-1, 1] -> (N, F) features):
   gives by path (torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth``). Nothing
   downloads; this path needs the ``torch-fidelity`` package. Scores are labelled ``fid`` / ``kid``.
 * :func:`classifier_features`: the penultimate layer of a small classifier trained on the data's
-  own classes (:class:`translate.gan_networks.Classifier`). Its scores are labelled with the
+  own classes (:class:`translate.gan.networks.Classifier`). Its scores are labelled with the
   network's name, e.g. ``fid_digits_classifier``, so they are never mistaken for a published FID:
   they rank models on one data set, nothing more.
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 Features = Callable[[torch.Tensor], torch.Tensor]
 
@@ -51,7 +51,7 @@ class FeatureNetwork:
 
 
 def classifier_features(classifier: nn.Module, name: str) -> FeatureNetwork:
-    """Penultimate-layer features of a :class:`translate.gan_networks.Classifier`."""
+    """Penultimate-layer features of a :class:`translate.gan.networks.Classifier`."""
     classifier.eval()
     return FeatureNetwork(f"{name}_classifier", classifier.features)
 

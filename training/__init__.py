@@ -1,0 +1,45 @@
+"""The trainers: one module per method on one shared loop (``training.loop``).
+
+The registry below is the one list of trainers that the ``translate train`` command, the
+retraining service and the tests read. Adding a trainer is one module (a ``Method`` subclass with
+its ``name`` and its config dataclass, see DESIGN.md) and one line here.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from translate.errors import ConfigError
+
+if TYPE_CHECKING:  # the loop imports torch: the registry itself stays importable without it
+    from .loop import Method
+
+#: "module:Class" of every trainer, in the order ``translate train --help`` lists them.
+TRAINERS: tuple[str, ...] = (
+    "training.pix2pix:Pix2Pix",
+    "training.cyclegan:CycleGAN",
+    "training.gan:GAN",
+)
+
+_loaded: dict[str, type[Method]] = {}
+
+
+def methods() -> dict[str, type[Method]]:
+    """Every registered trainer by its name (importing their modules on first use)."""
+    if not _loaded:
+        for target in TRAINERS:
+            module, cls = target.split(":")
+            method = getattr(importlib.import_module(module), cls)
+            _loaded[method.name] = method
+    return dict(_loaded)
+
+
+def method(name: str) -> type[Method]:
+    """The trainer called ``name``; a ConfigError naming the known ones otherwise."""
+    found = methods().get(name)
+    if found is None:
+        raise ConfigError("method", f"no trainer named {name!r} (known: {', '.join(methods())})")
+    return found
+
+
+__all__ = ["TRAINERS", "methods", "method"]

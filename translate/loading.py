@@ -1,0 +1,43 @@
+"""From whatever model a user names to a :class:`~translate.predictor.Predictor`.
+
+A model may be an ONNX file, a run directory (its exported model when current, else its latest
+checkpoint), a training checkpoint or a reference ``latest_net_G.pth``. PyTorch models are exported
+in memory first (:mod:`translate.export`), so every path runs the same ONNX graph and gives the
+same pixels. This module sits above both the predictor and the exporter.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .checkpoint import resolve_model_path
+from .errors import ModelError
+from .export import export_generator
+from .generators import load_generator
+from .predictor import Predictor
+from .tiling import TileConfig
+
+
+def model_source(path: str | os.PathLike, direction: str | None = None) -> Path | bytes:
+    """The ONNX model behind an ONNX file, a run directory or a checkpoint (ours or the reference's):
+    a path to an .onnx file, or the bytes of the in-memory export of a PyTorch generator."""
+    path = Path(path)
+    if path.is_dir() and direction and (path / f"{direction}.onnx").exists():
+        return path / f"{direction}.onnx"
+    p = resolve_model_path(path)
+    if p.suffix == ".onnx":
+        return p
+    G, meta = load_generator(p, direction)
+    if meta["kind"] != "translation":
+        raise ModelError(f"{path}: a {meta['kind']} generator (latents in, samples out), not an image translator; "
+                         "use `translate sample`")
+    return export_generator(G, meta, check=False)[0]
+
+
+def load(path: str | os.PathLike, device: str = "auto", direction: str | None = None, threads: int = 0,
+         tiling: TileConfig | None = None) -> Predictor:
+    """A :class:`Predictor` from an ONNX file, a run directory or a checkpoint (ours or the reference's).
+
+    Non-ONNX models are exported in memory first, so every path computes the same graph.
+    """
+    return Predictor(model_source(path, direction), device=device, threads=threads, tiling=tiling)

@@ -1,0 +1,44 @@
+"""The metadata an exported model carries (ONNX ``metadata_props``), written and read in one place.
+
+Every key is ``translate.<name>`` and every value JSON (plain strings stay strings), so the
+predictor, the service and ``translate models list`` read what export wrote: the normalisation,
+the size multiple, channels, the test-time policy, the training config, the tiling mode.
+A leaf module: it imports ``onnx`` only when writing.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+META_PREFIX = "translate."
+OPSET = 17
+TOLERANCE = 1e-3  # max abs difference on [-1, 1] outputs between PyTorch and ONNX Runtime
+
+
+def encode_metadata(props: Mapping[str, Any]) -> dict[str, str]:
+    """``{name: value}`` -> ``{"translate.name": JSON or the string itself}``."""
+    return {META_PREFIX + k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in props.items()}
+
+
+def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The inverse of :func:`encode_metadata` over a model's metadata map (other keys ignored)."""
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k.startswith(META_PREFIX):
+            try:
+                out[k[len(META_PREFIX):]] = json.loads(v)
+            except ValueError:
+                out[k[len(META_PREFIX):]] = v
+    return out
+
+
+def add_metadata(model_bytes: bytes, props: Mapping[str, str]) -> bytes:
+    """The serialised model with its metadata replaced by ``props`` (already encoded)."""
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    return model.SerializeToString()
