@@ -135,7 +135,7 @@ def _scene(rng: np.random.Generator, size: int) -> MapScene:
     u1 = S / 256.0
     district = _district(rng, u1)
     streets = _street_grid(rng, S, u1, district)
-    net = _grid_roads(rng, u1, streets)
+    net = _grid_roads(rng, S, u1, streets)
     _extra_roads(rng, S, u1, streets, net)
     water, river = _water(rng, S)
     park, big_park = _parks(rng, S, streets)
@@ -186,9 +186,8 @@ def _street_grid(rng: np.random.Generator, S: int, u1: float, district: _Distric
     return _Streets(u, v, us, vs, cell_u, cell_v, minor_w, major_w, hw_w)
 
 
-def _grid_roads(rng: np.random.Generator, u1: float, st: _Streets) -> _RoadNet:
+def _grid_roads(rng: np.random.Generator, S: int, u1: float, st: _Streets) -> _RoadNet:
     """Roads along the grid lines: minor ones with gaps, maybe one major avenue each way."""
-    S = st.u.shape[0]
     net = _RoadNet(road=np.zeros((S, S), np.uint8), marks=np.zeros((S, S), bool), bridge_ok=np.zeros((S, S), bool))
     drop = rng.uniform(0.05, 0.3)
     for lines, coord, cells_other, n_other, along in ((st.us, st.u, st.cell_v, len(st.vs), st.v),
