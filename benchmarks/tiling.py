@@ -6,7 +6,7 @@
 Generators have random (reference-initialised, seeded) weights unless a ``.onnx`` path
 is given as the model: unet_256 with batch norm frozen as per-image statistics (exported
 as InstanceNorm) and resnet_9blocks with InstanceNorm; ``NAME:NGF`` picks the width. The
-input is a procedural aerial photo (``translate.synthetic`` maps; a mosaic of 1024 px
+input is a procedural aerial photo (``translate.datasets`` maps; a mosaic of 1024 px
 scenes above 1024). Each measurement runs in its own process, so "peak RSS" is that
 process's maximum resident memory (torch for the export, the model and the image
 included; "before" is the same reading just before the image is translated).
@@ -53,7 +53,7 @@ def aerial(size: int):
     """A size x size procedural aerial photo (a mosaic of 1024 px scenes above 1024)."""
     import numpy as np
 
-    from translate.synthetic import make_maps_pair
+    from translate.datasets.maps import make_maps_pair
 
     part = min(size, 1024)
     n = -(-size // part)

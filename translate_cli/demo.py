@@ -74,7 +74,7 @@ def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = Fal
     from translate.evaluate import evaluate
     from translate.export import export_run
     from translate.imageio import save_image
-    from translate.synthetic import make_dataset
+    from translate.datasets import make_dataset
 
     out = Path(out)
     data = out / "maps"

@@ -16,7 +16,7 @@ from translate.errors import TranslateError
 
 
 def _cmd_data_make(args) -> None:
-    from translate.synthetic import make_dataset
+    from translate.datasets import make_dataset
 
     summary = make_dataset(args.kind, args.out, count=args.count, size=args.size, seed=args.seed)
     print(json.dumps(summary, default=str))
@@ -134,10 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
+    from translate.datasets import KINDS
+
     d = sub.add_parser("data", help="built-in datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
     mk = dsub.add_parser("make", help="generate a built-in paired dataset in the aligned A|B layout")
-    mk.add_argument("kind", choices=("maps", "sketches"))
+    mk.add_argument("kind", choices=tuple(KINDS))
     mk.add_argument("out", help="output folder (train/ val/ test/ are created)")
     mk.add_argument("--count", type=int, default=400, help="number of pairs (default 400)")
     mk.add_argument("--size", type=int, default=256, help="side of each image (default 256)")

@@ -72,3 +72,23 @@ def test_bad_input_is_one_line_and_exit_2(trained, capsys, argv, needle):
         main(argv)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith("error:") and needle in err and len(err.splitlines()) == 1
+
+
+def test_data_make_offers_the_registered_kinds(tmp_path, monkeypatch, capsys):
+    from translate.datasets import KINDS, DatasetKind
+
+    def flat_pair(rng, size):
+        return np.full((size, size, 3), 10, np.uint8), np.full((size, size, 3), 240, np.uint8)
+
+    # one registry line is all a new set needs to be offered by `translate data make`
+    monkeypatch.setitem(KINDS, "flat", DatasetKind("flat", a="dark", b="light", pair=flat_pair))
+    with pytest.raises(SystemExit) as e:
+        main(["data", "make", "--help"])
+    assert e.value.code == 0 and "{maps,sketches,flat}" in capsys.readouterr().out
+    summary = json.loads(run(capsys, "data", "make", "flat", tmp_path / "flat", "--count", "3", "--size", "16").out)
+    assert summary["kind"] == "flat" and (summary["A"], summary["B"]) == ("dark", "light")
+    assert np.asarray(Image.open(tmp_path / "flat" / "train" / "00000.png"))[0, :, 0].tolist() == [10] * 16 + [240] * 16
+    monkeypatch.delitem(KINDS, "flat")
+    with pytest.raises(SystemExit) as e:
+        main(["data", "make", "flat", str(tmp_path / "again")])
+    assert e.value.code == 2 and "invalid choice: 'flat'" in capsys.readouterr().err

@@ -10,8 +10,10 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, when run from elsewhere
 
-from translate import synthetic as syn  # noqa: E402
-from translate.synthetic import KINDS, make_dataset, make_maps_pair, make_pair, make_sketches_pair  # noqa: E402
+from translate.datasets import KINDS, make_dataset, make_pair, split_counts  # noqa: E402
+from translate.datasets import maps  # noqa: E402
+from translate.datasets.maps import make_maps_pair  # noqa: E402
+from translate.datasets.sketches import make_sketches_pair  # noqa: E402
 
 MAKERS = {"maps": make_maps_pair, "sketches": make_sketches_pair}
 
@@ -33,9 +35,9 @@ def dilate(mask, r):
 def map_classes(m):
     """Class masks of a map tile, from its flat palette colours."""
     road = np.zeros(m.shape[:2], bool)
-    for c in syn.MAP_ROAD.values():
+    for c in maps.MAP_ROAD.values():
         road |= colour_mask(m, c)
-    return {"water": colour_mask(m, syn.MAP_WATER), "park": colour_mask(m, syn.MAP_PARK), "road": road}
+    return {"water": colour_mask(m, maps.MAP_WATER), "park": colour_mask(m, maps.MAP_PARK), "road": road}
 
 
 def aerial_classes(a):
@@ -55,7 +57,9 @@ def aerial_classes(a):
 
 
 def test_kinds():
-    assert KINDS == ("maps", "sketches")
+    assert tuple(KINDS) == ("maps", "sketches")
+    for name, kind in KINDS.items():
+        assert kind.name == name and kind.pair is MAKERS[name]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -101,7 +105,7 @@ def test_map_side_uses_the_flat_palette():
     _, m = make_maps_pair(rng(0, 4), 128)
     colours = np.unique(m.reshape(-1, 3), axis=0)
     assert len(colours) <= 12  # background, park, water, building(+outline), 3 roads (+outlines)
-    assert colour_mask(m, syn.MAP_BG).mean() > 0.1
+    assert colour_mask(m, maps.MAP_BG).mean() > 0.1
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -212,6 +216,27 @@ def test_rerun_replaces_earlier_dataset(tmp_path):
                            "train/00002.png", "val/00003.png"]
 
 
+def test_rerun_accepts_a_folder_written_before_the_package(tmp_path):
+    # translate/synthetic.py, which wrote the built-in sets before translate/datasets/, named itself
+    out = tmp_path / "ds"
+    make_dataset("maps", out, count=10, size=32, progress=False)
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["generator"] == "translate.datasets"
+    (out / "dataset.json").write_text(json.dumps({**meta, "generator": "translate.synthetic"}))
+    make_dataset("maps", out, count=4, size=32, splits=(0.5, 0.25, 0.25), progress=False)
+    assert _files(out) == ["dataset.json", "test/00003.png", "train/00000.png", "train/00001.png", "val/00002.png"]
+    assert json.loads((out / "dataset.json").read_text())["generator"] == "translate.datasets"
+
+
+def test_refuses_folder_of_another_generator(tmp_path):
+    (tmp_path / "train").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "train" / "00000.png")
+    (tmp_path / "dataset.json").write_text(json.dumps({"generator": "someone.else"}))
+    with pytest.raises(ValueError, match="not a synthetic dataset"):
+        make_dataset("maps", tmp_path, count=2, size=32, progress=False)
+    assert os.listdir(tmp_path / "train") == ["00000.png"]
+
+
 def test_refuses_folder_with_other_images(tmp_path):
     (tmp_path / "train").mkdir()
     Image.new("RGB", (4, 4)).save(tmp_path / "train" / "mine.png")
@@ -236,7 +261,7 @@ def test_unknown_kind_lists_kinds(tmp_path):
     (10, (8, 1, 1), (8, 1, 1)),  # normalised
 ])
 def test_split_counts(count, splits, expected):
-    c = syn.split_counts(count, splits)
+    c = split_counts(count, splits)
     assert (c["train"], c["val"], c["test"]) == expected
 
 

@@ -1,0 +1,84 @@
+"""Built-in paired data sets, procedural, so Pix2Pix can be tried with nothing to download.
+
+The registry: :data:`KINDS`, the sets by name, each a :class:`DatasetKind`. One module per set
+draws a pixel-aligned (A, B) pair from a random generator:
+
+* ``maps`` (:mod:`.maps`): aerial photo | flat map, as in the pix2pix ``maps`` set;
+* ``sketches`` (:mod:`.sketches`): line sketch | shaded object photo, like edges2shoes.
+
+Adding a set is one module with its pair function and one line in :data:`KINDS`; the
+``translate data make`` command offers every kind listed there.
+
+:func:`make_pair` gives pair ``index`` of a set; :func:`make_dataset` writes a set in the
+aligned layout (see :mod:`.folder`). Pair ``i`` comes from ``np.random.default_rng([seed, i])``,
+so it does not depend on ``count``, and a run is reproducible byte for byte. Shared drawing
+helpers live in :mod:`.drawing`. Only numpy, OpenCV and Pillow are used; everything is
+vectorised (about 20-40 ms a pair at 256 px on one core).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import maps, sketches
+from .drawing import check_size
+from .folder import Pair, split_counts, write_dataset
+
+__all__ = ["DatasetKind", "KINDS", "make_pair", "make_dataset", "split_counts"]
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """A built-in paired data set."""
+
+    name: str  # as given to ``translate data make``
+    a: str  # what side A shows (recorded in dataset.json)
+    b: str  # what side B shows
+    pair: Callable[[np.random.Generator, int], Pair]  # (rng, size) -> pixel-aligned uint8 (A, B)
+
+
+KINDS: dict[str, DatasetKind] = {k.name: k for k in (
+    DatasetKind("maps", a="aerial photo", b="map", pair=maps.make_maps_pair),
+    DatasetKind("sketches", a="sketch", b="photo", pair=sketches.make_sketches_pair),
+)}
+
+
+def _kind(kind: str) -> DatasetKind:
+    if kind not in KINDS:
+        raise ConfigError("kind", f"unknown synthetic dataset {kind!r}; expected one of: {', '.join(KINDS)}")
+    return KINDS[kind]
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError("seed", f"must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def make_pair(kind: str, index: int, size: int = 256, seed: int = 0) -> Pair:
+    """Pair ``index`` of a built-in set: what :func:`make_dataset` writes for it, as (A, B)."""
+    entry = _kind(kind)
+    return entry.pair(np.random.default_rng([_check_seed(seed), int(index)]), size)
+
+
+def make_dataset(kind: str, out: str | os.PathLike, count: int = 400, size: int = 256, seed: int = 0,
+                 splits: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True) -> dict:
+    """Write a built-in paired set in the aligned layout and return its summary.
+
+    Files are ``out/{train,val,test}/{i:05d}.png`` (A | B side by side, ``2*size`` x ``size``);
+    indices run over train, then val, then test. Image ``i`` depends only on
+    (``kind``, ``seed``, ``i``, ``size``), never on ``count``. Each file is written atomically.
+    ``out`` may be new, empty, or an earlier built-in set (whose images are replaced);
+    a folder holding other images is refused rather than mixed into.
+    """
+    entry = _kind(kind)
+    size = check_size(size)
+    seed = _check_seed(seed)
+    counts = split_counts(count, splits)
+    return write_dataset(out, lambda i: entry.pair(np.random.default_rng([seed, i]), size), counts,
+                         kind=entry.name, size=size, seed=seed, splits=splits, sides=(entry.a, entry.b),
+                         progress=progress)

@@ -1,0 +1,141 @@
+"""Writing a built-in data set to disk: splits, the aligned A|B layout, ``dataset.json``.
+
+Files are ``OUT/{train,val,test}/NNNNN.png`` (A | B side by side, as :mod:`translate.data`
+reads them); indices run over train, then val, then test. ``OUT/dataset.json`` records
+how the set was made, including the generator that wrote it: a folder written by us
+(now or before :mod:`translate.datasets` existed) may be written again, and its images
+that the new run does not write are removed; a folder holding other images is refused.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ConfigError
+from ..files import atomic_path, write_text_atomic
+
+SPLITS = ("train", "val", "test")
+GENERATOR = "translate.datasets"
+# what dataset.json of our own folders may say: the old name is that of folders written before the package split
+OUR_GENERATORS = (GENERATOR, "translate.synthetic")
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def split_counts(count: int, splits: Sequence[float] = (0.8, 0.1, 0.1)) -> dict[str, int]:
+    """How many of ``count`` images go to train / val / test (val and test rounded, train the rest)."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ConfigError("count", f"must be an integer >= 0, got {count!r}")
+    fr = [float(x) for x in splits]
+    if len(fr) != 3 or any(not math.isfinite(x) or x < 0 for x in fr) or sum(fr) <= 0:
+        raise ConfigError("splits", f"expected three fractions >= 0 (train, val, test), got {tuple(splits)!r}")
+    total = sum(fr)
+    n_val = int(round(count * fr[1] / total))
+    n_test = min(int(round(count * fr[2] / total)), count - n_val)
+    return {"train": int(count) - n_val - n_test, "val": n_val, "test": n_test}
+
+
+def write_dataset(out: str | os.PathLike, pair_at: Callable[[int], Pair], counts: dict[str, int], *, kind: str,
+                  size: int, seed: int, splits: Sequence[float], sides: tuple[str, str],
+                  progress: bool = True) -> dict:
+    """Write pair ``pair_at(i)`` of each index to ``out`` as laid out above; return the summary.
+
+    ``counts`` comes from :func:`split_counts`; ``kind``, ``size``, ``seed``, ``splits`` and
+    ``sides`` (what A and B show) are recorded in ``dataset.json``. Each file is written atomically.
+    """
+    out = Path(out)
+    names = _prepare_folder(out, counts)
+    _write_pairs(out, names, pair_at, f"synthetic {kind}" if progress else None)
+    summary = {
+        "kind": kind,
+        "out": str(out),
+        "counts": counts,
+        "count": len(names),
+        "size": size,
+        "seed": seed,
+        "splits": [float(x) for x in splits],
+        "layout": "aligned",  # A | B side by side
+        "A": sides[0],
+        "B": sides[1],
+        "generator": GENERATOR,
+    }
+    write_text_atomic(out / "dataset.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _prepare_folder(out: Path, counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Check that ``out`` may be written, make the split folders, remove our stale images.
+
+    Returns the (split, index) of every image to write.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError("out", f"{out} exists and is not a folder")
+    existing = _images(out) if out.is_dir() else []
+    if existing and not _is_ours(out):
+        raise ConfigError("out", f"{out} already holds images ({existing[0]}) and is not a synthetic dataset; "
+                                 "choose a new or empty folder")
+    names: list[tuple[str, int]] = []
+    i = 0
+    for split in SPLITS:
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for _ in range(counts[split]):
+            names.append((split, i))
+            i += 1
+    keep = {_image_path(out, split, idx) for split, idx in names}
+    for p in existing:  # ours, left over from an earlier run with another count or split
+        if p not in keep and re.fullmatch(r"\d{5}\.png", p.name):
+            p.unlink(missing_ok=True)
+    return names
+
+
+def _image_path(out: Path, split: str, index: int) -> Path:
+    return out / split / f"{index:05d}.png"
+
+
+def _images(out: Path) -> list[Path]:
+    """Image files already under the split folders of ``out``."""
+    files = []
+    for split in SPLITS:
+        d = out / split
+        if d.is_dir():
+            files += [p for p in d.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES]
+    return files
+
+
+def _is_ours(out: Path) -> bool:
+    """Whether ``out/dataset.json`` says we wrote the folder."""
+    try:
+        return json.loads((out / "dataset.json").read_text("utf-8")).get("generator") in OUR_GENERATORS
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write_pairs(out: Path, names: list[tuple[str, int]], pair_at: Callable[[int], Pair],
+                 progress: str | None) -> None:
+    """Each pair as one A|B PNG; ``progress``: the label of a progress bar, or None for none."""
+    bar = None
+    if progress is not None:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(names), desc=progress, unit="img")
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            bar = None
+    try:
+        for split, idx in names:
+            a, b = pair_at(idx)
+            img = Image.fromarray(np.concatenate([a, b], axis=1))
+            with atomic_path(_image_path(out, split, idx)) as tmp:
+                img.save(tmp, format="PNG", compress_level=3)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
