@@ -256,14 +256,14 @@ def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
 
 # Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
 def retrain_module():
-    """serving.retrain, imported lazily (it brings training in); 501 where it is missing."""
+    """serving.retraining.jobs, imported lazily (it brings training in); 501 where it is missing."""
     try:
-        from serving import retrain
+        from serving.retraining import jobs
     except ModuleNotFoundError as e:
-        if e.name != "serving.retrain":
+        if e.name not in ("serving.retraining", "serving.retraining.jobs"):
             raise
         raise ServiceError(501, "not_implemented", "retraining is not available in this installation") from None
-    return retrain
+    return jobs
 
 
 # --------------------------------------------------------------------------- model deployment

@@ -7,7 +7,7 @@ import sys
 
 
 def _cmd_retrain(args) -> None:
-    from serving.retrain import run_retrain
+    from serving.retraining.jobs import run_retrain
     from serving.store import ModelStore
 
     with contextlib.redirect_stdout(sys.stderr):  # training's messages; stdout is the outcome JSON alone
@@ -17,7 +17,8 @@ def _cmd_retrain(args) -> None:
 
 
 def register(subparsers) -> None:
-    from serving.retrain import DEFAULT_STEPS, HOLDOUT_FRACTION
+    from serving.retraining.promotion import DEFAULT_STEPS
+    from serving.retraining.upload import HOLDOUT_FRACTION
 
     p = subparsers.add_parser(
         "retrain", help="fine-tune a stored model on new paired data; promote it if no worse (held-out L1)",
