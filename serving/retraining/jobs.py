@@ -28,11 +28,13 @@ import threading
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
+from translate.options import opt
 
 from ..store import ModelStore, check_name
 from .promotion import DEFAULT_STEPS, fine_tune_and_decide
@@ -70,6 +72,14 @@ def submit_from_zip(store, name: str, zip_bytes: bytes, token_ok: bool, *, steps
         _update(root, job["job_id"], state="failed", error=f"start: {e.__class__.__name__}: {e}", finished=_now())
         raise
     return job
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """The settings of ``translate retrain`` (its flags, through :func:`translate.options.add_arguments`)."""
+
+    steps: int = opt(DEFAULT_STEPS, "fine-tuning steps")
+    quiet: bool = opt(False, "no progress bars")
 
 
 def run_retrain(store, name: str, data: str | os.PathLike, *, steps: int = DEFAULT_STEPS,

@@ -1,5 +1,5 @@
 """One way from a config to settings: ServiceConfig -> `translate serve` flags, build_app's deployment
-options and serve_config.yaml. No Ray is started."""
+options and serve_config.yaml; ConvertOptions and RetrainOptions -> their commands' flags. No Ray is started."""
 import dataclasses
 import time
 from pathlib import Path
@@ -113,3 +113,40 @@ def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
     cfg = ServiceConfig(**ingress.init_args[1])
     assert (cfg.threads, cfg.max_upload_bytes, cfg.max_pixels, cfg.access_log) == (1, 1000, 4096, False)
     assert cfg.store == str(tmp_path.resolve())
+
+
+def test_convert_flags_come_from_convert_options(tmp_path, monkeypatch, capsys):
+    from serving import convert as convert_module
+
+    calls = []
+
+    def fake_convert(model, in_dir, out_dir, **kw):
+        calls.append(kw)
+        return convert_module.ConvertSummary(str(model), str(in_dir), str(out_dir), kw["fmt"])
+
+    monkeypatch.setattr(convert_module, "convert", fake_convert)
+    main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out")])
+    main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--format", "jpg",
+          "--device", "cpu", "--direction", "BtoA", "--quiet"])
+    assert calls == [convert_module.ConvertOptions().kwargs(),
+                     dict(workers=3, fmt="jpg", device="cpu", direction="BtoA", progress=False)]
+    assert calls[0] == dict(workers=2, fmt="png", device="auto", direction=None, progress=True)
+    assert "wrote 0 images" in capsys.readouterr().out
+
+
+def test_retrain_flags_come_from_retrain_options(tmp_path, monkeypatch, capsys):
+    from serving.retraining import jobs
+    from serving.retraining.promotion import DEFAULT_STEPS
+
+    calls = []
+
+    def fake_run_retrain(store, name, data, **kw):
+        calls.append((name, data, kw))
+        return {"id": "0123456789ab", "outcome": {"promoted": True}}
+
+    monkeypatch.setattr(jobs, "run_retrain", fake_run_retrain)
+    main(["retrain", "maps", "--data", str(tmp_path), "--store", str(tmp_path)])
+    main(["retrain", "maps", "--data", str(tmp_path), "--store", str(tmp_path), "--steps", "30", "--quiet"])
+    assert calls == [("maps", str(tmp_path), {"steps": DEFAULT_STEPS, "progress": True}),
+                     ("maps", str(tmp_path), {"steps": 30, "progress": False})]
+    assert '"promoted": true' in capsys.readouterr().out
