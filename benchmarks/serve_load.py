@@ -153,7 +153,7 @@ def main() -> None:
     store = ModelStore(tempfile.mkdtemp(prefix="serve-load-"))
     store.register("bench", model)
     body = test_image(args.size)
-    url = service.start_local(store.root, port=args.port, num_cpus=os.cpu_count(),
+    url = service.start_local(store.root, port=args.port, ray_cpus=os.cpu_count(),
                               min_replicas=args.replicas, max_replicas=args.replicas,
                               max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_ms / 1000,
                               max_queued_requests=1024, access_log=not args.access_log_off,

@@ -27,7 +27,7 @@ import inspect
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import local_ray
+from serving.config import ServiceConfig
 from serving.store import ModelStore, NotFoundError, check_name, check_version, parse_model_id
 from translate import imageio
 from translate.errors import ConfigError, DataError, ImageError, ModelError, TranslateError
@@ -51,59 +52,6 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 TOKEN_ENV = "TRANSLATE_RETRAIN_TOKEN"
 RESPONSE_PNG_LEVEL = 1  # zlib level of PNG responses: 4x faster than Pillow's default 6, 2 % larger (BENCHMARKS.md)
 MAX_MODELS_PER_REPLICA = 4
-
-
-@dataclass
-class ServiceConfig:
-    """Everything an operator may tune; ``build_app(store, **fields)`` and serve_config.yaml args."""
-
-    store: str = ""                       # model store root ('' = env TRANSLATE_STORE or ./models)
-    max_upload_bytes: int = 20 * 2**20    # request body limit for translations
-    max_zip_bytes: int = 200 * 2**20      # request body limit for retraining uploads (held in memory)
-    max_pixels: int = 2048 * 2048         # larger images are refused from their header
-    request_timeout_s: float = 60.0       # the ingress gives up on the model after this long (504)
-    max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.01
-    max_ongoing_requests: int = 0         # per model replica (0: 2 x max_batch_size, so one batch fills while
-                                          # another runs; Serve's default of 5 would cap every batch at 5)
-    max_queued_requests: int = 64         # per model deployment; beyond it 503 + Retry-After
-    ingress_max_ongoing_requests: int = 256
-    ingress_max_queued_requests: int = 512
-    min_replicas: int = 1
-    max_replicas: int = 2
-    num_cpus: float = 1.0                 # per model replica
-    num_gpus: float = 0.0                 # per model replica (CUDA provider used when a GPU is there)
-    ingress_num_cpus: float = 0.25
-    threads: int = 0                      # ONNX Runtime intra-op threads per model replica (0: ORT's default,
-                                          # one per core). On 2 CPUs, 1 served a light model 22 % faster and a
-                                          # heavy one 33 % slower (BENCHMARKS.md)
-    access_log: bool = True               # Serve's per-request access log lines (costs CPU per request)
-
-    @classmethod
-    def from_args(cls, args: dict[str, Any] | None = None, **kw) -> "ServiceConfig":
-        """From strings (serve config ``args``) or typed values; unknown keys are a ConfigError."""
-        values = {**(args or {}), **kw}
-        types = {f.name: type(f.default) for f in fields(cls)}
-        out = {}
-        for k, v in values.items():
-            if k not in types:
-                raise ConfigError(k, f"unknown service option (expected one of {', '.join(types)})")
-            try:
-                if types[k] is bool and isinstance(v, str):
-                    if v.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                        raise ValueError(v)
-                    v = v.lower() in ("1", "true", "yes")
-                out[k] = types[k](v) if v is not None else types[k]()
-            except (TypeError, ValueError):
-                raise ConfigError(k, f"{v!r} is not a valid {types[k].__name__}") from None
-        cfg = cls(**out)
-        cfg.store = str(ModelStore(cfg.store or None).root.resolve())  # replicas may run elsewhere
-        if cfg.max_batch_size < 1:
-            raise ConfigError("max_batch_size", "must be at least 1")
-        if 0 < cfg.max_ongoing_requests < cfg.max_batch_size:
-            raise ConfigError("max_ongoing_requests", f"must be at least max_batch_size ({cfg.max_batch_size}) "
-                                                      "or batches never fill")
-        return cfg
 
 
 class ServiceError(Exception):
@@ -256,20 +204,19 @@ def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
 
 # Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
 def retrain_module():
-    """serving.retrain, imported lazily (it brings training in); 501 where it is missing."""
+    """serving.retraining.jobs, imported lazily (it brings training in); 501 where it is missing."""
     try:
-        from serving import retrain
+        from serving.retraining import jobs
     except ModuleNotFoundError as e:
-        if e.name != "serving.retrain":
+        if e.name not in ("serving.retraining", "serving.retraining.jobs"):
             raise
         raise ServiceError(501, "not_implemented", "retraining is not available in this installation") from None
-    return retrain
+    return jobs
 
 
 # --------------------------------------------------------------------------- model deployment
-@serve.deployment(name="ModelServer", max_ongoing_requests=16, max_queued_requests=64,
-                  backpressure_config={"retry_after_s": RETRY_AFTER_S}, ray_actor_options={"num_cpus": 1},
-                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8})
+# settings that come from ServiceConfig are applied in build_app (deployment_options), not here
+@serve.deployment(name="ModelServer", backpressure_config={"retry_after_s": RETRY_AFTER_S})
 class ModelServer:
     """Runs translate.predictor.Predictor on batches of same-model requests (grouped by size inside)."""
 
@@ -289,7 +236,7 @@ class ModelServer:
         path = self.store.model_path(name, version)
         return await asyncio.to_thread(Predictor, path, threads=self.config.threads)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch  # sizes set from the config in __init__
     async def translate_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:
         model = await self.load_model(serve.get_multiplexed_model_id())
         outs = await asyncio.to_thread(model.translate_arrays, images)
@@ -337,8 +284,7 @@ async def _validation_error(request: Request, e: RequestValidationError):
     return error_response(400, "bad_request", [{k: err.get(k) for k in ("loc", "msg")} for err in e.errors()])
 
 
-@serve.deployment(name="Ingress", max_ongoing_requests=256, max_queued_requests=512,
-                  backpressure_config={"retry_after_s": RETRY_AFTER_S}, ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(name="Ingress", backpressure_config={"retry_after_s": RETRY_AFTER_S})
 @serve.ingress(api)
 class Ingress:
     def __init__(self, model_server, config: dict):
@@ -450,21 +396,35 @@ class Ingress:
 
 
 # --------------------------------------------------------------------------- building and running
+def deployment_options(cfg: ServiceConfig) -> dict[str, dict[str, Any]]:
+    """The Serve settings of each deployment, by name, for ``cfg`` (resolved by ``ServiceConfig.from_args``):
+    the one place config fields become deployment options. A serve config's ``deployments`` override them."""
+    logging_config = {"enable_access_log": cfg.access_log}
+    return {
+        "ModelServer": dict(
+            max_ongoing_requests=cfg.max_ongoing_requests, max_queued_requests=cfg.max_queued_requests,
+            ray_actor_options={"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+            autoscaling_config={"min_replicas": cfg.min_replicas,
+                                "max_replicas": max(cfg.min_replicas, cfg.max_replicas),
+                                "target_ongoing_requests": cfg.max_batch_size},
+            logging_config=logging_config),
+        "Ingress": dict(
+            max_ongoing_requests=cfg.ingress_max_ongoing_requests, max_queued_requests=cfg.ingress_max_queued_requests,
+            ray_actor_options={"num_cpus": cfg.ingress_num_cpus}, logging_config=logging_config),
+    }
+
+
+def http_options(cfg: ServiceConfig, host: str, port: int) -> dict[str, Any]:
+    """Serve's HTTP proxy settings: its end-to-end timeout leaves the ingress time to answer 504 itself."""
+    return {"host": host, "port": port, "request_timeout_s": cfg.request_timeout_s + 5}
+
+
 def build_app(store: str | os.PathLike | None = None, **options):
     """The Serve application over the model store ``store``; ``options`` are ServiceConfig fields."""
     cfg = ServiceConfig.from_args(options, store=str(store or ""))
-    model = ModelServer.options(
-        max_ongoing_requests=cfg.max_ongoing_requests or 2 * cfg.max_batch_size,
-        max_queued_requests=cfg.max_queued_requests,
-        ray_actor_options={"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
-        autoscaling_config={"min_replicas": cfg.min_replicas, "max_replicas": max(cfg.min_replicas, cfg.max_replicas),
-                            "target_ongoing_requests": cfg.max_batch_size},
-        logging_config={"enable_access_log": cfg.access_log},
-    ).bind(asdict(cfg))
-    return Ingress.options(
-        max_ongoing_requests=cfg.ingress_max_ongoing_requests, max_queued_requests=cfg.ingress_max_queued_requests,
-        ray_actor_options={"num_cpus": cfg.ingress_num_cpus}, logging_config={"enable_access_log": cfg.access_log},
-    ).bind(model, asdict(cfg))
+    deployments = deployment_options(cfg)
+    model = ModelServer.options(**deployments["ModelServer"]).bind(asdict(cfg))
+    return Ingress.options(**deployments["Ingress"]).bind(model, asdict(cfg))
 
 
 def app_builder(args: dict[str, str]):
@@ -503,17 +463,17 @@ def fit_replicas(cfg: ServiceConfig, cpus: float) -> ServiceConfig:
     return ServiceConfig(**{**asdict(cfg), "max_replicas": fits})
 
 
-def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000,
-                num_cpus: int | None = None, name: str = "translate", **options) -> str:
-    """Start an embedded local Ray, Serve's HTTP proxy on host:port, and the app. Returns the URL."""
+def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000, *,
+                ray_cpus: int | None = None, name: str = "translate", **options) -> str:
+    """Start an embedded local Ray (``ray_cpus`` CPUs; default all), Serve's HTTP proxy on host:port, and the
+    app. ``options`` are ServiceConfig fields (``num_cpus`` is per model replica). Returns the URL."""
     import ray
 
     cfg = ServiceConfig.from_args(options, store=str(store or ""))
     if not ray.is_initialized():
-        init_local_ray(num_cpus)
+        init_local_ray(ray_cpus)
     cfg = fit_replicas(cfg, ray.cluster_resources().get("CPU", 0.0))
-    serve.start(http_options={"host": host, "port": port, "request_timeout_s": cfg.request_timeout_s + 5},
-                logging_config={"enable_access_log": cfg.access_log})
+    serve.start(http_options=http_options(cfg, host, port), logging_config={"enable_access_log": cfg.access_log})
     serve.run(build_app(**asdict(cfg)), name=name, route_prefix="/")
     return f"http://{host}:{port}"
 

@@ -12,6 +12,8 @@ Outputs keep the input's relative path (``IN_DIR/a/b.jpg`` -> ``OUT_DIR/a/b.png`
 are written atomically by the actors. Outputs that already exist are skipped, so an
 interrupted run continues where it stopped. Failed files are reported on stderr as
 they happen and listed (path and reason) in ``OUT_DIR/convert_summary.json``.
+
+:class:`ConvertOptions` holds the command's settings (its flags) and their defaults.
 """
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ import numpy as np
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, is_image_file
+from translate.options import opt
 
 from . import folder_lock, local_ray
 
 SUMMARY_NAME = "convert_summary.json"
 FORMATS = ("png", "jpg")
+DEVICES = ("auto", "cpu", "cuda")
 ACTOR_CPUS = 0.5  # per actor: fractional, so read tasks always find a CPU
 READ_CPUS = 0.25
 CANCELLED = "cancelled"  # the error a file gets when its run ended before it was written
@@ -157,10 +161,26 @@ def _resources(workers: int, device: str) -> tuple[int, float, float, int]:
     return workers, cpus, (1.0 if use_gpu else 0.0), max(1, int(total // workers))
 
 
+@dataclass(frozen=True)
+class ConvertOptions:
+    """The settings of ``translate convert`` (its flags, through :func:`translate.options.add_arguments`)."""
+
+    workers: int = opt(2, "model actors, each holding one predictor")
+    format: str = opt("png", "format of the written images", choices=FORMATS)
+    device: str = opt("auto", "where the model runs", choices=DEVICES)
+    direction: str | None = opt(None, "AtoB or BtoA, for checkpoints holding both")
+    quiet: bool = opt(False, "no progress bar")
+
+    def kwargs(self) -> dict[str, Any]:
+        """These options as :func:`convert`'s keyword arguments."""
+        return {"workers": self.workers, "fmt": self.format, "device": self.device, "direction": self.direction,
+                "progress": not self.quiet}
+
+
 def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
-            workers: int = 2, fmt: str = "png", device: str = "auto", direction: str | None = None,
-            progress: bool = True, on_result: Callable[[str, str], None] | None = None,
-            batch_size: int = 4) -> ConvertSummary:
+            workers: int = ConvertOptions.workers, fmt: str = ConvertOptions.format,
+            device: str = ConvertOptions.device, direction: str | None = None, progress: bool = True,
+            on_result: Callable[[str, str], None] | None = None, batch_size: int = 4) -> ConvertSummary:
     """Translate every image under ``in_dir`` into ``out_dir`` (same relative paths) on Ray Data.
 
     Starts a local Ray when none is running (and stops it afterwards). ``on_result(path,

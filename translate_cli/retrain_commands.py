@@ -7,17 +7,21 @@ import sys
 
 
 def _cmd_retrain(args) -> None:
-    from serving.retrain import run_retrain
+    from serving.retraining.jobs import RetrainOptions, run_retrain
     from serving.store import ModelStore
+    from translate.options import given
 
+    options = RetrainOptions(**given(args, RetrainOptions))
     with contextlib.redirect_stdout(sys.stderr):  # training's messages; stdout is the outcome JSON alone
-        status = run_retrain(ModelStore(args.store), args.name, args.data, steps=args.steps,
-                             progress=not args.quiet)
+        status = run_retrain(ModelStore(args.store), args.name, args.data, steps=options.steps,
+                             progress=not options.quiet)
     print(json.dumps({"job_id": status["id"], **status["outcome"]}, indent=2))
 
 
 def register(subparsers) -> None:
-    from serving.retrain import DEFAULT_STEPS, HOLDOUT_FRACTION
+    from serving.retraining.jobs import RetrainOptions
+    from serving.retraining.upload import HOLDOUT_FRACTION
+    from translate.options import add_arguments
 
     p = subparsers.add_parser(
         "retrain", help="fine-tune a stored model on new paired data; promote it if no worse (held-out L1)",
@@ -28,6 +32,5 @@ def register(subparsers) -> None:
     p.add_argument("name", help="model name in the store")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of aligned A|B pairs")
     p.add_argument("--store", metavar="DIR", help="model store folder (default: $TRANSLATE_STORE or ./models)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"fine-tuning steps (default {DEFAULT_STEPS})")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_arguments(p, RetrainOptions)
     p.set_defaults(func=_cmd_retrain)

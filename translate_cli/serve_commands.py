@@ -14,9 +14,10 @@ def _store(args):
 
 def _cmd_serve(args) -> None:
     from serving.app import serve_until_interrupted
+    from serving.config import ServiceConfig
+    from translate.options import given
 
-    options = {k: getattr(args, k) for k in ("max_batch_size", "max_replicas", "num_cpus", "num_gpus", "threads",
-                                             "max_upload_bytes", "max_pixels") if getattr(args, k) is not None}
+    options = {k: v for k, v in given(args, ServiceConfig).items() if k != "store"}  # --store: the root below
     serve_until_interrupted(_store(args).root, host=args.host, port=args.port, **options)
 
 
@@ -53,18 +54,14 @@ def _cmd_models_delete(args) -> None:
 
 
 def register(subparsers) -> None:
+    from serving.config import ServiceConfig
+    from translate.options import add_arguments
+
     s = subparsers.add_parser("serve", help="run the HTTP translation service (upload page, REST API) locally")
     s.add_argument("--store", metavar="DIR", help=STORE_HELP)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    s.add_argument("--max-batch-size", type=int, help="largest batch of requests per model call (default 8)")
-    s.add_argument("--max-replicas", type=int, help="autoscaling limit of model replicas (default 2)")
-    s.add_argument("--num-cpus", type=float, help="CPUs reserved per model replica (default 1)")
-    s.add_argument("--num-gpus", type=float, help="GPUs per model replica (default 0)")
-    s.add_argument("--threads", type=int, help="ONNX Runtime threads per model replica (default: one per core; "
-                                               "1 can serve small models faster, see BENCHMARKS.md)")
-    s.add_argument("--max-upload-bytes", type=int, help="largest request body (default 20 MiB)")
-    s.add_argument("--max-pixels", type=int, help="largest image in pixels (default 2048*2048)")
+    add_arguments(s, ServiceConfig, skip=("store",))
     s.set_defaults(func=_cmd_serve)
 
     m = subparsers.add_parser("models", help="list, register, promote or delete versions in the model store")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving import retrain
-from serving.retrain import UploadLimits, job_status, submit_from_zip
+from serving.retraining import jobs, upload
+from serving.retraining.jobs import job_status, submit_from_zip
+from serving.retraining.upload import UploadLimits
 from serving.store import ModelStore
 from tests.conftest import make_pairs, tiny_pix2pix_config
 from translate.errors import ConfigError, DataError
@@ -152,7 +153,7 @@ def test_retrain_promotes_a_better_version_and_reports_progress(pairs, base_run,
                           steps=30, background="thread")
     assert job["state"] == "queued" and job["base_version"] == "v0001"
     assert job["data"] == {"train": 14, "val": 2, "test": 0, "eval_split": "val", "held_out": "split_holdout"}
-    status = retrain.wait(job["job_id"], timeout=300)
+    status = jobs.wait(job["job_id"], timeout=300)
     assert status["state"] == "succeeded", status["error"]
     assert [(s["state"], s["phase"], s["progress"]) for s in seen[-1:]] == [
         ("running", "train", {"step": 5, "total": 30})]
@@ -213,7 +214,7 @@ def test_job_runs_as_a_detached_ray_actor(pairs, base_run, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         job = submit_from_zip(store, NAME, zip_folder(pairs), token_ok=True, steps=2)  # Ray is up: "auto" uses it
-        status = retrain.wait(job["job_id"], timeout=300, store=store)
+        status = jobs.wait(job["job_id"], timeout=300, store=store)
     finally:
         ray.shutdown()
     assert status["state"] == "succeeded", status["error"]
@@ -230,9 +231,9 @@ def test_a_job_whose_worker_dies_is_reported_failed(pairs, base_run, tmp_path, m
     import time
 
     store = new_store(tmp_path / "store", base_run)
-    job_id = retrain._create_job(store, NAME, lambda: retrain._folder_entries(pairs), str(pairs), 5000,
-                                 retrain.FOLDER_LIMITS)["job_id"]
-    worker = subprocess.Popen([sys.executable, "-c", "import sys; from serving.retrain import run_job; "
+    job_id = jobs.create_job(store, NAME, lambda: upload.folder_entries(pairs), str(pairs), 5000,
+                             upload.FOLDER_LIMITS)["job_id"]
+    worker = subprocess.Popen([sys.executable, "-c", "import sys; from serving.retraining.jobs import run_job; "
                                "run_job(sys.argv[1], sys.argv[2], threads=1)", str(store.root), job_id],
                               cwd=os.getcwd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     alive = store.root / ".jobs" / f"{job_id}.alive"
@@ -244,11 +245,11 @@ def test_a_job_whose_worker_dies_is_reported_failed(pairs, base_run, tmp_path, m
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert job_status(job_id, store)["state"] == "running"  # within STALE_S: not judged yet
-    monkeypatch.setattr(retrain, "STALE_S", 0.5)
+    monkeypatch.setattr(jobs, "STALE_S", 0.5)
     time.sleep(1.0)
     status = job_status(job_id, store)
     assert status["state"] == "failed" and "worker stopped" in status["error"] and status["finished"]
     assert store.versions(NAME) == ["v0001"] and store.current(NAME) == "v0001"
     # the verdict is recorded: it holds when STALE_S is generous again
-    monkeypatch.setattr(retrain, "STALE_S", 120.0)
+    monkeypatch.setattr(jobs, "STALE_S", 120.0)
     assert job_status(job_id, store)["state"] == "failed"

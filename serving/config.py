@@ -1,0 +1,62 @@
+"""The service's settings: :class:`ServiceConfig`, the one list of what an operator may tune.
+
+Its fields are the flags of ``translate serve`` (:func:`translate.options.add_arguments`), the
+keyword options of :func:`serving.app.build_app` and ``start_local``, and the ``args`` of a
+``serve deploy`` config (serve_config.yaml, strings typed by :func:`translate.options.coerce`).
+:func:`serving.app.deployment_options` turns them into the Serve deployments' settings.
+
+Light on purpose (no Ray, no FastAPI): the CLI builds its parser from it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from translate.errors import ConfigError
+from translate.options import coerce, opt
+
+from .store import ModelStore
+
+
+@dataclass
+class ServiceConfig:
+    """Everything an operator may tune; ``None`` means auto, resolved by :meth:`from_args`."""
+
+    store: str = opt("", "model store root ('' = $TRANSLATE_STORE on the replicas, else ./models)")
+    max_upload_bytes: int = opt(20 * 2**20, "largest request body of a translation, in bytes")
+    max_zip_bytes: int = opt(200 * 2**20, "largest retraining upload, in bytes (the zip is held in memory)")
+    max_pixels: int = opt(2048 * 2048, "largest image in pixels; larger ones are refused from their header")
+    request_timeout_s: float = opt(60.0, "seconds the ingress waits for the model before it answers 504")
+    max_batch_size: int = opt(8, "largest batch of requests per model call")
+    batch_wait_timeout_s: float = opt(0.01, "seconds a batch waits to fill before it runs")
+    max_ongoing_requests: int | None = opt(None, "requests a model replica holds at once (auto: 2 x max_batch_size, "
+                                                 "so one batch fills while another runs; Serve's default of 5 would "
+                                                 "cap every batch at 5)")
+    max_queued_requests: int = opt(64, "requests queued per model deployment; beyond it 503 with Retry-After")
+    ingress_max_ongoing_requests: int = opt(256, "requests the ingress replica holds at once")
+    ingress_max_queued_requests: int = opt(512, "requests queued for the ingress; beyond it 503 with Retry-After")
+    min_replicas: int = opt(1, "autoscaling floor of model replicas")
+    max_replicas: int = opt(2, "autoscaling limit of model replicas")
+    num_cpus: float = opt(1.0, "CPUs reserved per model replica")
+    num_gpus: float = opt(0.0, "GPUs per model replica (ONNX Runtime uses CUDA when a GPU is there)")
+    ingress_num_cpus: float = opt(0.25, "CPUs reserved for the ingress replica")
+    threads: int | None = opt(None, "ONNX Runtime intra-op threads per model replica (auto: its default, one per "
+                                    "core); 1 can serve small models faster on a small machine, see BENCHMARKS.md")
+    access_log: bool = opt(True, "Serve's per-request access log lines (they cost CPU per request)")
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any] | None = None, **kw) -> "ServiceConfig":
+        """From strings (serve config ``args``) or typed values; unknown keys or bad values are a ConfigError.
+
+        The one place the autos are resolved and the store root made absolute (replicas may run elsewhere).
+        """
+        cfg = cls(**coerce(cls, {**(args or {}), **kw}, ConfigError))
+        cfg.store = str(ModelStore(cfg.store or None).root.resolve())
+        if cfg.max_batch_size < 1:
+            raise ConfigError("max_batch_size", "must be at least 1")
+        if not cfg.max_ongoing_requests:  # 0 meant auto before it was None
+            cfg.max_ongoing_requests = 2 * cfg.max_batch_size
+        if cfg.max_ongoing_requests < cfg.max_batch_size:
+            raise ConfigError("max_ongoing_requests", f"must be at least max_batch_size ({cfg.max_batch_size}) "
+                                                      "or batches never fill")
+        return cfg

@@ -1,0 +1,152 @@
+"""One way from a config to settings: ServiceConfig -> `translate serve` flags, build_app's deployment
+options and serve_config.yaml; ConvertOptions and RetrainOptions -> their commands' flags. No Ray is started."""
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.config import ServiceConfig
+from translate.errors import ConfigError
+from translate_cli.main import main
+
+SERVE_CONFIG = Path(__file__).parents[2] / "serving" / "serve_config.yaml"
+# (deployment, setting) -> why serve_config.yaml means to differ from what build_app applies for its args
+INTENDED_DEPLOYMENT_DIFFERENCES: dict[tuple[str, str], str] = {}
+# http_options that are not ServiceConfig's: a cluster listens on every interface, `translate serve` on --host
+INTENDED_HTTP_DIFFERENCES = {"host": "a cluster's proxies listen on every interface", "port": "from the command line"}
+
+
+def test_every_service_option_has_help_and_auto_is_resolved_in_from_args(tmp_path):
+    for f in dataclasses.fields(ServiceConfig):
+        assert f.metadata.get("help"), f"{f.name} has no help text"
+    cfg = ServiceConfig.from_args({}, store=str(tmp_path), max_batch_size=4)
+    assert cfg.max_ongoing_requests == 8 and cfg.threads is None and cfg.store == str(tmp_path.resolve())
+    assert ServiceConfig.from_args({"max_ongoing_requests": "0"}).max_ongoing_requests == 16  # 0 meant auto
+    typed = ServiceConfig.from_args({"num_cpus": "0.5", "access_log": "false", "threads": "auto", "max_replicas": "3"})
+    assert (typed.num_cpus, typed.access_log, typed.threads, typed.max_replicas) == (0.5, False, None, 3)
+    with pytest.raises(ConfigError, match="max_ongoing_requests"):
+        ServiceConfig.from_args({}, max_batch_size=8, max_ongoing_requests=4)
+    with pytest.raises(ConfigError, match="max_batch_size"):
+        ServiceConfig.from_args({}, max_batch_size=0)
+    with pytest.raises(ConfigError, match="replicas: unknown option"):
+        ServiceConfig.from_args({"replicas": "2"})
+    with pytest.raises(ConfigError, match="num_cpus: 'many' is not a valid float"):
+        ServiceConfig.from_args({"num_cpus": "many"})
+
+
+def test_serve_config_yaml_agrees_with_the_service_config():
+    from serving import app
+
+    application = yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]
+    args = application["args"]
+    names = {f.name for f in dataclasses.fields(ServiceConfig)}
+    assert set(args) <= names, f"not ServiceConfig fields: {set(args) - names}"
+    cfg = ServiceConfig.from_args(args)  # every value parses
+    applied = app.deployment_options(cfg)
+    for deployment in application["deployments"]:
+        name = deployment["name"]
+        assert name in applied, f"serve_config.yaml configures {name}, which build_app does not deploy"
+        for key, value in deployment.items():
+            if key == "name" or (name, key) in INTENDED_DEPLOYMENT_DIFFERENCES:
+                continue
+            assert value == applied[name][key], (f"{name}.{key}: serve_config.yaml says {value}, build_app applies "
+                                                 f"{applied[name][key]} for the YAML's args: change the args")
+    http = yaml.safe_load(SERVE_CONFIG.read_text())["http_options"]
+    expected = app.http_options(cfg, http["host"], http["port"])
+    for key, value in http.items():
+        if key not in INTENDED_HTTP_DIFFERENCES:
+            assert value == expected[key], f"http_options.{key}: {value} in the YAML, {expected[key]} from the args"
+
+
+def test_build_app_applies_the_config_and_the_decorators_hold_none_of_it(tmp_path):
+    from serving import app
+
+    application = app.build_app(tmp_path, max_replicas=3, num_cpus=0.5, num_gpus=0.25, max_batch_size=4,
+                                 max_queued_requests=7, ingress_num_cpus=0.75, access_log=False)
+    ingress = application._bound_deployment
+    model = ingress.init_args[0]._bound_deployment
+    assert (model.name, ingress.name) == ("ModelServer", "Ingress")
+    assert model.ray_actor_options == {"num_cpus": 0.5, "num_gpus": 0.25} and ingress.ray_actor_options == {
+        "num_cpus": 0.75}
+    assert (model.max_ongoing_requests, model.max_queued_requests) == (8, 7)
+    scaling = model._deployment_config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas, scaling.target_ongoing_requests) == (1, 3, 4)
+    assert not model.logging_config["enable_access_log"] and not ingress.logging_config["enable_access_log"]
+    applied = app.deployment_options(ServiceConfig.from_args({}))
+    for decorated in (app.ModelServer, app.Ingress):
+        in_decorator = decorated._deployment_config.user_configured_option_names
+        assert not in_decorator & set(applied[decorated.name]), f"{decorated.name}'s decorator sets config fields"
+
+
+def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
+    """`translate serve --num-cpus 0.5` is CPUs per model replica (it used to size the local Ray instead)."""
+    import ray
+
+    from serving import app
+
+    seen = {}
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        if seconds >= 3600:  # serve_until_interrupted staying up: stop it as Ctrl-C does
+            raise KeyboardInterrupt
+        real_sleep(seconds)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    monkeypatch.setattr(app, "init_local_ray", lambda num_cpus=None: seen.setdefault("ray_cpus", num_cpus))
+    monkeypatch.setattr(app.serve, "start", lambda **kw: seen.setdefault("http", kw["http_options"]))
+    monkeypatch.setattr(app.serve, "run", lambda application, **kw: seen.setdefault("app", application))
+    monkeypatch.setattr(app, "stop_local", lambda: None)
+    monkeypatch.setattr(time, "sleep", sleep)
+    main(["serve", "--store", str(tmp_path), "--port", "8123", "--num-cpus", "0.5", "--num-gpus", "1",
+          "--max-replicas", "3", "--max-batch-size", "4", "--threads", "1", "--max-upload-bytes", "1000",
+          "--max-pixels", "4096", "--request-timeout-s", "9", "--no-access-log"])
+    assert "Ctrl-C to stop" in capsys.readouterr().out
+    assert seen["ray_cpus"] is None and seen["http"] == {"host": "127.0.0.1", "port": 8123, "request_timeout_s": 14}
+    ingress = seen["app"]._bound_deployment
+    model = ingress.init_args[0]._bound_deployment
+    assert model.ray_actor_options == {"num_cpus": 0.5, "num_gpus": 1.0}
+    assert model._deployment_config.autoscaling_config.max_replicas == 3 and model.max_ongoing_requests == 8
+    cfg = ServiceConfig(**ingress.init_args[1])
+    assert (cfg.threads, cfg.max_upload_bytes, cfg.max_pixels, cfg.access_log) == (1, 1000, 4096, False)
+    assert cfg.store == str(tmp_path.resolve())
+
+
+def test_convert_flags_come_from_convert_options(tmp_path, monkeypatch, capsys):
+    from serving import convert as convert_module
+
+    calls = []
+
+    def fake_convert(model, in_dir, out_dir, **kw):
+        calls.append(kw)
+        return convert_module.ConvertSummary(str(model), str(in_dir), str(out_dir), kw["fmt"])
+
+    monkeypatch.setattr(convert_module, "convert", fake_convert)
+    main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out")])
+    main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--format", "jpg",
+          "--device", "cpu", "--direction", "BtoA", "--quiet"])
+    assert calls == [convert_module.ConvertOptions().kwargs(),
+                     dict(workers=3, fmt="jpg", device="cpu", direction="BtoA", progress=False)]
+    assert calls[0] == dict(workers=2, fmt="png", device="auto", direction=None, progress=True)
+    assert "wrote 0 images" in capsys.readouterr().out
+
+
+def test_retrain_flags_come_from_retrain_options(tmp_path, monkeypatch, capsys):
+    from serving.retraining import jobs
+    from serving.retraining.promotion import DEFAULT_STEPS
+
+    calls = []
+
+    def fake_run_retrain(store, name, data, **kw):
+        calls.append((name, data, kw))
+        return {"id": "0123456789ab", "outcome": {"promoted": True}}
+
+    monkeypatch.setattr(jobs, "run_retrain", fake_run_retrain)
+    main(["retrain", "maps", "--data", str(tmp_path), "--store", str(tmp_path)])
+    main(["retrain", "maps", "--data", str(tmp_path), "--store", str(tmp_path), "--steps", "30", "--quiet"])
+    assert calls == [("maps", str(tmp_path), {"steps": DEFAULT_STEPS, "progress": True}),
+                     ("maps", str(tmp_path), {"steps": 30, "progress": False})]
+    assert '"promoted": true' in capsys.readouterr().out
