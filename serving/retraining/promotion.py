@@ -27,17 +27,15 @@ from ..store import ModelStore
 DEFAULT_STEPS = 200
 METRIC = "l1"  # mean L1 on [-1, 1]; lower is better
 # trainers that can fine-tune on paired data, by checkpoint method name
-METHODS = {"pix2pix": "training.pix2pix:Pix2Pix"}
-
-
 def trainer(method: str):
-    """The trainer class that fine-tunes checkpoints of ``method``: the one lookup of trainers here."""
-    import importlib
+    """The trainer that fine-tunes checkpoints of ``method`` on uploaded pairs (training's registry)."""
+    import training  # lazy: torch, only when a job runs
 
-    if method not in METHODS:
-        raise ConfigError("method", f"retraining supports {sorted(METHODS)} models, not {method}")
-    module, cls = METHODS[method].split(":")
-    return getattr(importlib.import_module(module), cls)
+    found = training.method(method)
+    if not found.retrain_on_pairs:
+        supported = sorted(n for n, m in training.methods().items() if m.retrain_on_pairs)
+        raise ConfigError("method", f"retraining supports {supported} models, not {method}")
+    return found
 
 
 def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., object], progress: bool = False,
