@@ -21,17 +21,16 @@ TRAINERS: tuple[str, ...] = (
     "training.gan:GAN",
 )
 
-_loaded: dict[str, type[Method]] = {}
+_imported: dict[str, type[Method]] = {}  # by "module:Class"
 
 
 def methods() -> dict[str, type[Method]]:
     """Every registered trainer by its name (importing their modules on first use)."""
-    if not _loaded:
-        for target in TRAINERS:
+    for target in TRAINERS:
+        if target not in _imported:
             module, cls = target.split(":")
-            method = getattr(importlib.import_module(module), cls)
-            _loaded[method.name] = method
-    return dict(_loaded)
+            _imported[target] = getattr(importlib.import_module(module), cls)
+    return {_imported[t].name: _imported[t] for t in TRAINERS}
 
 
 def method(name: str) -> type[Method]:

@@ -41,6 +41,7 @@ from translate.errors import ConfigError
 from translate.gan.networks import (D_NORMS, build_discriminator, build_generator, ema_update, generate,
                                     sample_labels, sample_latents)
 from translate.generators import load_generator
+from translate.imageio import image_to_tensor
 from translate.losses import ALIASES
 from translate.networks import to_inference
 from translate.options import opt, redefault
@@ -252,7 +253,7 @@ class GAN(Method):
         G = self.eval_G()
         if self.data.kind == "points":
             x, _ = self.samples(self.config.eval_samples, seed=self.config.seed + 1, G=G)
-            return torch.tensor(gan_data.render_points(x, self.data.name)).permute(2, 0, 1).float() / 255
+            return (image_to_tensor(gan_data.render_points(x, self.data.name)) + 1) / 2
         y = None if self.grid_labels is None else self.grid_labels.to(self.device)
         return image_grid(G(self.grid_z.to(self.device), y))
 

@@ -31,7 +31,7 @@ from translate.data import EpochSampler
 from translate.errors import ConfigError, DataError
 from translate.export import export_run
 from translate.files import atomic_path, write_text_atomic
-from translate.imageio import save_image
+from translate.imageio import save_image, tensor_to_array
 
 from .config import TrainConfig
 
@@ -329,7 +329,7 @@ class Trainer:
     def write_samples(self, batch: dict) -> Path:
         grid = self.method.sample_grid(_to_device(batch, self.device)).float().cpu().clamp(0, 1)
         path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
-        save_image((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), path)
+        save_image(tensor_to_array(grid * 2 - 1), path)
         self.tb.add_image("samples", grid, self.step)
         return path
 
