@@ -439,7 +439,7 @@ def _create_job(store, name: str, entries: Callable[[], list[_Entry]], source: s
     rec = {"id": job_id, "name": name, "state": "queued", "phase": "queued", "base_version": base, "steps": steps,
            "data": summary, "data_dir": str(data_dir), "run": str(root / ".runs" / f"{name}-{job_id}"),
            "progress": {"step": 0, "total": steps}, "outcome": None, "error": None,
-           "created": _now(), "started": None, "finished": None}
+           "created": _now(), "started": None, "finished": None, "store": store.url}
     _write_job(root, rec)
     use_store(root)
     return {"job_id": job_id, "name": name, "state": "queued", "base_version": base, "data": summary}
@@ -525,7 +525,7 @@ def _fine_tune_and_decide(root: Path, rec: dict, progress: bool, threads: int) -
     from translate.metrics import METRIC_NAMES
     from translate.predictor import Predictor
 
-    store = ModelStore(root)
+    store = ModelStore(rec.get("store") or root)  # an object store's job files are in a local folder, not in it
     name, job_id, run = rec["name"], rec["id"], Path(rec["run"])
     ckpt_path = store.checkpoint_path(name, rec["base_version"])
     ckpt = load_checkpoint(ckpt_path)
