@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                     "if its L1 is no worse. Prints the outcome as JSON.")
     p.add_argument("name", help="model name in the store")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of aligned A|B pairs")
-    p.add_argument("--store", metavar="DIR", help="model store folder (default: $TRANSLATE_STORE or ./models)")
+    p.add_argument("--store", metavar="DIR|URL", help="model store: a folder or s3://BUCKET/PREFIX "
+                                                      "(default: $TRANSLATE_STORE or ./models)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"fine-tuning steps (default {DEFAULT_STEPS})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_retrain)
