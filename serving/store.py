@@ -137,7 +137,8 @@ class StoreBackend(abc.ABC):
         """Point ``name`` at ``version`` if the pointer is still as read with ``token``; else PromotionConflict."""
 
     @abc.abstractmethod
-    def read_meta(self, name: str, version: str) -> dict: ...
+    def read_meta(self, name: str, version: str) -> dict:
+        """The version's metadata; NotFoundError when the version does not exist (any more)."""
 
     @abc.abstractmethod
     def fetch(self, name: str, version: str, filename: str) -> Path | None:
@@ -267,7 +268,7 @@ class ModelStore:
             versions = []
             for v in self.versions(name):
                 try:
-                    versions.append({**self.meta(name, v), "version": v})
+                    versions.append({**self.backend.read_meta(name, v), "version": v})
                 except NotFoundError:  # deleted meanwhile
                     continue
             out.append({"name": name, "current": self.current(name), "versions": versions})

@@ -25,8 +25,8 @@ from typing import Any, Iterator
 
 from translate.files import write_text_atomic
 
-from .store import (CURRENT_FILE, META_FILE, MODEL_FILE, NAME_RE, VERSION_RE, FileSource, Pointer, PromotionConflict,
-                    StoreBackend, sort_versions, utc_now, version_number)
+from .store import (CURRENT_FILE, META_FILE, MODEL_FILE, NAME_RE, VERSION_RE, FileSource, NotFoundError, Pointer,
+                    PromotionConflict, StoreBackend, sort_versions, utc_now, version_number)
 
 
 @contextlib.contextmanager
@@ -92,6 +92,8 @@ class LocalBackend(StoreBackend):
         try:
             return json.loads((self._dir(name) / version / META_FILE).read_text())
         except (FileNotFoundError, ValueError):
+            if not self.has_version(name, version):
+                raise NotFoundError(f"model {name!r} has no version {version!r}") from None
             return {"name": name, "version": version}
 
     def fetch(self, name: str, version: str, filename: str) -> Path | None:

@@ -171,6 +171,11 @@ class ObjectBackend(StoreBackend):
     # ------------------------------------------------------------------ reading
     def names(self) -> list[str]:
         found = self._ls(what="list the models")
+        if not found:  # an empty store, or a mistyped bucket: say which
+            bucket = self.base.split("/", 1)[0]
+            with self._io("look up the bucket"):
+                if not self.fs.exists(bucket):
+                    raise StoreError(f"{self.url}: there is no bucket {bucket!r} (or no access to it)")
         return [n for n in found if re.fullmatch(NAME_RE, n) and self.versions(n)]
 
     def versions(self, name: str) -> list[str]:

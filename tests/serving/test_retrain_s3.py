@@ -7,7 +7,7 @@ from .conftest import S3_BUCKET, stored
 from .test_retrain import NAME, base_run, pairs  # noqa: F401 (fixtures)
 
 
-def test_retrain_and_promote_through_an_s3_store(s3_server, pairs, base_run):  # noqa: F811
+def test_retrain_and_promote_through_an_s3_store(s3_server, pairs, base_run):
     url = s3_server.new_url(S3_BUCKET, "retrain")
     store = ModelStore(url)
     assert store.register(NAME, base_run / "model.onnx", checkpoint=base_run / "checkpoints" / "latest.pt") == "v0001"

@@ -11,18 +11,8 @@ from serving.store_cache import BlobCache
 from translate.errors import ConfigError, ModelError
 from translate_cli.main import main
 
-from .conftest import S3_BUCKET, leftovers, stored, tiny_onnx
-from .test_store import fake_checkpoint
-
-
-@pytest.fixture(scope="module")
-def onnx_a():
-    return tiny_onnx("unet_32", seed=0)
-
-
-@pytest.fixture(scope="module")
-def onnx_b():
-    return tiny_onnx("unet_32", seed=1)
+from .conftest import S3_BUCKET, leftovers, stored
+from .test_store import fake_checkpoint, onnx_a, onnx_b  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -171,6 +161,11 @@ def test_the_cache_is_bounded_verified_and_shared(tmp_path):
 def test_store_urls_are_checked(url, message):
     with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
         ModelStore(url)
+
+
+def test_a_mistyped_bucket_is_named(s3_server):
+    with pytest.raises(StoreError, match="there is no bucket 'no-such-bucket'"):
+        ModelStore("s3://no-such-bucket/models").names()
 
 
 def test_a_missing_storage_package_is_named(monkeypatch):
