@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import local_ray
 from serving.config import ServiceConfig
-from serving.store import ModelStore, NotFoundError, check_name, check_version, parse_model_id
+from serving.store import ModelStore, NotFoundError, StoreError, check_name, parse_model_id
 from translate import imageio
 from translate.errors import ConfigError, DataError, ImageError, ModelError, TranslateError
 
@@ -52,6 +52,7 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 TOKEN_ENV = "TRANSLATE_RETRAIN_TOKEN"
 RESPONSE_PNG_LEVEL = 1  # zlib level of PNG responses: 4x faster than Pillow's default 6, 2 % larger (BENCHMARKS.md)
 MAX_MODELS_PER_REPLICA = 4
+STORE_POLL_S = 2.0  # an object store's pointer and version list are read at most this often per ingress replica
 
 
 class ServiceError(Exception):
@@ -70,6 +71,8 @@ def translate_error_status(e: TranslateError) -> tuple[int, str]:
     """HTTP status and error code of a typed error."""
     if isinstance(e, NotFoundError):
         return 404, "not_found"
+    if isinstance(e, StoreError):
+        return 503, "store_unavailable"
     if isinstance(e, ConfigError):
         return 400, f"bad_{e.field}"
     if isinstance(e, ImageError):
@@ -231,10 +234,11 @@ class ModelServer:
         from translate.predictor import Predictor
 
         name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
-        if version not in self.store.versions(name):
-            raise NotFoundError(f"no model {model_id!r} in the store")
-        path = self.store.model_path(name, version)
-        return await asyncio.to_thread(Predictor, path, threads=self.config.threads)
+
+        def load():  # from an object store: downloaded once into this node's cache, checksum-verified
+            return Predictor(self.store.model_path(name, version), threads=self.config.threads)
+
+        return await asyncio.to_thread(load)
 
     @serve.batch  # sizes set from the config in __init__
     async def translate_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:
@@ -289,21 +293,34 @@ async def _validation_error(request: Request, e: RequestValidationError):
 class Ingress:
     def __init__(self, model_server, config: dict):
         self.config = ServiceConfig(**config)
-        self.store = ModelStore(self.config.store)
+        # the promoted version is polled (an object store's is read at most every STORE_POLL_S; a folder's per
+        # request), so a promotion from any node reaches every replica without a restart
+        self.store = ModelStore(self.config.store, max_staleness_s=STORE_POLL_S)
+        self.last_served: dict[str, str] = {}  # per name: the promoted version this replica last served
         self.model_server = model_server
         self.handles: dict[str, Any] = {}  # per model id: options() builds a new handle each time
         self.page = (STATIC / "index.html").read_text()
 
     # ------------------------------------------------------------------ helpers
-    def resolve(self, name: str, version: str | None) -> str:
-        """The version to serve: the one asked for, else the promoted one (read per request)."""
-        check_name(name)
-        if version is None:
-            version = self.store.current(name)
-            if version is None:
-                self.store.model_path(name)  # raises the right NotFoundError
-        self.store.model_path(name, check_version(version))
-        return version
+    async def resolve(self, name: str, version: str | None) -> str:
+        """The version to serve: the one asked for, else the promoted one (nothing is downloaded here)."""
+        return await asyncio.to_thread(self.store.resolve, name, version)
+
+    async def run_served(self, name: str, version: str, pinned: bool, image: np.ndarray) -> tuple[dict, str]:
+        """Run the model; when the promoted version cannot be loaded (its file corrupt or missing, the
+        store unreachable) keep answering with the version this replica served before it. Asked for
+        by number (``pinned``), a version is that version or an error."""
+        try:
+            result = await self.run_model(f"{name}@{version}", image)
+        except ServiceError as e:
+            before = self.last_served.get(name)
+            if pinned or e.error not in ("model_unavailable", "store_unavailable") or before in (None, version):
+                raise
+            log.warning("%s@%s cannot be served (%s); still serving %s", name, version, e.detail, before)
+            return await self.run_model(f"{name}@{before}", image), before
+        if not pinned:
+            self.last_served[name] = version
+        return result, version
 
     async def run_model(self, model_id: str, image: np.ndarray) -> dict:
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -337,18 +354,20 @@ class Ingress:
 
     @api.get("/healthz")
     async def healthz(self):
-        for name in self.store.names():
-            version = self.store.current(name)
+        for name in await asyncio.to_thread(self.store.names):
+            version = await asyncio.to_thread(self.store.current, name)
             if version is None:
                 continue
             try:
                 probe = np.full((16, 16, 3), 127, np.uint8)
-                result = await self.run_model(f"{name}@{version}", probe)
+                result, served = await self.run_served(name, version, False, probe)
             except ServiceError as e:
                 return error_response(503, "unhealthy", f"{name}@{version}: {e.detail}", retry_headers())
             if result["image"].shape[:2] != probe.shape[:2]:
-                return error_response(503, "unhealthy", f"{name}@{version} answered the wrong size")
-            return {"status": "ok", "model": name, "version": version}
+                return error_response(503, "unhealthy", f"{name}@{served} answered the wrong size")
+            # still serving an earlier version (the promoted one cannot be loaded): healthy, and says so
+            return {"status": "ok", "model": name, "version": served,
+                    **({"promoted": version} if served != version else {})}
         return error_response(503, "no_model", f"the store {self.config.store} has no promoted model",
                               retry_headers())
 
@@ -357,9 +376,10 @@ class Ingress:
         check_name(name)
         body = await read_body(request, self.config.max_upload_bytes)
         data, form = await upload_fields(request, body, "image")
-        version = self.resolve(name, version if version is not None else form.get("version") or None)
+        asked = version if version is not None else form.get("version") or None
+        version = await self.resolve(name, asked)
         image, alpha = await asyncio.to_thread(decode_upload, data, self.config.max_pixels)
-        result = await self.run_model(f"{name}@{version}", image)
+        result, version = await self.run_served(name, version, asked is not None, image)
         fmt = output_format(request.headers.get("accept"))
         content = await asyncio.to_thread(encode_result, result["image"], alpha, fmt)
         return Response(content, media_type="image/png" if fmt == "PNG" else "image/jpeg", headers={
@@ -442,7 +462,6 @@ LOCAL_SERVE_ENV = {
 
 def init_local_ray(num_cpus: int | None = None) -> None:
     """Start an embedded local Ray for the service (``LOCAL_SERVE_ENV`` set unless already set)."""
-    import ray
 
     for k, v in LOCAL_SERVE_ENV.items():
         os.environ.setdefault(k, v)
@@ -495,7 +514,7 @@ def serve_until_interrupted(store: str | os.PathLike, host: str = "127.0.0.1", p
     url = start_local(store, host, port, **options)
     models = ModelStore(store).names()
     example = models[0] if models else "NAME"
-    print(f"serving {ModelStore(store).root.resolve()} at {url}  (models: {', '.join(models) or 'none yet'})")
+    print(f"serving {ModelStore(store).url} at {url}  (models: {', '.join(models) or 'none yet'})")
     print(f"  upload page: {url}/")
     print(f"  try: curl -F image=@input.png {url}/v1/models/{example}/translate -o translated.png")
     print("  Ctrl-C to stop", flush=True)

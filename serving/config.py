@@ -22,7 +22,8 @@ from .store import ModelStore
 class ServiceConfig:
     """Everything an operator may tune; ``None`` means auto, resolved by :meth:`from_args`."""
 
-    store: str = opt("", "model store root ('' = $TRANSLATE_STORE on the replicas, else ./models)")
+    store: str = opt("", "model store: a folder or s3://BUCKET/PREFIX ('' = $TRANSLATE_STORE on the replicas, "
+                     "else ./models)")
     max_upload_bytes: int = opt(20 * 2**20, "largest request body of a translation, in bytes")
     max_zip_bytes: int = opt(200 * 2**20, "largest retraining upload, in bytes (the zip is held in memory)")
     max_pixels: int = opt(2048 * 2048, "largest image in pixels; larger ones are refused from their header")
@@ -51,7 +52,7 @@ class ServiceConfig:
         The one place the autos are resolved and the store root made absolute (replicas may run elsewhere).
         """
         cfg = cls(**coerce(cls, {**(args or {}), **kw}, ConfigError))
-        cfg.store = str(ModelStore(cfg.store or None).root.resolve())
+        cfg.store = ModelStore(cfg.store or None).url  # an absolute folder or a URL: replicas may run elsewhere
         if cfg.max_batch_size < 1:
             raise ConfigError("max_batch_size", "must be at least 1")
         if not cfg.max_ongoing_requests:  # 0 meant auto before it was None

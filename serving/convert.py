@@ -169,26 +169,40 @@ class ConvertOptions:
     format: str = opt("png", "format of the written images", choices=FORMATS)
     device: str = opt("auto", "where the model runs", choices=DEVICES)
     direction: str | None = opt(None, "AtoB or BtoA, for checkpoints holding both")
+    store: str | None = opt(None, "read MODEL (NAME or NAME@VERSION) from this model store, a folder or "
+                            "s3://BUCKET/PREFIX: its promoted version unless a version is named")
     quiet: bool = opt(False, "no progress bar")
 
     def kwargs(self) -> dict[str, Any]:
         """These options as :func:`convert`'s keyword arguments."""
         return {"workers": self.workers, "fmt": self.format, "device": self.device, "direction": self.direction,
-                "progress": not self.quiet}
+                "progress": not self.quiet, "store": self.store}
 
 
 def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
             workers: int = ConvertOptions.workers, fmt: str = ConvertOptions.format,
             device: str = ConvertOptions.device, direction: str | None = None, progress: bool = True,
-            on_result: Callable[[str, str], None] | None = None, batch_size: int = 4) -> ConvertSummary:
+            on_result: Callable[[str, str], None] | None = None, batch_size: int = 4,
+            store: str | os.PathLike | None = None) -> ConvertSummary:
     """Translate every image under ``in_dir`` into ``out_dir`` (same relative paths) on Ray Data.
 
     Starts a local Ray when none is running (and stops it afterwards). ``on_result(path,
     error)`` is called in the driver as each file finishes (error "" on success).
     Returns the summary, also written to ``out_dir/convert_summary.json``.
+
+    ``store``: ``model`` is NAME or NAME@VERSION (NAME: its promoted version) in this model store,
+    a folder or an object-storage URL. The driver reads it once through the store (checksum-verified)
+    and the actors, on whatever node, get its bytes from Ray's object store.
     """
     from translate.loading import model_source
 
+    if store is not None:
+        from .store import ModelStore, check_name, parse_model_id
+
+        models = ModelStore(store)
+        name, version = parse_model_id(model) if "@" in str(model) else (check_name(model), None)
+        version = models.resolve(name, version)  # NotFoundError before anything is written
+        model = f"{name}@{version} in {models.url}"  # what the summary names
     if fmt not in FORMATS:
         raise ConfigError("--format", f"expected one of {FORMATS}, got {fmt!r}")
     if workers < 1:
@@ -208,7 +222,8 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
                                  failed=list(failed))
         for f in failed:
             print(f"failed: {f['path']}: {f['reason']}", file=sys.stderr)
-        source = model_source(model, direction)  # ModelError here, before any worker starts
+        source = (models.model_path(name, version).read_bytes() if store is not None  # ModelError here, before
+                  else model_source(model, direction))                               # any worker starts
         if todo:
             _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary,
                         on_result, lock)
@@ -305,7 +320,8 @@ def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_
     from translate.predictor import Predictor
 
     Predictor(source, device="cpu")  # a model ONNX Runtime cannot load fails here, in the driver
-    model: Any = ray.put(source) if isinstance(source, bytes) else str(source)
+    # the bytes, never a path: the actors may run on nodes that do not have the file
+    model: Any = ray.put(source if isinstance(source, bytes) else Path(source).read_bytes())
     workers, cpus, gpus, threads = _resources(workers, device)
     context = DataContext.get_current()
     bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours below counts files

@@ -1,37 +1,48 @@
-"""The on-disk model store: named models, numbered versions, one promoted version per name.
+"""The model store: named models, numbered versions, one promoted version per name.
 
-Layout (every write is atomic: a version is written under a hidden temporary name and
-renamed into place; the pointer to the promoted version is one small file replaced
-atomically)::
+One interface (:class:`ModelStore`) over two backends, chosen by the location given
+(``--store`` / ``$TRANSLATE_STORE``, default ``./models``):
 
-    ROOT/NAME/CURRENT            "v0002"
-    ROOT/NAME/v0001/model.onnx   the exported generator (translate.export)
-    ROOT/NAME/v0001/meta.json    method, direction, size_multiple, channels, config, metrics, created
-    ROOT/NAME/v0001/checkpoint.pt  optional slim training checkpoint, for fine-tuning
+- a folder (:mod:`serving.store_local`): ``ROOT/NAME/CURRENT`` holds the promoted version,
+  ``ROOT/NAME/v0001/{model.onnx,meta.json,checkpoint.pt}`` a version, written under a hidden
+  temporary name and renamed into place;
+- an object-storage URL (:mod:`serving.store_object`): ``s3://bucket/prefix`` (or ``gs://``,
+  ``az://``/``abfs://`` through fsspec): files uploaded first under a fresh id, then a version
+  manifest written last with a create-only (If-None-Match) write; promotion is one more
+  create-only write of a numbered promotion record. Replicas, convert actors and retraining
+  jobs on any node read it through a local, checksum-verified cache (:mod:`serving.store_cache`).
 
-Names and versions come from HTTP clients: they are checked against strict patterns
-before any path is built from them.
+Both give the same guarantees: a version is complete before it is visible; promotion is a
+compare-and-swap of the pointer, so two concurrent promotions cannot both win (the loser gets
+:class:`PromotionConflict`) and a crash never leaves half a pointer; names and versions come
+from HTTP clients and are checked against strict patterns before any path or key is built.
+
+Every version records (``meta``): method, direction, size_multiple, channels, config, metrics,
+created, the sha256 of its model, and ``has_checkpoint`` (a slim training checkpoint kept for
+fine-tuning).
 """
 from __future__ import annotations
 
+import abc
 import hashlib
-import json
 import os
 import re
-import shutil
-import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple, Union
 
 from translate.errors import ConfigError, TranslateError
-from translate.files import write_text_atomic
 
 NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 VERSION_RE = r"^v\d{4,}$"
 MODEL_FILE, META_FILE, CHECKPOINT_FILE, CURRENT_FILE = "model.onnx", "meta.json", "checkpoint.pt", "CURRENT"
 # the keys of a training checkpoint a fine-tuning run needs (no optimizer, scheduler or RNG state)
 SLIM_CHECKPOINT_KEYS = ("format", "method", "config", "step", "networks", "generators")
+STORE_ENV = "TRANSLATE_STORE"
+
+# what a version's file is given as: bytes, a local file, or a function that writes it to the path it is given
+FileSource = Union[bytes, str, os.PathLike, Callable[[Path], None]]
 
 
 class NotFoundError(TranslateError, KeyError):
@@ -43,6 +54,14 @@ class NotFoundError(TranslateError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.message
+
+
+class PromotionConflict(TranslateError):
+    """Another promotion changed the pointer between our read and our write: nothing was changed."""
+
+
+class StoreError(TranslateError):
+    """The store could not be read or written (unreachable, refused, misconfigured); the service answers 503."""
 
 
 def check_name(name: Any) -> str:
@@ -66,71 +85,182 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
     return check_name(name), check_version(version)
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class ModelStore:
-    """Versions of exported models on disk; see the module docstring for the layout."""
+def version_number(version: str) -> int:
+    return int(version[1:])
 
-    def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root if root is not None else os.environ.get("TRANSLATE_STORE", "models"))
+
+def sort_versions(versions) -> list[str]:
+    return sorted((v for v in versions if re.fullmatch(VERSION_RE, v)), key=version_number)
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """True for an object-storage URL (``s3://...``); False for a folder (a path or ``file://``)."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", str(location))
+    return bool(scheme) and scheme.group(1).lower() not in ("file", "local")
+
+
+class Pointer(NamedTuple):
+    """A read of a model's promoted-version pointer."""
+
+    version: str | None  # the promoted version (None: none promoted, or an unreadable pointer)
+    token: Any  # what a compare-and-swap of this pointer compares against (backend-specific)
+
+
+class StoreBackend(abc.ABC):
+    """Where versions live. :class:`ModelStore` holds the rules (names, numbering, what may be deleted,
+    the metadata); a backend only stores and reads. Names and versions reaching it are checked."""
+
+    url: str  # where the store is: an absolute folder or an object-storage URL
+    root: Path  # a local folder for this store's working files (retraining jobs): the store itself for a folder
+    cheap_reads: bool = True  # reads cost a local file access (else: a network request, worth caching)
+
+    @abc.abstractmethod
+    def names(self) -> list[str]:
+        """Model names that have at least one version, sorted."""
+
+    @abc.abstractmethod
+    def versions(self, name: str) -> list[str]:
+        """Complete versions of ``name``, oldest first."""
+
+    @abc.abstractmethod
+    def has_version(self, name: str, version: str) -> bool: ...
+
+    @abc.abstractmethod
+    def read_pointer(self, name: str) -> Pointer: ...
+
+    @abc.abstractmethod
+    def swap_pointer(self, name: str, version: str, token: Any) -> None:
+        """Point ``name`` at ``version`` if the pointer is still as read with ``token``; else PromotionConflict."""
+
+    @abc.abstractmethod
+    def read_meta(self, name: str, version: str) -> dict:
+        """The version's metadata; NotFoundError when the version does not exist (any more)."""
+
+    @abc.abstractmethod
+    def fetch(self, name: str, version: str, filename: str) -> Path | None:
+        """A local path holding the version's file (None when it has no such file)."""
+
+    @abc.abstractmethod
+    def publish(self, name: str, files: dict[str, FileSource], record: dict) -> str:
+        """Store a new version (complete before it is visible) under the next free number; returns it.
+        ``record`` is its metadata; the backend adds ``version`` and ``created``."""
+
+    @abc.abstractmethod
+    def remove_version(self, name: str, version: str) -> None: ...
+
+    @abc.abstractmethod
+    def remove_model(self, name: str) -> None: ...
+
+    def sweep(self, name: str, older_than_s: float = 3600.0) -> int:
+        """Remove what interrupted writers of ``name`` left (older than ``older_than_s``, so never a write
+        in progress); returns how many items."""
+        return 0
+
+
+def open_backend(location: str | os.PathLike) -> StoreBackend:
+    if is_url(location):
+        from .store_object import ObjectBackend
+
+        return ObjectBackend(str(location))
+    from .store_local import LocalBackend
+
+    text = str(location)
+    return LocalBackend(Path(text[len("file://"):] if text.startswith("file://") else location))
+
+
+def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
+    """(hex sha256, size) of a file, read in chunks."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class ModelStore:
+    """Versions of exported models in a folder or in object storage; see the module docstring.
+
+    ``max_staleness_s``: how old a read of the pointer or of the version list may be (a server
+    polling an object store per request sets a few seconds; folders are always read afresh).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *, max_staleness_s: float = 0.0):
+        self.backend = open_backend(root if root is not None else os.environ.get(STORE_ENV, "models"))
+        self.max_staleness_s = 0.0 if self.backend.cheap_reads else max_staleness_s
+        self._cache: dict[tuple, tuple[float, Any]] = {}
+
+    @property
+    def url(self) -> str:
+        """Where the store is: an absolute folder or an object-storage URL (what replicas elsewhere open)."""
+        return self.backend.url
+
+    @property
+    def root(self) -> Path:
+        """The store's folder; for an object store, the local folder for its working files."""
+        return self.backend.root
 
     def __repr__(self) -> str:
-        return f"ModelStore({str(self.root)!r})"
+        return f"ModelStore({self.url!r})"
+
+    def _cached(self, key: tuple, read: Callable[[], Any]) -> Any:
+        if self.max_staleness_s > 0:
+            hit = self._cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.max_staleness_s:
+                return hit[1]
+        value = read()
+        if self.max_staleness_s > 0:
+            self._cache[key] = (time.monotonic(), value)
+        return value
 
     # ------------------------------------------------------------------ reading
-    def _name_dir(self, name: str) -> Path:
-        return self.root / check_name(name)
-
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and re.fullmatch(NAME_RE, p.name) and self.versions(p.name))
+        return self.backend.names()
 
     def versions(self, name: str) -> list[str]:
-        d = self._name_dir(name)
-        if not d.is_dir():
-            return []
-        found = [p.name for p in d.iterdir() if re.fullmatch(VERSION_RE, p.name) and (p / MODEL_FILE).is_file()]
-        return sorted(found, key=lambda v: int(v[1:]))
+        check_name(name)
+        return self._cached(("versions", name), lambda: self.backend.versions(name))
 
     def current(self, name: str) -> str | None:
-        try:
-            version = (self._name_dir(name) / CURRENT_FILE).read_text().strip()
-        except FileNotFoundError:
-            return None
-        return version if re.fullmatch(VERSION_RE, version) else None
+        check_name(name)
+        return self._cached(("current", name), lambda: self.backend.read_pointer(name).version)
 
-    def _resolve(self, name: str, version: str | None) -> Path:
-        """The directory of NAME/VERSION (None: the promoted one); NotFoundError when absent."""
+    def resolve(self, name: str, version: str | None = None) -> str:
+        """The version NAME/VERSION names (None: the promoted one), checked to exist; NotFoundError if not.
+        Reads no model file (nothing is downloaded)."""
+        check_name(name)
         if version is None:
             version = self.current(name)
             if version is None:
                 if not self.versions(name):
                     raise NotFoundError(f"no model named {name!r}")
                 raise NotFoundError(f"model {name!r} has no promoted version")
-        d = self._name_dir(name) / check_version(version)
-        if not (d / MODEL_FILE).is_file():
-            if not self.versions(name):
+        check_version(version)
+        if not self._cached(("has", name, version), lambda: self.backend.has_version(name, version)):
+            versions = self.backend.versions(name)
+            if not versions:
                 raise NotFoundError(f"no model named {name!r}")
-            raise NotFoundError(f"model {name!r} has no version {version!r} (has {', '.join(self.versions(name))})")
-        return d
+            raise NotFoundError(f"model {name!r} has no version {version!r} (has {', '.join(versions)})")
+        return version
 
     def model_path(self, name: str, version: str | None = None) -> Path:
-        return self._resolve(name, version) / MODEL_FILE
+        """A local file holding the model (for an object store: downloaded once, checksum-verified)."""
+        version = self.resolve(name, version)
+        path = self.backend.fetch(name, version, MODEL_FILE)
+        if path is None:
+            raise NotFoundError(f"model {name!r} {version} has no {MODEL_FILE}")
+        return path
 
     def checkpoint_path(self, name: str, version: str | None = None) -> Path | None:
-        p = self._resolve(name, version) / CHECKPOINT_FILE
-        return p if p.is_file() else None
+        return self.backend.fetch(name, self.resolve(name, version), CHECKPOINT_FILE)
 
     def meta(self, name: str, version: str | None = None) -> dict:
-        d = self._resolve(name, version)
-        try:
-            return json.loads((d / META_FILE).read_text())
-        except (FileNotFoundError, ValueError):
-            return {"name": name, "version": d.name}
+        version = self.resolve(name, version)
+        return self.backend.read_meta(name, version)
 
     def list(self) -> list[dict]:
         out = []
@@ -138,7 +268,7 @@ class ModelStore:
             versions = []
             for v in self.versions(name):
                 try:
-                    versions.append({**self.meta(name, v), "version": v})
+                    versions.append({**self.backend.read_meta(name, v), "version": v})
                 except NotFoundError:  # deleted meanwhile
                     continue
             out.append({"name": name, "current": self.current(name), "versions": versions})
@@ -150,7 +280,7 @@ class ModelStore:
         """Add a new version of ``name``; returns it. The first version of a name is promoted."""
         from translate.predictor import Predictor
 
-        name_dir = self._name_dir(name)
+        check_name(name)
         if not isinstance(onnx, bytes):
             if not Path(onnx).is_file():
                 raise ConfigError("onnx", f"{onnx}: no such model file")
@@ -168,44 +298,27 @@ class ModelStore:
             "config": m.get("config", {}),
             "metrics": {},
         }
-        slim = None
+        files: dict[str, FileSource] = {MODEL_FILE: onnx if isinstance(onnx, bytes) else Path(onnx)}
         if checkpoint is not None:
             from translate.checkpoint import load_checkpoint, resolve_checkpoint
 
             ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
             slim = {k: ckpt[k] for k in SLIM_CHECKPOINT_KEYS if k in ckpt}
             record["metrics"] = dict(ckpt.get("last_val") or {})  # the run's last validation scores
-        record["sha256"] = hashlib.sha256(onnx if isinstance(onnx, bytes) else Path(onnx).read_bytes()).hexdigest()
-        record.update(meta or {})
 
-        name_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=name_dir))
-        try:
-            if isinstance(onnx, bytes):
-                (tmp / MODEL_FILE).write_bytes(onnx)
-            else:
-                shutil.copyfile(onnx, tmp / MODEL_FILE)
-            if slim is not None:
+            def write_slim(path: Path, slim=slim) -> None:
                 import torch
 
-                torch.save(slim, tmp / CHECKPOINT_FILE)
-            os.chmod(tmp, 0o755)
-            # claim the next free number: renaming onto an existing (non-empty) version fails
-            n = int(self.versions(name)[-1][1:]) + 1 if self.versions(name) else 1
-            while True:
-                version = f"v{n:04d}"
-                record.update(version=version, created=_utc_now(), has_checkpoint=slim is not None)
-                (tmp / META_FILE).write_text(json.dumps(record, indent=2, default=str))
-                try:
-                    os.rename(tmp, name_dir / version)
-                    break
-                except OSError:
-                    if not (name_dir / version).exists():
-                        raise
-                    n += 1
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+                torch.save(slim, path)
+
+            files[CHECKPOINT_FILE] = write_slim
+        record["sha256"] = (hashlib.sha256(onnx).hexdigest() if isinstance(onnx, bytes)
+                            else sha256_file(onnx)[0])
+        record.update(meta or {})
+        record["has_checkpoint"] = CHECKPOINT_FILE in files
+        self.backend.sweep(name)  # what killed writers left long ago; never a write in progress
+        version = self.backend.publish(name, files, record)
+        self._cache.clear()
         if promote:
             self.promote(name, version)
         else:
@@ -213,30 +326,47 @@ class ModelStore:
         return version
 
     def _promote_if_none(self, name: str) -> None:
-        """Point CURRENT at the first version when none is promoted yet (atomic create-if-absent:
-        concurrent first registrations agree, since v0001 exists before any later number)."""
-        pointer = self._name_dir(name) / CURRENT_FILE
-        if self.current(name) is not None:
+        """Point the pointer at the first version when none (or a version that is gone) is promoted:
+        concurrent first registrations agree, since v0001 exists before any later number."""
+        pointer = self.backend.read_pointer(name)
+        versions = self.backend.versions(name)
+        if not versions or pointer.version in versions:
             return
-        version = self.versions(name)[0]
-        fd, tmp = tempfile.mkstemp(prefix=".CURRENT.", dir=pointer.parent)
         try:
-            os.write(fd, (version + "\n").encode())
-            os.close(fd)
-            os.chmod(tmp, 0o644)
-            try:
-                os.link(tmp, pointer)  # fails if another writer promoted meanwhile
-            except FileExistsError:
-                if self.current(name) is None:  # a corrupt pointer: replace it
-                    os.replace(tmp, pointer)
-                    return
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            self.backend.swap_pointer(name, versions[0], pointer.token)
+        except PromotionConflict:
+            pass  # another writer promoted meanwhile: theirs stands
+        self._cache.clear()
 
-    def promote(self, name: str, version: str) -> None:
-        self._resolve(name, version)
-        write_text_atomic(self._name_dir(name) / CURRENT_FILE, version + "\n")
+    def promote(self, name: str, version: str, expected: str | None = None) -> None:
+        """Serve ``version`` of ``name``: one compare-and-swap of the pointer, no restart needed.
+
+        ``expected``: promote only if this is still the promoted version (e.g. the version a
+        retraining job compared against). Raises PromotionConflict when another promotion
+        changed the pointer first; nothing is changed then.
+        """
+        check_name(name)
+        check_version(version)
+        pointer = self.backend.read_pointer(name)
+        if expected is not None and pointer.version != check_version(expected):
+            raise PromotionConflict(f"{name}: not promoting {version}: the promoted version is "
+                                    f"{pointer.version or 'none'}, not {expected} as expected")
+        self._cache.clear()
+        self.resolve(name, version)
+        if pointer.version == version:
+            return
+        try:
+            self.backend.swap_pointer(name, version, pointer.token)
+        except PromotionConflict:
+            now = self.backend.read_pointer(name).version
+            if now == version and expected is None:
+                return  # the other promotion did what we asked
+            raise PromotionConflict(
+                f"{name}: another promotion changed the promoted version from {pointer.version or 'none'} to "
+                f"{now or 'none'} while {version} was being promoted; nothing was changed (look at "
+                f"`translate models list` and promote again if {version} should still be served)") from None
+        finally:
+            self._cache.clear()
 
     def delete(self, name: str, version: str | None = None) -> None:
         """Delete one version, or (``version=None``) the whole model with all its versions.
@@ -244,18 +374,20 @@ class ModelStore:
         The promoted version of a model that has other versions cannot be deleted: promote
         another one first. Deleting the only version deletes the model.
         """
-        name_dir = self._name_dir(name)
+        check_name(name)
+        self._cache.clear()
         if version is not None:
-            self._resolve(name, version)
-        elif not self.versions(name):
+            self.resolve(name, version)
+        elif not self.backend.versions(name):
             raise NotFoundError(f"no model named {name!r}")
-        if version is None or self.versions(name) == [version]:
-            target = name_dir
-        else:
-            target = self._resolve(name, version)
-            if self.current(name) == version:
+        versions = self.backend.versions(name)
+        try:
+            if version is None or versions == [version]:
+                self.backend.remove_model(name)
+                return
+            if self.backend.read_pointer(name).version == version:
                 raise ConfigError("version", f"{version} is the promoted version of {name!r}; promote another "
-                                             f"version first (has {', '.join(self.versions(name))})")
-        trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=self.root if target == name_dir else name_dir))
-        os.rename(target, trash / target.name)  # atomic: readers see the version or nothing
-        shutil.rmtree(trash, ignore_errors=True)
+                                             f"version first (has {', '.join(versions)})")
+            self.backend.remove_version(name, version)
+        finally:
+            self._cache.clear()

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     from translate.options import add_arguments
 
     c = subparsers.add_parser("convert", help="translate a folder of images on Ray Data (resumable)")
-    c.add_argument("model", help=".onnx file, run directory, checkpoint or reference .pth")
+    c.add_argument("model", help=".onnx file, run directory, checkpoint or reference .pth; with --store, "
+                                 "NAME or NAME@VERSION in the model store")
     c.add_argument("in_dir", help="input folder (searched recursively)")
     c.add_argument("out_dir", help="output folder: same relative paths; existing outputs are skipped")
     add_arguments(c, ConvertOptions)

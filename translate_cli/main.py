@@ -63,7 +63,7 @@ def _cmd_export(args) -> None:
             ckpt = None
         store = ModelStore(args.store)
         version = store.register(args.register, Path(args.out), checkpoint=ckpt)
-        print(f"registered {args.register} {version} in {store.root}"
+        print(f"registered {args.register} {version} in {store.url}"
               + (" (promoted)" if store.current(args.register) == version else ""))
 
 
@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
     e.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed (default 1e-3)")
     e.add_argument("--register", metavar="NAME", help="also add the model (and its checkpoint) to the model store")
-    e.add_argument("--store", metavar="DIR", help="model store folder (default: $TRANSLATE_STORE or ./models)")
+    e.add_argument("--store", metavar="DIR|URL", help="model store: a folder or s3://BUCKET/PREFIX "
+                                                      "(default: $TRANSLATE_STORE or ./models)")
     e.set_defaults(func=_cmd_export)
 
     pr = sub.add_parser("predict", help="translate images")

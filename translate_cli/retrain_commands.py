@@ -31,6 +31,7 @@ def register(subparsers) -> None:
                     "if its L1 is no worse. Prints the outcome as JSON.")
     p.add_argument("name", help="model name in the store")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of aligned A|B pairs")
-    p.add_argument("--store", metavar="DIR", help="model store folder (default: $TRANSLATE_STORE or ./models)")
+    p.add_argument("--store", metavar="DIR|URL", help="model store: a folder or s3://BUCKET/PREFIX "
+                                                      "(default: $TRANSLATE_STORE or ./models)")
     add_arguments(p, RetrainOptions)
     p.set_defaults(func=_cmd_retrain)

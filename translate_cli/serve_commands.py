@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-STORE_HELP = "model store folder (default: $TRANSLATE_STORE or ./models)"
+STORE_HELP = ("model store: a folder, or object storage such as s3://BUCKET/PREFIX with credentials and endpoint "
+              "from the environment (default: $TRANSLATE_STORE or ./models)")
 
 
 def _store(args):
@@ -18,7 +19,7 @@ def _cmd_serve(args) -> None:
     from translate.options import given
 
     options = {k: v for k, v in given(args, ServiceConfig).items() if k != "store"}  # --store: the root below
-    serve_until_interrupted(_store(args).root, host=args.host, port=args.port, **options)
+    serve_until_interrupted(_store(args).url, host=args.host, port=args.port, **options)
 
 
 def _cmd_models_list(args) -> None:
@@ -27,7 +28,7 @@ def _cmd_models_list(args) -> None:
         print(json.dumps(models, indent=2))
         return
     if not models:
-        print(f"no models in {_store(args).root}")
+        print(f"no models in {_store(args).url}")
     for m in models:
         print(m["name"])
         for v in m["versions"]:
@@ -58,7 +59,7 @@ def register(subparsers) -> None:
     from translate.options import add_arguments
 
     s = subparsers.add_parser("serve", help="run the HTTP translation service (upload page, REST API) locally")
-    s.add_argument("--store", metavar="DIR", help=STORE_HELP)
+    s.add_argument("--store", metavar="DIR|URL", help=STORE_HELP)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_arguments(s, ServiceConfig, skip=("store",))
@@ -81,5 +82,5 @@ def register(subparsers) -> None:
     dl.add_argument("version", nargs="?")
     for p, func in ((ls, _cmd_models_list), (rg, _cmd_models_register), (pr, _cmd_models_promote),
                     (dl, _cmd_models_delete)):
-        p.add_argument("--store", metavar="DIR", help=STORE_HELP)
+        p.add_argument("--store", metavar="DIR|URL", help=STORE_HELP)
         p.set_defaults(func=func)

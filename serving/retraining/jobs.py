@@ -241,7 +241,7 @@ def create_job(store, name: str, entries: Callable[[], list[Entry]], source: str
     rec = {"id": job_id, "name": name, "state": "queued", "phase": "queued", "base_version": base, "steps": steps,
            "data": summary, "data_dir": str(data_dir), "run": str(root / ".runs" / f"{name}-{job_id}"),
            "progress": {"step": 0, "total": steps}, "outcome": None, "error": None,
-           "created": _now(), "started": None, "finished": None}
+           "created": _now(), "started": None, "finished": None, "store": store.url}
     _write_job(root, rec)
     use_store(root)
     return {"job_id": job_id, "name": name, "state": "queued", "base_version": base, "data": summary}
@@ -300,7 +300,8 @@ def run_job(root: str | os.PathLike, job_id: str, progress: bool = False, rerais
 
             torch.set_num_threads(threads)
         with _Heartbeat(root, job_id):
-            outcome = fine_tune_and_decide(ModelStore(root), rec, lambda **fields: _update(root, job_id, **fields),
+            # an object store's job files are in a local folder (root), not in the store: reopen it by URL
+            outcome = fine_tune_and_decide(ModelStore(rec.get("store") or root), rec, lambda **fields: _update(root, job_id, **fields),
                                            progress, threads)
     except BaseException as e:
         error = str(e) if isinstance(e, TranslateError) else f"{e.__class__.__name__}: {e}"

@@ -22,7 +22,7 @@ from typing import Callable
 
 from translate.errors import ConfigError
 
-from ..store import ModelStore
+from ..store import ModelStore, PromotionConflict
 
 DEFAULT_STEPS = 200
 METRIC = "l1"  # mean L1 on [-1, 1]; lower is better
@@ -79,8 +79,13 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
                   "compared_with": {"version": current, "metrics": cur}, "promoted": promote}
     meta = {"source": "retrain", "job_id": job_id, "base_version": job["base_version"], "steps": steps,
             "data": job["data"], "metrics": new, "evaluation": evaluation}
-    version = store.register(name, run / "model.onnx", meta=meta, checkpoint=run / "checkpoints" / "latest.pt",
-                             promote=promote)
+    version = store.register(name, run / "model.onnx", meta=meta, checkpoint=run / "checkpoints" / "latest.pt")
+    conflict = ""
+    if promote:
+        try:  # only over the version it was compared with: a promotion made during the job wins
+            store.promote(name, version, expected=current)
+        except PromotionConflict:
+            promote, conflict = False, f"; the promoted version changed during the job, so {version} was not promoted"
     # the version now holds the model and the weights to fine-tune from: the run's copies (the full training
     # state with optimizers, hundreds of MB for a 256 px Pix2Pix) would only fill the disk job after job
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
@@ -88,7 +93,8 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
     verdict = "no worse than" if promote else "worse than"
     reason = (f"held-out {METRIC} {new[METRIC]:.4f} (new) vs {cur[METRIC]:.4f} ({current}) on {count} "
               f"pairs of '{split}': {verdict} the current version, "
-              + (f"{version} promoted" if promote else f"{version} registered but not promoted; {current} stays"))
+              + (f"{version} promoted" if promote else f"{version} registered but not promoted; {current} stays")
+              + conflict)
     return {"promoted": promote, "new_version": version, "current_version": store.current(name),
             "compared_with": current, "metric": METRIC, "new_metric": new[METRIC], "current_metric": cur[METRIC],
             "new_metrics": new, "current_metrics": cur, "eval_split": split, "eval_count": count,

@@ -155,6 +155,32 @@ def test_cli_jpg_with_more_workers_than_cpus(local_ray, model, folder, tmp_path,
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+def test_a_stored_version_is_converted_from_an_s3_store(local_ray, s3_server, model, folder, tmp_path, capsys):
+    """The driver reads the version through the store (verified); the actors get its bytes from Ray."""
+    from serving.convert import convert
+    from serving.store import ModelStore, NotFoundError
+    from translate_cli.main import main
+
+    from .conftest import S3_BUCKET
+
+    url = s3_server.new_url(S3_BUCKET, "convert")
+    store = ModelStore(url)
+    store.register("maps", model)
+    store.register("maps", tiny_onnx("unet_32", seed=4))  # not promoted: NAME alone means v0001
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["convert", "maps", str(folder), str(out), "--store", url, "--workers", "1", "--quiet"])
+    assert e.value.code == 1 and "wrote 8 images" in capsys.readouterr().out  # bad.png failed, as from a file
+    summary = json.loads((out / "convert_summary.json").read_text())
+    assert summary["model"] == f"maps@v0001 in {url}"
+    reference = tmp_path / "predicted"
+    _predict(model, folder, reference)
+    for name in GOOD:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    with pytest.raises(NotFoundError, match="no version 'v0009'"):
+        convert("maps@v0009", folder, tmp_path / "out2", store=url)
+
+
 def test_bad_arguments_are_typed_errors(model, folder, tmp_path):
     from serving.convert import convert
     from translate.errors import ConfigError, DataError, ModelError

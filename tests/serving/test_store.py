@@ -1,17 +1,19 @@
-"""The model store: versions, promotion, slim checkpoints, refusals; and its CLI."""
+"""The model store: versions, promotion, slim checkpoints, refusals; and its CLI.
+
+Every test taking ``store`` runs on a folder store and on an S3 store (moto's server; see conftest)."""
 import json
 import threading
 
 import pytest
 import torch
 
-from serving.store import ModelStore, NotFoundError
+from serving.store import ModelStore, NotFoundError, PromotionConflict
 from translate.checkpoint import CHECKPOINT_FORMAT, GeneratorSpec
 from translate.errors import ConfigError, ModelError, TranslateError
 from translate.networks import define_G
 from translate_cli.main import main
 
-from .conftest import tiny_onnx
+from .conftest import leftovers, pointer_as_stored, stored, tiny_onnx
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +63,51 @@ def test_promote_switches_the_pointer(store, onnx_a, onnx_b):
     store.register("maps", onnx_b, promote=True)
     assert store.current("maps") == "v0002" and store.model_path("maps").read_bytes() == onnx_b
     store.promote("maps", "v0001")
-    assert (store.root / "maps" / "CURRENT").read_text().strip() == "v0001"
+    assert pointer_as_stored(store, "maps") == "v0001"
     with pytest.raises(NotFoundError):
         store.promote("maps", "v0003")
+
+
+def test_racing_promotions_exactly_one_wins(store, onnx_a, onnx_b):
+    for onnx in (onnx_a, onnx_b, onnx_b):
+        store.register("maps", onnx)
+    real, both_read, first_read = store.backend.read_pointer, threading.Barrier(2, timeout=30), set()
+
+    def read_pointer_then_wait(name):  # both promotions read the pointer before either writes it
+        pointer = real(name)
+        if threading.get_ident() not in first_read:
+            first_read.add(threading.get_ident())
+            both_read.wait()
+        return pointer
+
+    outcomes = {}
+
+    def promote(version):
+        try:
+            store.promote("maps", version)
+            outcomes[version] = "won"
+        except PromotionConflict as e:
+            outcomes[version] = e
+
+    store.backend.read_pointer = read_pointer_then_wait
+    try:
+        threads = [threading.Thread(target=promote, args=(v,)) for v in ("v0002", "v0003")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        del store.backend.read_pointer
+    winners = [v for v, outcome in outcomes.items() if outcome == "won"]
+    assert len(outcomes) == 2 and len(winners) == 1, outcomes
+    loser = next(outcome for outcome in outcomes.values() if outcome != "won")
+    assert f"another promotion changed the promoted version from v0001 to {winners[0]}" in str(loser)
+    assert store.current("maps") == winners[0] == pointer_as_stored(store, "maps")
+    # a promotion that names the version it replaces refuses once that is no longer the promoted one
+    with pytest.raises(PromotionConflict, match="not v0001 as expected"):
+        store.promote("maps", "v0001", expected="v0001")
+    store.promote("maps", "v0001", expected=winners[0])
+    assert store.current("maps") == "v0001"
 
 
 def test_register_from_a_file_with_a_slim_checkpoint(store, onnx_a, tmp_path):
@@ -83,7 +127,7 @@ def test_concurrent_registers_get_distinct_versions(store, onnx_a):
     for t in threads:
         t.join()
     assert sorted(got) == ["v0001", "v0002", "v0003", "v0004"] and store.current("maps") == "v0001"
-    assert not [p for p in (store.root / "maps").iterdir() if p.name.startswith(".")]  # no temp dirs left
+    assert not leftovers(store, "maps")  # no temp dirs or unnamed uploads left
 
 
 def test_a_bad_model_or_checkpoint_leaves_nothing_behind(store, onnx_a, tmp_path):
@@ -92,7 +136,7 @@ def test_a_bad_model_or_checkpoint_leaves_nothing_behind(store, onnx_a, tmp_path
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(ModelError):
         store.register("maps", onnx_a, checkpoint=tmp_path / "bad.pt")
-    assert store.names() == [] and not (store.root / "maps").exists()
+    assert store.names() == [] and not stored(store, "maps")
 
 
 def test_delete_refuses_the_current_version_while_others_exist(store, onnx_a, onnx_b):
