@@ -213,9 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
 
-    dm = sub.add_parser("demo", help="make the maps set, train a small model, translate held-out tiles")
+    dm = sub.add_parser("demo", help="make the maps and sketches sets, train a small model on each, translate "
+                                     "held-out pairs and drawings, serve both")
     dm.add_argument("--out", default="demo")
-    dm.add_argument("--minutes", type=float, default=4.0, help="training time budget (default 4)")
+    dm.add_argument("--minutes", type=float, default=4.0, help="training time budget of both models (default 4)")
     dm.add_argument("--no-serve", action="store_true", help="do not start the service at the end")
     dm.set_defaults(func=_cmd_demo)
     return p
