@@ -87,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         has_plain, plain = plain_default(f)
         shown = plain if has_plain else "auto" if default is None else default
         help_ = f"{f.metadata.get('help', '')} (default: {shown}{'; ' + notes[f.name] if f.name in notes else ''})"
+        help_ = help_.replace("%", "%%")  # argparse formats help with %: a "95 %" in a text must stay a "95 %"
         if tp is bool:
             parser.add_argument(flag_names(f.name)[0], dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_)
