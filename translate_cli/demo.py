@@ -212,6 +212,7 @@ def _drawn(predictor, out: Path) -> list[str]:
 def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = False) -> Path:
     import translate
     from translate.datasets import make_dataset
+    from translate.files import write_text_atomic
 
     out = Path(out)
     print(f"[1/5] the built-in sets, {SIZE} px")
@@ -238,7 +239,7 @@ def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = Fal
         summary.append(f"  {demo.kind} test set ({scores['count']} pairs): L1 {scores['l1']:.3f}, "
                        f"PSNR {scores['psnr']:.2f} dB, SSIM {scores['ssim']:.3f}: {picture}")
     page = out / "index.html"
-    page.write_text(_html(sections, models))
+    write_text_atomic(page, _html(sections, models))
     print("[5/5] done")
     print("\n".join(summary))
     print(f"  drawings:   {(out / 'results' / 'drawn').resolve()}")
