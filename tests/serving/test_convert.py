@@ -92,7 +92,9 @@ def test_interrupted_run_resumes_without_redoing_files_and_matches_predict(local
     assert not (out / folder_lock.LOCK_NAME).exists()  # the folder is free at once
     assert not list(out.rglob(".*.tmp.*"))  # and the interrupted run's half files are gone
     first = _outputs(out)
-    assert first and set(first) < set(GOOD)  # stopped before the end
+    assert first and set(first) <= set(GOOD)
+    if first == GOOD:  # a slow driver consumed its first result after the actors had done everything: take one back
+        (out / first.pop()).unlink()
     left = out / next(n for n in GOOD if n not in first)  # a killed writer's half file next to an output to do
     left.parent.mkdir(parents=True, exist_ok=True)
     (left.parent / f".{left.stem}.x1y2.tmp.png").write_bytes(b"half a file")
