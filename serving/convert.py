@@ -34,7 +34,9 @@ from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, is_image_file
 from translate.options import opt
 
-from . import folder_lock, local_ray
+from training import local_ray
+
+from . import folder_lock
 
 SUMMARY_NAME = "convert_summary.json"
 FORMATS = ("png", "jpg")
