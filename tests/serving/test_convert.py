@@ -14,17 +14,6 @@ OLD = 1_000_000_000  # an mtime no conversion run can produce
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray with 2 CPUs for this module (reused if the session already has one)."""
-    own = not ray.is_initialized()
-    if own:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if own:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "model.onnx"
     path.write_bytes(tiny_onnx("unet_32", seed=3))

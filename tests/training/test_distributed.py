@@ -20,17 +20,6 @@ from training.pix2pix import Pix2Pix
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray of 2 CPUs for the module: each data-parallel run starts its processes on it."""
-    own = not ray.is_initialized()
-    if own:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if own:
-        ray.shutdown()
-
-
 def _rows(run):
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"lr"' in x]
 
