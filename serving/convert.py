@@ -34,7 +34,9 @@ from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, is_image_file
 from translate.options import opt
 
-from . import folder_lock, local_ray
+from training import local_ray
+
+from . import folder_lock
 
 SUMMARY_NAME = "convert_summary.json"
 FORMATS = ("png", "jpg")
@@ -314,14 +316,16 @@ def _remove_temps(dst: Path) -> None:
 
 def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result, run,
          registry):
+    import onnx
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
     from translate.predictor import Predictor
 
     Predictor(source, device="cpu")  # a model ONNX Runtime cannot load fails here, in the driver
-    # the bytes, never a path: the actors may run on nodes that do not have the file
-    model: Any = ray.put(source if isinstance(source, bytes) else Path(source).read_bytes())
+    # the bytes, never a path: the actors may run on nodes that do not have the file (a model's external
+    # weights, as the dynamo exporter writes them, are read in with it)
+    model: Any = ray.put(source if isinstance(source, bytes) else onnx.load(str(source)).SerializeToString())
     workers, cpus, gpus, threads = _resources(workers, device)
     context = DataContext.get_current()
     bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours below counts files

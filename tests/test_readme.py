@@ -56,6 +56,7 @@ class Shell:
 
 SERVICE = "needs a running service: the test starts the same app on a local Ray"
 S3 = "needs object storage: the test runs it against a moto S3 server"
+RAY_TRAIN = "starts processes on Ray Train: the test runs the same training on a local Ray"
 
 TABLE: dict[str, Run | Covered | Shell] = {
     "make demo": Covered("tests/cli/test_demo.py::test_the_demo_trains_registers_and_reuses_both_models",
@@ -86,6 +87,14 @@ TABLE: dict[str, Run | Covered | Shell] = {
     "translate data pair gray photos/ colourise/": Run(add=("--size", "32")),
     "translate data pair downscale photos/ superres/ --factor 4": Run(add=("--size", "32")),
     "translate data pair mask photos/ inpaint/": Run(add=("--size", "32")),
+    "translate train pix2pix --data maps/ --out runs/maps2 --batch-size 2 --processes 2": Covered(
+        "tests/training/test_distributed.py::test_two_processes_train_the_run_of_one_at_twice_the_batch", RAY_TRAIN),
+    "translate train pix2pix --resume runs/maps2 --processes 4": Covered(
+        "tests/training/test_distributed.py::test_a_run_killed_mid_way_resumes_exactly_and_on_another_process_count",
+        RAY_TRAIN),
+    "ray start --head --port 6379 ...; translate train cyclegan --data h2z/ --processes 8 --address HEAD:6379": Covered(
+        "tests/training/test_distributed_cluster.py::test_training_on_a_two_node_cluster_stops_cleanly_on_sigterm",
+        "needs a Ray cluster: the test starts one of two nodes"),
     "translate convert maps.onnx aerials/ maps_out/ --workers 2": Covered(
         "tests/serving/test_convert.py::test_cli_jpg_with_more_workers_than_cpus", "starts Ray Data"),
     "translate train gan --data ring8 --gan-mode wgangp": Run(add=("--steps", "20", *TINY_GAN)),

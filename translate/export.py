@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .gan.networks import DCGANGenerator
 from .generators import load_generator
 from .imageio import to_network
 from .networks import ResnetGenerator
+from .options import opt
 from .onnx_meta import OPSET, TOLERANCE, add_metadata, encode_metadata
 from .padding import pad_to_multiple
 
@@ -132,6 +134,14 @@ def directions_of(path: str | os.PathLike) -> list[str]:
         return sorted(generator_specs(load_checkpoint(p)))
     except ModelError:
         return ["AtoB"]  # a reference state dict holds one generator
+
+
+@dataclass
+class ExportOptions:
+    """The settings of ``translate export`` (its flags, through :func:`translate.options.add_arguments`)."""
+
+    direction: str | None = opt(None, "AtoB or BtoA, for checkpoints holding both")
+    tolerance: float = opt(TOLERANCE, "largest absolute difference from PyTorch allowed on [-1, 1] outputs")
 
 
 def export_model(path: str | os.PathLike, out: str | os.PathLike, direction: str | None = None,

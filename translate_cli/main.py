@@ -54,14 +54,15 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from translate.export import export_model
-
+    from translate.export import ExportOptions, export_model
     from translate.generators import generator_kind
+    from translate.options import given
 
     if args.register and generator_kind(args.model) == "gan":
         raise TranslateError(f"--register: {args.model} is a GAN run; the model store serves image translators")
-    diff = export_model(args.model, args.out, direction=args.direction, tolerance=args.tolerance)
-    print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {args.tolerance})")
+    options = ExportOptions(**given(args, ExportOptions))
+    diff = export_model(args.model, args.out, direction=options.direction, tolerance=options.tolerance)
+    print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
     if args.register:
         from serving.store import ModelStore
         from translate.checkpoint import load_checkpoint, resolve_checkpoint
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.set_defaults(func=_cmd_data_pair)
 
     import training
+    from translate.export import ExportOptions
 
     t = sub.add_parser("train", help="train a model")
     tsub = t.add_subparsers(dest="method", required=True)
@@ -181,8 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export a generator to ONNX (verified against PyTorch)")
     e.add_argument("model", help="run directory, checkpoint, or reference latest_net_G.pth")
     e.add_argument("--out", required=True, help="output .onnx file")
-    e.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
-    e.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed (default 1e-3)")
+    add_arguments(e, ExportOptions)
     e.add_argument("--register", metavar="NAME", help="also add the model (and its checkpoint) to the model store")
     e.add_argument("--store", metavar="DIR|URL", help="model store: a folder or s3://BUCKET/PREFIX "
                                                       "(default: $TRANSLATE_STORE or ./models)")
