@@ -11,12 +11,13 @@ prints a Markdown table of mean +- standard error over seeds: modes captured, % 
 samples (the ceiling is 98.9 %: a 2-D Gaussian puts 1 - exp(-4.5) of its mass within 3 std),
 reverse KL of the mode histogram, and CPU minutes per run; then the published anchors.
 
-Settings shared by all objectives (a toy-data schedule; the per-objective defaults of
-``training.gan`` are the papers' image settings): MLPs of 3 x 128 for G and D, z of 16,
-batch 256, EMA of G (0.999), learning rate constant then linearly decayed to 0 over the second
-half. Per objective (see TOY below): Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses;
-WGAN-GP with the authors' toy penalty weight 0.1, Adam 2e-3 (0.5, 0.9) and 2 critic steps;
-WGAN with its paper's RMSprop 5e-5 and n_critic 5, c = 0.01 (also run at 1e-3: see --wgan-lr).
+The settings are the mixtures' presets in ``training.gan.PRESETS``, what ``translate train gan
+--data ring8 --gan-mode NAME`` runs with: MLPs of 3 x 128 for G and D, z of 16, batch 256, EMA
+of G (0.999), learning rate constant then linearly decayed to 0 over the second half; per
+objective Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses, WGAN-GP with the
+authors' toy penalty weight 0.1, Adam 2e-3 (0.5, 0.9) and 2 critic steps, WGAN with its paper's
+RMSprop 5e-5 and n_critic 5, c = 0.01 (also run at 1e-3: see --wgan-lr). ``--steps`` overrides
+the presets' 15,000 (ring8) and 20,000 (grid25) steps.
 
 ``truncation`` trains (or loads) a DCGAN on 16 px digits and measures, at a few truncation
 thresholds T, quality against diversity with the digits classifier: unconditional, the mean
@@ -42,14 +43,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 OBJECTIVES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgangp", "hinge")
-_ADAM = dict(lr=1e-3, beta1=0.5, beta2=0.999)
-TOY = {
-    "minimax": _ADAM, "nonsaturating": _ADAM, "lsgan": _ADAM, "hinge": _ADAM,
-    "wgan": {},  # the paper's RMSprop 5e-5, n_critic 5, c 0.01 (the objective's defaults)
-    "wgangp": dict(lr=2e-3, beta1=0.5, beta2=0.9, lambda_gp=0.1, n_critic=2),
-}
-COMMON = dict(mlp_width=128, mlp_layers=3, nz=16, batch_size=256, decay_fraction=0.5, ema_decay=0.999,
-              workers=0, progress=False, export=False, val_every=0, log_every=500, threads=1)
+# what a benchmark run does besides the preset's settings: no export, validation only at the end, quiet
+QUIET = dict(workers=0, progress=False, export=False, val_every=0, log_every=500, threads=1)
 ANCHORS = {  # PacGAN (Lin et al. 2018) Tables 2-3, 2,500 samples, mean over 10 trials
     "ring8": [("GAN (as reported by VEEGAN / PacGAN)", "1 to 6.3", "", ""), ("VEEGAN", "8", "52.9", "0.68"),
               ("PacGAN4", "7.8", "95.9", "0.07")],
@@ -64,9 +59,9 @@ def one_run(data: str, objective: str, seed: int, steps: int, out: str, extra: d
     from training.gan import GAN, GANConfig
     from training.loop import Trainer
 
-    kw = {**COMMON, **TOY[objective], **extra}
-    cfg = GANConfig(data=data, out=out, gan_mode=objective, seed=seed, steps=steps, sample_every=steps,
-                    checkpoint_every=steps, **kw)
+    kw = {**QUIET, **({"steps": steps} if steps else {}), **extra}
+    cfg = GANConfig(data=data, out=out, gan_mode=objective, seed=seed, **kw)  # the data set's preset for the rest
+    cfg.sample_every = cfg.checkpoint_every = cfg.steps
     t_cpu, t_wall = time.process_time(), time.perf_counter()
     trainer = Trainer(GAN, cfg)
     with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation line: the table says it
@@ -75,6 +70,7 @@ def one_run(data: str, objective: str, seed: int, steps: int, out: str, extra: d
     val = trainer.last_val
     return {"data": data, "objective": objective, "seed": seed, "modes": val["val/modes"],
             "hq": val["val/high_quality"], "rkl": val["val/reverse_kl"], "cpu_min": cpu / 60, "wall_min": wall / 60,
+            "steps": cfg.steps,
             "settings": {k: getattr(cfg, k) for k in ("lr", "beta1", "beta2", "n_critic", "optimizer", "lambda_gp")}}
 
 
@@ -92,7 +88,7 @@ def mean_se(xs: list[float]) -> str:
 def mixtures(args) -> None:
     extra_wgan = {"lr": args.wgan_lr} if args.wgan_lr else {}
     steps = {d: int(v) for d, _, v in (x.rpartition("=") for x in args.steps)}
-    steps = {d: steps.get(d, steps.get("", 10000)) for d in args.data}
+    steps = {d: steps.get(d, steps.get("", 0)) for d in args.data}  # 0: the preset's
     tasks = [(d, o, s) for d in args.data for o in args.objectives for s in range(args.seeds)]
     root = Path(args.out or tempfile.mkdtemp(prefix="gan_mixtures_"))
     rows = []
@@ -105,7 +101,8 @@ def mixtures(args) -> None:
             rows.append(r)
             print(f"{r['data']} {r['objective']} seed {r['seed']}: modes {r['modes']:.0f}, HQ {r['hq']:.1f} %, "
                   f"rKL {r['rkl']:.3f}, {r['cpu_min']:.2f} CPU-min", file=sys.stderr, flush=True)
-    print(f"\n{len(tasks)} runs, steps {steps}, {args.jobs} at a time, "
+    ran = {d: sorted({r["steps"] for r in rows if r["data"] == d}) for d in args.data}
+    print(f"\n{len(tasks)} runs, steps {ran}, {args.jobs} at a time, "
           f"{(time.perf_counter() - started) / 60:.1f} min wall; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs\n")
     for d in args.data:
@@ -190,8 +187,8 @@ def main() -> None:
     m = sub.add_parser("mixtures")
     m.add_argument("--seeds", type=int, default=5)
     m.add_argument("--jobs", type=int, default=2, help="runs at a time (one torch thread each)")
-    m.add_argument("--steps", nargs="+", default=["ring8=15000", "grid25=20000"],
-                   help="steps per run: N, or DATA=N per data set (default ring8=15000 grid25=20000)")
+    m.add_argument("--steps", nargs="+", default=[],
+                   help="steps per run: N, or DATA=N per data set (default: the presets', ring8 15000, grid25 20000)")
     m.add_argument("--data", nargs="+", default=["ring8", "grid25"])
     m.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES)
     m.add_argument("--wgan-lr", type=float, default=0.0, help="override WGAN's RMSprop 5e-5")

@@ -2,23 +2,50 @@
 
 Every field becomes ``--field-name``; its help text is the field's ``help`` metadata.
 The resolved config is written to the run directory (``config.json``) before step one.
+
+Presets: a trainer's config class lists, in ``presets``, the tested settings of built-in data
+sets (a :class:`Preset` each, named for the set). When the config is made, the preset of its
+data (``--data ring8``, or a folder whose ``dataset.json`` names a built-in kind) fills the
+options the user left unset, then the plain defaults fill the rest; ``--preset NAME`` asks for
+one by name, ``--preset none`` for none. ``config.json`` records the preset and every value.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from translate.data import DIRECTIONS, PREPROCESS
+from translate.datasets import dataset_kind
 from translate.errors import ConfigError
 from translate.losses import OBJECTIVE_NAMES, get_objective
 from translate.networks import D_NAMES, parse_generator_name
-from translate.options import opt
+from translate.options import opt, plain_default
 
 
 CONFIG_FORMAT = 2  # 2: objectives from one table, None for "auto"
+NO_PRESET = "none"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A built-in data set's tested settings for one trainer, applied to the options left unset.
+
+    ``values`` hold for every objective; ``by_objective`` adds the settings tested with each
+    objective (``gan_mode``) on top. ``source`` says where the results they gave are written."""
+
+    values: dict[str, Any]
+    by_objective: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = ""
+
+    def settings(self, gan_mode: str | None = None) -> dict[str, Any]:
+        return {**self.values, **self.by_objective.get(gan_mode or "", {})}
+
+    def fields(self) -> set[str]:
+        return set(self.values).union(*self.by_objective.values())
 
 
 @dataclass
@@ -30,7 +57,7 @@ class TrainConfig:
     steps: int = opt(0, "total optimizer steps (overrides --epochs when > 0)")
     epochs: int = opt(200, "total epochs (the reference's 100 constant + 100 decaying); --steps overrides")
     decay_fraction: float = opt(0.5, "fraction of the run over which the learning rate decays linearly to 0")
-    batch_size: int = opt(1, "images per step")
+    batch_size: int | None = opt(1, "images per step", preset=True)
     device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"))
     amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
     workers: int = opt(2, "data loading worker processes (0: load in the main process)")
@@ -59,8 +86,56 @@ class TrainConfig:
                                          "allows it, else 0); NCCL with GPUs, gloo without")
     sync_batchnorm: bool = opt(False, "batch norm statistics over every process's batch (SyncBatchNorm; GPUs only); "
                                "without it each process normalises by its own batch")
+    preset: str | None = opt(None, "tested settings of a built-in data set for the options left unset: a preset's "
+                             "name, or 'none' (auto: the preset of --data, when it has one)")
 
     method: typing.ClassVar[str] = ""
+    presets: typing.ClassVar[dict[str, Preset]] = {}  # by the name of the built-in data set they were tested on
+
+    def __post_init__(self) -> None:
+        """Fill the options left unset (None) from the preset, then from the plain defaults."""
+        name = self.preset if self.preset is not None else self.data_preset()
+        if name != NO_PRESET and name not in self.presets:
+            known = ", ".join([*self.presets, NO_PRESET])
+            raise ConfigError("preset", f"no preset {name!r} for {self.method or 'this trainer'} (known: {known})")
+        self.preset = name
+        chosen = self.presets[name].settings(getattr(self, "gan_mode", None)) if name != NO_PRESET else {}
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None:
+                has_plain, plain = plain_default(f)
+                if f.name in chosen:
+                    setattr(self, f.name, chosen[f.name])
+                elif has_plain:
+                    setattr(self, f.name, plain)
+
+    def data_preset(self) -> str:
+        """The preset that goes with ``data``: a built-in set's name, or the kind a data set folder's
+        ``dataset.json`` records; ``"none"`` when there is none."""
+        if self.data in self.presets:
+            return self.data
+        kind = dataset_kind(self.data) if self.data and Path(self.data).is_dir() else None
+        return kind if kind in self.presets else NO_PRESET
+
+    @classmethod
+    def help_notes(cls) -> dict[str, str]:
+        """For ``--help``: what each preset sets, by field (``ring8, grid25: 256``)."""
+        notes: dict[str, dict[str, list[str]]] = {}  # field -> value text -> preset names
+        for name, p in cls.presets.items():
+            for f in p.fields():
+                if f in p.values:
+                    text = _show(p.values[f])
+                else:  # by objective: "minimax, hinge 0.001, wgangp 0.002"
+                    modes: dict[str, list[str]] = {}
+                    for m, v in p.by_objective.items():
+                        if f in v:
+                            modes.setdefault(_show(v[f]), []).append(m)
+                    text = ", ".join(f"{', '.join(ms)} {v}" for v, ms in modes.items())
+                notes.setdefault(f, {}).setdefault(text, []).append(name)
+        out = {f: "; ".join(f"preset {', '.join(names)}: {text}" for text, names in by_text.items())
+               for f, by_text in notes.items()}
+        if cls.presets:
+            out["preset"] = "presets: " + ", ".join(cls.presets)
+        return out
 
     def validate(self) -> None:
         if not self.data:
@@ -88,6 +163,8 @@ class TrainConfig:
             raise ConfigError(sorted(unknown)[0], f"unknown field for {cls.method} config")
         if "config_format" not in d:
             d = cls.upgrade(d)
+        if "preset" not in d:  # written before presets: its missing fields had their plain defaults
+            d = {**d, "preset": NO_PRESET}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
@@ -97,6 +174,10 @@ class TrainConfig:
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -126,6 +207,7 @@ class AdversarialConfig(TrainConfig):
             o = get_objective(self.gan_mode)
         except ValueError as e:
             raise ConfigError("gan_mode", str(e)) from None
+        super().__post_init__()  # the preset first: it may set the optimizer's options for this objective
         if self.optimizer is None:
             self.optimizer = o.optimizer
         # Adam asked for with an objective whose paper used another optimizer: the usual GAN betas
@@ -165,19 +247,19 @@ class TranslationConfig(AdversarialConfig):
     Defaults are Pix2Pix's (the reference code's); a method re-defaults with ``redefault``."""
 
     direction: str = opt("AtoB", "translate A to B, or B to A", choices=DIRECTIONS)
-    size: int = opt(256, "crop size the networks train on (--crop_size in the reference)")
+    size: int | None = opt(256, "crop size the networks train on (--crop_size in the reference)", preset=True)
     load_size: int | None = opt(None, "resize to this before the random crop (auto: size * 286/256)")
     preprocess: str = opt("resize_and_crop", "how training images are scaled and cropped", choices=PREPROCESS)
     flip: bool = opt(True, "random horizontal flips (same for A and B)")
     input_nc: int = opt(3, "input channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
     output_nc: int = opt(3, "output channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
-    netG: str = opt("unet_256", "generator: unet_256, unet_128, unet_<N> (any power of two >= 32), "
-                    "resnet_9blocks, resnet_6blocks, resnet_<K>blocks")
+    netG: str | None = opt("unet_256", "generator: unet_256, unet_128, unet_<N> (any power of two >= 32), "
+                           "resnet_9blocks, resnet_6blocks, resnet_<K>blocks", preset=True)
     netD: str = opt("basic", "discriminator: basic = 70x70 PatchGAN, n_layers, pixel", choices=D_NAMES)
     n_layers_D: int = opt(3, "discriminator depth when netD = n_layers")
-    ngf: int = opt(64, "generator filters in the last conv layer")
-    ndf: int = opt(64, "discriminator filters in the first conv layer")
-    norm: str = opt("batch", "normalisation layers", choices=("batch", "instance", "none"))
+    ngf: int | None = opt(64, "generator filters in the last conv layer", preset=True)
+    ndf: int | None = opt(64, "discriminator filters in the first conv layer", preset=True)
+    norm: str | None = opt("batch", "normalisation layers", choices=("batch", "instance", "none"), preset=True)
     dropout: bool = opt(True, "dropout in the generator's decoder (train time only)")
     init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = opt(0.02, "scale of the weight init")

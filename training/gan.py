@@ -29,7 +29,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -48,45 +48,71 @@ from translate.options import opt, redefault
 
 from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
 from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
-from .config import AdversarialConfig
+from .config import AdversarialConfig, Preset
 from .loop import Method
+
+# The tested settings of the built-in sets (BENCHMARKS.md): what `translate train gan --data ring8 --gan-mode wgangp`
+# runs with unless told otherwise. On the 2-D mixtures the MLPs, batch and schedule are shared by the objectives and
+# each objective has its optimiser settings: Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses; WGAN-GP with
+# the authors' toy penalty weight 0.1, Adam 2e-3 (0.5, 0.9) and 2 critic steps; WGAN keeps its paper's RMSprop.
+_ADAM_TOY = dict(lr=1e-3, beta1=0.5, beta2=0.999)
+_MIXTURE_OBJECTIVES = {"minimax": _ADAM_TOY, "nonsaturating": _ADAM_TOY, "lsgan": _ADAM_TOY, "hinge": _ADAM_TOY,
+                       "wgangp": dict(lr=2e-3, beta1=0.5, beta2=0.9, lambda_gp=0.1, n_critic=2)}
+_MIXTURE = dict(mlp_width=128, nz=16, batch_size=256, decay_fraction=0.5, ema_decay=0.999, threads=1)
+PRESETS: dict[str, Preset] = {
+    "ring8": Preset({**_MIXTURE, "steps": 15000}, _MIXTURE_OBJECTIVES,
+                    source="BENCHMARKS.md, GAN objectives on ring8: wgangp 8/8 modes, 97 % high quality, 5 of 5 seeds"),
+    "grid25": Preset({**_MIXTURE, "steps": 20000}, _MIXTURE_OBJECTIVES,
+                     source="BENCHMARKS.md, GAN objectives on grid25: wgangp 25/25 modes, >= 91 % high quality, "
+                            "5 of 5 seeds"),
+    "digits": Preset(dict(size=16, ngf=32, ndf=32, nz=32, decay_fraction=0.5, ema_decay=0.999,
+                          steps=3000, threads=1), {"nonsaturating": dict(lr=5e-4)},
+                     source="BENCHMARKS.md, truncation trade-off on digits: 10 of 10 classes, classifier "
+                            "confidence 0.86 unconditional, accuracy 0.99 conditional"),
+}
+
 
 @dataclass
 class GANConfig(AdversarialConfig):
     data: str = opt("", "built-in set (ring8, grid25, digits) or an image folder (flat = unlabelled, "
                     "one subfolder per class = labelled)")
-    steps: int = opt(5000, "total steps, each one discriminator update (G is updated every n_critic steps); "
-                     "0: use --epochs")
-    decay_fraction: float = opt(0.0, "fraction of the run over which the learning rate decays linearly to 0")
-    batch_size: int = opt(64, "samples per step")
+    steps: int | None = opt(5000, "total steps, each one discriminator update (G is updated every n_critic steps); "
+                            "0: use --epochs", preset=True)
+    decay_fraction: float | None = opt(0.0, "fraction of the run over which the learning rate decays linearly to 0",
+                                       preset=True)
+    batch_size: int | None = opt(64, "samples per step", preset=True)
     workers: int = opt(0, "data loading worker processes (0: load in the main process)")
     log_every: int = opt(50, "write losses to metrics.jsonl / TensorBoard every N steps")
     val_every: int = opt(1000, "validate (mode statistics / class histogram) every N steps; 0 = only at the end")
     sample_every: int = opt(1000, "write a sample grid (or scatter plot) every N steps")
     checkpoint_every: int = opt(1000, "write a checkpoint every N steps (and always at the end)")
-    size: int = opt(32, "image side (a power of two >= 8); digits are upscaled from 8x8")
+    size: int | None = opt(32, "image side (a power of two >= 8); digits are upscaled from 8x8", preset=True)
     channels: int | None = opt(None, "image channels: 1 or 3 (auto: 1 for digits, 3 for folders)")
     points: int = opt(100_000, "training points drawn from a 2-D mixture")
     arch: str | None = opt(None, "networks: mlp (2-D points), dcgan (images) (auto: by the data)",
                            choices=("mlp", "dcgan"))
     nz: int | None = opt(None, "latent dimension (auto: 100 for images as in DCGAN, 16 for points)")
-    ngf: int = opt(64, "DCGAN generator filters of the last layer")
-    ndf: int = opt(64, "DCGAN discriminator filters of the first layer")
-    mlp_width: int = opt(256, "MLP hidden units (2-D data)")
+    ngf: int | None = opt(64, "DCGAN generator filters of the last layer", preset=True)
+    ndf: int | None = opt(64, "DCGAN discriminator filters of the first layer", preset=True)
+    mlp_width: int | None = opt(256, "MLP hidden units (2-D data)", preset=True)
     mlp_layers: int = opt(3, "MLP hidden layers (2-D data)")
     d_norm: str | None = opt(None, "DCGAN discriminator normalisation (auto: batch, or layer norm when D has a "
                              "gradient penalty, which is per sample)", choices=D_NORMS)
     spectral_norm: bool = opt(False, "spectral normalisation of every D layer")
     conditional: bool = opt(False, "class-conditional G and D (needs labelled data)")
     gan_mode: str = redefault(AdversarialConfig, "gan_mode", "nonsaturating")
-    ema_decay: float = opt(0.0, "keep an exponential moving average of G's weights with this decay (e.g. 0.999; "
-                           "0 = off); the average is what is sampled, validated and exported")
+    ema_decay: float | None = opt(0.0, "keep an exponential moving average of G's weights with this decay (e.g. "
+                                  "0.999; 0 = off); the average is what is sampled, validated and exported",
+                                  preset=True)
     eval_samples: int = opt(gan_data.EVAL_SAMPLES, "samples drawn for validation (2,500 in the mixture protocol)")
     val_classifier: bool = opt(True, "labelled images: train a small classifier (RUN/classifier.pt) at the first "
                                "validation for the class histogram of samples")
     classifier_steps: int = opt(600, "training steps of that classifier")
-    threads: int = opt(0, "CPU threads for torch in this process (0: torch's default); the small networks "
-                       "here run fastest on 1 (a 16 px digits step: 18 ms on 1 thread, 55 ms on 2)")
+    threads: int | None = opt(0, "CPU threads for torch in this process (0: torch's default); the small networks "
+                              "here run fastest on 1 (a 16 px digits step: 18 ms on 1 thread, 55 ms on 2)",
+                              preset=True)
+
+    presets: ClassVar[dict[str, Preset]] = PRESETS
 
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@ pairs, conditional GAN loss + lambda_L1 * L1. Defaults are the paper's / referen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -13,13 +14,26 @@ from translate.networks import define_D, define_G, to_inference
 from translate.options import opt
 
 from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
-from .config import TranslationConfig
+from .config import Preset, TranslationConfig
 from .loop import Method
+
+
+# The tested settings of the built-in sets (translate data make maps|sketches), used by `translate demo` and
+# measured in BENCHMARKS.md: small enough to learn visibly in a few CPU-minutes at 128 px. Instance norm keeps
+# train-time and test-time normalisation the same at batch 4 (batch norm's running statistics lag behind in a
+# short run). Other folders get the paper's settings; `--preset sketches` gives a folder these.
+_CPU_128 = dict(size=128, netG="unet_128", ngf=32, ndf=32, norm="instance", batch_size=4)
+PRESETS: dict[str, Preset] = {
+    "maps": Preset(_CPU_128, source="BENCHMARKS.md, demo training curve"),
+    "sketches": Preset(_CPU_128, source="BENCHMARKS.md, demo training curve"),
+}
 
 
 @dataclass
 class Pix2PixConfig(TranslationConfig):
     lambda_L1: float = opt(100.0, "weight of the L1 term")
+
+    presets: ClassVar[dict[str, Preset]] = PRESETS
 
 
 class Pix2Pix(Method):

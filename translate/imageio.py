@@ -10,13 +10,15 @@ expanded, and transparency is composited onto white (or set aside with
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 from .files import atomic_path
@@ -49,16 +51,21 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _open(fp, source: str, max_pixels: int) -> Image.Image:
+def _open(fp, source: str, max_pixels: int, min_side: int = 0) -> Image.Image:
     try:
         img = Image.open(fp)
-    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError...
+    except UnidentifiedImageError:  # its message repeats the file object: say what it means
+        raise ImageError(source, "not a readable image (not a format we read, or its header is damaged)") from None
+    except Exception as e:  # PIL raises OSError, SyntaxError...
         raise ImageError(source, f"not a readable image ({e.__class__.__name__}: {e})") from None
     w, h = img.size
     if w <= 0 or h <= 0:
         raise ImageError(source, f"empty image ({w}x{h})")
     if w * h > max_pixels:
         raise ImageError(source, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+    if min_side and min(w, h) > 2 * min_side:  # a JPEG decodes at 1/2, 1/4 or 1/8 scale, shorter side >= min_side
+        with contextlib.suppress(Exception):
+            img.draft(None, (math.ceil(w * min_side / min(w, h)), math.ceil(h * min_side / min(w, h))))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -115,15 +122,41 @@ def decode(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIXELS) 
     return _open(io.BytesIO(data), source, max_pixels)
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, channels: int = 3) -> Image.Image:
-    """Read an image file as 8-bit RGB (channels=3) or L (channels=1)."""
+def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, channels: int = 3,
+               min_side: int = 0) -> Image.Image:
+    """Read an image file as 8-bit RGB (channels=3) or L (channels=1).
+
+    ``min_side``: the caller needs the image only at this size (its shorter side): a large JPEG is then
+    decoded at a reduced scale, several times faster, its shorter side still at least ``min_side``."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            img = _open(f, str(path), max_pixels)
+            img = _open(f, str(path), max_pixels, min_side)
     except OSError as e:
         raise ImageError(path, f"cannot open ({e.strerror or e})") from None
     return convert_channels(img, channels)
+
+
+def read_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file from its header, no pixel decoded; ImageError (naming the file) when it
+    is empty, not an image, or over ``max_pixels``. Damaged pixel data is found only by :func:`read_image`."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(path, "empty file")
+        with Image.open(path) as img:
+            w, h = img.size
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(path, "not a readable image (not a format we read, or its header is damaged)") from None
+    except OSError as e:
+        raise ImageError(path, f"cannot open ({e.strerror or e})") from None
+    except Exception as e:
+        raise ImageError(path, f"not a readable image ({e.__class__.__name__}: {e})") from None
+    if w * h > max_pixels:
+        raise ImageError(path, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+    return w, h
 
 
 def convert_channels(img: Image.Image, channels: int) -> Image.Image:

@@ -4,6 +4,9 @@ A config is a dataclass whose fields are made with :func:`opt` (default, help te
 :func:`add_arguments` gives each field a flag ``--field-name`` (and ``--field_name``, the
 reference code's spelling), its type, choices and help with the default shown; ``None`` as a
 default means "auto" (resolved from other fields, and written resolved into ``config.json``).
+A field made with ``opt(..., preset=True)`` defaults to None too: a preset (a built-in data
+set's tested settings) may set it, else it takes its plain default (:func:`plain_default`);
+``--help`` shows the plain default and, through the class's ``help_notes()``, the presets.
 :func:`given` returns what the user set, so a command can tell it from a default, and
 :func:`coerce` types string values (a YAML file's ``args``, an environment variable).
 
@@ -18,21 +21,36 @@ import typing
 from dataclasses import field
 from typing import Any
 
-__all__ = ["opt", "redefault", "flag_names", "add_arguments", "given", "coerce", "field_type", "defaults"]
+__all__ = ["opt", "redefault", "plain_default", "flag_names", "add_arguments", "given", "coerce", "field_type",
+           "defaults"]
+
+_PLAIN = "plain"  # metadata key: the default of a field a preset may set
 
 
-def opt(default, help: str, choices: tuple | None = None, **kw):
-    """A dataclass field with the help text (and choices) the CLI shows. ``None``: "auto"."""
+def opt(default, help: str, choices: tuple | None = None, preset: bool = False, **kw):
+    """A dataclass field with the help text (and choices) the CLI shows. ``None``: "auto".
+
+    ``preset=True``: the field's default is None, so a preset can tell it was left unset;
+    ``default`` is its plain value, taken when no preset sets it (the config resolves it)."""
     meta = {"help": help, "choices": choices}
+    if preset:
+        meta[_PLAIN] = default
+        default = None
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
 
 
 def redefault(cls: type, name: str, default: Any):
-    """A subclass's copy of ``cls``'s option ``name`` (same help text and choices) with another default."""
+    """A subclass's copy of ``cls``'s option ``name`` (same help text and choices, a preset may still set it
+    if it could) with another default."""
     f = cls.__dataclass_fields__[name]
-    return opt(default, f.metadata["help"], f.metadata["choices"])
+    return opt(default, f.metadata["help"], f.metadata["choices"], preset=_PLAIN in f.metadata)
+
+
+def plain_default(f: dataclasses.Field) -> tuple[bool, Any]:
+    """(True, value) for a field made with ``opt(value, ..., preset=True)``; (False, None) for others."""
+    return (True, f.metadata[_PLAIN]) if _PLAIN in f.metadata else (False, None)
 
 
 def flag_names(name: str) -> list[str]:
@@ -58,14 +76,18 @@ def defaults(cls: type) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
                   only: tuple[str, ...] | None = None) -> None:
     """One flag per dataclass field (``skip`` some, or ``only`` some). Flag defaults are None, so
-    :func:`given` tells what the user set from the dataclass default."""
+    :func:`given` tells what the user set from the dataclass default. A class method ``help_notes()``
+    returning ``{field: text}`` adds the text after a field's default (the presets that set it)."""
     values = defaults(cls)
+    notes = cls.help_notes() if hasattr(cls, "help_notes") else {}
     for f in dataclasses.fields(cls):
         if f.name in skip or (only is not None and f.name not in only) or not f.init:
             continue
         tp, default = field_type(cls, f.name), values[f.name]
-        shown = "auto" if default is None else default
-        help_ = f"{f.metadata.get('help', '')} (default: {shown})"
+        has_plain, plain = plain_default(f)
+        shown = plain if has_plain else "auto" if default is None else default
+        help_ = f"{f.metadata.get('help', '')} (default: {shown}{'; ' + notes[f.name] if f.name in notes else ''})"
+        help_ = help_.replace("%", "%%")  # argparse formats help with %: a "95 %" in a text must stay a "95 %"
         if tp is bool:
             parser.add_argument(flag_names(f.name)[0], dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_)

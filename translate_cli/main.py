@@ -16,9 +16,20 @@ from translate.errors import TranslateError
 
 
 def _cmd_data_make(args) -> None:
-    from translate.datasets import make_dataset
+    from translate.datasets import MakeOptions, make_dataset
+    from translate.options import given
 
-    summary = make_dataset(args.kind, args.out, count=args.count, size=args.size, seed=args.seed)
+    o = MakeOptions(**given(args, MakeOptions))
+    summary = make_dataset(args.kind, args.out, count=o.count, size=o.size, seed=o.seed, progress=o.progress)
+    print(json.dumps(summary, default=str))
+
+
+def _cmd_data_pair(args) -> None:
+    from translate.datasets import PairOptions, pair_photos
+    from translate.options import given
+
+    summary = pair_photos(args.kind, args.photos, args.out, PairOptions(**given(args, PairOptions)))
+    summary.pop("sources")  # in OUT/dataset.json; the rest is the outcome
     print(json.dumps(summary, default=str))
 
 
@@ -135,21 +146,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    from translate.datasets import KINDS
+    from translate.datasets import KINDS, PAIRINGS, MakeOptions, PairOptions
+    from translate.options import add_arguments
 
-    d = sub.add_parser("data", help="built-in datasets")
+    d = sub.add_parser("data", help="paired data sets: built-in ones, or made from your photos")
     dsub = d.add_subparsers(dest="data_command", required=True)
     mk = dsub.add_parser("make", help="generate a built-in paired dataset in the aligned A|B layout")
     mk.add_argument("kind", choices=tuple(KINDS))
     mk.add_argument("out", help="output folder (train/ val/ test/ are created)")
-    mk.add_argument("--count", type=int, default=400, help="number of pairs (default 400)")
-    mk.add_argument("--size", type=int, default=256, help="side of each image (default 256)")
-    mk.add_argument("--seed", type=int, default=0)
+    add_arguments(mk, MakeOptions)
     mk.set_defaults(func=_cmd_data_make)
+    pa = dsub.add_parser(
+        "pair", help="turn a folder of photos into a paired data set (A|B), the photos as B",
+        description="Make A from each photo under PHOTOS (sub-folders too) and write A|B pairs to OUT, split into "
+                    "train/val/test by a hash of each photo's path: edges = a line drawing like the sketches set's "
+                    "(sketch -> photo), gray = grey levels (colourisation), downscale = a low-resolution copy "
+                    "(super-resolution), mask = holes painted white (inpainting). Unreadable photos are named and "
+                    "skipped; OUT/dataset.json records where every pair came from.")
+    pa.add_argument("kind", choices=tuple(PAIRINGS))
+    pa.add_argument("photos", help="folder of photos (any size; cropped to a centred square)")
+    pa.add_argument("out", help="output folder (train/ val/ test/ are created)")
+    add_arguments(pa, PairOptions)
+    pa.set_defaults(func=_cmd_data_pair)
 
     import training
     from translate.export import ExportOptions
-    from translate.options import add_arguments
 
     t = sub.add_parser("train", help="train a model")
     tsub = t.add_subparsers(dest="method", required=True)
@@ -193,9 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
 
-    dm = sub.add_parser("demo", help="make the maps set, train a small model, translate held-out tiles")
+    dm = sub.add_parser("demo", help="make the maps and sketches sets, train a small model on each, translate "
+                                     "held-out pairs and drawings, serve both")
     dm.add_argument("--out", default="demo")
-    dm.add_argument("--minutes", type=float, default=4.0, help="training time budget (default 4)")
+    dm.add_argument("--minutes", type=float, default=4.0, help="training time budget of both models (default 4)")
     dm.add_argument("--no-serve", action="store_true", help="do not start the service at the end")
     dm.set_defaults(func=_cmd_demo)
     return p

@@ -2,7 +2,8 @@
 -> an aligned data set under the store, or a :class:`DataError` naming the entry and nothing written.
 
 The upload must hold aligned A|B images, flat or in ``train/`` with optional ``val/`` and
-``test/``; one common top-level folder is stripped. Refused: unsafe paths (``..``, absolute,
+``test/``; one common top-level folder is stripped (a set made by ``translate data make`` or
+``translate data pair`` is one, its ``dataset.json`` skipped). Refused: unsafe paths (``..``, absolute,
 drive letters, backslashes, symbolic links: zip-slip), more than ``max_files`` files or
 ``max_bytes`` uncompressed (zip bombs; counted while reading, not trusted from the header),
 non-images, corrupt or too-large images (fully decoded by :mod:`translate.imageio` with
@@ -93,8 +94,9 @@ def folder_entries(root: Path) -> list[Entry]:
 
 
 def _ignored(parts: tuple[str, ...]) -> bool:
-    """Archive clutter that is skipped, not refused: macOS resource forks and hidden files."""
-    return parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts)
+    """Skipped, not refused: archive clutter (macOS resource forks, hidden files) and the ``dataset.json`` that
+    ``translate data make`` and ``translate data pair`` write next to their pairs."""
+    return parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts) or parts[-1] == "dataset.json"
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:

@@ -92,3 +92,25 @@ def test_data_make_offers_the_registered_kinds(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main(["data", "make", "flat", str(tmp_path / "again")])
     assert e.value.code == 2 and "invalid choice: 'flat'" in capsys.readouterr().err
+
+
+def test_every_commands_help_prints(capsys):
+    """--help of every command and sub-command (argparse formats help texts with %: a "95 %" must not break it)."""
+    import argparse
+
+    from translate_cli.main import build_parser
+
+    def commands(parser, prefix=()):
+        yield prefix
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from commands(sub, (*prefix, name))
+
+    seen = list(commands(build_parser()))
+    assert ("data", "pair") in seen and ("train", "gan") in seen and ("demo",) in seen
+    for argv in seen:
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--help"])
+        assert e.value.code == 0, argv
+        assert capsys.readouterr().out.startswith("usage: translate"), argv

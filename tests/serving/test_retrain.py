@@ -108,6 +108,17 @@ BAD_UPLOADS = {
 }
 
 
+def test_a_set_made_by_our_data_tools_is_accepted_as_it_is(tmp_path):
+    """`translate retrain NAME --data DIR` with DIR from `translate data make` or `translate data pair`."""
+    from translate.datasets import make_dataset
+
+    made = make_dataset("maps", tmp_path / "new_pairs", count=10, size=16, progress=False)
+    counts = upload.import_pairs(upload.folder_entries(tmp_path / "new_pairs"), tmp_path / "imported", "new_pairs",
+                                 upload.FOLDER_LIMITS)
+    assert {s: counts[s] for s in ("train", "val", "test")} == made["counts"] and counts["eval_split"] == "test"
+    assert not (tmp_path / "imported" / "dataset.json").exists()
+
+
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
 def test_bad_uploads_are_refused_and_nothing_is_imported(shared_store, case):
     data, limits, message = BAD_UPLOADS[case]

@@ -1,4 +1,5 @@
-"""Built-in paired data sets, procedural, so Pix2Pix can be tried with nothing to download.
+"""Paired data sets: built-in ones, procedural, so Pix2Pix can be tried with nothing to download,
+and pairs made from a folder of the user's own photos.
 
 The registry: :data:`KINDS`, the sets by name, each a :class:`DatasetKind`. One module per set
 draws a pixel-aligned (A, B) pair from a random generator:
@@ -8,6 +9,11 @@ draws a pixel-aligned (A, B) pair from a random generator:
 
 Adding a set is one module with its pair function and one line in :data:`KINDS`; the
 ``translate data make`` command offers every kind listed there.
+
+Photos: :data:`PAIRINGS` (:mod:`.photo_pairs`) turn any photo into a pair whose B is the photo
+and whose A is its edges drawn as a sketch, its grey levels, a low-resolution copy or the
+photo with holes; :func:`pair_photos` writes a folder of photos as such a set
+(``translate data pair``).
 
 :func:`make_pair` gives pair ``index`` of a set; :func:`make_dataset` writes a set in the
 aligned layout (see :mod:`.folder`). Pair ``i`` comes from ``np.random.default_rng([seed, i])``,
@@ -24,11 +30,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..options import opt
 from . import maps, sketches
 from .drawing import check_size
-from .folder import Pair, split_counts, write_dataset
+from .folder import Pair, read_summary, split_counts, write_dataset
+from .photo_pairs import PAIRINGS, PairOptions, pair_photo, pair_photos
 
-__all__ = ["DatasetKind", "KINDS", "make_pair", "make_dataset", "split_counts"]
+__all__ = ["DatasetKind", "KINDS", "MakeOptions", "make_pair", "make_dataset", "split_counts", "dataset_kind",
+           "PAIRINGS", "PairOptions", "pair_photo", "pair_photos"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,16 @@ KINDS: dict[str, DatasetKind] = {k.name: k for k in (
     DatasetKind("maps", a="aerial photo", b="map", pair=maps.make_maps_pair),
     DatasetKind("sketches", a="sketch", b="photo", pair=sketches.make_sketches_pair),
 )}
+
+
+@dataclass
+class MakeOptions:
+    """The options of ``translate data make``."""
+
+    count: int = opt(400, "number of pairs (80 % train, 10 % val, 10 % test)")
+    size: int = opt(256, "side of each image")
+    seed: int = opt(0, "pair i is drawn from (seed, i) alone")
+    progress: bool = opt(True, "show a progress bar")
 
 
 def _kind(kind: str) -> DatasetKind:
@@ -82,3 +101,11 @@ def make_dataset(kind: str, out: str | os.PathLike, count: int = 400, size: int 
     return write_dataset(out, lambda i: entry.pair(np.random.default_rng([seed, i]), size), counts,
                          kind=entry.name, size=size, seed=seed, splits=splits, sides=(entry.a, entry.b),
                          progress=progress)
+
+
+def dataset_kind(folder: str | os.PathLike) -> str | None:
+    """The kind of data set a folder holds, as its ``dataset.json`` records it (``maps``, ``sketches``, a
+    pairing of photos such as ``edges``), or None for a folder we did not write."""
+    summary = read_summary(folder)
+    kind = summary.get("kind") if summary else None
+    return kind if isinstance(kind, str) else None

@@ -3,9 +3,11 @@
 * canvas: :func:`check_size`, :func:`pixel_grid` (cached coordinate grids);
 * noise: :func:`value_noise` (smooth, unit std), :func:`normal_ppf` (a threshold on it);
 * masks: :func:`shift`, :func:`disk`, :func:`dilate`, :func:`erode`, :func:`boundary`,
-  :func:`fill_polygon`;
+  :func:`fill_polygon`, :func:`thin` (to one-pixel lines), :func:`drop_small_components`;
 * lines and outlines: :func:`spaced_positions`, :func:`curve_distance` (signed distance
   to a wavy curve), :func:`chaikin`, :func:`round_poly`, :func:`spline`, :func:`ellipse`;
+* sketches: :func:`ink_sketch` (lines drawn with a pen, black on white: the A side of the
+  ``sketches`` set and of photos paired by their edges);
 * colours: :func:`rgb`, :func:`to_u8`.
 
 Images are float32 HWC in [0, 255] while drawn, uint8 once done. Only numpy and OpenCV.
@@ -140,6 +142,47 @@ def fill_polygon(shape: tuple[int, int], poly: np.ndarray) -> np.ndarray:
     m = np.zeros(shape, np.uint8)
     cv2.fillPoly(m, [np.round(poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     return m.astype(bool)
+
+
+# a pixel's 8 neighbours as hit-or-miss kernels (1: set, -1: clear, 0: either): the classic thinning pair of
+# structuring elements and their rotations by 90 degrees (Gonzalez & Woods)
+_THIN = [np.rot90(k, r).astype(np.int32) for k in (np.array([[-1, -1, -1], [0, 1, 0], [1, 1, 1]]),
+                                                    np.array([[0, -1, -1], [1, 1, -1], [0, 1, 0]]))
+         for r in range(4)]
+
+
+def thin(mask: np.ndarray, max_iterations: int = 64) -> np.ndarray:
+    """``mask`` thinned to lines one pixel wide (its topology kept), by repeated hit-or-miss thinning."""
+    m = mask.astype(np.uint8)
+    for _ in range(max_iterations):
+        before = int(m.sum())
+        for k in _THIN:
+            m &= 1 - cv2.morphologyEx(m, cv2.MORPH_HITMISS, k, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        if int(m.sum()) == before:
+            break
+    return m.astype(bool)
+
+
+def drop_small_components(mask: np.ndarray, min_extent: float) -> np.ndarray:
+    """``mask`` without its 8-connected pieces whose bounding box is shorter than ``min_extent`` pixels
+    both ways (specks and short scratches)."""
+    n, label, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]) >= min_extent
+    return keep[label]
+
+
+# --------------------------------------------------------------------------- sketches
+
+def ink_sketch(lines: np.ndarray, pen: int, size: int, drawn: np.ndarray | None = None) -> np.ndarray:
+    """Lines (a boolean mask on a supersampled canvas) drawn with a pen ``pen`` canvas pixels wide, and the
+    strokes ``drawn`` as they are, black on white, reduced to ``size``; uint8 RGB."""
+    ink = dilate(lines, pen // 2) if pen > 2 else lines | shift(lines, 1, 1)
+    if drawn is not None:
+        ink = ink | drawn
+    ink = cv2.resize(ink.astype(F32), (size, size), interpolation=cv2.INTER_AREA)
+    sk = 255 - 255 * np.clip(ink * 1.6, 0, 1)
+    return np.repeat(to_u8(sk)[..., None], 3, axis=2)
 
 
 # --------------------------------------------------------------------------- lines and outlines

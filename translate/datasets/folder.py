@@ -1,7 +1,9 @@
 """Writing a built-in data set to disk: splits, the aligned A|B layout, ``dataset.json``.
 
 Files are ``OUT/{train,val,test}/NNNNN.png`` (A | B side by side, as :mod:`translate.data`
-reads them); indices run over train, then val, then test. ``OUT/dataset.json`` records
+reads them); indices run over train, then val, then test. The writer of the pairs is either a
+built-in set's pair function (:mod:`translate.datasets`) or a pairing of photos
+(:mod:`.photo_pairs`, which skips unreadable photos and records where each file came from). ``OUT/dataset.json`` records
 how the set was made, including the generator that wrote it: a folder written by us
 (now or before :mod:`translate.datasets` existed) may be written again, and its images
 that the new run does not write are removed; a folder holding other images is refused.
@@ -12,6 +14,7 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -45,20 +48,29 @@ def split_counts(count: int, splits: Sequence[float] = (0.8, 0.1, 0.1)) -> dict[
 
 def write_dataset(out: str | os.PathLike, pair_at: Callable[[int], Pair], counts: dict[str, int], *, kind: str,
                   size: int, seed: int, splits: Sequence[float], sides: tuple[str, str],
-                  progress: bool = True) -> dict:
+                  progress: bool | str = True, skip_errors: type[Exception] | tuple[type[Exception], ...] = (),
+                  extra: dict | None = None, source_of: Callable[[int], str] | None = None,
+                  skipped: Sequence[dict] = ()) -> dict:
     """Write pair ``pair_at(i)`` of each index to ``out`` as laid out above; return the summary.
 
     ``counts`` comes from :func:`split_counts`; ``kind``, ``size``, ``seed``, ``splits`` and
-    ``sides`` (what A and B show) are recorded in ``dataset.json``. Each file is written atomically.
+    ``sides`` (what A and B show) are recorded in ``dataset.json``, and ``extra`` fields with them.
+    Each file is written atomically. ``progress``: a progress bar (a string: its label).
+    A pair whose ``pair_at`` raises one of ``skip_errors`` is left out, named on stderr and
+    listed in the summary's ``skipped`` (``file``: ``source_of(i)``, else the index; ``reason``) after
+    the ``skipped`` the caller found before;
+    ``counts`` and ``count`` are those written; ``sources`` maps each written file to ``source_of(i)``.
     """
     out = Path(out)
     names = _prepare_folder(out, counts)
-    _write_pairs(out, names, pair_at, f"synthetic {kind}" if progress else None)
+    label = (f"synthetic {kind}" if progress is True else progress) or None
+    failed = _write_pairs(out, names, pair_at, label, skip_errors)
+    written = [(split, idx) for split, idx in names if idx not in failed]
     summary = {
         "kind": kind,
         "out": str(out),
-        "counts": counts,
-        "count": len(names),
+        "counts": {split: sum(1 for s, _ in written if s == split) for split in counts},
+        "count": len(written),
         "size": size,
         "seed": seed,
         "splits": [float(x) for x in splits],
@@ -66,7 +78,13 @@ def write_dataset(out: str | os.PathLike, pair_at: Callable[[int], Pair], counts
         "A": sides[0],
         "B": sides[1],
         "generator": GENERATOR,
+        **(extra or {}),
     }
+    if skip_errors or skipped:
+        summary["skipped"] = [*skipped, *({"file": source_of(i) if source_of else i,
+                                           "reason": getattr(e, "reason", str(e))} for i, e in failed.items())]
+    if source_of is not None:
+        summary["sources"] = {f"{split}/{idx:05d}.png": source_of(idx) for split, idx in written}
     write_text_atomic(out / "dataset.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -110,17 +128,25 @@ def _images(out: Path) -> list[Path]:
     return files
 
 
+def read_summary(out: str | os.PathLike) -> dict | None:
+    """``out/dataset.json`` of a folder we wrote (what :func:`write_dataset` returned), else None."""
+    try:
+        summary = json.loads((Path(out) / "dataset.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("generator") in OUR_GENERATORS else None
+
+
 def _is_ours(out: Path) -> bool:
     """Whether ``out/dataset.json`` says we wrote the folder."""
-    try:
-        return json.loads((out / "dataset.json").read_text("utf-8")).get("generator") in OUR_GENERATORS
-    except (OSError, ValueError, AttributeError):
-        return False
+    return read_summary(out) is not None
 
 
 def _write_pairs(out: Path, names: list[tuple[str, int]], pair_at: Callable[[int], Pair],
-                 progress: str | None) -> None:
-    """Each pair as one A|B PNG; ``progress``: the label of a progress bar, or None for none."""
+                 progress: str | None, skip_errors: type[Exception] | tuple[type[Exception], ...] = ()
+                 ) -> dict[int, Exception]:
+    """Each pair as one A|B PNG; ``progress``: the label of a progress bar, or None for none.
+    Returns the errors of the pairs skipped, by index (an earlier run's file for them is removed)."""
     bar = None
     if progress is not None:
         try:
@@ -128,14 +154,25 @@ def _write_pairs(out: Path, names: list[tuple[str, int]], pair_at: Callable[[int
             bar = tqdm(total=len(names), desc=progress, unit="img")
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
+    skipped: dict[int, Exception] = {}
     try:
         for split, idx in names:
-            a, b = pair_at(idx)
-            img = Image.fromarray(np.concatenate([a, b], axis=1))
-            with atomic_path(_image_path(out, split, idx)) as tmp:
-                img.save(tmp, format="PNG", compress_level=3)
+            try:
+                a, b = pair_at(idx)
+            except skip_errors as e:
+                skipped[idx] = e
+                _image_path(out, split, idx).unlink(missing_ok=True)
+                if bar is not None:
+                    bar.write(f"skipped: {e}", file=sys.stderr)
+                else:
+                    print(f"skipped: {e}", file=sys.stderr, flush=True)
+            else:
+                img = Image.fromarray(np.concatenate([a, b], axis=1))
+                with atomic_path(_image_path(out, split, idx)) as tmp:
+                    img.save(tmp, format="PNG", compress_level=3)
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    return skipped

@@ -19,7 +19,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .drawing import (F32, boundary, chaikin, check_size, dilate, ellipse, erode, fill_polygon, pixel_grid, rgb,
+from .drawing import (F32, boundary, chaikin, check_size, ellipse, erode, fill_polygon, ink_sketch, pixel_grid, rgb,
                       round_poly, shift, spline, to_u8, value_noise)
 
 __all__ = ["make_sketches_pair", "SketchObject", "Part", "DetailLine"]
@@ -386,7 +386,7 @@ def _render_object(rng: np.random.Generator, o: SketchObject, size: int) -> tupl
     lw_sketch = int(rng.integers(2, 4))
     sketch_lines = _detail_lines(o, place, label, obj, photo, lw_sketch, size)
     photo = _on_background(rng, photo, obj, size)
-    return _sketch(bnd, sketch_lines, lw_sketch, size), photo
+    return ink_sketch(bnd, lw_sketch, size, drawn=sketch_lines.astype(bool)), photo
 
 
 def _place(rng: np.random.Generator, o: SketchObject, C: int) -> _Placement:
@@ -543,15 +543,6 @@ def _on_background(rng: np.random.Generator, photo: np.ndarray, obj: np.ndarray,
     photo = np.where(obj[..., None], photo, bg)
     photo = cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA)
     return to_u8(photo)
-
-
-def _sketch(bnd: np.ndarray, sketch_lines: np.ndarray, lw_sketch: int, size: int) -> np.ndarray:
-    """All part borders and detail lines, black on white, reduced to ``size``; uint8 RGB."""
-    edges = dilate(bnd, lw_sketch // 2) if lw_sketch > 2 else bnd | shift(bnd, 1, 1)
-    ink = (edges | sketch_lines.astype(bool)).astype(F32)
-    ink = cv2.resize(ink, (size, size), interpolation=cv2.INTER_AREA)
-    sk = 255 - 255 * np.clip(ink * 1.6, 0, 1)
-    return np.repeat(to_u8(sk)[..., None], 3, axis=2)
 
 
 # --------------------------------------------------------------------------- the pair
