@@ -364,14 +364,16 @@ def _remove_temps(dst: Path) -> None:
 
 def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result, run,
          registry, raster, tiling):
+    import onnx
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
     from translate.predictor import Predictor
 
     Predictor(source, device="cpu")  # a model ONNX Runtime cannot load fails here, in the driver
-    # the bytes, never a path: the actors may run on nodes that do not have the file
-    model: Any = ray.put(source if isinstance(source, bytes) else Path(source).read_bytes())
+    # the bytes, never a path: the actors may run on nodes that do not have the file (a model's external
+    # weights, as the dynamo exporter writes them, are read in with it)
+    model: Any = ray.put(source if isinstance(source, bytes) else onnx.load(str(source)).SerializeToString())
     workers, cpus, gpus, threads = _resources(workers, device)
     context = DataContext.get_current()
     bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours below counts files

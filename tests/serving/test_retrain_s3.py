@@ -1,6 +1,6 @@
 """Retraining against an S3 store (moto's server): the job fine-tunes from the checkpoint it downloads
 from the bucket, and registers and promotes the new version there, where every node sees it."""
-from serving import retrain
+from serving.retraining import jobs as retrain
 from serving.store import ModelStore
 
 from .conftest import S3_BUCKET, stored
