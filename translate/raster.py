@@ -376,6 +376,26 @@ def translate_raster_bytes(predictor: Predictor, data: bytes, options: RasterOpt
         raise ImageError(name, f"cannot read or write the raster ({e})") from None
 
 
+def decode_raster(data: bytes, options: RasterOptions | None = None, *, name: str = "<upload>",
+                  max_pixels: int | None = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray | None]:
+    """A raster file's bytes -> (uint8 H x W x 1 or 3: the chosen bands, stretched by the same rules;
+    the mask as alpha, or None when every pixel is valid), for callers that translate arrays (the
+    service's batched path, answering PNG). ImageError names ``name``."""
+    import rasterio  # lazy: GDAL
+    from rasterio.errors import RasterioError
+
+    options = options or RasterOptions()
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=CACHE_MB), open_raster(data, name) as ds:
+            _check_size(ds, name, max_pixels)
+            bands = choose_bands(ds, options.band_list, name)
+            source = RasterSource(ds, bands, stretch_limits(ds, bands, options.percentiles))
+            image = source.read(0, ds.height, 0, ds.width)
+            return image, source.read_mask(0, ds.height, 0, ds.width) if source.has_mask else None
+    except RasterioError as e:
+        raise ImageError(name, f"cannot read the raster ({e})") from None
+
+
 def is_raster_upload(data: bytes) -> bool:
     """Whether uploaded bytes are a TIFF (GeoTIFF) for :func:`translate_raster_bytes`."""
     return data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")

@@ -198,6 +198,19 @@ def test_cog_output_and_bytes_in_and_out(tmp_path, resnet):
         translate_raster_bytes(p, src.read_bytes(), name="upload", max_pixels=1000)
 
 
+def test_an_uploaded_raster_decodes_to_the_array_the_windows_give(tmp_path, photo):
+    a = photo.astype(np.uint16) * 10 + 5
+    a[:, :, :17] = 0
+    src = write_raster(tmp_path / "in.tif", a, nodata=0)
+    image, alpha = raster.decode_raster(src.read_bytes(), RasterOptions(bands="2,3,1"), name="in.tif")
+    with rasterio.open(src) as ds:
+        source = raster.RasterSource(ds, (2, 3, 1), raster.stretch_limits(ds, (2, 3, 1), (2, 98)))
+        np.testing.assert_array_equal(image, source.read(0, 150, 0, 210))
+    assert image.shape == (150, 210, 3) and (alpha[:, :17] == 0).all() and (alpha[9:, 17:] == 255).all()
+    with pytest.raises(ImageError, match="in.tif: not a readable raster"):
+        raster.decode_raster(b"II*\x00" + bytes(40), name="in.tif")
+
+
 def test_unreadable_rasters_are_named_and_nothing_is_left_behind(tmp_path, resnet):
     p = Predictor(resnet, tiling=TileConfig(threshold=None))
     bad = tmp_path / "bad.tif"
