@@ -112,14 +112,15 @@ def open_raster(src: str | os.PathLike | bytes, name: str | None = None) -> Iter
 
     name = name or ("<upload>" if isinstance(src, bytes) else str(src))
     with contextlib.ExitStack() as stack:
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
-            if isinstance(src, bytes):
-                if not src:
-                    raise ImageError(name, "empty file")
-                ds = stack.enter_context(stack.enter_context(rasterio.MemoryFile(src)).open())
-            else:
-                ds = stack.enter_context(rasterio.open(src))
+            with warnings.catch_warnings():  # a plain TIFF is fine: its output is plain too
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                if isinstance(src, bytes):
+                    if not src:
+                        raise ImageError(name, "empty file")
+                    ds = stack.enter_context(stack.enter_context(rasterio.MemoryFile(src)).open())
+                else:
+                    ds = stack.enter_context(rasterio.open(src))
         except RasterioError as e:
             raise ImageError(name, f"not a readable raster ({e})") from None
         if ds.width <= 0 or ds.height <= 0 or ds.count < 1:
@@ -281,7 +282,7 @@ def _tags(predictor: Predictor, model: str, source: str, bands, percentiles, lim
         "rule": "percentile", "percentiles": list(percentiles),
         "bands": {str(b): [lo, hi] for b, (lo, hi) in zip(bands, limits)}}
     arch = predictor.metadata.get("arch")
-    return {"TRANSLATE_MODEL": model, "TRANSLATE_MODEL_ARCH": json.dumps(arch) if arch else "",
+    return {"TRANSLATE_MODEL": model, **({"TRANSLATE_MODEL_ARCH": json.dumps(arch)} if arch else {}),
             "TRANSLATE_TILING": json.dumps(tiling), "TRANSLATE_BANDS": ",".join(map(str, bands)),
             "TRANSLATE_STRETCH": json.dumps(stretch), "TRANSLATE_SOURCE": source}
 
@@ -291,6 +292,7 @@ def _translate_into(predictor: Predictor, ds: Any, target: str, options: RasterO
     """Translate ``ds`` into a tiled GeoTIFF at ``target`` (a path or GDAL /vsimem/ name); returns its tags."""
     import rasterio  # lazy: GDAL
     from rasterio.enums import ColorInterp
+    from rasterio.errors import NotGeoreferencedWarning
 
     bands = choose_bands(ds, options.band_list, name)
     limits = stretch_limits(ds, bands, options.percentiles)
@@ -298,7 +300,10 @@ def _translate_into(predictor: Predictor, ds: Any, target: str, options: RasterO
     channels = predictor.output_nc
     tags = _tags(predictor, model, Path(name).name, bands, options.percentiles, limits,
                  predictor.tiling.wants(ds.height, ds.width))
-    with rasterio.open(target, "w", **output_profile(ds, channels, source.has_mask, options)) as out:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        out = rasterio.open(target, "w", **output_profile(ds, channels, source.has_mask, options))
+    with out:
         if not ds.transform or ds.transform.is_identity:
             gcps, gcp_crs = ds.gcps
             if gcps:
@@ -334,9 +339,8 @@ def translate_raster(predictor: Predictor, src: str | os.PathLike, dst: str | os
     """Translate the raster file ``src`` into the GeoTIFF ``dst`` (written atomically; the rename runs
     inside ``write_guard()`` when given). Returns the tags written. ImageError names ``src`` when
     it cannot be read; ``model`` is what the tags call the model (default: the predictor's source)."""
-    from rasterio.errors import RasterioError  # lazy: GDAL
-
-    import rasterio
+    import rasterio  # lazy: GDAL
+    from rasterio.errors import RasterioError
 
     options = options or RasterOptions()
     name = str(src)

@@ -52,6 +52,7 @@ from .windows import ArraySink, ArraySource, PaddedSource, TileSink, TileSource
 
 WEIGHT_INPUT = "tile_weight"  # (N, 1, H, W): the tile's share of each pixel, for the statistics
 STATISTICS = ("exact", "estimate", "per_tile")
+EMIT_ROWS = 64  # finished rows are converted to uint8 and handed to the sink this many at a time
 
 
 @dataclass(frozen=True)
@@ -374,7 +375,6 @@ class TiledRunner:
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.last_plan: TilePlan | None = None
-        self.last_source: PaddedSource | None = None  # the padded source of the last translate_source
 
     # ---------------------------------------------------------------- public
     def translate_array(self, a: np.ndarray) -> np.ndarray:
@@ -391,7 +391,6 @@ class TiledRunner:
         h, w = source.height, source.width
         canvas = PaddedSource(source, self.align, self.min_size)
         top, left = canvas.pads[0], canvas.pads[2]
-        self.last_source = canvas
         done = 0
 
         def tile(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -403,8 +402,9 @@ class TiledRunner:
             return x
 
         def emit(y0: int, rows: np.ndarray) -> None:  # rows: (C, n, W_canvas) float from canvas row y0
-            lo, hi = max(y0, top), min(y0 + rows.shape[1], top + h)
-            if hi > lo:
+            # converted a few rows at a time: a wide image's band is large, its float temporaries need not be
+            for lo in range(max(y0, top), min(y0 + rows.shape[1], top + h), EMIT_ROWS):
+                hi = min(lo + EMIT_ROWS, y0 + rows.shape[1], top + h)
                 sink.write(lo - top, imageio.from_network(rows[None, :, lo - y0:hi - y0, left:left + w])[0])
 
         self._render((canvas.height, canvas.width), tile, emit)
