@@ -277,7 +277,11 @@ def output_profile(ds: Any, channels: int, alpha: bool, options: RasterOptions) 
 
 
 def _tags(predictor: Predictor, model: str, source: str, bands, percentiles, limits, tiled: bool) -> dict[str, str]:
-    tiling = ({"mode": "tiled", **asdict(predictor.tiling)} if tiled else {"mode": "whole"})
+    """The output's TRANSLATE_* tags, once the raster is translated (the tiled runner's plan is known)."""
+    tiling: dict[str, Any] = {"mode": "whole"}
+    if tiled:
+        plan = predictor.tiler.last_plan
+        tiling = {"mode": "tiled", **asdict(predictor.tiling), "tiles": plan.count, "passes": plan.passes}
     stretch: dict[str, Any] = {"rule": "none: 8-bit input"} if limits is None else {
         "rule": "percentile", "percentiles": list(percentiles),
         "bands": {str(b): [lo, hi] for b, (lo, hi) in zip(bands, limits)}}
@@ -298,8 +302,6 @@ def _translate_into(predictor: Predictor, ds: Any, target: str, options: RasterO
     limits = stretch_limits(ds, bands, options.percentiles)
     source = RasterSource(ds, bands, limits)
     channels = predictor.output_nc
-    tags = _tags(predictor, model, Path(name).name, bands, options.percentiles, limits,
-                 predictor.tiling.wants(ds.height, ds.width))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         out = rasterio.open(target, "w", **output_profile(ds, channels, source.has_mask, options))
@@ -310,10 +312,12 @@ def _translate_into(predictor: Predictor, ds: Any, target: str, options: RasterO
                 out.gcps = (gcps, gcp_crs)
         colour = [ColorInterp.red, ColorInterp.green, ColorInterp.blue] if channels == 3 else [ColorInterp.gray]
         out.colorinterp = colour + ([ColorInterp.alpha] if source.has_mask else [])
-        out.update_tags(**tags)
         sink = GeoTiffSink(out, BLOCK, source if source.has_mask else None)
         predictor.translate_source(source, sink, progress)
         sink.close()
+        tags = _tags(predictor, model, Path(name).name, bands, options.percentiles, limits,
+                     predictor.tiling.wants(ds.height, ds.width))
+        out.update_tags(**tags)
     return tags
 
 

@@ -72,7 +72,10 @@ def test_crs_transform_and_nodata_survive_and_pixels_match_the_array_path(tmp_pa
     assert (y[:3, :, :17] == 0).all()  # the collar stays empty in the colour bands too
     expected = p.translate_array(hwc(photo))  # the same predictor on the whole array
     np.testing.assert_array_equal(hwc(y[:3])[9:, 17:], expected[9:, 17:])
-    assert json.loads(tags["TRANSLATE_TILING"])["mode"] == ("tiled" if threshold == 0 else "whole")
+    tiling = json.loads(tags["TRANSLATE_TILING"])
+    assert tiling["mode"] == ("tiled" if threshold == 0 else "whole")
+    if threshold == 0:
+        assert tiling["tile"] == 64 and tiling["statistics"] == "exact" and tiling["tiles"] == p.tiler.last_plan.count
 
 
 def test_a_raster_far_over_the_memory_budget_is_read_and_written_by_windows(tmp_path):
