@@ -38,7 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import local_ray
+from training import local_ray
 from serving.config import ServiceConfig
 from serving.store import ModelStore, NotFoundError, StoreError, check_name, parse_model_id
 from translate import imageio

@@ -40,7 +40,9 @@ from translate.options import opt
 from translate.raster import RasterOptions
 from translate.tiling import TileConfig
 
-from . import folder_lock, local_ray
+from training import local_ray
+
+from . import folder_lock
 
 SUMMARY_NAME = "convert_summary.json"
 FORMATS = ("png", "jpg")

@@ -34,3 +34,15 @@ def tiny_pix2pix_config(data, out, **kw):
                 export=False, preprocess="resize_and_crop", load_size=36)
     base.update(kw)
     return Pix2PixConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of 2 CPUs for a test module (reused if the session already has one), shut down after it."""
+    ray = pytest.importorskip("ray")
+    own = not ray.is_initialized()
+    if own:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if own:
+        ray.shutdown()

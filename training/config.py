@@ -48,6 +48,17 @@ class TrainConfig:
     init_from: str = opt("", "start from the networks of this checkpoint or run directory (fine-tuning; "
                          "optimizers and schedule start fresh)")
     progress: bool = opt(True, "show a progress bar")
+    processes: int = opt(1, "training processes, data-parallel on Ray Train: each takes --batch-size samples a "
+                         "step, so the global batch is processes x batch size (--workers is the data loaders'); "
+                         "a resume may change it")
+    address: str | None = opt(None, "the Ray cluster the processes run on (HOST:PORT, or 'auto' for the one this "
+                              "machine belongs to); default: a local Ray started for the run")
+    cpus_per_process: float | None = opt(None, "CPUs each process reserves, and its torch threads (auto: this "
+                                         "machine's CPUs shared between the processes; 1 on a cluster)")
+    gpus_per_process: float | None = opt(None, "GPUs each process reserves (auto: 1 when CUDA is there and --device "
+                                         "allows it, else 0); NCCL with GPUs, gloo without")
+    sync_batchnorm: bool = opt(False, "batch norm statistics over every process's batch (SyncBatchNorm; GPUs only); "
+                               "without it each process normalises by its own batch")
 
     method: typing.ClassVar[str] = ""
 
@@ -63,6 +74,8 @@ class TrainConfig:
             raise ConfigError("decay_fraction", f"must be in [0, 1], got {self.decay_fraction}")
         if self.workers < 0:
             raise ConfigError("workers", f"must be >= 0, got {self.workers}")
+        if self.processes < 1:
+            raise ConfigError("processes", f"must be >= 1, got {self.processes}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "config_format": CONFIG_FORMAT, **dataclasses.asdict(self)}

@@ -34,8 +34,15 @@ from translate.files import atomic_path, write_text_atomic
 from translate.imageio import save_image, tensor_to_array
 
 from .config import TrainConfig
+from .distributed import World, stop_requested
 
 log = logging.getLogger(__name__)
+
+#: What a resume may change: how long, where and how fast the run goes, and how it reports; never its math.
+#: The number of processes may change too: the global sample order is re-split over the new count.
+RESUMABLE_OVERRIDES = ("steps", "epochs", "device", "workers", "progress", "time_limit", "amp", "log_every",
+                       "val_every", "sample_every", "checkpoint_every", "export", "processes", "address",
+                       "cpus_per_process", "gpus_per_process")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -185,7 +192,10 @@ class Trainer:
     """Runs a method to completion, from scratch or from a run directory's latest checkpoint."""
 
     def __init__(self, method_class: type[Method], config: TrainConfig, resume: str | os.PathLike | None = None,
-                 overrides: dict[str, Any] | None = None):
+                 overrides: dict[str, Any] | None = None, world: World | None = None):
+        """``world``: this process's place in a data-parallel run (given by training.distributed's workers).
+        A config with ``processes`` > 1 and no world makes a launcher: :meth:`fit` starts the processes."""
+        self.method_class, self.world, self.overrides = method_class, world, dict(overrides or {})
         self.checkpoint = None
         if resume is not None:
             self.run_dir = Path(resume)
@@ -195,9 +205,8 @@ class Trainer:
                 raise ConfigError("resume", f"{ckpt_path} is a {self.checkpoint['method']} run, not {method_class.name}")
             config = method_class.config_class.from_dict(
                 {k: v for k, v in self.checkpoint["config"].items() if k != "method"})
-            for k, v in (overrides or {}).items():
-                if k not in ("steps", "epochs", "device", "workers", "progress", "time_limit", "amp",
-                             "log_every", "val_every", "sample_every", "checkpoint_every", "export"):
+            for k, v in self.overrides.items():
+                if k not in RESUMABLE_OVERRIDES:
                     raise ConfigError(k, "cannot be changed when resuming (it would change the run's math)")
                 setattr(config, k, v)
         else:
@@ -207,23 +216,50 @@ class Trainer:
                 raise ConfigError("out", f"{self.run_dir} already holds a run: use --resume {self.run_dir}")
         config.out = str(self.run_dir)
         self.config = config
+        self.step = int(self.checkpoint["step"]) if self.checkpoint is not None else 0
+        if config.processes > 1 and world is None:
+            self.launcher = True  # fit() runs the processes; nothing is built here
+            return
+        self.launcher = False
         self.device = resolve_device(config.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels
-        _seed_everything(config.seed)
+        _seed_everything(config.seed)  # every process builds the same networks
         self.method = method_class(config, self.device)
         self.train_set, self.val_set = self.method.datasets()
-        self.step = 0
         self.last_val: dict[str, float] = {}
+        self.samples_seen = 0
+        if world is not None:
+            self._join(world)
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
         elif config.init_from:
             self._init_networks(config.init_from)
 
+    def _join(self, world: World) -> None:
+        """Make this process one of ``world``'s: the same networks, gradients averaged before every
+        optimizer step, its own random streams for what it samples (dropout, latents, pools)."""
+        for net in self.method.networks.values():
+            if self.config.sync_batchnorm:
+                torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            world.broadcast_module(net)
+        for opt in self.method.optimizers.values():
+            world.hook_optimizer(opt)
+        if world.rank:  # rank 0 keeps the single process's streams
+            _seed_everything(self.config.seed + 1_000_003 * world.rank)
+
+    @property
+    def processes(self) -> int:
+        return self.world.size if self.world is not None else 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.world is None or self.world.is_main
+
     # ------------------------------------------------------------------ set-up
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, len(self.train_set) // self.config.batch_size)
+        return max(1, len(self.train_set) // (self.config.batch_size * self.processes))
 
     @property
     def total_steps(self) -> int:
@@ -245,8 +281,13 @@ class Trainer:
             self.method.networks[k].load_state_dict(sd)
         for k, sd in ckpt["optimizers"].items():
             self.method.optimizers[k].load_state_dict(sd)
-        self.method.load_extra_state(ckpt.get("extra", {}))
+        rank = self.world.rank if self.world is not None else 0
+        extras = [ckpt.get("extra", {}), *ckpt.get("extra_ranks", [])]
+        if rank < len(extras):  # a process the checkpoint did not have starts its own state afresh
+            self.method.load_extra_state(extras[rank])
         self.step = self.method.steps_done = int(ckpt["step"])
+        # samples of the global order consumed so far (checkpoints before data-parallel runs: step x batch)
+        self.samples_seen = int(ckpt.get("samples_seen", self.step * self.config.batch_size))
         self.last_val = dict(ckpt.get("last_val", {}))
 
     def _init_networks(self, source: str) -> None:
@@ -261,7 +302,8 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         c = self.config
-        sampler = EpochSampler(len(self.train_set), seed=c.seed, start=self.step * c.batch_size)
+        shard = (self.world.rank, self.world.size, c.batch_size) if self.world is not None else None
+        sampler = EpochSampler(len(self.train_set), seed=c.seed, start=self.samples_seen, shard=shard)
         return DataLoader(
             self.train_set, batch_size=c.batch_size, sampler=sampler, num_workers=c.workers,
             pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init if c.workers else None,
@@ -269,21 +311,31 @@ class Trainer:
             prefetch_factor=4 if c.workers else None)
 
     # -------------------------------------------------------------- checkpoints
-    def save_checkpoint(self, schedulers) -> Path:
+    def save_checkpoint(self, schedulers) -> Path | None:
+        """Write a checkpoint (rank 0; every process takes part: each one's RNG and own state are kept)."""
+        rng, extra = _rng_state(), self.method.extra_state()
+        if self.world is not None:
+            rngs, extras = self.world.gather(rng), self.world.gather(extra)
+            if not self.is_main:
+                return None
+            rng, extra = rngs[0], extras[0]
         ckpt_dir = self.run_dir / "checkpoints"
         state = {
             "format": CHECKPOINT_FORMAT,
             "method": self.method.name,
             "config": self.config.to_dict(),
             "step": self.step,
+            "samples_seen": self.samples_seen,
             "networks": {k: n.state_dict() for k, n in self.method.networks.items()},
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-            "extra": self.method.extra_state(),
-            "rng": _rng_state(),
+            "extra": extra,
+            "rng": rng,
             "last_val": self.last_val,
             "generators": {d: spec.to_dict() for d, spec in self.method.generators().items()},
         }
+        if self.world is not None:  # the other processes', for an exact resume on as many
+            state["extra_ranks"], state["rng_ranks"] = extras[1:], rngs[1:]
         path = ckpt_dir / f"step_{self.step:08d}.pt"
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -309,6 +361,8 @@ class Trainer:
         self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step or None)
 
     def log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
         record = {"step": self.step, **record}
         self.metrics_file.write(json.dumps(record) + "\n")
         for k, v in record.items():
@@ -337,10 +391,14 @@ class Trainer:
     def fit(self, stop_after: int | None = None) -> Path:
         """Train to the configured length; ``stop_after`` stops cleanly (with a checkpoint)
         after that many steps in this call, as an interruption would."""
+        if self.launcher:
+            return self._launch()
         c = self.config
         total = self.total_steps
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.run_dir / "config.json", c.dumps() + "\n")
+        main = self.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.run_dir / "config.json", c.dumps() + "\n")
         schedulers = self._make_schedulers()
         if self.checkpoint is not None:
             for k, sd in self.checkpoint["schedulers"].items():
@@ -348,8 +406,9 @@ class Trainer:
                 # a new LambdaLR resets the optimizer's rate; put back the decayed one
                 for group, lr in zip(self.method.optimizers[k].param_groups, schedulers[k].get_last_lr()):
                     group["lr"] = lr
-            _set_rng_state(self.checkpoint["rng"])
-        self._open_logs()
+            self._restore_rng(self.checkpoint)
+        if main:
+            self._open_logs()
         fixed = self._fixed_batch()
         by_step = c.steps > 0
         stop = {"now": False}
@@ -368,7 +427,9 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         t_log = time.perf_counter()
-        pbar = _progress(total, self.step, c.progress, desc=f"{self.method.name} {self.run_dir.name}")
+        # a data-parallel run's progress is shown by its driver (training.distributed), from metrics.jsonl
+        pbar = _progress(total, self.step, c.progress and self.world is None,
+                         desc=f"{self.method.name} {self.run_dir.name}")
         data_iter = iter(self._loader())
         try:
             while self.step < total:
@@ -377,6 +438,7 @@ class Trainer:
                 self.method.steps_done = self.step
                 losses = self.method.step(batch)
                 self.step += 1
+                self.samples_seen += c.batch_size * self.processes
                 if by_step or self.step % self.steps_per_epoch == 0:
                     for s in schedulers.values():
                         s.step()
@@ -388,20 +450,26 @@ class Trainer:
                 if self.step % c.log_every == 0 or last:
                     now = time.perf_counter()
                     means = {k: v / count for k, v in sums.items()}
+                    if self.world is not None:  # the mean over every process's samples, as one process would log
+                        means = self.world.mean(means)
                     self.log({"epoch": self.step // self.steps_per_epoch, "lr": lr, **means,
                               "it_per_s": count / max(now - t_log, 1e-9)})
                     pbar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
                     sums, count, t_log = {}, 0, now
-                if (c.val_every and self.step % c.val_every == 0) or last:
+                if main and ((c.val_every and self.step % c.val_every == 0) or last):
                     vals = self.validate()
                     if vals:
                         self.log(vals)
                         self.last_val = vals
                         pbar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items()))
-                if self.step % c.sample_every == 0 or last:
+                if main and (self.step % c.sample_every == 0 or last):
                     self.write_samples(fixed)
                 halt = (stop["now"] or (c.time_limit > 0 and time.monotonic() - started > c.time_limit * 60)
-                        or (stop_after is not None and self.step - first_step >= stop_after)) and not last
+                        or (stop_after is not None and self.step - first_step >= stop_after)
+                        or (main and self.world is not None and stop_requested(self.run_dir)))
+                if self.world is not None:  # every process stops at the same step
+                    halt = self.world.any(halt)
+                halt = halt and not last
                 if self.step % c.checkpoint_every == 0 or last or halt:
                     self.save_checkpoint(schedulers)
                 if halt:
@@ -411,16 +479,40 @@ class Trainer:
         finally:
             pbar.close()
             del data_iter
-            self.metrics_file.close()
-            self.tb.close()
+            if main:
+                self.metrics_file.close()
+                self.tb.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
         skipped = getattr(self.train_set, "skipped", {})
-        if skipped:
+        if skipped and main:
             log.warning("%d unreadable files were skipped during training", len(skipped))
-        if self.step == total and c.export:
+        if self.step == total and c.export and main:
             self.method.export(self.run_dir, verbose=c.progress)
+        if self.world is not None:
+            self.world.barrier()  # the run is whole (exported) before any process reports done
         return self.run_dir
+
+    def _restore_rng(self, ckpt: dict[str, Any]) -> None:
+        rank = self.world.rank if self.world is not None else 0
+        states = [ckpt["rng"], *ckpt.get("rng_ranks", [])]
+        if rank < len(states):
+            _set_rng_state(states[rank])
+        else:  # a process the checkpoint did not have: its own streams, from the step it starts at
+            _seed_everything(self.config.seed + 1_000_003 * rank + self.step)
+
+    def _launch(self) -> Path:
+        from . import distributed  # lazy: Ray
+
+        c = self.config
+        c.out = str(self.run_dir.resolve())
+        for name in ("data", "init_from"):  # the processes run in other working directories
+            value = getattr(c, name)
+            if value and Path(value).exists():
+                setattr(c, name, str(Path(value).resolve()))
+        total = c.steps if c.steps > 0 else None
+        return distributed.fit(self.method_class.name, c, self.run_dir.resolve(), resume=self.checkpoint is not None,
+                               overrides=self.overrides, total=total, start=self.step)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path:

@@ -252,12 +252,29 @@ class EpochSampler(Sampler):
 
     Yields ``(index, sample_seed)``. ``start`` is the number of samples already consumed
     (across epochs), so a resumed run continues exactly where it stopped.
+
+    Data-parallel training splits the one global order: with ``shard=(rank, processes, batch)``
+    each global step takes the next ``batch * processes`` samples and process ``rank`` gets its
+    ``batch`` of them, so N processes at batch b see exactly the samples (and augmentations: the
+    sample seed travels with the index) of one process at batch N * b, whatever N is on resume.
     """
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, start: int = 0):
-        self.n, self.seed, self.shuffle, self.start = n, seed, shuffle, start
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, start: int = 0,
+                 shard: tuple[int, int, int] | None = None):
+        self.n, self.seed, self.shuffle, self.start, self.shard = n, seed, shuffle, start, shard
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shard is None:
+            return self._global()
+        return self._sharded(*self.shard)
+
+    def _sharded(self, rank: int, processes: int, batch: int) -> Iterator[tuple[int, int]]:
+        stream = self._global()
+        while True:
+            chunk = [next(stream) for _ in range(batch * processes)]
+            yield from chunk[rank * batch:(rank + 1) * batch]
+
+    def _global(self) -> Iterator[tuple[int, int]]:
         epoch, pos = divmod(self.start, self.n)
         while True:
             if self.shuffle:

@@ -127,10 +127,11 @@ def test_convert_flags_come_from_convert_options(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(convert_module, "convert", fake_convert)
     main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out")])
     main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--format", "jpg",
-          "--device", "cpu", "--direction", "BtoA", "--quiet"])
+          "--device", "cpu", "--direction", "BtoA", "--quiet", "--store", "s3://bucket/models"])
     assert calls == [convert_module.ConvertOptions().kwargs(),
-                     dict(workers=3, fmt="jpg", device="cpu", direction="BtoA", progress=False)]
-    assert calls[0] == dict(workers=2, fmt="png", device="auto", direction=None, progress=True)
+                     dict(workers=3, fmt="jpg", device="cpu", direction="BtoA", progress=False,
+                          store="s3://bucket/models")]
+    assert calls[0] == dict(workers=2, fmt="png", device="auto", direction=None, progress=True, store=None)
     assert "wrote 0 images" in capsys.readouterr().out
 
 

@@ -1,4 +1,5 @@
-"""Starting a local Ray inside a command without losing its signal handling.
+"""Starting Ray inside a command without losing its signal handling (used by the trainers' data-parallel
+runs, batch conversion and the service: it sits in training/, the lowest layer that may use Ray).
 
 ``ray.init`` replaces the process's SIGTERM handler (Ray's core worker installs one that aborts
 the process with a stack dump, and its Python one exits at once), so a command that handles

@@ -1,0 +1,291 @@
+"""Data-parallel training on Ray Train: N processes, one run directory, the same run as one process.
+
+``translate train ... --processes N`` runs the trainer in N Ray Train workers (``TorchTrainer``:
+torch.distributed with gloo on CPU, NCCL on GPU), on a local Ray or an existing cluster
+(``--address``). Each process takes ``--batch-size`` samples a step from one global sample order
+(``translate.data.EpochSampler``'s shard), so N processes at batch b see exactly the samples of one
+process at batch N * b, and the learning-rate schedule counts global steps.
+
+Gradients are averaged across processes by a hook before every optimizer step
+(:meth:`World.average_gradients`, one flat all-reduce per step, as stylegan2-ada-pytorch does),
+not by wrapping networks in ``DistributedDataParallel``: a GAN step breaks DDP's assumptions (D
+called several times before one backward, D frozen and not reduced while G's loss flows through
+it, the gradient penalty's double backward, G skipping steps under ``n_critic``), while averaging
+what each optimizer is about to apply is right for all of them. Rank 0 alone writes the run
+directory (config, metrics, TensorBoard, samples, validation, checkpoints, export); a checkpoint
+also keeps every process's RNG state and per-process state (CycleGAN's image pools), so a resume
+with the same number of processes is exact, and one with another number re-splits the order.
+
+The driver (the ``translate`` process) shows progress from the metrics the run writes; Ctrl-C or
+SIGTERM asks every process to stop after the current step with a checkpoint (a second Ctrl-C kills
+them).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from translate.errors import ConfigError, TranslateError
+
+STOP_FILE = ".stop"  # in the run directory: the driver's request to stop after the current step
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a data-parallel run, and the collectives the loop needs."""
+
+    rank: int
+    size: int
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Replace each gradient by its mean over the processes (one flat all-reduce)."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Average the gradients of ``optimizer``'s parameters across processes before each of its steps."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.average_gradients(params))
+
+    def broadcast_module(self, module: torch.nn.Module) -> None:
+        """Rank 0's parameters and buffers everywhere (the processes start from one network)."""
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean of each value over the processes (same keys everywhere)."""
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        dist.all_reduce(t)
+        return {k: float(v) / self.size for k, v in zip(keys, t.tolist())}
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is true on one."""
+        t = torch.tensor([1 if flag else 0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order (on every process)."""
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the processes run: resources per process and the backend that fits them."""
+
+    processes: int
+    cpus: float
+    gpus: float
+    threads: int
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.gpus > 0 else "gloo"
+
+
+def placement(config, cluster_cpus: float, local: bool) -> Placement:
+    """Resources per process from the config (None = auto) and what the Ray cluster has."""
+    n = config.processes
+    if config.cpus_per_process is not None:
+        cpus = float(config.cpus_per_process)
+    else:  # a local Ray: share this machine's CPUs; a cluster: one each unless told
+        cpus = max(1.0, float(int(cluster_cpus // n))) if local else 1.0
+    if config.gpus_per_process is not None:
+        gpus = float(config.gpus_per_process)
+    else:
+        gpus = 1.0 if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else 0.0
+    if config.device == "cpu" and gpus:
+        raise ConfigError("gpus_per_process", "--device cpu with GPUs per process")
+    if config.sync_batchnorm and not gpus:
+        raise ConfigError("sync_batchnorm", "SyncBatchNorm runs on GPUs only (torch has no CPU kernel for it); on CPU "
+                          "each process normalises by its own batch (or use --norm instance)")
+    if local and cpus * n > cluster_cpus:
+        raise ConfigError("processes", f"{n} processes x {cpus:g} CPUs need {cpus * n:g} CPUs; this machine's Ray "
+                          f"has {cluster_cpus:g} (lower --processes or --cpus-per-process)")
+    return Placement(n, cpus, gpus, max(1, int(cpus)))
+
+
+# ------------------------------------------------------------------ the driver
+def fit(method_name: str, config, run_dir: Path, resume: bool, overrides: dict[str, Any], total: int | None,
+        start: int = 0) -> Path:
+    """Run ``config.processes`` training processes on Ray Train and wait for them; returns the run directory.
+
+    ``total`` / ``start``: the run's length and where it starts, for the progress bar (None: unknown)."""
+    import ray
+
+    from .local_ray import init as init_ray
+
+    own = not ray.is_initialized()
+    if own:
+        init_ray(address=config.address)  # None: a local Ray for this run
+    try:
+        place = placement(config, ray.cluster_resources().get("CPU", 0.0), local=config.address is None)
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        args = dict(method=method_name, config=config.to_dict(), run_dir=str(run_dir), resume=resume,
+                    overrides=overrides, threads=place.threads)
+        print(f"training on {place.processes} processes ({place.cpus:g} CPU" + (f", {place.gpus:g} GPU" if place.gpus
+              else "") + f" each, {place.backend}); the run writes to {run_dir}", flush=True)
+        _run_and_watch(_trainer(args, place, run_dir), run_dir, total, start)
+    finally:
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / ".ray_train", ignore_errors=True)  # Ray Train's own records of the run
+        if own:
+            ray.shutdown()
+    return run_dir
+
+
+def _trainer(args: dict, place: Placement, run_dir: Path):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    resources = {"CPU": place.cpus, **({"GPU": place.gpus} if place.gpus else {})}
+    return TorchTrainer(
+        _worker, train_loop_config=args,
+        scaling_config=ScalingConfig(num_workers=place.processes, use_gpu=place.gpus > 0,
+                                     resources_per_worker=resources),
+        torch_config=TorchConfig(backend=place.backend),
+        # Ray Train's own files; the run's checkpoints are ours (rank 0 writes them into the run directory)
+        run_config=RunConfig(storage_path=str(run_dir / ".ray_train"), name="train"))
+
+
+def _run_and_watch(trainer, run_dir: Path, total: int | None, start: int) -> None:
+    """``trainer.fit()`` in a thread while this one shows progress and turns Ctrl-C into a clean stop."""
+    outcome: dict[str, BaseException | None] = {"error": None}
+
+    def run() -> None:
+        try:
+            trainer.fit()
+        except BaseException as e:  # noqa: BLE001 (re-raised in the caller's thread)
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, name="ray-train", daemon=True)
+    thread.start()
+    progress = _Progress(run_dir, total, start)
+    stopping = False
+    try:
+        while thread.is_alive():
+            try:
+                thread.join(0.5)
+                progress.update()
+            except KeyboardInterrupt:
+                if stopping:
+                    raise
+                stopping = True
+                (run_dir / STOP_FILE).write_text("stop after this step\n")
+                progress.write("interrupted: every process finishes this step, then a checkpoint is written "
+                               "(Ctrl-C again to kill them)")
+    finally:
+        progress.update()
+        progress.close()
+    if outcome["error"] is not None:
+        raise _worker_error(outcome["error"]) from None
+
+
+def _worker_error(e: BaseException) -> BaseException:
+    """The first failed process's own error when it is one of ours (the CLI prints it in one line)."""
+    failures = getattr(e, "worker_failures", None) or {}
+    for rank in sorted(failures):
+        cause = failures[rank]
+        while cause is not None and not isinstance(cause, TranslateError):
+            cause = cause.__cause__ or getattr(cause, "cause", None)
+        if cause is not None:
+            return cause
+    if failures:
+        rank = min(failures)
+        return TranslateError(f"training process {rank} failed: {failures[rank].__class__.__name__}: {failures[rank]}")
+    return e
+
+
+class _Progress:
+    """A progress bar in the driver, fed by the metrics the run's rank 0 writes."""
+
+    def __init__(self, run_dir: Path, total: int | None, start: int):
+        from tqdm.auto import tqdm
+
+        self.path, self.offset = run_dir / "metrics.jsonl", 0
+        self.bar = tqdm(total=total, initial=start, unit="step", desc=f"train {run_dir.name}", dynamic_ncols=True)
+
+    def update(self) -> None:
+        if not self.path.exists():
+            return
+        with open(self.path) as f:
+            f.seek(self.offset)
+            lines = f.read().splitlines(keepends=True)
+        for line in lines:
+            if not line.endswith("\n"):
+                break  # half a line: read it whole next time
+            self.offset += len(line.encode())
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            step = int(row.get("step", 0))
+            if step > self.bar.n:
+                self.bar.update(step - self.bar.n)
+            vals = {k[4:]: v for k, v in row.items() if k.startswith("val/") and isinstance(v, (int, float))}
+            if vals:
+                self.bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items()))
+            elif "lr" in row:
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()
+                                      if k not in ("step", "epoch", "lr", "it_per_s") and isinstance(v, float)})
+
+    def write(self, text: str) -> None:
+        self.bar.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ------------------------------------------------------------------ a process
+def _worker(args: dict) -> None:
+    """One training process (a Ray Train worker): the shared loop, told its place in the world."""
+    import ray.train
+
+    from . import method as lookup
+    from .loop import Trainer
+
+    ctx = ray.train.get_context()
+    world = World(rank=ctx.get_world_rank(), size=ctx.get_world_size(), local_rank=ctx.get_local_rank())
+    torch.set_num_threads(args["threads"])
+    method = lookup(args["method"])
+    if args["resume"]:
+        trainer = Trainer(method, method.config_class(), resume=args["run_dir"], overrides=args["overrides"],
+                          world=world)
+    else:
+        trainer = Trainer(method, method.config_class.from_dict(args["config"]), world=world)
+    trainer.fit()
+
+
+def stop_requested(run_dir: Path) -> bool:
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+__all__ = ["World", "Placement", "placement", "fit", "stop_requested", "STOP_FILE"]
