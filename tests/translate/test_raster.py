@@ -231,3 +231,20 @@ def test_unreadable_rasters_are_named_and_nothing_is_left_behind(tmp_path, resne
     with pytest.raises(Refused):
         translate_raster(p, src, tmp_path / "out" / "ok.tif", RasterOptions(cog=True), write_guard=guard)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_ground_control_points_are_kept_when_there_is_no_geotransform(tmp_path, resnet):
+    from rasterio.control import GroundControlPoint
+
+    gcps = [GroundControlPoint(row=r, col=c, x=10.0 + c * 1e-4, y=50.0 - r * 1e-4) for r, c in ((0, 0), (0, 47),
+                                                                                              (39, 0), (39, 47))]
+    a = np.random.default_rng(6).integers(0, 256, (3, 40, 48), dtype=np.uint8)
+    src = tmp_path / "scan.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=48, height=40, count=3, dtype="uint8") as ds:
+        ds.write(a)
+        ds.gcps = (gcps, rasterio.crs.CRS.from_epsg(4326))
+    translate_raster(Predictor(resnet, tiling=TileConfig(threshold=None)), src, tmp_path / "out.tif")
+    with rasterio.open(tmp_path / "out.tif") as out:
+        got, crs = out.gcps
+    assert crs.to_epsg() == 4326 and [(g.row, g.col, g.x, g.y) for g in got] == [(g.row, g.col, g.x, g.y)
+                                                                                   for g in gcps]
