@@ -404,6 +404,16 @@ def decode_raster(data: bytes, options: RasterOptions | None = None, *, name: st
         raise ImageError(name, f"cannot read the raster ({e})") from None
 
 
+def raster_pixels(data: bytes) -> int:
+    """Width x height of a raster file's bytes from its header (0 when GDAL cannot read one): for a
+    service that answers 413 rather than 400 to a raster over its pixel limit."""
+    try:
+        with open_raster(data) as ds:
+            return ds.width * ds.height
+    except ImageError:
+        return 0
+
+
 def is_raster_upload(data: bytes) -> bool:
     """Whether uploaded bytes are a TIFF (GeoTIFF) for :func:`translate_raster_bytes`."""
     return data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")

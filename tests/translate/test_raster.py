@@ -210,6 +210,7 @@ def test_an_uploaded_raster_decodes_to_the_array_the_windows_give(tmp_path, phot
         source = raster.RasterSource(ds, (2, 3, 1), raster.stretch_limits(ds, (2, 3, 1), (2, 98)))
         np.testing.assert_array_equal(image, source.read(0, 150, 0, 210))
     assert image.shape == (150, 210, 3) and (alpha[:, :17] == 0).all() and (alpha[9:, 17:] == 255).all()
+    assert raster.raster_pixels(src.read_bytes()) == 150 * 210 and raster.raster_pixels(b"II*\x00") == 0
     with pytest.raises(ImageError, match="in.tif: not a readable raster"):
         raster.decode_raster(b"II*\x00" + bytes(40), name="in.tif")
 
