@@ -1,17 +1,21 @@
-"""Batch conversion of a folder of images on Ray Data: ``translate convert MODEL IN_DIR OUT_DIR``.
+"""Batch conversion of a folder of images and rasters on Ray Data: ``translate convert MODEL IN_DIR OUT_DIR``.
 
-``IN_DIR`` is read as raw bytes (``read_binary_files(include_paths=True)``) and every file
-is decoded inside the mapped function, so a corrupt image is one failed file, not a
-failed job. An actor pool (``map_batches`` with ``ActorPoolStrategy``) holds one
-:class:`translate.predictor.Predictor` per actor, the same predictor ``translate
-predict`` uses, so both write the same pixels; large images are tiled by it. Actors ask
-for a fraction of a CPU (and a whole GPU when there is one): on a 2-CPU machine, actors
-holding whole CPUs leave none for the read tasks and the job hangs.
+The files of ``IN_DIR`` go to an actor pool (``map_batches`` with ``ActorPoolStrategy``) as
+paths; each actor holds one :class:`translate.predictor.Predictor`, the same predictor
+``translate predict`` uses, and translates a file the way predict does
+(:func:`translate.raster.translate_path`): an image is read and decoded inside the mapped
+function, so a corrupt image is one failed file, not a failed job; a raster (GeoTIFF, other
+GDAL formats) is read and written by windows, so a 20000 x 20000 one needs no more memory
+than a band of tiles. Large images are tiled by the predictor. Actors ask for a fraction of
+a CPU (and a whole GPU when there is one): on a 2-CPU machine, actors holding whole CPUs leave
+none for Ray Data's own tasks and the job hangs.
 
-Outputs keep the input's relative path (``IN_DIR/a/b.jpg`` -> ``OUT_DIR/a/b.png``) and
-are written atomically by the actors. Outputs that already exist are skipped, so an
-interrupted run continues where it stopped. Failed files are reported on stderr as
-they happen and listed (path and reason) in ``OUT_DIR/convert_summary.json``.
+Outputs keep the input's relative path (``IN_DIR/a/b.jpg`` -> ``OUT_DIR/a/b.png``; a raster
+``IN_DIR/a/c.tif`` -> ``OUT_DIR/a/c.tif``, georeferenced) and are written atomically by the
+actors. Outputs that already exist are skipped, so an interrupted run continues where it
+stopped. Failed files are reported on stderr as they happen and listed (path and reason) in
+``OUT_DIR/convert_summary.json``. The progress bar counts files, and a second one the tiles
+of the rasters being translated (actors report them to the run's registry actor).
 
 :class:`ConvertOptions` holds the command's settings (its flags) and their defaults.
 """
@@ -31,8 +35,10 @@ import numpy as np
 
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
-from translate.imageio import IMAGE_EXTENSIONS, is_image_file
+from translate.imageio import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, is_image_file, is_raster_file, output_name
 from translate.options import opt
+from translate.raster import RasterOptions
+from translate.tiling import TileConfig
 
 from training import local_ray
 
@@ -41,7 +47,7 @@ from . import folder_lock
 SUMMARY_NAME = "convert_summary.json"
 FORMATS = ("png", "jpg")
 DEVICES = ("auto", "cpu", "cuda")
-ACTOR_CPUS = 0.5  # per actor: fractional, so read tasks always find a CPU
+ACTOR_CPUS = 0.5  # per actor: fractional, so Ray Data's own tasks always find a CPU
 READ_CPUS = 0.25
 CANCELLED = "cancelled"  # the error a file gets when its run ended before it was written
 
@@ -63,7 +69,7 @@ class ConvertSummary:
 
 
 def output_path(out_dir: Path, rel: Path, fmt: str) -> Path:
-    return out_dir / rel.with_suffix("." + fmt)
+    return out_dir / output_name(rel, fmt)
 
 
 def plan(in_dir: Path, out_dir: Path, fmt: str) -> tuple[list[Path], list[Path], list[dict[str, str]], int]:
@@ -73,7 +79,7 @@ def plan(in_dir: Path, out_dir: Path, fmt: str) -> tuple[list[Path], list[Path],
     write are removed; two inputs that would write the same output (``a.png``, ``a.jpg``)
     are both refused rather than overwriting each other.
     """
-    files = sorted(f for f in in_dir.rglob("*") if f.is_file() and is_image_file(f)
+    files = sorted(f for f in in_dir.rglob("*") if f.is_file() and (is_image_file(f) or is_raster_file(f))
                    and not _inside(f, out_dir))
     by_output: dict[Path, list[Path]] = {}
     for f in files:
@@ -96,44 +102,69 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 class Translator:
-    """The mapped callable: one Predictor per actor; a batch of (path, bytes) -> per-file status.
+    """The mapped callable: one Predictor per actor; a batch of paths -> per-file status.
 
     Every output is written inside the run's fence (:func:`serving.folder_lock.fenced`): once the
     run has ended (Ctrl-C, SIGTERM, an error in the driver), what is still in flight writes nothing,
     and the rest of the batch is not even translated."""
 
     def __init__(self, model: Any, in_dir: str, out_dir: str, fmt: str, device: str, threads: int, run: str = "",
-                 registry: str = ""):
+                 registry: str = "", raster: RasterOptions | None = None, model_name: str = "", tiling=None):
         from translate.predictor import Predictor
 
         if not isinstance(model, (bytes, str, os.PathLike)):  # an ObjectRef to the exported bytes
             import ray
 
             model = ray.get(model)
-        self.predictor = Predictor(model, device=device, threads=threads)
+        self.predictor = Predictor(model, device=device, threads=threads, tiling=tiling)
         self.in_dir, self.out_dir, self.fmt, self.run = Path(in_dir), Path(out_dir), fmt, run
+        self.raster, self.model_name = raster or RasterOptions(), model_name or None
+        self.registry = None
         if registry:  # tell the driver who we are, so an interrupted run can stop us
             import socket
 
             import ray
 
             me = ray.get_runtime_context().current_actor
-            ray.get(ray.get_actor(registry).add.remote(me, socket.gethostname(), os.getpid()))
+            self.registry = ray.get_actor(registry)
+            ray.get(self.registry.add.remote(me, socket.gethostname(), os.getpid()))
         if run:
             folder_lock.check(self.out_dir, run)  # the run ended while this actor started: no work
 
     def _guard(self):
         return folder_lock.fenced(self.out_dir, self.run) if self.run else contextlib.nullcontext()
 
+    def _tiles(self, path: str) -> Callable[[int, int], None] | None:
+        """A progress callback that reports a file's tiles to the driver (at most twice a second; the
+        last report is waited for, so it is in before the file's result)."""
+        if self.registry is None:
+            return None
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if done >= total:
+                import ray
+
+                ray.get(self.registry.tiles.remote(path, done, total))
+            elif now - last[0] >= 0.5:
+                last[0] = now
+                self.registry.tiles.remote(path, done, total)  # fire and forget
+
+        return report
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from translate.raster import translate_path
+
         paths, errors = [], []
-        for path, data in zip(batch["path"], batch["bytes"]):
+        for path in batch["path"]:
             path = str(path)
             dst = output_path(self.out_dir, Path(path).relative_to(self.in_dir), self.fmt)
             try:
                 if self.run:
                     folder_lock.check(self.out_dir, self.run)  # ended: do not spend the CPU
-                self.predictor.translate_file(bytes(data), path, dst, write_guard=self._guard)
+                translate_path(self.predictor, path, dst, self.raster, model=self.model_name,
+                               write_guard=self._guard, progress=self._tiles(path))
                 errors.append("")
             except folder_lock.RunCancelled as e:
                 errors.append(f"{CANCELLED}: {e}")
@@ -164,8 +195,9 @@ def _resources(workers: int, device: str) -> tuple[int, float, float, int]:
 
 
 @dataclass(frozen=True)
-class ConvertOptions:
-    """The settings of ``translate convert`` (its flags, through :func:`translate.options.add_arguments`)."""
+class ConvertOptions(RasterOptions):
+    """The settings of ``translate convert`` (its flags, through :func:`translate.options.add_arguments`);
+    how rasters are read and written comes from :class:`translate.raster.RasterOptions`."""
 
     workers: int = opt(2, "model actors, each holding one predictor")
     format: str = opt("png", "format of the written images", choices=FORMATS)
@@ -178,15 +210,16 @@ class ConvertOptions:
     def kwargs(self) -> dict[str, Any]:
         """These options as :func:`convert`'s keyword arguments."""
         return {"workers": self.workers, "fmt": self.format, "device": self.device, "direction": self.direction,
-                "progress": not self.quiet, "store": self.store}
+                "progress": not self.quiet, "store": self.store, "raster": RasterOptions.of(self)}
 
 
 def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
             workers: int = ConvertOptions.workers, fmt: str = ConvertOptions.format,
             device: str = ConvertOptions.device, direction: str | None = None, progress: bool = True,
             on_result: Callable[[str, str], None] | None = None, batch_size: int = 4,
-            store: str | os.PathLike | None = None) -> ConvertSummary:
-    """Translate every image under ``in_dir`` into ``out_dir`` (same relative paths) on Ray Data.
+            store: str | os.PathLike | None = None, raster: RasterOptions | None = None,
+            tiling: TileConfig | None = None) -> ConvertSummary:
+    """Translate every image and raster under ``in_dir`` into ``out_dir`` (same relative paths) on Ray Data.
 
     Starts a local Ray when none is running (and stops it afterwards). ``on_result(path,
     error)`` is called in the driver as each file finishes (error "" on success).
@@ -195,6 +228,10 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     ``store``: ``model`` is NAME or NAME@VERSION (NAME: its promoted version) in this model store,
     a folder or an object-storage URL. The driver reads it once through the store (checksum-verified)
     and the actors, on whatever node, get its bytes from Ray's object store.
+
+    ``raster``: how rasters are read and written (bands, stretch, compression, COG); a batch holds one
+    file when there are rasters, so each is reported as soon as it is written. ``tiling``: the
+    predictors' (default: :class:`translate.tiling.TileConfig`'s defaults, as ``translate predict``).
     """
     from translate.loading import model_source
 
@@ -219,7 +256,8 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     try:
         todo, done, failed, total = plan(in_root, out_root, fmt)  # under the lock: temps left are nobody's
         if total == 0:
-            raise DataError(f"{in_dir}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+            known = ", ".join(dict.fromkeys(IMAGE_EXTENSIONS + RASTER_EXTENSIONS))
+            raise DataError(f"{in_dir}: no image files ({known})")
         summary = ConvertSummary(str(model), str(in_root), str(out_root), fmt, total=total, skipped=len(done),
                                  failed=list(failed))
         for f in failed:
@@ -227,8 +265,10 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
         source = (models.model_path(name, version).read_bytes() if store is not None  # ModelError here, before
                   else model_source(model, direction))                               # any worker starts
         if todo:
+            if any(is_raster_file(f) for f in todo):
+                batch_size = 1
             _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary,
-                        on_result, lock)
+                        on_result, lock, raster or RasterOptions(), tiling)
     finally:
         if summary is not None:  # also what an interrupted run did before it stopped
             summary.seconds = round(time.perf_counter() - started, 3)
@@ -238,7 +278,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
 
 
 def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
-                lock):
+                lock, raster, tiling):
     """Run the conversion on the current Ray (or a local one started and stopped here).
 
     However it ends (done, Ctrl-C, SIGTERM, an error), nothing of this run writes after it returns:
@@ -252,7 +292,7 @@ def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress,
     registry = _start_registry(f"convert-{lock.run}")
     try:
         _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
-             lock.run, f"convert-{lock.run}")
+             lock.run, f"convert-{lock.run}", raster, tiling)
     except BaseException:
         lock.release()  # the fence: from here on no actor of this run writes
         left = stop_workers(registry)
@@ -269,16 +309,26 @@ def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress,
 
 
 class _Registry:
-    """The actors of one run (handle, host, pid), as they start: Ray Data keeps its actors to itself."""
+    """The actors of one run (handle, host, pid), as they start: Ray Data keeps its actors to itself.
+    Also the tiles of the files being translated, as the actors report them, for the progress bar."""
 
     def __init__(self):
         self.workers: list = []
+        self.tile_counts: dict[str, tuple[int, int]] = {}
 
     def add(self, handle, host: str, pid: int) -> None:
         self.workers.append((handle, host, pid))
 
     def list(self) -> list:
         return self.workers
+
+    def tiles(self, path: str, done: int, total: int) -> None:
+        self.tile_counts[path] = (done, total)
+
+    def tile_totals(self) -> tuple[int, int]:
+        """(tiles done, tiles planned) over every file that has reported."""
+        counts = list(self.tile_counts.values())
+        return sum(d for d, _ in counts), sum(t for _, t in counts)
 
 
 def _start_registry(name: str):
@@ -315,7 +365,7 @@ def _remove_temps(dst: Path) -> None:
 
 
 def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result, run,
-         registry):
+         registry, raster, tiling):
     import onnx
     import ray
     from ray.data import ActorPoolStrategy, DataContext
@@ -329,22 +379,27 @@ def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_
     workers, cpus, gpus, threads = _resources(workers, device)
     context = DataContext.get_current()
     bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours below counts files
-    ds = ray.data.read_binary_files([str(f) for f in todo], include_paths=True, num_cpus=READ_CPUS,
-                                    override_num_blocks=min(len(todo), 4 * workers))
+    # paths, not bytes: a raster is read by windows where it is translated (the folder must be
+    # readable there, as Ray Data's own file readers need too)
+    ds = ray.data.from_items([{"path": str(f)} for f in todo], override_num_blocks=min(len(todo), 4 * workers))
     ds = ds.map_batches(Translator, batch_size=batch_size, compute=ActorPoolStrategy(size=workers),
                         num_cpus=cpus, num_gpus=gpus,
                         fn_constructor_args=(model, str(in_root), str(out_root), fmt,
-                                             "cuda" if gpus else "cpu", threads, run, registry))
+                                             "cuda" if gpus else "cpu", threads, run, registry, raster,
+                                             summary.model, tiling))
     try:
-        _collect(ds, len(todo), progress, summary, on_result)
+        _collect(ds, len(todo), progress, summary, on_result,
+                 ray.get_actor(registry) if progress and any(is_raster_file(f) for f in todo) else None)
     finally:
         context.enable_progress_bars = bars
 
 
-def _collect(ds, count, progress, summary, on_result):
+def _collect(ds, count, progress, summary, on_result, registry=None):
+    """Gather the per-file results; with ``registry``, a second bar follows the tiles the actors report."""
     from tqdm.auto import tqdm
 
-    with tqdm(total=count, desc="convert", unit="img", disable=not progress, file=sys.stderr) as bar:
+    with tqdm(total=count, desc="convert", unit="img", disable=not progress, file=sys.stderr) as bar, \
+            _TileBar(registry) as _:
         for row in ds.iter_rows():
             path, error = str(row["path"]), str(row["error"])
             if error:
@@ -355,3 +410,47 @@ def _collect(ds, count, progress, summary, on_result):
             if on_result is not None:
                 on_result(path, error)
             bar.update(1)
+
+
+class _TileBar:
+    """A progress bar of the tiles reported to the run's registry actor, polled by a thread twice a second."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.stop = None
+
+    def __enter__(self):
+        if self.registry is None:
+            return self
+        import threading
+
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=0, desc="tiles", unit="tile", position=1, file=sys.stderr)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _update(self) -> None:
+        import ray
+
+        try:
+            done, total = ray.get(self.registry.tile_totals.remote(), timeout=5)
+        except Exception:  # the run is ending; the bar is only a view
+            return
+        self.bar.total = max(total, self.bar.total or 0)
+        self.bar.update(done - self.bar.n)
+
+    def _poll(self) -> None:
+        while not self.stop.wait(0.5):
+            self._update()
+
+    def __exit__(self, *exc):
+        if self.stop is not None:
+            self.stop.set()
+            self.thread.join(timeout=10)
+            if exc[0] is None:
+                self._update()  # the last files' final counts
+            self.bar.close()
+        return False

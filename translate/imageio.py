@@ -24,6 +24,8 @@ from .errors import ImageError
 from .files import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# GeoTIFF and other GDAL rasters (ERDAS Imagine, JPEG 2000, GDAL virtual rasters): read by windows
+RASTER_EXTENSIONS = (".tif", ".tiff", ".img", ".jp2", ".vrt")
 MAX_PIXELS = 100_000_000  # 10k x 10k; callers (e.g. the service) pass tighter limits
 # we check sizes ourselves before decoding; Pillow's own check would only warn below 2x
 Image.MAX_IMAGE_PIXELS = None
@@ -49,6 +51,17 @@ def sniff_format(data: bytes) -> str | None:
 
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_raster_file(path: str | os.PathLike) -> bool:
+    """A GeoTIFF or another GDAL raster: read and written by windows through :mod:`translate.raster`."""
+    return Path(path).suffix.lower() in RASTER_EXTENSIONS
+
+
+def output_name(rel: str | os.PathLike, fmt: str) -> Path:
+    """The file a translated ``rel`` is written to: a raster stays a raster (``.tif``, georeferenced);
+    any other image takes ``fmt`` (``png`` or ``jpg``)."""
+    return Path(rel).with_suffix(".tif" if is_raster_file(rel) else "." + fmt)
 
 
 def _open(fp, source: str, max_pixels: int, min_side: int = 0) -> Image.Image:

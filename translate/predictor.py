@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,7 @@ from .errors import ModelError
 from .onnx_meta import decode_metadata
 from .padding import crop_padding, pad_to_multiple
 from .tiling import TileConfig, TiledRunner
+from .windows import MappedSource, TileSink, TileSource
 
 def cuda_available() -> bool:
     try:
@@ -125,11 +126,16 @@ class Predictor:
         alpha = None
         if a.shape[2] == 4:
             a, alpha = a[:, :, :3], a[:, :, 3]
+        return self.match_channels(a), alpha
+
+    def match_channels(self, a: np.ndarray) -> np.ndarray:
+        """uint8 HxWx1 or HxWx3 -> HxWx input_nc (RGB to luminance, or gray repeated): per pixel,
+        so a window of an image converts as the whole image does."""
         if self.input_nc == 1 and a.shape[2] == 3:
-            a = imageio.image_to_array(Image.fromarray(a).convert("L"))
-        elif self.input_nc == 3 and a.shape[2] == 1:
-            a = np.repeat(a, 3, axis=2)
-        return a, alpha
+            return imageio.image_to_array(Image.fromarray(np.ascontiguousarray(a)).convert("L"))
+        if self.input_nc == 3 and a.shape[2] == 1:
+            return np.repeat(a, 3, axis=2)
+        return a
 
     def translate_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Translate several uint8 arrays; images of one size run as one batch."""
@@ -149,6 +155,23 @@ class Predictor:
                     y = np.concatenate([np.repeat(y, 3, axis=2) if y.shape[2] == 1 else y, alpha[:, :, None]], axis=2)
                 results[i] = y
         return results  # type: ignore[return-value]
+
+    def translate_source(self, source: TileSource, sink: TileSink,
+                         progress: Callable[[int, int], None] | None = None) -> None:
+        """Translate an image that ``source`` gives by windows (uint8, 1 or 3 channels) into ``sink``
+        (uint8 rows with ``output_nc`` channels, top to bottom); see :mod:`translate.windows`.
+
+        The same pixels as :meth:`translate_array` on the whole image. Above the tiling threshold only
+        windows of the source are read and rows go to the sink as tiles finish (``progress(done,
+        total)`` counts tile runs); below it, the image is read once and translated whole."""
+        if source.channels not in (1, 3):
+            raise ModelError(f"expected a source of 1 or 3 channels, got {source.channels}")
+        source = MappedSource(source, self.match_channels, self.input_nc)
+        if self.tiling.wants(source.height, source.width):
+            self.tiler.translate_source(source, sink, progress)
+            return
+        a = source.read(0, source.height, 0, source.width)
+        sink.write(0, imageio.from_network(self.run(imageio.to_network(a)))[0])
 
     def translate_array(self, a: np.ndarray) -> np.ndarray:
         squeeze = np.asarray(a).ndim == 2

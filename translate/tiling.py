@@ -25,8 +25,11 @@ The blend weights are a partition of unity, and the same weights, average-pooled
 each layer's resolution, say which tile owns what for the sums. The image is
 reflect-padded once to the network's multiple (as the whole-image path does); tiles are
 multiples of it and start at multiples of it, so every layer's grid lines up across
-tiles. Memory is bounded by one tile's activations plus the uint8 image, a float band
-one tile high and the uint8 result. Models without image-dependent normalisation (no
+tiles. The image comes from a tile source and the result goes to a tile sink
+(:mod:`translate.windows`): the padding is virtual (windows of the padded canvas are read
+from the source), so memory is bounded by one tile's activations, a float band one tile
+high, and what the source and sink hold: the uint8 image and result for an array, a few
+windows for a raster file (:mod:`translate.raster`). Models without image-dependent normalisation (no
 norm, or running statistics) run one plain tiled pass.
 
 What tiling cannot give back is context beyond a tile: a U-Net's deepest layers see the
@@ -45,9 +48,11 @@ import numpy as np
 from . import imageio
 from .errors import ConfigError, ModelError
 from .padding import crop_padding, pad_to_multiple
+from .windows import ArraySink, ArraySource, PaddedSource, TileSink, TileSource
 
 WEIGHT_INPUT = "tile_weight"  # (N, 1, H, W): the tile's share of each pixel, for the statistics
 STATISTICS = ("exact", "estimate", "per_tile")
+EMIT_ROWS = 64  # finished rows are converted to uint8 and handed to the sink this many at a time
 
 
 @dataclass(frozen=True)
@@ -374,20 +379,35 @@ class TiledRunner:
     # ---------------------------------------------------------------- public
     def translate_array(self, a: np.ndarray) -> np.ndarray:
         """uint8 H x W x input_nc -> uint8 H x W x output_nc, tiled."""
-        h, w = a.shape[:2]
-        canvas, pads = pad_to_multiple(a, self.align, self.min_size, axes=(0, 1))
-        top, left = pads[0], pads[2]
-        out: list[np.ndarray] = []
+        sink = ArraySink(*a.shape[:2])
+        self.translate_source(ArraySource(a), sink)
+        return sink.array
+
+    def translate_source(self, source: TileSource, sink: TileSink,
+                         progress: Callable[[int, int], None] | None = None) -> None:
+        """Tiles read from ``source`` (uint8 windows with ``input_nc`` channels), finished uint8 rows
+        written to ``sink`` top to bottom (see :mod:`translate.windows`): no whole image is held.
+        ``progress(done, total)`` counts tile runs (tiles x passes) as they are read."""
+        h, w = source.height, source.width
+        canvas = PaddedSource(source, self.align, self.min_size)
+        top, left = canvas.pads[0], canvas.pads[2]
+        done = 0
+
+        def tile(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+            nonlocal done
+            x = imageio.to_network(canvas.read(y0, y1, x0, x1))
+            done += 1
+            if progress is not None and self.last_plan is not None:
+                progress(done, self.last_plan.count * self.last_plan.passes)
+            return x
 
         def emit(y0: int, rows: np.ndarray) -> None:  # rows: (C, n, W_canvas) float from canvas row y0
-            if not out:
-                out.append(np.empty((h, w, rows.shape[0]), np.uint8))
-            lo, hi = max(y0, top), min(y0 + rows.shape[1], top + h)
-            if hi > lo:
-                out[0][lo - top:hi - top] = imageio.from_network(rows[None, :, lo - y0:hi - y0, left:left + w])[0]
+            # converted a few rows at a time: a wide image's band is large, its float temporaries need not be
+            for lo in range(max(y0, top), min(y0 + rows.shape[1], top + h), EMIT_ROWS):
+                hi = min(lo + EMIT_ROWS, y0 + rows.shape[1], top + h)
+                sink.write(lo - top, imageio.from_network(rows[None, :, lo - y0:hi - y0, left:left + w])[0])
 
-        self._render(canvas.shape[:2], lambda y0, y1, x0, x1: imageio.to_network(canvas[y0:y1, x0:x1]), emit)
-        return out[0]
+        self._render((canvas.height, canvas.width), tile, emit)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 NCHW in [-1, 1] -> output of the same H and W, each image tiled."""

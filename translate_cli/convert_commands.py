@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     from serving.convert import ConvertOptions
     from translate.options import add_arguments
 
-    c = subparsers.add_parser("convert", help="translate a folder of images on Ray Data (resumable)")
+    c = subparsers.add_parser("convert", help="translate a folder of images and rasters on Ray Data (resumable; "
+                                              "GeoTIFFs stay georeferenced)")
     c.add_argument("model", help=".onnx file, run directory, checkpoint or reference .pth; with --store, "
                                  "NAME or NAME@VERSION in the model store")
     c.add_argument("in_dir", help="input folder (searched recursively)")

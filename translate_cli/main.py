@@ -81,14 +81,14 @@ def _cmd_export(args) -> None:
 
 def _expand_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
     """(file, path relative to the output folder) for files and folders given on the command line."""
-    from translate.imageio import is_image_file
+    from translate.imageio import is_image_file, is_raster_file
 
     out = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             for f in sorted(p.rglob("*")):
-                if f.is_file() and is_image_file(f):
+                if f.is_file() and (is_image_file(f) or is_raster_file(f)):
                     out.append((f, f.relative_to(p)))
         elif p.exists():
             out.append((p, Path(p.name)))
@@ -99,17 +99,39 @@ def _expand_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
     return out
 
 
+def _tile_bar(name: str):
+    """A progress callback ``(done, total)`` showing the tiles of one large image (none for small ones)."""
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=name, unit="tile", leave=False, file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
 def _cmd_predict(args) -> None:
     from tqdm.auto import tqdm
 
     import translate
+    from translate.imageio import output_name
+    from translate.options import given
+    from translate.raster import RasterOptions, translate_path
 
+    raster_options = RasterOptions(**given(args, RasterOptions))
     predictor = translate.load(args.model, device=args.device, direction=args.direction)
     files = _expand_inputs(args.inputs)
     failed = 0
     for src, rel in tqdm(files, desc="translate", unit="img", disable=len(files) < 2):
-        try:  # the same path as translate convert: decode, translate, write atomically
-            predictor.translate_file(src.read_bytes(), str(src), Path(args.out) / rel.with_suffix("." + args.format))
+        try:  # the same path as translate convert: read, translate, write atomically
+            translate_path(predictor, src, Path(args.out) / output_name(rel, args.format), raster_options,
+                           model=str(args.model), progress=_tile_bar(src.name))
         except TranslateError as e:
             failed += 1
             print(f"skipped: {e}", file=sys.stderr)
@@ -189,13 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default: $TRANSLATE_STORE or ./models)")
     e.set_defaults(func=_cmd_export)
 
-    pr = sub.add_parser("predict", help="translate images")
+    from translate.raster import RasterOptions
+
+    pr = sub.add_parser("predict", help="translate images and rasters (GeoTIFF in, georeferenced GeoTIFF out)")
     pr.add_argument("model", help=".onnx file, run directory, checkpoint or reference .pth")
-    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, rasters (.tif, .img, .jp2, .vrt) "
+                                                                "or folders")
     pr.add_argument("--out", required=True, help="output folder (folder structure of inputs is kept)")
-    pr.add_argument("--format", choices=("png", "jpg"), default="png")
+    pr.add_argument("--format", choices=("png", "jpg"), default="png",
+                    help="format of translated images (rasters are written as GeoTIFF .tif)")
     pr.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
     pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_arguments(pr, RasterOptions)
     pr.set_defaults(func=_cmd_predict)
 
     ev = sub.add_parser("evaluate", help="L1 / PSNR / SSIM on a paired split, as JSON")

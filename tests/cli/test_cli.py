@@ -55,6 +55,30 @@ def test_predict_keeps_names_and_sizes(trained, capsys):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(Image.open(trained / "out2" / "a.png")))
 
 
+def test_predict_a_multiband_16_bit_geotiff_keeps_its_position(trained, capsys):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(5)
+    bands = rng.integers(200, 4000, (4, 70, 90)).astype(np.uint16)
+    bands[:, :, :6] = 0  # a nodata collar
+    transform = from_origin(447000.0, 5411000.0, 0.3, 0.3)
+    src = trained / "geo" / "scene.tif"
+    src.parent.mkdir()
+    with rasterio.open(src, "w", driver="GTiff", width=90, height=70, count=4, dtype="uint16", crs="EPSG:25832",
+                       transform=transform, nodata=0, photometric="MINISBLACK") as ds:
+        ds.write(bands)
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(src.parent / "photo.png")
+    out = run(capsys, "predict", trained / "m.onnx", src.parent, "--out", trained / "geo_out", "--bands", "3,2,1")
+    assert "wrote 2 images" in out.out and (trained / "geo_out" / "photo.png").exists()
+    with rasterio.open(trained / "geo_out" / "scene.tif") as ds:  # as a GIS tool would open it
+        assert ds.crs.to_epsg() == 25832 and ds.transform == transform and ds.shape == (70, 90)
+        assert ds.count == 4 and (ds.read(4)[:, :6] == 0).all() and (ds.read(4)[:, 6:] == 255).all()
+        tags = ds.tags()
+    assert tags["TRANSLATE_BANDS"] == "3,2,1" and tags["TRANSLATE_MODEL"] == str(trained / "m.onnx")
+    assert json.loads(tags["TRANSLATE_STRETCH"])["percentiles"] == [2.0, 98.0]
+
+
 def test_evaluate_prints_json(trained, capsys):
     out = run(capsys, "evaluate", trained / "m.onnx", "--data", trained / "maps", "--split", "test", "--quiet")
     res = json.loads(out.out)
@@ -64,6 +88,7 @@ def test_evaluate_prints_json(trained, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["train", "pix2pix", "--data", "/nonexistent", "--steps", "1"], "/nonexistent"),
     (["predict", "/nonexistent.onnx", "x.png", "--out", "o"], "/nonexistent.onnx"),
+    (["predict", "/nonexistent.onnx", "x.tif", "--out", "o", "--bands", "4,3"], "--bands"),
     (["train", "pix2pix", "--data", "DATA", "--steps", "1", "--netG", "unet_30"], "netG"),
 ])
 def test_bad_input_is_one_line_and_exit_2(trained, capsys, argv, needle):

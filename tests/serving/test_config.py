@@ -117,6 +117,7 @@ def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
 
 def test_convert_flags_come_from_convert_options(tmp_path, monkeypatch, capsys):
     from serving import convert as convert_module
+    from translate.raster import RasterOptions
 
     calls = []
 
@@ -127,11 +128,14 @@ def test_convert_flags_come_from_convert_options(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(convert_module, "convert", fake_convert)
     main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out")])
     main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--format", "jpg",
-          "--device", "cpu", "--direction", "BtoA", "--quiet", "--store", "s3://bucket/models"])
+          "--device", "cpu", "--direction", "BtoA", "--quiet", "--store", "s3://bucket/models",
+          "--bands", "4,3,2", "--stretch", "1,99", "--compress", "zstd", "--cog"])
     assert calls == [convert_module.ConvertOptions().kwargs(),
                      dict(workers=3, fmt="jpg", device="cpu", direction="BtoA", progress=False,
-                          store="s3://bucket/models")]
-    assert calls[0] == dict(workers=2, fmt="png", device="auto", direction=None, progress=True, store=None)
+                          store="s3://bucket/models",
+                          raster=RasterOptions(bands="4,3,2", stretch="1,99", compress="zstd", cog=True))]
+    assert calls[0] == dict(workers=2, fmt="png", device="auto", direction=None, progress=True, store=None,
+                            raster=RasterOptions())
     assert "wrote 0 images" in capsys.readouterr().out
 
 

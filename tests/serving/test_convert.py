@@ -113,6 +113,50 @@ def test_interrupted_run_resumes_without_redoing_files_and_matches_predict(local
     assert all((out / name).stat().st_mtime == OLD for name in first)
 
 
+def test_a_folder_of_rasters_converts_georeferenced_resumably_and_counts_tiles(local_ray, model, tmp_path, capsys):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from serving.convert import convert
+    from translate.predictor import Predictor
+    from translate.raster import RasterOptions, translate_raster
+    from translate.tiling import TileConfig
+
+    rng = np.random.default_rng(7)
+    src = tmp_path / "in"
+    (src / "north").mkdir(parents=True)
+    transforms = {}
+    for rel, (h, w) in {"north/n1.tif": (90, 130), "south.tiff": (70, 64)}.items():
+        transforms[rel] = from_origin(600000.0 + w, 5200000.0, 0.25, 0.25)
+        a = rng.integers(300, 3000, (4, h, w)).astype(np.uint16)
+        a[:, :5] = 0
+        with rasterio.open(src / rel, "w", driver="GTiff", width=w, height=h, count=4, dtype="uint16",
+                           crs="EPSG:32631", transform=transforms[rel], nodata=0, photometric="MINISBLACK") as ds:
+            ds.write(a)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(src / "north" / "photo.png")
+    tiling = TileConfig(threshold=0, tile=64, overlap=32)  # tile even these small rasters
+    options = RasterOptions(bands="3,2,1")
+    out = tmp_path / "out"
+    summary = convert(model, src, out, workers=1, progress=True, raster=options, tiling=tiling)
+    assert summary.written == 3 and not summary.failed
+    assert _outputs(out, ".tif") == ["north/n1.tif", "south.tif"] and _outputs(out) == ["north/photo.png"]
+    err = capsys.readouterr().err
+    predictor = Predictor(model, tiling=tiling)
+    tiles = 0
+    for rel, name in (("north/n1.tif", "north/n1.tif"), ("south.tiff", "south.tif")):
+        translate_raster(predictor, src / rel, tmp_path / "ref.tif", options, model=str(model))
+        plan = predictor.tiler.last_plan
+        tiles += plan.count * plan.passes
+        with rasterio.open(out / name) as got, rasterio.open(tmp_path / "ref.tif") as ref:
+            assert got.crs.to_epsg() == 32631 and got.transform == transforms[rel]
+            assert got.tags() == ref.tags() and got.tags()["TRANSLATE_BANDS"] == "3,2,1"
+            np.testing.assert_array_equal(got.read(), ref.read())  # the same pixels as predict
+            assert (got.read(4)[:5] == 0).all()
+    assert f"{tiles}/{tiles}" in err  # the tile bar, next to the file bar
+    again = convert(model, src, out, workers=1, progress=False, raster=options, tiling=tiling)
+    assert again.written == 0 and again.skipped == 3
+
+
 def test_two_runs_on_one_folder_are_refused(model, folder, tmp_path):
     from serving.convert import convert
     from serving.folder_lock import FolderLock
