@@ -372,8 +372,9 @@ class TiledRunner:
         self.last_plan: TilePlan | None = None
 
     # ---------------------------------------------------------------- public
-    def translate_array(self, a: np.ndarray) -> np.ndarray:
-        """uint8 H x W x input_nc -> uint8 H x W x output_nc, tiled."""
+    def translate_array(self, a: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """uint8 H x W x input_nc -> uint8 H x W x output_nc, tiled. ``progress(done, total)`` is called
+        after every tile run (``total``: tiles x passes); an exception it raises stops the work."""
         h, w = a.shape[:2]
         canvas, pads = pad_to_multiple(a, self.align, self.min_size, axes=(0, 1))
         top, left = pads[0], pads[2]
@@ -386,7 +387,8 @@ class TiledRunner:
             if hi > lo:
                 out[0][lo - top:hi - top] = imageio.from_network(rows[None, :, lo - y0:hi - y0, left:left + w])[0]
 
-        self._render(canvas.shape[:2], lambda y0, y1, x0, x1: imageio.to_network(canvas[y0:y1, x0:x1]), emit)
+        self._render(canvas.shape[:2], lambda y0, y1, x0, x1: imageio.to_network(canvas[y0:y1, x0:x1]), emit,
+                     progress)
         return out[0]
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -421,9 +423,10 @@ class TiledRunner:
                 feeds[layer.own] = np.asarray(flag, np.float32)
         return feeds
 
-    def _render(self, hw, tile: Callable, emit: Callable) -> None:
+    def _render(self, hw, tile: Callable, emit: Callable, progress: Callable[[int, int], None] | None = None) -> None:
         """Run the schedule over the tiles of a padded canvas of ``hw``; ``tile(y0, y1, x0, x1)``
-        gives network input, ``emit(y0, rows)`` takes finished output rows (C, n, W)."""
+        gives network input, ``emit(y0, rows)`` takes finished output rows (C, n, W),
+        ``progress(done, total)`` hears of every finished tile run."""
         cfg = self.config
         H, W = int(hw[0]), int(hw[1])
         (th, tw), rows, cols, step, overlap = plan_tiles(H, W, cfg, self.align, self.min_size)
@@ -434,6 +437,7 @@ class TiledRunner:
         wy = blend_weights(H, th, rows, overlap // 2)
         wx = blend_weights(W, tw, cols, overlap // 2)
         stats = [(np.zeros(layer.channels), np.ones(layer.channels)) for layer in self.layers]
+        runs_done, runs = 0, len(passes) * len(rows) * len(cols)
         prefixes = _Prefixes(self.graph) if self.graph is not None else None
         for own, measure, render in passes:
             moments = {k: _Moments(self.layers[k].channels) for k in measure}
@@ -459,6 +463,9 @@ class TiledRunner:
                     feeds = self._feeds(x, weight, own, stats)
                     outs = dict(zip([o.name for o in session.get_outputs()],
                                     session.run(None, {n: feeds[n] for n in names})))
+                    runs_done += len(chunk)
+                    if progress is not None:
+                        progress(runs_done, runs)
                     for k in measure:
                         moments[k].add(*(np.asarray(outs[o], np.float64) for o in self.layers[k].outputs))
                     if render:
