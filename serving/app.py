@@ -207,6 +207,8 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
     if fmt not in ALLOWED_FORMATS:
         raise ServiceError(415, "unsupported_format", f"not a {', '.join(ALLOWED_FORMATS)} image "
                                                       f"(first bytes {data[:8]!r})")
+    if fmt == "TIFF":
+        return decode_raster_upload(data, max_pixels)
     try:
         img = imageio.decode(data, source="upload", max_pixels=max_pixels)
     except ImageError as e:
@@ -217,6 +219,23 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
     if alpha is not None and alpha.getextrema() == (255, 255):
         alpha = None  # opaque everywhere (a canvas drawing, most RGBA exports): nothing to restore
     return imageio.image_to_array(rgb), alpha
+
+
+def decode_raster_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A TIFF upload (GeoTIFF, several bands, 16-bit) read by :mod:`translate.raster`'s rules, as
+    ``translate predict`` reads the file: the default bands, 16-bit and deeper stretched per band
+    from percentiles, nodata as alpha (restored in a PNG answer). The answer is an image, not a
+    georeferenced raster: ``translate predict`` or ``translate convert`` keep the georeferencing."""
+    from translate import raster  # lazy: GDAL
+
+    pixels = raster.raster_pixels(data)
+    if pixels > max_pixels:
+        raise ServiceError(413, "too_many_pixels", f"upload: raster is {pixels:,} pixels, over the limit of "
+                                                   f"{max_pixels:,}")
+    try:
+        return raster.decode_raster(data, name="upload", max_pixels=max_pixels)
+    except ImageError as e:
+        raise ServiceError(400, "bad_image", str(e)) from None
 
 
 def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
@@ -235,7 +254,7 @@ def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
 def retrain_module():
     """serving.retraining.jobs, imported lazily (it brings training in); 501 where it is missing."""
     try:
-        from serving.retraining import jobs
+        from serving.retraining import jobs  # lazy: brings in training/ and torch
     except ModuleNotFoundError as e:
         if e.name not in ("serving.retraining", "serving.retraining.jobs"):
             raise
@@ -283,8 +302,8 @@ class ModelServer:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def load_model(self, model_id: str):
-        from translate.predictor import Predictor
-        from translate.tiling import TileConfig
+        from translate.predictor import Predictor  # lazy: ONNX Runtime, only on model replicas
+        from translate.tiling import TileConfig  # lazy: with the predictor
 
         name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
 
@@ -537,7 +556,7 @@ class Ingress:
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self):
         if self._openapi is None:  # self.app: the FastAPI app this replica serves (set by Serve's wrapper)
-            from serving.api_docs import openapi_schema
+            from serving.api_docs import openapi_schema  # lazy: built once, on the first request
 
             self._openapi = openapi_schema(api.title, package_version(), self.app.routes, self.config)
         return JSONResponse(self._openapi)

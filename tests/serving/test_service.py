@@ -445,3 +445,42 @@ def test_openapi_describes_the_requests_errors_and_this_services_limits(service)
     # Swagger UI comes from the service itself: /docs works where no CDN can be reached
     script = docs.text.split('<script src="')[1].split('"')[0]
     assert script.startswith("/") and requests.get(service.url + script, timeout=TIMEOUT).status_code == 200
+
+
+def test_a_multiband_16bit_geotiff_upload_is_read_as_translate_predict_reads_it(service, tmp_path, capsys):
+    """Bands, 16-bit stretch and the nodata mask by translate.raster's rules: the same pixels as
+    ``translate predict`` on the file (which writes a georeferenced GeoTIFF), the mask as alpha."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from translate_cli.main import main
+
+    rng = np.random.default_rng(3)
+    bands = rng.integers(200, 4000, (4, 40, 56), dtype=np.uint16)  # 4 bands of 12-bit values in 16 bits
+    bands[:, :, :6] = 0  # a nodata collar
+    src = tmp_path / "aerial.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=56, height=40, count=4, dtype="uint16", nodata=0,
+                       crs="EPSG:32633", transform=from_origin(500000, 4100000, 0.5, 0.5)) as ds:
+        ds.write(bands)
+    r = post(service, "resnet", data=src.read_bytes())
+    assert r.status_code == 200, r.text
+    out = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert out.shape == (40, 56, 4)
+    main(["predict", str(service.store.model_path("resnet")), str(src), "--out", str(tmp_path / "out")])
+    capsys.readouterr()
+    with rasterio.open(tmp_path / "out" / "aerial.tif") as ds:
+        cli = np.transpose(ds.read(), (1, 2, 0))
+    np.testing.assert_array_equal(out[:, :, 3], cli[:, :, 3])
+    assert (out[:, :6, 3] == 0).all() and (out[:, 6:, 3] == 255).all()
+    np.testing.assert_array_equal(out[:, 6:, :3], cli[:, 6:, :3])
+
+
+def test_a_raster_over_the_pixel_limit_is_refused_from_its_header(service):
+    import rasterio
+
+    with rasterio.MemoryFile() as f:
+        with f.open(driver="GTiff", width=5000, height=4000, count=1, dtype="uint8", sparse_ok=True, tiled=True):
+            pass  # no block written: a few hundred bytes that claim 20 million pixels
+        data = f.read()
+    r = post(service, "resnet", data=data)
+    assert r.status_code == 413 and r.json()["error"] == "too_many_pixels", r.text
