@@ -75,7 +75,8 @@ def serve_replicas(app: str) -> dict[str, list]:
         with contextlib.suppress(psutil.Error):
             title = " ".join(p.cmdline())
             if prefix in title:
-                found.setdefault(title.split(prefix, 1)[1].split()[0], []).append(p)
+                # the title names the method a busy replica runs: ServeReplica:app:Ingress.handle_request...
+                found.setdefault(title.split(prefix, 1)[1].split()[0].split(".")[0], []).append(p)
     return found
 
 
