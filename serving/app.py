@@ -7,18 +7,26 @@ translate.imageio) -> ModelServer (one replica holds several models through
 
 Routes::
 
-    GET  /                              the upload page (static/index.html)
-    GET  /v1/models                     names, versions, metadata, the promoted version
+    GET  /                              the upload page (static/index.html): upload or draw
+    GET  /docs, /openapi.json           the API described (Swagger UI served from the package, no CDN),
+                                        with this service's limits
+    GET  /v1/models                     names, versions, metadata, the promoted version; the limits
     GET  /healthz                       200 only when a model answers a real tiny translation
     POST /v1/models/{name}/translate    multipart field ``image`` or the raw body; ``version``
-                                        as query or form field; PNG, or JPEG for Accept: image/jpeg
+                                        as query or form field; PNG, or JPEG for Accept: image/jpeg.
+                                        Over ``async_pixels`` (or with ``?async=true``): 202 and a job
+    GET  /v1/translations/{id}          a translation job's progress; once done, its result's URL
+    GET  /v1/translations/{id}/result   the translated image, full size
+    DELETE /v1/translations/{id}        cancel a job, or drop its result
     POST /v1/models/{name}/retrain      a zip of training pairs; Authorization: Bearer <token>
     GET  /v1/jobs/{job_id}              a retraining job's status
 
+Images over ``tile_threshold`` pixels run tile by tile (translate.tiling) on the model replica
+(``ModelServer.translate_large``, which streams its progress back), outside the request batches.
 Every refusal is a 4xx with a JSON body ``{"error": CODE, "detail": ...}``; overload is a
 503 with ``Retry-After``. ``build_app`` returns the application; ``app_builder`` is the
 same for ``serve deploy`` configs (see serve_config.yaml); ``start_local`` runs it on an
-embedded local Ray.
+embedded local Ray and ``stop_local`` stops it, leaving no Ray process behind.
 """
 import asyncio
 import hmac
@@ -27,20 +35,29 @@ import inspect
 import logging
 import os
 import re
+import tempfile
+import threading
+import time
+import uuid
 from dataclasses import asdict
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Literal
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving import api_docs
 from training import local_ray
 from serving.config import ServiceConfig
 from serving.store import ModelStore, NotFoundError, StoreError, check_name, parse_model_id
+from serving.translation_jobs import HEARTBEAT_S, JOB_ID, JobGone, JobsFull, JobStore, public_view
 from translate import imageio
 from translate.errors import ConfigError, DataError, ImageError, ModelError, TranslateError
 
@@ -53,6 +70,11 @@ TOKEN_ENV = "TRANSLATE_RETRAIN_TOKEN"
 RESPONSE_PNG_LEVEL = 1  # zlib level of PNG responses: 4x faster than Pillow's default 6, 2 % larger (BENCHMARKS.md)
 MAX_MODELS_PER_REPLICA = 4
 STORE_POLL_S = 2.0  # an object store's pointer and version list are read at most this often per ingress replica
+PROGRESS_EVERY_S = 0.5  # a job's progress is written at most this often
+SWEEP_EVERY_S = 30.0  # expired jobs are removed this often
+# Swagger UI's files, from the fastapi-offline package: /docs works with no network
+DOCS_STATIC = "/static-docs"
+DOCS_FILES = resources.files("fastapi_offline") / "static"
 
 
 class ServiceError(Exception):
@@ -176,7 +198,8 @@ def claimed_pixels(data: bytes) -> int:
 
 
 def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
-    """Untrusted bytes -> (uint8 RGB array, alpha channel or None); ServiceError for every refusal."""
+    """Untrusted bytes -> (uint8 RGB array, alpha channel or None); ServiceError for every refusal.
+    The one decoding path of uploads (sync and jobs alike): a format added here is served everywhere."""
     if not data:
         raise ServiceError(400, "missing_image", "the upload is empty: send the image as the multipart field "
                                                  "'image' or as the request body")
@@ -184,6 +207,8 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
     if fmt not in ALLOWED_FORMATS:
         raise ServiceError(415, "unsupported_format", f"not a {', '.join(ALLOWED_FORMATS)} image "
                                                       f"(first bytes {data[:8]!r})")
+    if fmt == "TIFF":
+        return decode_raster_upload(data, max_pixels)
     try:
         img = imageio.decode(data, source="upload", max_pixels=max_pixels)
     except ImageError as e:
@@ -191,15 +216,35 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
             raise ServiceError(413, "too_many_pixels", str(e)) from None
         raise ServiceError(400, "bad_image", str(e)) from None
     rgb, alpha = imageio.split_alpha(img)
+    if alpha is not None and alpha.getextrema() == (255, 255):
+        alpha = None  # opaque everywhere (a canvas drawing, most RGBA exports): nothing to restore
     return imageio.image_to_array(rgb), alpha
 
 
+def decode_raster_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A TIFF upload (GeoTIFF, several bands, 16-bit) read by :mod:`translate.raster`'s rules, as
+    ``translate predict`` reads the file: the default bands, 16-bit and deeper stretched per band
+    from percentiles, nodata as alpha (restored in a PNG answer). The answer is an image, not a
+    georeferenced raster: ``translate predict`` or ``translate convert`` keep the georeferencing."""
+    from translate import raster  # lazy: GDAL
+
+    pixels = raster.raster_pixels(data)
+    if pixels > max_pixels:
+        raise ServiceError(413, "too_many_pixels", f"upload: raster is {pixels:,} pixels, over the limit of "
+                                                   f"{max_pixels:,}")
+    try:
+        return raster.decode_raster(data, name="upload", max_pixels=max_pixels)
+    except ImageError as e:
+        raise ServiceError(400, "bad_image", str(e)) from None
+
+
 def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
-    """Translated uint8 array + the alpha set aside -> PNG (alpha restored) or JPEG (composited on white)."""
+    """Translated uint8 array + the alpha set aside (an L image or a uint8 array) -> PNG (alpha restored) or
+    JPEG (composited on white)."""
     out = imageio.array_to_image(y)
     if alpha is not None:
         out = out.convert("RGBA")
-        out.putalpha(alpha)
+        out.putalpha(imageio.array_to_image(alpha) if isinstance(alpha, np.ndarray) else alpha)
         if fmt == "JPEG":
             out = imageio.to_rgb(out)
     return imageio.encode(out, fmt, compress_level=RESPONSE_PNG_LEVEL)
@@ -209,7 +254,7 @@ def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
 def retrain_module():
     """serving.retraining.jobs, imported lazily (it brings training in); 501 where it is missing."""
     try:
-        from serving.retraining import jobs
+        from serving.retraining import jobs  # lazy: brings in training/ and torch
     except ModuleNotFoundError as e:
         if e.name not in ("serving.retraining", "serving.retraining.jobs"):
             raise
@@ -217,11 +262,37 @@ def retrain_module():
     return jobs
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("i2i-translate")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class JobCancelled(Exception):
+    """Raised inside a tiled translation whose caller has gone, to stop it at the next tile."""
+
+
+async def consume_stream(stream, progress: Callable[[int, int], None] | None) -> dict:
+    """The result of ``ModelServer.translate_large``'s stream, passing its progress reports on."""
+    async for msg in stream:
+        if "done" in msg:
+            if progress is not None:
+                progress(msg["done"], msg["total"])
+            continue
+        return msg
+    raise ServiceError(503, "model_unavailable", "the model replica ended the translation without a result",
+                       retry_headers())
+
+
 # --------------------------------------------------------------------------- model deployment
 # settings that come from ServiceConfig are applied in build_app (deployment_options), not here
 @serve.deployment(name="ModelServer", backpressure_config={"retry_after_s": RETRY_AFTER_S})
 class ModelServer:
-    """Runs translate.predictor.Predictor on batches of same-model requests (grouped by size inside)."""
+    """Runs translate.predictor.Predictor on batches of same-model requests (grouped by size inside), and
+    large images one at a time, tile by tile, reporting progress (``translate_large``)."""
 
     def __init__(self, config: dict):
         self.config = ServiceConfig(**config)
@@ -231,12 +302,14 @@ class ModelServer:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def load_model(self, model_id: str):
-        from translate.predictor import Predictor
+        from translate.predictor import Predictor  # lazy: ONNX Runtime, only on model replicas
+        from translate.tiling import TileConfig  # lazy: with the predictor
 
         name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
 
         def load():  # from an object store: downloaded once into this node's cache, checksum-verified
-            return Predictor(self.store.model_path(name, version), threads=self.config.threads)
+            return Predictor(self.store.model_path(name, version), threads=self.config.threads,
+                             tiling=TileConfig(threshold=self.config.tile_threshold))
 
         return await asyncio.to_thread(load)
 
@@ -255,9 +328,49 @@ class ModelServer:
             return {"status": status, "error": code, "detail": str(e)}
         return {"image": y, "batch_size": n}
 
+    async def translate_large(self, image: np.ndarray):
+        """A stream: ``{'done': i, 'total': n}`` after tile runs (coalesced), then ``{'image': ...,
+        'batch_size': 1}`` or an error dict. Tiled above tile_threshold (translate.tiling: bounded memory);
+        a cancelled stream stops the work at the next tile."""
+        cancelled = threading.Event()
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue = asyncio.Queue()
+
+        def progress(done: int, total: int) -> None:  # on the worker thread
+            if cancelled.is_set():
+                raise JobCancelled
+            loop.call_soon_threadsafe(updates.put_nowait, (done, total))
+
+        work = None
+        try:
+            model = await self.load_model(serve.get_multiplexed_model_id())
+            work = asyncio.ensure_future(asyncio.to_thread(model.translate_array, image, progress))
+            while not work.done():
+                getter = asyncio.ensure_future(updates.get())
+                await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                done, total = getter.result()
+                while not updates.empty():
+                    done, total = updates.get_nowait()
+                yield {"done": done, "total": total}
+            y = work.result()
+            if not model.tiling.wants(*y.shape[:2]):  # one run, no tiles: done in one step
+                yield {"done": 1, "total": 1}
+            yield {"image": y, "batch_size": 1}
+        except TranslateError as e:
+            status, code = translate_error_status(e)
+            yield {"status": status, "error": code, "detail": str(e)}
+        finally:
+            cancelled.set()  # the caller went away (or the work ended): a tile run still going stops after it
+            if work is not None and not work.done():  # it ends with JobCancelled, which nobody needs to hear
+                work.add_done_callback(lambda f: f.cancelled() or f.exception())
+
 
 # --------------------------------------------------------------------------- ingress
-api = FastAPI(title="i2i-translate", docs_url=None, redoc_url=None)
+api = FastAPI(title="i2i-translate", docs_url=None, redoc_url=None, openapi_url=None)
+api.mount(DOCS_STATIC, StaticFiles(directory=str(DOCS_FILES)), name="docs-static")
 
 
 @api.exception_handler(ServiceError)
@@ -288,6 +401,12 @@ async def _validation_error(request: Request, e: RequestValidationError):
     return error_response(400, "bad_request", [{k: err.get(k) for k in ("loc", "msg")} for err in e.errors()])
 
 
+VERSION_QUERY = Query(None, description="a version, v0001 or later (default: the promoted one)")
+ASYNC_QUERY = Query(None, alias="async", description="true: answer 202 with a job at once; false: answer with "
+                                                     "the image even when large (bounded by the request timeout); "
+                                                     "absent: a job for uploads over async_pixels")
+
+
 @serve.deployment(name="Ingress", backpressure_config={"retry_after_s": RETRY_AFTER_S})
 @serve.ingress(api)
 class Ingress:
@@ -300,59 +419,163 @@ class Ingress:
         self.model_server = model_server
         self.handles: dict[str, Any] = {}  # per model id: options() builds a new handle each time
         self.page = (STATIC / "index.html").read_text()
+        self.jobs = JobStore(self.config.jobs_dir or default_jobs_dir(), self.config.max_jobs, self.config.job_ttl_s)
+        self.running: dict[str, asyncio.Task] = {}  # the jobs this replica runs (or queues), by id
+        self.job_slots: asyncio.Semaphore | None = None
+        self.keeper: asyncio.Task | None = None
+        self._openapi: dict | None = None
 
     # ------------------------------------------------------------------ helpers
     async def resolve(self, name: str, version: str | None) -> str:
         """The version to serve: the one asked for, else the promoted one (nothing is downloaded here)."""
         return await asyncio.to_thread(self.store.resolve, name, version)
 
-    async def run_served(self, name: str, version: str, pinned: bool, image: np.ndarray) -> tuple[dict, str]:
+    async def run_served(self, name: str, version: str, pinned: bool, image: np.ndarray,
+                         progress: Callable[[int, int], None] | None = None,
+                         timeout: float | None | Literal["request"] = "request") -> tuple[dict, str]:
         """Run the model; when the promoted version cannot be loaded (its file corrupt or missing, the
         store unreachable) keep answering with the version this replica served before it. Asked for
         by number (``pinned``), a version is that version or an error."""
         try:
-            result = await self.run_model(f"{name}@{version}", image)
+            result = await self.run_model(f"{name}@{version}", image, progress, timeout)
         except ServiceError as e:
             before = self.last_served.get(name)
             if pinned or e.error not in ("model_unavailable", "store_unavailable") or before in (None, version):
                 raise
             log.warning("%s@%s cannot be served (%s); still serving %s", name, version, e.detail, before)
-            return await self.run_model(f"{name}@{before}", image), before
+            return await self.run_model(f"{name}@{before}", image, progress, timeout), before
         if not pinned:
             self.last_served[name] = version
         return result, version
 
-    async def run_model(self, model_id: str, image: np.ndarray) -> dict:
+    async def run_model(self, model_id: str, image: np.ndarray, progress: Callable[[int, int], None] | None = None,
+                        timeout: float | None | Literal["request"] = "request") -> dict:
+        """One image through the model deployment: batched, or above tile_threshold (or with a ``progress``
+        listener) one at a time on ``translate_large``. ``timeout``: seconds, None for none."""
+        from ray.exceptions import RayActorError
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
+        timeout = self.config.request_timeout_s if timeout == "request" else timeout
         handle = self.handles.get(model_id)
         if handle is None:
             if len(self.handles) > 256:
                 self.handles.clear()
             handle = self.handles[model_id] = self.model_server.options(multiplexed_model_id=model_id)
-        response = handle.remote(image)
+        if progress is not None or image.shape[0] * image.shape[1] > self.config.tile_threshold:
+            stream = handle.options(stream=True).translate_large.remote(image)
+            waiting, cancel = consume_stream(stream, progress), stream.cancel
+        else:
+            response = handle.remote(image)
+            waiting, cancel = response, response.cancel
         try:
-            result = await asyncio.wait_for(response, timeout=self.config.request_timeout_s)
+            result = await asyncio.wait_for(waiting, timeout=timeout)
         except asyncio.TimeoutError:
-            response.cancel()
-            raise ServiceError(504, "timeout", f"the model did not answer within {self.config.request_timeout_s:g} s",
-                               retry_headers()) from None
+            cancel()
+            raise ServiceError(504, "timeout", f"the model did not answer within {timeout:g} s; send large "
+                                               "images with ?async=true", retry_headers()) from None
         except (BackPressureError, DeploymentUnavailableError) as e:
             raise ServiceError(503, "overloaded", f"the service is busy ({e}); retry later", retry_headers()) from None
+        except RayActorError as e:
+            raise ServiceError(503, "model_unavailable", f"the model replica stopped while translating "
+                                                         f"({e.__class__.__name__}); retry", retry_headers()) from None
+        except BaseException:
+            cancel()
+            raise
         if "error" in result:
             raise ServiceError(result["status"], result["error"], result["detail"])
         return result
 
+    # ------------------------------------------------------------------ jobs
+    def start_job(self, job: dict, pinned: bool) -> None:
+        if self.job_slots is None:
+            self.job_slots = asyncio.Semaphore(self.config.job_workers)
+        if self.keeper is None or self.keeper.done():
+            self.keeper = asyncio.create_task(self.keep_jobs())
+        self.running[job["id"]] = asyncio.create_task(self.run_job(job, pinned))
+
+    async def run_job(self, job: dict, pinned: bool) -> None:
+        """Decode nothing again: the upload was decoded and checked before the 202; run, encode, keep."""
+        job_id, last = job["id"], [0.0]
+
+        def progress(done: int, total: int) -> None:  # a small JSON written in place: cheap enough on the loop
+            now = time.monotonic()
+            if done >= total or now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                self.jobs.update(job_id, done=done, total=total)  # JobGone (deleted) ends the run
+
+        try:
+            async with self.job_slots:
+                await asyncio.to_thread(self.jobs.update, job_id, state="running", started=time.time())
+                image, alpha = await asyncio.to_thread(self.jobs.load_input, job_id)
+                result, version = await self.run_served(job["model"], job["version"], pinned, image, progress,
+                                                        timeout=None)
+                del image
+                fmt = job["format"]
+                content = await asyncio.to_thread(encode_result, result["image"], alpha, fmt)
+                del result
+                await asyncio.to_thread(self.jobs.finish, job_id, content, fmt.lower().replace("jpeg", "jpg"),
+                                        version=version, media_type=f"image/{fmt.lower()}")
+        except JobGone:
+            pass  # deleted (cancelled) by a client
+        except ServiceError as e:
+            await asyncio.to_thread(self.jobs.fail, job_id, e.status, e.error, e.detail)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug: say so in the job rather than leave it running forever
+            log.exception("translation job %s failed", job_id)
+            await asyncio.to_thread(self.jobs.fail, job_id, 500, "internal_error", f"{e.__class__.__name__}: {e}")
+        finally:
+            self.running.pop(job_id, None)
+
+    async def keep_jobs(self) -> None:
+        """Touch the jobs this replica runs (others see it alive) and remove expired ones, forever."""
+        swept = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await asyncio.to_thread(self.jobs.touch, list(self.running))
+                if time.monotonic() - swept >= SWEEP_EVERY_S:
+                    swept = time.monotonic()
+                    await asyncio.to_thread(self.jobs.sweep)
+            except Exception:
+                log.exception("keeping the translation jobs in %s", self.jobs.root)
+
+    def job_view(self, request: Request, job: dict) -> dict:
+        return public_view(job, self.config.job_ttl_s, request.scope.get("root_path", "").rstrip("/"))
+
+    async def job_record(self, job_id: str) -> dict:
+        if not JOB_ID.fullmatch(job_id):
+            raise ServiceError(400, "bad_job_id", f"{job_id!r} is not a translation job id (32 hex digits)")
+        return await asyncio.to_thread(self.jobs.get, job_id)
+
     # ------------------------------------------------------------------ routes
-    @api.get("/", response_class=HTMLResponse)
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(self):
         return HTMLResponse(self.page)
 
-    @api.get("/v1/models")
-    async def models(self):
-        return {"models": await asyncio.to_thread(self.store.list)}
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self):
+        if self._openapi is None:  # self.app: the FastAPI app this replica serves (set by Serve's wrapper)
+            from serving.api_docs import openapi_schema  # lazy: built once, on the first request
 
-    @api.get("/healthz")
+            self._openapi = openapi_schema(api.title, package_version(), self.app.routes, self.config)
+        return JSONResponse(self._openapi)
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self, request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title=f"{api.title} API",
+                                   swagger_js_url=f"{root}{DOCS_STATIC}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_STATIC}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_STATIC}/favicon.png")
+
+    @api.get("/v1/models", summary="The models, their versions and the service's limits",
+             responses={200: {"model": api_docs.ModelsBody, "description": "the store's models"}})
+    async def models(self):
+        return {"models": await asyncio.to_thread(self.store.list), "limits": api_docs.limits(self.config)}
+
+    @api.get("/healthz", summary="200 once a model answers a real (tiny) translation",
+             responses=api_docs.errors(503))
     async def healthz(self):
         for name in await asyncio.to_thread(self.store.names):
             version = await asyncio.to_thread(self.store.current, name)
@@ -371,22 +594,70 @@ class Ingress:
         return error_response(503, "no_model", f"the store {self.config.store} has no promoted model",
                               retry_headers())
 
-    @api.post("/v1/models/{name}/translate")
-    async def translate(self, name: str, request: Request, version: str | None = None):
+    @api.post("/v1/models/{name}/translate", summary="Translate an image (the same size comes back)",
+              response_class=Response, responses=api_docs.TRANSLATE_RESPONSES, openapi_extra={"requestBody": api_docs.TRANSLATE_BODY})
+    async def translate(self, name: str, request: Request, version: str | None = VERSION_QUERY,
+                        as_job: bool | None = ASYNC_QUERY):
         check_name(name)
         body = await read_body(request, self.config.max_upload_bytes)
         data, form = await upload_fields(request, body, "image")
+        del body
         asked = version if version is not None else form.get("version") or None
         version = await self.resolve(name, asked)
         image, alpha = await asyncio.to_thread(decode_upload, data, self.config.max_pixels)
-        result, version = await self.run_served(name, version, asked is not None, image)
+        del data
         fmt = output_format(request.headers.get("accept"))
+        h, w = image.shape[:2]
+        if as_job if as_job is not None else h * w > self.config.async_pixels:
+            record = {"model": name, "version": version, "width": w, "height": h, "format": fmt}
+            try:
+                job = await asyncio.to_thread(self.jobs.create, record, image,
+                                              None if alpha is None else imageio.image_to_array(alpha)[:, :, 0])
+            except JobsFull as e:
+                raise ServiceError(503, "too_many_jobs", str(e), {"Retry-After": str(e.retry_after)}) from None
+            del image, alpha
+            self.start_job(job, asked is not None)
+            view = self.job_view(request, job)
+            return JSONResponse(view, status_code=202, headers={"Location": view["url"], "Retry-After": "1"})
+        result, version = await self.run_served(name, version, asked is not None, image)
         content = await asyncio.to_thread(encode_result, result["image"], alpha, fmt)
         return Response(content, media_type="image/png" if fmt == "PNG" else "image/jpeg", headers={
             "X-Model": name, "X-Model-Version": version, "X-Batch-Size": str(result["batch_size"]),
             "Content-Disposition": f'inline; filename="{name}-{version}.{fmt.lower().replace("jpeg", "jpg")}"'})
 
-    @api.post("/v1/models/{name}/retrain")
+    @api.get("/v1/translations/{job_id}", summary="A translation job's progress; once done, its result's URL",
+             responses={200: {"model": api_docs.JobBody, "description": "the job"}, **api_docs.errors(400, 404)})
+    async def translation(self, job_id: str, request: Request):
+        return self.job_view(request, await self.job_record(job_id))
+
+    @api.get("/v1/translations/{job_id}/result", summary="A finished job's image, full size",
+             response_class=Response, responses={200: {"description": "the translation", "content": {"image/png": {"schema": api_docs.BINARY},
+                                                                           "image/jpeg": {"schema": api_docs.BINARY}}},
+                        **api_docs.errors(400, 404, 409)})
+    async def translation_result(self, job_id: str):
+        job = await self.job_record(job_id)
+        if job["state"] == "failed":
+            raise ServiceError(job.get("status") or 500, job.get("error") or "failed", job.get("detail"))
+        if job["state"] != "done":
+            done, total = job.get("done", 0), job.get("total", 0)
+            raise ServiceError(409, "not_ready", f"job {job_id} is {job['state']} ({done} of {total or '?'} tile runs "
+                                                 "done)", retry_headers())
+        path = self.jobs.folder(job_id) / job["result_file"]
+        ext = path.suffix
+        return FileResponse(path, media_type=job["media_type"], headers={
+            "X-Model": job["model"], "X-Model-Version": job["version"],
+            "Content-Disposition": f'attachment; filename="{job["model"]}-{job["version"]}{ext}"'})
+
+    @api.delete("/v1/translations/{job_id}", status_code=204, summary="Cancel a job, or drop its result",
+                responses=api_docs.errors(400, 404))
+    async def delete_translation(self, job_id: str):
+        await self.job_record(job_id)
+        await asyncio.to_thread(self.jobs.delete, job_id)  # a running job stops at its next progress report
+        return Response(status_code=204)
+
+    @api.post("/v1/models/{name}/retrain", summary="Fine-tune a model on uploaded pairs (a job)", status_code=202,
+              responses={202: {"description": "the retraining job"}, **api_docs.errors(400, 401, 403, 413)},
+              openapi_extra={"requestBody": api_docs.RETRAIN_BODY})
     async def retrain(self, name: str, request: Request):
         check_name(name)
         check_retrain_auth(request.headers.get("authorization"), os.environ.get(TOKEN_ENV))
@@ -402,7 +673,7 @@ class Ingress:
             raise ServiceError(403, "forbidden", str(e)) from None
         return JSONResponse(job, status_code=202)
 
-    @api.get("/v1/jobs/{job_id}")
+    @api.get("/v1/jobs/{job_id}", summary="A retraining job's status", responses=api_docs.errors(400, 404))
     async def job(self, job_id: str):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", job_id):
             raise ServiceError(400, "bad_job_id", f"{job_id!r} is not a job id")
@@ -416,10 +687,18 @@ class Ingress:
 
 
 # --------------------------------------------------------------------------- building and running
-def deployment_options(cfg: ServiceConfig) -> dict[str, dict[str, Any]]:
+def default_jobs_dir() -> str:
+    """A new folder name under the temporary folder (made by the ingress replicas when they start)."""
+    return os.path.join(tempfile.gettempdir(), f"i2i-translate-jobs-{uuid.uuid4().hex[:12]}")
+
+
+def deployment_options(cfg: ServiceConfig, shutdown_wait_s: float | None = None) -> dict[str, dict[str, Any]]:
     """The Serve settings of each deployment, by name, for ``cfg`` (resolved by ``ServiceConfig.from_args``):
-    the one place config fields become deployment options. A serve config's ``deployments`` override them."""
+    the one place config fields become deployment options. A serve config's ``deployments`` override them.
+    ``shutdown_wait_s``: how often a stopping replica looks whether its requests are done (Serve's default,
+    2 s, when None: routers elsewhere in a cluster need that long to hear of it)."""
     logging_config = {"enable_access_log": cfg.access_log}
+    stopping = {} if shutdown_wait_s is None else {"graceful_shutdown_wait_loop_s": shutdown_wait_s}
     return {
         "ModelServer": dict(
             max_ongoing_requests=cfg.max_ongoing_requests, max_queued_requests=cfg.max_queued_requests,
@@ -427,10 +706,10 @@ def deployment_options(cfg: ServiceConfig) -> dict[str, dict[str, Any]]:
             autoscaling_config={"min_replicas": cfg.min_replicas,
                                 "max_replicas": max(cfg.min_replicas, cfg.max_replicas),
                                 "target_ongoing_requests": cfg.max_batch_size},
-            logging_config=logging_config),
+            logging_config=logging_config, **stopping),
         "Ingress": dict(
             max_ongoing_requests=cfg.ingress_max_ongoing_requests, max_queued_requests=cfg.ingress_max_queued_requests,
-            ray_actor_options={"num_cpus": cfg.ingress_num_cpus}, logging_config=logging_config),
+            ray_actor_options={"num_cpus": cfg.ingress_num_cpus}, logging_config=logging_config, **stopping),
     }
 
 
@@ -439,10 +718,13 @@ def http_options(cfg: ServiceConfig, host: str, port: int) -> dict[str, Any]:
     return {"host": host, "port": port, "request_timeout_s": cfg.request_timeout_s + 5}
 
 
-def build_app(store: str | os.PathLike | None = None, **options):
-    """The Serve application over the model store ``store``; ``options`` are ServiceConfig fields."""
+def build_app(store: str | os.PathLike | None = None, *, shutdown_wait_s: float | None = None, **options):
+    """The Serve application over the model store ``store``; ``options`` are ServiceConfig fields. Without a
+    ``jobs_dir`` the jobs go to a new folder under the temporary folder (the same for every ingress replica).
+    ``shutdown_wait_s``: see :func:`deployment_options`."""
     cfg = ServiceConfig.from_args(options, store=str(store or ""))
-    deployments = deployment_options(cfg)
+    cfg.jobs_dir = cfg.jobs_dir or default_jobs_dir()
+    deployments = deployment_options(cfg, shutdown_wait_s)
     model = ModelServer.options(**deployments["ModelServer"]).bind(asdict(cfg))
     return Ingress.options(**deployments["Ingress"]).bind(model, asdict(cfg))
 
@@ -482,6 +764,13 @@ def fit_replicas(cfg: ServiceConfig, cpus: float) -> ServiceConfig:
     return ServiceConfig(**{**asdict(cfg), "max_replicas": fits})
 
 
+_local_jobs_dirs: list[str] = []  # jobs folders start_local made (its temporary ones), removed by stop_local
+STOP_SERVE_S = 5.0  # stop_local lets Serve finish requests in flight for this long, then stops Ray regardless
+# a local app's replicas look every 0.2 s whether their requests are done when stopping (Serve's 2 s made
+# serve.shutdown take 5.3 s instead of 1.4 s; on one machine no router needs the time to hear of it)
+LOCAL_SHUTDOWN_WAIT_S = 0.2
+
+
 def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000, *,
                 ray_cpus: int | None = None, name: str = "translate", **options) -> str:
     """Start an embedded local Ray (``ray_cpus`` CPUs; default all), Serve's HTTP proxy on host:port, and the
@@ -489,33 +778,40 @@ def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1",
     import ray
 
     cfg = ServiceConfig.from_args(options, store=str(store or ""))
+    if not cfg.jobs_dir:
+        cfg.jobs_dir = default_jobs_dir()
+        _local_jobs_dirs.append(cfg.jobs_dir)
     if not ray.is_initialized():
         init_local_ray(ray_cpus)
     cfg = fit_replicas(cfg, ray.cluster_resources().get("CPU", 0.0))
     serve.start(http_options=http_options(cfg, host, port), logging_config={"enable_access_log": cfg.access_log})
-    serve.run(build_app(**asdict(cfg)), name=name, route_prefix="/")
+    serve.run(build_app(**asdict(cfg), shutdown_wait_s=LOCAL_SHUTDOWN_WAIT_S), name=name, route_prefix="/")
     return f"http://{host}:{port}"
 
 
 def stop_local() -> None:
-    import ray
+    """Stop Serve (requests in flight get up to STOP_SERVE_S) and the local Ray, leaving none of its processes
+    behind (training.local_ray.shutdown), and remove the jobs folder start_local made."""
+    import shutil
 
     try:
-        serve.shutdown()
+        left = local_ray.shutdown(first=serve.shutdown, first_timeout_s=STOP_SERVE_S)
+        if left:
+            log.info("stopped %d Ray process(es) that outlived ray.shutdown: %s", len(left), left)
     finally:
-        ray.shutdown()
+        while _local_jobs_dirs:
+            shutil.rmtree(_local_jobs_dirs.pop(), ignore_errors=True)
 
 
 def serve_until_interrupted(store: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
                             **options) -> None:
-    """``translate serve``: start, print the URL and a curl example, stay up until Ctrl-C, shut down."""
-    import time
-
+    """``translate serve``: start, print the URL and a curl example, stay up until Ctrl-C or SIGTERM (which
+    ``translate`` turns into KeyboardInterrupt), shut down within about 10 s, leaving no Ray process."""
     url = start_local(store, host, port, **options)
     models = ModelStore(store).names()
     example = models[0] if models else "NAME"
     print(f"serving {ModelStore(store).url} at {url}  (models: {', '.join(models) or 'none yet'})")
-    print(f"  upload page: {url}/")
+    print(f"  upload page: {url}/   API: {url}/docs")
     print(f"  try: curl -F image=@input.png {url}/v1/models/{example}/translate -o translated.png")
     print("  Ctrl-C to stop", flush=True)
     try:
@@ -525,3 +821,4 @@ def serve_until_interrupted(store: str | os.PathLike, host: str = "127.0.0.1", p
         print("stopping the service", flush=True)
     finally:
         stop_local()
+        print("stopped", flush=True)

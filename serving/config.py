@@ -24,9 +24,21 @@ class ServiceConfig:
 
     store: str = opt("", "model store: a folder or s3://BUCKET/PREFIX ('' = $TRANSLATE_STORE on the replicas, "
                      "else ./models)")
-    max_upload_bytes: int = opt(20 * 2**20, "largest request body of a translation, in bytes")
+    max_upload_bytes: int = opt(256 * 2**20, "largest request body of a translation, in bytes (an 8192 x 8192 "
+                                              "PNG photo is about 150 MB; the body is held in memory)")
     max_zip_bytes: int = opt(200 * 2**20, "largest retraining upload, in bytes (the zip is held in memory)")
-    max_pixels: int = opt(2048 * 2048, "largest image in pixels; larger ones are refused from their header")
+    max_pixels: int = opt(8192 * 8192, "largest upload in pixels; larger ones are refused from their header, "
+                                       "before decoding")
+    tile_threshold: int = opt(2048 * 2048, "images with more pixels are translated tile by tile, in bounded memory "
+                                           "(translate.tiling, as `translate predict` does)")
+    async_pixels: int | None = opt(None, "uploads with more pixels become a job (202 and a job URL) unless the "
+                                         "request says async=false (auto: tile_threshold)")
+    max_jobs: int = opt(16, "translation jobs kept at once (queued, running or finished with their result); "
+                            "beyond it 503 with Retry-After")
+    job_ttl_s: float = opt(900.0, "seconds a finished job and its result are kept")
+    job_workers: int = opt(1, "jobs one ingress replica runs at once (each holds its image; the rest queue)")
+    jobs_dir: str = opt("", "folder of the jobs' state and results ('' = a new temporary folder; with ingress "
+                            "replicas on several nodes, a shared file system)")
     request_timeout_s: float = opt(60.0, "seconds the ingress waits for the model before it answers 504")
     max_batch_size: int = opt(8, "largest batch of requests per model call")
     batch_wait_timeout_s: float = opt(0.01, "seconds a batch waits to fill before it runs")
@@ -57,6 +69,11 @@ class ServiceConfig:
             raise ConfigError("max_batch_size", "must be at least 1")
         if not cfg.max_ongoing_requests:  # 0 meant auto before it was None
             cfg.max_ongoing_requests = 2 * cfg.max_batch_size
+        if cfg.async_pixels is None:
+            cfg.async_pixels = cfg.tile_threshold
+        for name in ("max_pixels", "tile_threshold", "max_jobs", "job_workers"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(name, f"must be at least 1, got {getattr(cfg, name)}")
         if cfg.max_ongoing_requests < cfg.max_batch_size:
             raise ConfigError("max_ongoing_requests", f"must be at least max_batch_size ({cfg.max_batch_size}) "
                                                       "or batches never fill")

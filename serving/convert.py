@@ -110,7 +110,7 @@ class Translator:
 
     def __init__(self, model: Any, in_dir: str, out_dir: str, fmt: str, device: str, threads: int, run: str = "",
                  registry: str = "", raster: RasterOptions | None = None, model_name: str = "", tiling=None):
-        from translate.predictor import Predictor
+        from translate.predictor import Predictor  # lazy: ONNX Runtime, in the actor process
 
         if not isinstance(model, (bytes, str, os.PathLike)):  # an ObjectRef to the exported bytes
             import ray
@@ -154,7 +154,7 @@ class Translator:
         return report
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from translate.raster import translate_path
+        from translate.raster import translate_path  # lazy: GDAL, in the actor process
 
         paths, errors = [], []
         for path in batch["path"]:
@@ -180,7 +180,7 @@ def _resources(workers: int, device: str) -> tuple[int, float, float, int]:
     """(actors, CPUs per actor, GPUs per actor, ONNX Runtime threads per actor)."""
     import ray
 
-    from translate.predictor import cuda_available
+    from translate.predictor import cuda_available  # lazy: ONNX Runtime
 
     total = float(ray.cluster_resources().get("CPU", 1))
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -233,7 +233,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     file when there are rasters, so each is reported as soon as it is written. ``tiling``: the
     predictors' (default: :class:`translate.tiling.TileConfig`'s defaults, as ``translate predict``).
     """
-    from translate.loading import model_source
+    from translate.loading import model_source  # lazy: torch, for checkpoints
 
     if store is not None:
         from .store import ModelStore, check_name, parse_model_id
@@ -370,7 +370,7 @@ def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    from translate.predictor import Predictor
+    from translate.predictor import Predictor  # lazy: ONNX Runtime
 
     Predictor(source, device="cpu")  # a model ONNX Runtime cannot load fails here, in the driver
     # the bytes, never a path: the actors may run on nodes that do not have the file (a model's external

@@ -278,7 +278,7 @@ class ModelStore:
     def register(self, name: str, onnx: str | os.PathLike | bytes, meta: dict | None = None,
                  checkpoint: str | os.PathLike | None = None, promote: bool = False) -> str:
         """Add a new version of ``name``; returns it. The first version of a name is promoted."""
-        from translate.predictor import Predictor
+        from translate.predictor import Predictor  # lazy: ONNX Runtime, only when registering
 
         check_name(name)
         if not isinstance(onnx, bytes):
@@ -300,7 +300,7 @@ class ModelStore:
         }
         files: dict[str, FileSource] = {MODEL_FILE: onnx if isinstance(onnx, bytes) else Path(onnx)}
         if checkpoint is not None:
-            from translate.checkpoint import load_checkpoint, resolve_checkpoint
+            from translate.checkpoint import load_checkpoint, resolve_checkpoint  # lazy: torch
 
             ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
             slim = {k: ckpt[k] for k in SLIM_CHECKPOINT_KEYS if k in ckpt}

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from translate.errors import ModelError
+from translate.errors import ConfigError, ModelError
 
 from .store import sha256_file
 
@@ -48,7 +48,6 @@ def _max_bytes_from_env() -> int:
     try:
         return max(0, int(float(raw)))
     except ValueError:
-        from translate.errors import ConfigError
 
         raise ConfigError(CACHE_MAX_ENV, f"{raw!r} is not a number of bytes") from None
 

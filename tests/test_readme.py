@@ -56,6 +56,7 @@ class Shell:
 
 SERVICE = "needs a running service: the test starts the same app on a local Ray"
 S3 = "needs object storage: the test runs it against a moto S3 server"
+RASTER = "needs a GeoTIFF: the test writes one with rasterio (CRS, transform, nodata) and reads the result back"
 RAY_TRAIN = "starts processes on Ray Train: the test runs the same training on a local Ray"
 
 TABLE: dict[str, Run | Covered | Shell] = {
@@ -132,6 +133,25 @@ TABLE: dict[str, Run | Covered | Shell] = {
     "curl http://127.0.0.1:8000/v1/jobs/<job id>": Covered(
         "tests/serving/test_retrain.py::test_retrain_promotes_a_better_version_and_reports_progress",
         "a job's status, as the route answers it"),
+    "translate predict maps.onnx scene.tif --out maps/ --bands 3,2,1": Covered(
+        "tests/cli/test_cli.py::test_predict_a_multiband_16_bit_geotiff_keeps_its_position", RASTER),
+    "translate predict maps.onnx ortho.tif --out maps/ --cog": Covered(
+        "tests/translate/test_raster.py::test_cog_output_and_bytes_in_and_out", RASTER),
+    "translate convert maps.onnx tiles/ maps_out/": Covered(
+        "tests/serving/test_convert.py::test_a_folder_of_rasters_converts_georeferenced_resumably_and_counts_tiles",
+        "starts Ray Data on a folder of GeoTIFFs the test writes"),
+    "gdalinfo maps/scene.tif": Shell("GDAL's own tool, to look at the result; the tests read it back with rasterio"),
+    "curl -F image=@aerial-4096.jpg http://127.0.0.1:8000/v1/models/maps/translate": Covered(
+        "tests/serving/test_service.py::test_a_4096_aerial_photo_over_http_is_the_same_size_and_equal_to_translate_predict",
+        SERVICE),
+    "curl http://127.0.0.1:8000/v1/translations/4f0c...": Covered(
+        "tests/serving/test_service.py::test_a_4096_aerial_photo_over_http_is_the_same_size_and_equal_to_translate_predict",
+        SERVICE),
+    "curl http://127.0.0.1:8000/v1/translations/4f0c.../result -o map-4096.png": Covered(
+        "tests/serving/test_service.py::test_a_4096_aerial_photo_over_http_is_the_same_size_and_equal_to_translate_predict",
+        SERVICE),
+    "curl -X DELETE http://127.0.0.1:8000/v1/translations/4f0c...": Covered(
+        "tests/serving/test_service.py::test_a_small_image_as_a_job_gives_the_same_pixels_and_can_be_deleted", SERVICE),
     "export AWS_PROFILE=models": Shell("the credentials of the storage commands below"),
     "translate export runs/maps --out maps.onnx --register maps --store s3://my-models/translate": Covered(
         "tests/serving/test_store_object.py::test_cli_on_s3_as_a_new_user_runs_it", S3),

@@ -148,7 +148,7 @@ def fit(method_name: str, config, run_dir: Path, resume: bool, overrides: dict[s
     ``total`` / ``start``: the run's length and where it starts, for the progress bar (None: unknown)."""
     import ray
 
-    from .local_ray import init as init_ray
+    from .local_ray import init as init_ray  # lazy: Ray, only for multi-process runs
 
     own = not ray.is_initialized()
     if own:
@@ -276,7 +276,7 @@ def _worker(args: dict) -> None:
     """One training process (a Ray Train worker): the shared loop, told its place in the world."""
     import ray.train
 
-    from . import method as lookup
+    from . import method as lookup  # lazy: the registry and the loop import this module
     from .loop import Trainer
 
     ctx = ray.train.get_context()

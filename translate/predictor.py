@@ -240,8 +240,10 @@ class Predictor:
             return np.repeat(a, 3, axis=2)
         return a
 
-    def translate_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Translate several uint8 arrays; images of one size run as one batch."""
+    def translate_arrays(self, arrays: Sequence[np.ndarray],
+                         progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+        """Translate several uint8 arrays; images of one size run as one batch. A tiled image reports
+        ``progress(done, total)`` after every tile run (see :meth:`TiledRunner.translate_array`)."""
         prepared = [self._prepare(a) for a in arrays]
         results: list[np.ndarray | None] = [None] * len(prepared)
         by_shape: dict[tuple, list[int]] = {}
@@ -249,7 +251,7 @@ class Predictor:
             by_shape.setdefault(a.shape, []).append(i)
         for shape, idx in by_shape.items():
             if self.tiling.wants(*shape[:2]):  # from uint8 tiles to uint8 rows: no full-size float copy
-                out = [self.tiler.translate_array(prepared[i][0]) for i in idx]
+                out = [self.tiler.translate_array(prepared[i][0], progress) for i in idx]
             else:
                 out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx]))))
             for j, i in enumerate(idx):
@@ -276,9 +278,9 @@ class Predictor:
         a = source.read(0, source.height, 0, source.width)
         sink.write(0, imageio.from_network(self.run(imageio.to_network(a)))[0])
 
-    def translate_array(self, a: np.ndarray) -> np.ndarray:
+    def translate_array(self, a: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         squeeze = np.asarray(a).ndim == 2
-        y = self.translate_arrays([a])[0]
+        y = self.translate_arrays([a], progress)[0]
         return y[:, :, 0] if squeeze and y.shape[2] == 1 else y
 
     # --------------------------------------------------------------- PIL level

@@ -377,17 +377,18 @@ class TiledRunner:
         self.last_plan: TilePlan | None = None
 
     # ---------------------------------------------------------------- public
-    def translate_array(self, a: np.ndarray) -> np.ndarray:
-        """uint8 H x W x input_nc -> uint8 H x W x output_nc, tiled."""
+    def translate_array(self, a: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """uint8 H x W x input_nc -> uint8 H x W x output_nc, tiled (``progress`` as in :meth:`translate_source`)."""
         sink = ArraySink(*a.shape[:2])
-        self.translate_source(ArraySource(a), sink)
+        self.translate_source(ArraySource(a), sink, progress)
         return sink.array
 
     def translate_source(self, source: TileSource, sink: TileSink,
                          progress: Callable[[int, int], None] | None = None) -> None:
         """Tiles read from ``source`` (uint8 windows with ``input_nc`` channels), finished uint8 rows
         written to ``sink`` top to bottom (see :mod:`translate.windows`): no whole image is held.
-        ``progress(done, total)`` counts tile runs (tiles x passes) as they are read."""
+        ``progress(done, total)`` counts tile runs (tiles x passes) as they are read; an exception it
+        raises stops the work (the service's cancelled jobs)."""
         h, w = source.height, source.width
         canvas = PaddedSource(source, self.align, self.min_size)
         top, left = canvas.pads[0], canvas.pads[2]

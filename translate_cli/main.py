@@ -1,6 +1,9 @@
 """The ``translate`` command: a thin front over translate/, training/ and serving/.
 
-Bad input (a typed TranslateError) prints one line and exits with status 2.
+Bad input (a typed TranslateError) prints one line and exits with status 2. Each command imports
+what it needs inside its handler (the one place where imports of the project's own modules sit in
+functions as a rule): ``translate --help`` and a mistyped flag answer without loading torch, ONNX
+Runtime, GDAL or Ray.
 """
 from __future__ import annotations
 

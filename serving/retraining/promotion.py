@@ -45,7 +45,7 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
 
     ``record(**fields)`` updates the job's record as the phases change (evaluate, register).
     """
-    from training.loop import Trainer
+    from training.loop import Trainer  # lazy: torch and the trainers, only in the job
     from translate.checkpoint import load_checkpoint
     from translate.evaluate import evaluate
     from translate.metrics import METRIC_NAMES

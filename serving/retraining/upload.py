@@ -153,7 +153,7 @@ def import_pairs(entries: list[Entry], dest: Path, source: str, limits: UploadLi
 
     Returns ``{"train", "val", "test": pair counts, "eval_split", "held_out": "uploaded"|"split_holdout"}``.
     """
-    from translate import data as tdata
+    from translate import data as tdata  # lazy: torch and albumentations
 
     files = _layout(entries, source)
     if limits.max_files is not None and len(files) > limits.max_files:

@@ -1,4 +1,5 @@
-"""The HTTP service on a real local Ray: same pixels as the predictor, batching, refusals, overload."""
+"""The HTTP service on a real local Ray: same pixels as the predictor, batching, refusals, overload, large
+images as jobs with progress, the API's own description."""
 import io
 import json
 import struct
@@ -145,13 +146,13 @@ BAD = [  # (what, request arguments, status, error code)
     ("a truncated PNG", dict(data=encode(noise(64, 64))[:300]), 400, "bad_image"),
     ("an empty body", dict(data=b""), 400, "missing_image"),
     ("a decompression bomb header", dict(data=png_header_only(20000, 20000)), 413, "too_many_pixels"),
-    ("over the pixel limit", dict(data=encode(Image.new("L", (1100, 1000)))), 413, "too_many_pixels"),
-    ("over the byte limit", dict(data=b"\x89PNG\r\n\x1a\n" + bytes(3 * 2**20)), 413, "too_large"),
+    ("over the pixel limit", dict(data=encode(Image.new("L", (4097, 4096)))), 413, "too_many_pixels"),
+    ("over the byte limit", dict(data=b"\x89PNG\r\n\x1a\n" + bytes(9 * 2**20)), 413, "too_large"),
     ("a form without the image field", dict(files={"picture": ("x.png", b"\x89PNG")}), 400, "missing_field"),
     ("the image field as text", dict(data={"image": "not a file"}), 400, "missing_field"),
     ("a broken multipart body", dict(data=b"--xyz\r\nContent-Disposition: form-data; name=\"image\"\r\n",
                                      headers={"Content-Type": "multipart/form-data; boundary=xyz"}), 400, None),
-    ("over the byte limit, chunked", dict(data=(b"\x89PNG\r\n\x1a\n" + bytes(2**20) for _ in range(3))), 413,
+    ("over the byte limit, chunked", dict(data=(b"\x89PNG\r\n\x1a\n" + bytes(2**20) for _ in range(9))), 413,
      "too_large"),
     ("a bad version string", dict(data=b"x", params={"version": "../v0001"}), 400, "bad_version"),
     ("a bad version in the form", dict(files={"image": ("x.png", b"x")}, data={"version": "1"}), 400, "bad_version"),
@@ -297,3 +298,189 @@ def test_replicas_are_capped_to_what_the_cpus_hold(capsys):
     assert app.fit_replicas(half, 2.0).max_replicas == 3
     gpu_only = app.ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.0)
     assert app.fit_replicas(gpu_only, 2.0).max_replicas == 4
+
+
+# --------------------------------------------------------------------------- large images and jobs
+def aerial_photo(side: int) -> Image.Image:
+    """A procedural aerial photo (the built-in maps set's A side), drawn at 1024 px and scaled to ``side``:
+    a full-size scene takes minutes to draw."""
+    from translate.datasets.maps import make_maps_pair
+
+    return Image.fromarray(make_maps_pair(np.random.default_rng(3), 1024)[0]).resize((side, side), Image.BICUBIC)
+
+
+def follow(service, job: dict, limit_s: float = 900) -> tuple[dict, list[float]]:
+    """Poll a job until it is done or failed (a hang bound, not a speed check); the progress values seen."""
+    import time
+
+    seen, deadline = [], time.monotonic() + limit_s
+    while True:
+        state = requests.get(service.url + job["url"], timeout=TIMEOUT).json()
+        seen.append(state["progress"])
+        if state["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return state, seen
+        time.sleep(0.3)
+
+
+def replica_memory() -> dict[str, tuple[int, int]]:
+    """(resident, peak resident) bytes of this module's Serve replicas, by deployment (from /proc)."""
+    from training.local_ray import serve_replicas
+
+    out = {}
+    for name, (p, *_) in serve_replicas("translate").items():
+        status = dict(line.split(":", 1) for line in open(f"/proc/{p.pid}/status").read().splitlines())
+        out[name] = tuple(int(status[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM"))
+    return out
+
+
+def test_a_4096_aerial_photo_over_http_is_the_same_size_and_equal_to_translate_predict(service, tmp_path, capsys):
+    from translate_cli.main import main
+
+    # running statistics: one tiled pass (whole-image statistics over several passes are tested in tests/translate)
+    service.store.register("aerial", tiny_onnx("unet_32", seed=3, batch_stats=False))
+    photo = tmp_path / "aerial.jpg"
+    aerial_photo(4096).save(photo, "JPEG", quality=92)
+    data = photo.read_bytes()
+    assert len(data) < SERVICE_OPTIONS["max_upload_bytes"]
+    before = replica_memory()
+
+    r = post(service, "aerial", data=data)  # over async_pixels (the tiling threshold): a job
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == job["url"] and job["status"] in ("queued", "running")
+    assert (job["width"], job["height"], job["model"]) == (4096, 4096, "aerial")
+    queued = post(service, data=encode(noise(40, 30)), params={"async": "true"})  # behind it: one job at a time
+    assert queued.status_code == 202
+    early = requests.get(service.url + queued.json()["url"] + "/result", timeout=TIMEOUT)
+    assert early.status_code == 409 and early.json()["error"] == "not_ready" and early.headers["Retry-After"]
+
+    state, seen = follow(service, job)
+    assert state["status"] == "done", state
+    assert state["tiles_total"] == 49 and state["tiles_done"] == 49  # 7 x 7 tiles of 768 px, one pass
+    assert seen == sorted(seen) and any(0 < p < 1 for p in seen), seen  # progress, not just the end
+    after = replica_memory()
+    result = requests.get(service.url + state["result"], timeout=TIMEOUT)
+    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
+    assert result.headers["content-disposition"] == 'attachment; filename="aerial-v0001.png"'
+    out = np.asarray(Image.open(io.BytesIO(result.content)))
+    assert out.shape == (4096, 4096, 3)
+
+    main(["predict", str(service.store.model_path("aerial")), str(photo), "--out", str(tmp_path / "cli")])
+    capsys.readouterr()
+    cli = np.asarray(Image.open(tmp_path / "cli" / "aerial.png"))
+    # the same tiled path as translate predict: equal up to rounding
+    assert np.abs(out.astype(int) - cli.astype(int)).max() <= 1
+
+    for name in ("ModelServer", "Ingress"):  # bounded memory: a 4096^2 image is 48 MB as uint8
+        grew = after[name][1] - before[name][0]
+        assert grew < 2 * 2**30, f"the {name} replica grew by {grew / 2**30:.2f} GiB"
+
+    second, _ = follow(service, queued.json())
+    assert second["status"] == "done"
+    for url in (job["url"], queued.json()["url"]):
+        assert requests.delete(service.url + url, timeout=TIMEOUT).status_code == 204
+
+
+def test_a_small_image_as_a_job_gives_the_same_pixels_and_can_be_deleted(service):
+    data = encode(noise(45, 31, "RGBA", seed=12))
+    r = post(service, data=data, params={"async": "true"}, headers={"Accept": "image/jpeg"})
+    assert r.status_code == 202
+    state, _ = follow(service, r.json())
+    assert state["status"] == "done" and state["progress"] == 1 and state["media_type"] == "image/jpeg", (state["error"], state["detail"])
+    assert state["expires"] - state["finished"] == pytest.approx(900)
+    result = requests.get(service.url + state["result"], timeout=TIMEOUT)
+    assert result.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(result.content)).size == (45, 31)
+    png = post(service, data=data, params={"async": "true"})
+    png_state, _ = follow(service, png.json())
+    got = Image.open(io.BytesIO(requests.get(service.url + png_state["result"], timeout=TIMEOUT).content))
+    np.testing.assert_array_equal(np.asarray(got), reference(service, data))  # alpha restored, as in a 200
+    for url in (state["url"], png_state["url"]):
+        assert requests.delete(service.url + url, timeout=TIMEOUT).status_code == 204
+        gone = requests.get(service.url + url, timeout=TIMEOUT)
+        assert gone.status_code == 404 and gone.json()["error"] == "not_found"
+    assert requests.get(service.url + "/v1/translations/nothex", timeout=TIMEOUT).status_code == 400
+    failed = post(service, "nope", data=data, params={"async": "true"})
+    assert failed.status_code == 404  # refusals come at once, not as failed jobs
+
+
+def test_jobs_are_bounded_and_a_full_service_says_when_to_retry(service):
+    made, refused = [], None
+    for i in range(SERVICE_OPTIONS["max_jobs"] + 1):
+        r = post(service, data=encode(noise(20, 20, seed=i)), params={"async": "true"})
+        if r.status_code == 503:
+            refused = r
+            break
+        assert r.status_code == 202, r.text
+        made.append(r.json())
+    try:
+        assert refused is not None and refused.json()["error"] == "too_many_jobs"
+        assert int(refused.headers["Retry-After"]) >= 1
+    finally:
+        for job in made:
+            follow(service, job)
+            requests.delete(service.url + job["url"], timeout=TIMEOUT)
+    assert post(service, data=encode(noise(20, 20)), params={"async": "true"}).status_code == 202  # room again
+
+
+def test_openapi_describes_the_requests_errors_and_this_services_limits(service):
+    spec = requests.get(service.url + "/openapi.json", timeout=TIMEOUT).json()
+    op = spec["paths"]["/v1/models/{name}/translate"]["post"]
+    body = op["requestBody"]["content"]
+    assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    assert {"image/png", "image/jpeg", "image/tiff"} <= set(body)
+    assert {p["name"] for p in op["parameters"]} == {"name", "version", "async"}
+    assert set(op["responses"]["200"]["content"]) == {"image/png", "image/jpeg"}
+    assert op["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/JobBody")
+    for code in ("400", "404", "413", "415", "503", "504"):
+        assert op["responses"][code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert set(spec["components"]["schemas"]["ErrorBody"]["required"]) == {"error", "detail"}
+    assert op["x-limits"]["max_pixels"] == SERVICE_OPTIONS["max_pixels"] == 4096 * 4096
+    assert op["x-limits"]["max_upload_bytes"] == SERVICE_OPTIONS["max_upload_bytes"]
+    assert f"{SERVICE_OPTIONS['max_pixels']:,} pixels" in op["requestBody"]["description"]
+    assert spec["info"]["x-limits"]["max_jobs"] == SERVICE_OPTIONS["max_jobs"]
+    assert {"/v1/translations/{job_id}", "/v1/translations/{job_id}/result", "/v1/models", "/healthz"} <= set(
+        spec["paths"])
+    docs = requests.get(service.url + "/docs", timeout=TIMEOUT)
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # Swagger UI comes from the service itself: /docs works where no CDN can be reached
+    script = docs.text.split('<script src="')[1].split('"')[0]
+    assert script.startswith("/") and requests.get(service.url + script, timeout=TIMEOUT).status_code == 200
+
+
+def test_a_multiband_16bit_geotiff_upload_is_read_as_translate_predict_reads_it(service, tmp_path, capsys):
+    """Bands, 16-bit stretch and the nodata mask by translate.raster's rules: the same pixels as
+    ``translate predict`` on the file (which writes a georeferenced GeoTIFF), the mask as alpha."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from translate_cli.main import main
+
+    rng = np.random.default_rng(3)
+    bands = rng.integers(200, 4000, (4, 40, 56), dtype=np.uint16)  # 4 bands of 12-bit values in 16 bits
+    bands[:, :, :6] = 0  # a nodata collar
+    src = tmp_path / "aerial.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=56, height=40, count=4, dtype="uint16", nodata=0,
+                       crs="EPSG:32633", transform=from_origin(500000, 4100000, 0.5, 0.5)) as ds:
+        ds.write(bands)
+    r = post(service, "resnet", data=src.read_bytes())
+    assert r.status_code == 200, r.text
+    out = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert out.shape == (40, 56, 4)
+    main(["predict", str(service.store.model_path("resnet")), str(src), "--out", str(tmp_path / "out")])
+    capsys.readouterr()
+    with rasterio.open(tmp_path / "out" / "aerial.tif") as ds:
+        cli = np.transpose(ds.read(), (1, 2, 0))
+    np.testing.assert_array_equal(out[:, :, 3], cli[:, :, 3])
+    assert (out[:, :6, 3] == 0).all() and (out[:, 6:, 3] == 255).all()
+    np.testing.assert_array_equal(out[:, 6:, :3], cli[:, 6:, :3])
+
+
+def test_a_raster_over_the_pixel_limit_is_refused_from_its_header(service):
+    import rasterio
+
+    with rasterio.MemoryFile() as f:
+        with f.open(driver="GTiff", width=5000, height=4000, count=1, dtype="uint8", sparse_ok=True, tiled=True):
+            pass  # no block written: a few hundred bytes that claim 20 million pixels
+        data = f.read()
+    r = post(service, "resnet", data=data)
+    assert r.status_code == 413 and r.json()["error"] == "too_many_pixels", r.text
