@@ -96,6 +96,9 @@ TABLE: dict[str, Run | Covered | Shell] = {
     "ray start --head --port 6379 ...; translate train cyclegan --data h2z/ --processes 8 --address HEAD:6379": Covered(
         "tests/training/test_distributed_cluster.py::test_training_on_a_two_node_cluster_stops_cleanly_on_sigterm",
         "needs a Ray cluster: the test starts one of two nodes"),
+    "translate train pix2pix --data maps/ --out runs/maps-fp32 --steps 20000 --no-amp": Run(
+        {"--steps": "2"}, TINY_PIX2PIX),
+    "translate predict maps.onnx photos/ --out translated/ --threads 1 --no-spinning": Run(),
     "translate convert maps.onnx aerials/ maps_out/ --workers 2": Covered(
         "tests/serving/test_convert.py::test_cli_jpg_with_more_workers_than_cpus", "starts Ray Data"),
     "translate train gan --data ring8 --gan-mode wgangp": Run(add=("--steps", "20", *TINY_GAN)),

@@ -25,6 +25,8 @@ from translate.losses import OBJECTIVE_NAMES, get_objective
 from translate.networks import D_NAMES, parse_generator_name
 from translate.options import opt, plain_default
 
+from .speed import resolve_channels_last
+
 
 CONFIG_FORMAT = 2  # 2: objectives from one table, None for "auto"
 NO_PRESET = "none"
@@ -59,7 +61,9 @@ class TrainConfig:
     decay_fraction: float = opt(0.5, "fraction of the run over which the learning rate decays linearly to 0")
     batch_size: int | None = opt(1, "images per step", preset=True)
     device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"))
-    amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
+    amp: bool | None = opt(None, "bf16 autocast (auto: on for CUDA; for pix2pix and cyclegan also on CPUs with "
+                           "native bf16, AVX512-BF16 or AMX); losses and the exported model stay float32")
+    compile: bool = opt(False, "torch.compile the networks (slow first steps; see BENCHMARKS.md)")
     workers: int = opt(2, "data loading worker processes (0: load in the main process)")
     seed: int = opt(0, "seed for weights, data order and augmentation")
     log_every: int = opt(10, "write losses to metrics.jsonl / TensorBoard every N steps")
@@ -264,8 +268,8 @@ class TranslationConfig(AdversarialConfig):
     init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = opt(0.02, "scale of the weight init")
     spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
-    channels_last: bool = opt(True, "channels-last memory layout for the networks (same math; about 1.5x "
-                              "faster on CPU, see BENCHMARKS.md)")
+    channels_last: bool | None = opt(None, "channels-last memory layout for the networks (same math; auto: on for "
+                                     "U-Nets, off for ResNets, as measured on CPU in BENCHMARKS.md)")
     test_norm: str = opt("auto", "batch norm at test time: 'per-image' statistics (what the reference does at "
                          "batch size 1 without --eval), 'running' statistics, or 'auto' (per-image when "
                          "batch_size is 1)", choices=("auto", "per-image", "running"))
@@ -274,6 +278,7 @@ class TranslationConfig(AdversarialConfig):
         super().__post_init__()
         if not self.load_size:  # None, or 0 in configs written before None meant auto
             self.load_size = int(round(self.size * 286 / 256))
+        self.channels_last = resolve_channels_last(self.channels_last, self.netG)
 
     def validate(self) -> None:
         super().validate()

@@ -74,16 +74,23 @@ class World:
             for t in list(module.parameters()) + list(module.buffers()):
                 dist.broadcast(t.data, src=0)
 
+    @staticmethod
+    def _device() -> torch.device:
+        """Where the small tensors of collectives live: NCCL reduces only CUDA tensors, gloo CPU ones."""
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """The mean of each value over the processes (same keys everywhere)."""
         keys = sorted(values)
-        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self._device())
         dist.all_reduce(t)
         return {k: float(v) / self.size for k, v in zip(keys, t.tolist())}
 
     def any(self, flag: bool) -> bool:
         """True on every process when it is true on one."""
-        t = torch.tensor([1 if flag else 0])
+        t = torch.tensor([1 if flag else 0], device=self._device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 

@@ -35,13 +35,14 @@ from translate.imageio import save_image, tensor_to_array
 
 from .config import TrainConfig
 from .distributed import World, stop_requested
+from .speed import compile_networks, resolve_amp
 
 log = logging.getLogger(__name__)
 
 #: What a resume may change: how long, where and how fast the run goes, and how it reports; never its math.
 #: The number of processes may change too: the global sample order is re-split over the new count.
-RESUMABLE_OVERRIDES = ("steps", "epochs", "device", "workers", "progress", "time_limit", "amp", "log_every",
-                       "val_every", "sample_every", "checkpoint_every", "export", "processes", "address",
+RESUMABLE_OVERRIDES = ("steps", "epochs", "device", "workers", "progress", "time_limit", "amp", "compile",
+                       "log_every", "val_every", "sample_every", "checkpoint_every", "export", "processes", "address",
                        "cpus_per_process", "gpus_per_process")
 
 
@@ -66,6 +67,7 @@ class Method:
     name = ""  # the method's one name: CLI subcommand, run directory prefix, config.json and checkpoint tag
     config_class: type[TrainConfig] = TrainConfig
     retrain_on_pairs = False  # the service can fine-tune it on uploaded aligned pairs and score it by L1
+    amp_on_cpu = False  # auto AMP includes CPUs with native bf16 (measured faster for this method; see speed.py)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -77,14 +79,18 @@ class Method:
         self.device = device
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.use_amp = bool(config.amp and device.type == "cuda")
+        config.amp = self.use_amp = resolve_amp(config.amp, device, cpu=self.amp_on_cpu)  # recorded resolved
         self.steps_done = 0  # loop steps completed before the current one (set by the Trainer)
 
     def autocast(self):
-        """bf16 autocast on CUDA when AMP is on; a no-op otherwise."""
+        """bf16 autocast on the run's device when AMP is on; a no-op otherwise."""
         if self.use_amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def compile(self, **options) -> None:
+        """``torch.compile`` the networks in place (``--compile``); their state dicts are unchanged."""
+        compile_networks(self.networks, self.device, **options)
 
     # --- what a method provides
     def datasets(self) -> tuple[Dataset, Dataset]:
@@ -226,6 +232,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick the fastest kernels
         _seed_everything(config.seed)  # every process builds the same networks
         self.method = method_class(config, self.device)
+        if config.compile:
+            self.method.compile()
         self.train_set, self.val_set = self.method.datasets()
         self.last_val: dict[str, float] = {}
         self.samples_seen = 0

@@ -21,9 +21,8 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
@@ -32,6 +31,9 @@ from torch.utils.data import Dataset, Sampler
 
 from . import imageio
 from .errors import ConfigError, DataError, ImageError
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,8 @@ def load_pair(src: PairSource, direction: str = "AtoB", input_nc: int = 3, outpu
 def build_transform(size: int, load_size: int | None = None, preprocess: str = "resize_and_crop",
                     flip: bool = True, train: bool = True) -> A.Compose:
     """The joint A/B pipeline. Evaluation (train=False) resizes to ``size``, nothing random."""
+    import albumentations as A  # lazy: albumentations (the training code runs without it on in-memory data)
+
     if preprocess not in PREPROCESS:
         raise ConfigError("preprocess", f"must be one of {PREPROCESS}, got {preprocess!r}")
     load_size = load_size or size

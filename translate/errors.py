@@ -35,3 +35,8 @@ class DataError(TranslateError, ValueError):
 
 class ModelError(TranslateError, ValueError):
     """A model file (checkpoint, ONNX, reference state dict) cannot be used."""
+
+
+class CudaProviderError(ModelError):
+    """CUDA was asked for, but ONNX Runtime cannot run the model with its CUDA provider (the CPU build is
+    installed, its CUDA libraries do not load, no GPU is visible): the message names which."""

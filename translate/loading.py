@@ -14,7 +14,7 @@ from .checkpoint import resolve_model_path
 from .errors import ModelError
 from .export import export_generator
 from .generators import load_generator
-from .predictor import Predictor
+from .predictor import Predictor, RuntimeOptions
 from .tiling import TileConfig
 
 
@@ -35,9 +35,9 @@ def model_source(path: str | os.PathLike, direction: str | None = None) -> Path 
 
 
 def load(path: str | os.PathLike, device: str = "auto", direction: str | None = None, threads: int = 0,
-         tiling: TileConfig | None = None) -> Predictor:
+         tiling: TileConfig | None = None, runtime: RuntimeOptions | None = None) -> Predictor:
     """A :class:`Predictor` from an ONNX file, a run directory or a checkpoint (ours or the reference's).
 
     Non-ONNX models are exported in memory first, so every path computes the same graph.
     """
-    return Predictor(model_source(path, direction), device=device, threads=threads, tiling=tiling)
+    return Predictor(model_source(path, direction), device=device, threads=threads, tiling=tiling, runtime=runtime)

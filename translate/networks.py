@@ -629,9 +629,13 @@ def to_inference(G: nn.Module, batch_stats: bool) -> nn.Module:
     The policy is recorded on the returned module as ``inference_norm``
     (``'batch_stats'`` or ``'running_stats'``) and ``batch_stats`` (bool).
     ``G`` itself is not modified; all parameters of the copy have
-    ``requires_grad=False``.
+    ``requires_grad=False``. A copy of a network compiled in place (``nn.Module.compile``,
+    as ``--compile`` does) runs eagerly: a test-time copy is made per validation, and
+    compiling each one would cost more than it saves.
     """
     net = copy.deepcopy(G)
+    for m in net.modules():
+        m._compiled_call_impl = None
     if batch_stats:
         _replace_batchnorm(net)
     net.eval()

@@ -3,12 +3,21 @@ conversion and the HTTP service, so one image gives the same pixels everywhere.
 
 Any size and aspect in, the same size out: the input is reflect-padded (centred) to
 the network's size multiple and the output cropped back. Transparency is set aside
-and restored. The CUDA provider is used when a GPU is really there, else the CPU.
+and restored. The CUDA provider is used when a GPU is really there, else the CPU; a
+session asked for CUDA that comes up without it (ONNX Runtime falls back to the CPU
+with only a log line, e.g. when its CUDA libraries are not found) is a
+:class:`~translate.errors.CudaProviderError` naming the reason with ``device="cuda"``,
+and a warning with ``device="auto"``. How ONNX Runtime runs (threads, graph
+optimisation, spinning, memory arena) is :class:`RuntimeOptions`, its defaults measured
+(BENCHMARKS.md, "CPU speed").
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -16,11 +25,16 @@ import numpy as np
 from PIL import Image
 
 from . import imageio
-from .errors import ModelError
+from .errors import ConfigError, CudaProviderError, ModelError
 from .onnx_meta import decode_metadata
+from .options import opt
 from .padding import crop_padding, pad_to_multiple
 from .tiling import TileConfig, TiledRunner
 from .windows import MappedSource, TileSink, TileSource
+
+log = logging.getLogger(__name__)
+CUDA = "CUDAExecutionProvider"
+
 
 def cuda_available() -> bool:
     try:
@@ -35,12 +49,89 @@ def default_providers(device: str = "auto") -> list:
     import onnxruntime as ort
 
     use_cuda = device == "cuda" or (device == "auto" and cuda_available())
-    if use_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+    if use_cuda and CUDA in ort.get_available_providers():
+        load_cuda_libraries()
         # heuristic conv algorithm search: the exhaustive one costs up to a second per new input shape
-        return [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+        return [(CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
     if device == "cuda":
-        raise ModelError("device cuda was asked for, but no CUDA GPU / CUDA provider is available")
+        raise CudaProviderError(f"device cuda was asked for, but this onnxruntime {ort.__version__} has no {CUDA} "
+                                f"(it offers {', '.join(ort.get_available_providers())}): install onnxruntime-gpu "
+                                "in its place")
     return ["CPUExecutionProvider"]
+
+
+def load_cuda_libraries() -> None:
+    """Put the CUDA, cuBLAS and cuDNN libraries ONNX Runtime's CUDA provider needs in the process.
+
+    onnxruntime-gpu does not ship them; they come with the nvidia-* wheels torch installs, which are
+    not on the loader's path until something loads them: importing torch does, and so does
+    ``onnxruntime.preload_dlls()`` (ORT >= 1.21). Without them ORT falls back to the CPU."""
+    with contextlib.suppress(Exception):
+        import torch  # noqa: F401  (lazy: torch; it loads its nvidia libraries)
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        with contextlib.suppress(Exception):
+            ort.preload_dlls()
+
+
+def cuda_provider_problem() -> str:
+    """Why ONNX Runtime's CUDA provider library does not load here (the loader's own message)."""
+    import ctypes
+
+    import onnxruntime as ort
+
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if not lib.exists():
+        return f"{lib.name} is not in this onnxruntime build"
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as e:
+        return f"{lib.name} does not load: {e}"
+    return ("the provider library loads, but the session did not take it: see ONNX Runtime's log above "
+            "(an old driver for this CUDA build, or no GPU visible to this process)")
+
+
+def _provider_names(providers: Sequence) -> list[str]:
+    return [p if isinstance(p, str) else p[0] for p in providers]
+
+
+GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How ONNX Runtime runs a model. The defaults are what measured fastest for the project's generators
+    on CPU (BENCHMARKS.md, "CPU speed": each setting against the others, side by side)."""
+
+    threads: int | None = opt(None, "ONNX Runtime intra-op threads (auto: its default, one per core)")
+    graph_optimization: str = opt("all", "ONNX Runtime graph optimisation level ('all' adds the CPU's blocked "
+                                  "convolution layout, the fastest measured)", choices=GRAPH_OPTIMIZATIONS)
+    spinning: bool = opt(True, "ONNX Runtime's threads spin between operators instead of sleeping (faster per "
+                         "image; --no-spinning leaves the CPU to other processes between calls)")
+    memory_arena: bool = opt(True, "ONNX Runtime's CPU memory arena (buffers reused from call to call)")
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 0):
+            raise ConfigError("threads", f"must be a whole number >= 0 (0: ONNX Runtime's default), got {self.threads!r}")
+        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise ConfigError("graph_optimization", f"must be one of {', '.join(GRAPH_OPTIMIZATIONS)}, "
+                              f"got {self.graph_optimization!r}")
+
+    def session_options(self):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.graph_optimization]
+        if self.threads:
+            so.intra_op_num_threads = self.threads
+        if not self.spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.enable_cpu_mem_arena = self.memory_arena
+        return so
 
 
 class Predictor:
@@ -55,14 +146,16 @@ class Predictor:
     """
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", threads: int = 0,
-                 providers: Sequence | None = None, tiling: TileConfig | None = None):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                 providers: Sequence | None = None, tiling: TileConfig | None = None,
+                 runtime: RuntimeOptions | None = None):
+        """``threads`` (when > 0) overrides ``runtime.threads``."""
+        runtime = runtime or RuntimeOptions()
         if threads:
-            so.intra_op_num_threads = threads
+            runtime = dataclasses.replace(runtime, threads=threads)
+        self.runtime = runtime
+        so = runtime.session_options()
         source = model if isinstance(model, bytes) else str(model)
+        self._cuda_required = device == "cuda" or providers is not None  # CUDA asked for by name, if at all
         self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device)))
         self.source = "<bytes>" if isinstance(model, bytes) else source
         self.session = self._make_session(source)
@@ -82,9 +175,19 @@ class Predictor:
         import onnxruntime as ort
 
         try:
-            return ort.InferenceSession(model, **self._session_args)
+            session = ort.InferenceSession(model, **self._session_args)
         except Exception as e:
+            if CUDA in _provider_names(self._session_args["providers"]) and "CUDA" in str(e):
+                raise CudaProviderError(f"{self.source}: ONNX Runtime's {CUDA} failed to start "
+                                        f"({e.__class__.__name__}: {e})") from None
             raise ModelError(f"{self.source}: cannot load ONNX model ({e.__class__.__name__}: {e})") from None
+        if CUDA in _provider_names(self._session_args["providers"]) and CUDA not in session.get_providers():
+            message = (f"{self.source}: ONNX Runtime was asked for CUDA but runs on {', '.join(session.get_providers())}: "
+                       f"{cuda_provider_problem()}")
+            if self._cuda_required:
+                raise CudaProviderError(message)
+            log.warning("%s; running on the CPU (--device cpu says so without this warning)", message)
+        return session
 
     @property
     def providers(self) -> list[str]:

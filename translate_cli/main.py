@@ -127,8 +127,11 @@ def _cmd_predict(args) -> None:
     from translate.options import given
     from translate.raster import RasterOptions, translate_path
 
+    from translate.predictor import RuntimeOptions
+
     raster_options = RasterOptions(**given(args, RasterOptions))
-    predictor = translate.load(args.model, device=args.device, direction=args.direction)
+    predictor = translate.load(args.model, device=args.device, direction=args.direction,
+                               runtime=RuntimeOptions(**given(args, RuntimeOptions)))
     files = _expand_inputs(args.inputs)
     failed = 0
     for src, rel in tqdm(files, desc="translate", unit="img", disable=len(files) < 2):
@@ -226,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
     pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     add_arguments(pr, RasterOptions)
+    from translate.predictor import RuntimeOptions
+
+    add_arguments(pr, RuntimeOptions)
     pr.set_defaults(func=_cmd_predict)
 
     ev = sub.add_parser("evaluate", help="L1 / PSNR / SSIM on a paired split, as JSON")

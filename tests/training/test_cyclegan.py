@@ -70,7 +70,8 @@ def test_defaults_are_the_references():
 def test_one_step_computes_the_papers_losses(tiny_pairs, tmp_path):
     # lsgan: G loss mean((D(G(x)) - 1)^2); D loss 0.5 * (mean((D(real) - 1)^2) + mean(D(fake)^2));
     # cycle lambda * |G_B(G_A(a)) - a|; identity lambda_identity * lambda * |G_A(b) - b|
-    t = Trainer(CycleGAN, tiny_config(tiny_pairs, tmp_path / "r", lambda_A=10.0, lambda_B=4.0, lambda_identity=0.5))
+    t = Trainer(CycleGAN, tiny_config(tiny_pairs, tmp_path / "r", lambda_A=10.0, lambda_B=4.0, lambda_identity=0.5,
+                                      amp=False))  # float32, to compare with the float32 formulas below
     m = t.method
     batch = torch.utils.data.default_collate([t.train_set[(i, i)] for i in range(2)])
     a, b = batch["A"], batch["B"]

@@ -1,0 +1,759 @@
+"""GPU check: every GPU path of the project in one run (at most 8 minutes on one H100/H200), one table.
+
+    PYTHONPATH=. python3 benchmarks/gpu_check.py [--json results.json]
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --dry-run [--json dry.json]   # CPU, tiny networks
+
+Sections, each with its own time budget (``BUDGETS``); a section whose packages are missing is
+skipped and says why, one that fails or runs out of time shows its error in the table and the
+others still run; the table (and the JSON, with ``--json``) is written whatever happens:
+
+* ``env``: GPU, driver-side versions, a bf16 matmul's TFLOP/s beside the GPU's bf16 peak.
+* ``train``: Pix2Pix (unet_256 + basic D) and CycleGAN (2 x resnet_9blocks + 2 D) training steps/s
+  at batch 1 and 32: float32 (cuDNN's TF32 convolutions, torch's default), bf16 AMP, and bf16 AMP
+  with ``torch.compile``; peak GPU memory. Target: a step >= 2x eager float32 at batch 1.
+* ``forward``: each generator's forward at batch 32 in bf16 against the GPU's bf16 peak (target >= 40 %).
+* ``run``: a short real training run (the Trainer, Pix2Pix on the built-in maps set held in memory,
+  no albumentations needed), whose checkpoint then loads, exports to ONNX and translates on the CPU.
+* ``ort``: ONNX Runtime's CUDA provider (float32 and float16 models) through ``translate.predictor``:
+  latency at batch 1 and images/s at batch 32 for unet_256 and resnet_9blocks, against eager PyTorch
+  (float32 and bf16). The predictor refuses a session that silently fell back to the CPU.
+* ``service``: the Ray Serve app with one GPU replica, requests/s at concurrency 32 against raw ORT
+  CUDA (the predictor on the same GPU, batches of the service's size); target >= 90 %.
+* ``convert``: ``translate convert`` (Ray Data) with one GPU actor.
+* ``ddp``: data-parallel training with one GPU process: the project's own path (training.distributed's
+  World: NCCL, gradients all-reduced before each optimizer step), started without Ray, checked against
+  the same steps without it.
+
+Needs torch >= 2.11 and onnxruntime (the GPU build, onnxruntime-gpu, for ``ort``, ``service`` and
+``convert``), Ray for ``service`` and ``convert``, aiohttp for ``service``; nothing downloads, and
+albumentations is not needed. A section that needs a missing package is "skipped", naming it. ONNX
+Runtime without a working CUDA provider is not skipped: CUDA was asked for, so ``ort``, ``service``
+and ``convert`` FAIL with translate.errors.CudaProviderError naming why (the CPU build installed,
+cuBLAS/cuDNN that do not load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
+libraries come with torch's nvidia wheels and are loaded first (``import torch``,
+``onnxruntime.preload_dlls()``). A GPU machine with torch alone (the device machines here: torch
+2.11, the CPU onnxruntime, no Ray) measures ``env``, ``train``, ``forward``, ``run`` and ``ddp``,
+which need nothing else: run the check from the checkout with that machine's Python, not through
+``make``. To measure the rest there, install onnxruntime-gpu in place of onnxruntime, and Ray, from
+wheels carried to it (``pip install --no-index --find-links WHEELS onnxruntime-gpu 'ray[serve,data,
+train]'``), then run this again with ``--only ort service convert``.
+
+``--dry-run`` runs every section on the CPU with tiny networks (the CPU provider in place of CUDA,
+gloo in place of NCCL, torch.compile's eager backend): tests/benchmarks/test_gpu_check.py runs it,
+so the script cannot rot where no GPU is.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run from anywhere; PYTHONPATH=. works too
+
+#: seconds per section (on the GPU: 8 minutes in all with start-up); the dry run has the same
+BUDGETS = {"env": 15, "train": 190, "forward": 30, "run": 45, "ort": 50, "service": 60, "convert": 30, "ddp": 25}
+TOTAL_BUDGET = 470
+
+#: dense bf16 tensor-core peaks (TFLOP/s) from the vendor's data sheets, by device-name fragment
+BF16_PEAKS = (("H200", 989.4), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.4), ("GH200", 989.4),
+              ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of a check: the real one on the GPU, or the dry run on the CPU."""
+
+    device: str = "cuda"
+    size: int = 256
+    unet: str = "unet_256"
+    resnet: str = "resnet_9blocks"
+    ngf: int = 64
+    ndf: int = 64
+    batches: tuple[int, ...] = (1, 32)
+    compile_batches: tuple[int, ...] = (1, 32)
+    compile_backend: str = "inductor"
+    seconds: float = 2.0  # timed seconds per measurement (at least min_iters)
+    min_iters: int = 5
+    warmup: int = 2  # untimed calls before each timing
+    big_batch: int = 32  # forward and ORT throughput
+    run_steps: int = 150
+    run_images: int = 48
+    run_size: int = 256
+    run_batch: int = 8
+    requests: int = 1500
+    concurrency: int = 32
+    convert_images: int = 128
+    ddp_steps: int = 6
+
+
+GPU_PLAN = Plan()
+#: the dry run: every code path once, at the smallest sizes (a minute on 2 CPUs, most of it Ray's start)
+DRY_PLAN = Plan(device="cpu", size=32, unet="unet_32", resnet="resnet_9blocks", ngf=4, ndf=4, batches=(1,),
+                compile_batches=(1,), compile_backend="eager", seconds=0.0, min_iters=1, warmup=1, big_batch=2,
+                run_steps=4, run_images=4, run_size=32, run_batch=2, requests=16, concurrency=4, convert_images=4,
+                ddp_steps=2)
+
+
+class Timeout(Exception):
+    """A section ran past its budget."""
+
+
+class Skip(Exception):
+    """A section cannot run here (a package or the GPU is missing): the reason is shown."""
+
+
+@dataclass
+class Report:
+    plan: Plan
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, section: str, what: str, variant: str, value: float | None, unit: str, **extra) -> dict:
+        r = {"section": section, "what": what, "variant": variant, "value": value, "unit": unit, **extra}
+        self.rows.append(r)
+        print(f"  {section}: {what} [{variant}] {_fmt(value)} {unit} "
+              + " ".join(f"{k}={_fmt(v)}" for k, v in extra.items()), flush=True)
+        return r
+
+    def target(self, name: str, value: float | None, goal: str, met: bool | None) -> None:
+        self.targets.append({"target": name, "value": value, "goal": goal, "met": met})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan": asdict(self.plan), "machine": self.machine, "sections": self.sections,
+                "rows": self.rows, "targets": self.targets}
+
+    def table(self) -> str:
+        out = [f"machine: {self.machine.get('summary', '?')}", "",
+               "| section | status | seconds | note |", "|---|---|---|---|"]
+        for name, s in self.sections.items():
+            out.append(f"| {name} | {s['status']} | {s['seconds']:.1f} | {_cell(s.get('note', ''))} |")
+        out += ["", "| section | what | variant | result | peak memory | vs baseline | note |",
+                "|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            mem = f"{r['peak_gb']:.2f} GB" if r.get("peak_gb") is not None else ""
+            ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else ""
+            out.append(f"| {r['section']} | {r['what']} | {r['variant']} | {_fmt(r['value'])} {r['unit']} | {mem} "
+                       f"| {ratio} | {_cell(r.get('note', ''))} |")
+        if self.targets:
+            out += ["", "| target | value | goal | met |", "|---|---|---|---|"]
+            for t in self.targets:
+                met = {True: "yes", False: "NO", None: "not measured"}[t["met"]]
+                out.append(f"| {t['target']} | {_fmt(t['value'])} | {t['goal']} | {met} |")
+        return "\n".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return "-" if v is None else str(v)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "/").replace("\n", " ")[:300]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise Timeout in this (main) thread once ``seconds`` have passed."""
+    def on_alarm(signum, frame):
+        raise Timeout(f"over its {seconds:.0f} s budget")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def need(module: str, why: str = ""):
+    """Import ``module`` or skip the section naming what is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise Skip(f"{module} is not installed{(' (' + why + ')') if why else ''}: {e}") from None
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def reset_peak(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gb(device: str) -> float | None:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**30
+    return None
+
+
+def rate(fn: Callable[[], Any], plan: Plan, warmup: int | None = None) -> tuple[float, list[float]]:
+    """Calls per second of ``fn`` over at least ``plan.seconds`` and ``plan.min_iters`` calls, and
+    the per-call times (each call ends with a device sync)."""
+    for _ in range(plan.warmup if warmup is None else warmup):
+        fn()
+    sync(plan.device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < plan.min_iters or time.perf_counter() - start < plan.seconds:
+        t = time.perf_counter()
+        fn()
+        sync(plan.device)
+        times.append(time.perf_counter() - t)
+    return len(times) / (time.perf_counter() - start), times
+
+
+def bf16_peak(name: str) -> float | None:
+    return next((peak for frag, peak in BF16_PEAKS if frag in name), None)
+
+
+# ----------------------------------------------------------------------------------------- sections
+def section_env(rep: Report) -> None:
+    import torch
+
+    plan = rep.plan
+    m = rep.machine
+    m.update(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
+             cudnn=torch.backends.cudnn.version(), cpus=os.cpu_count(), dry_run=plan.device == "cpu")
+    for mod in ("onnxruntime", "onnx", "ray"):
+        with contextlib.suppress(ImportError):
+            m[mod] = __import__(mod).__version__
+    if plan.device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch sees no CUDA GPU (run with --dry-run on a CPU machine)")
+        name = torch.cuda.get_device_name(0)
+        props = torch.cuda.get_device_properties(0)
+        m.update(gpu=name, gpu_memory_gb=round(props.total_memory / 2**30, 1), capability=[props.major, props.minor],
+                 tf32_convolutions=torch.backends.cudnn.allow_tf32, bf16_peak_tflops=bf16_peak(name))
+        m["summary"] = f"{name}, torch {torch.__version__} (CUDA {torch.version.cuda}), {os.cpu_count()} CPUs"
+        n = 8192
+        a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        per_s, _ = rate(lambda: a @ b, Plan(seconds=1.0, min_iters=10, warmup=3))
+        tflops = 2 * n**3 * per_s / 1e12
+        m["bf16_matmul_tflops"] = tflops
+        rep.row("env", f"bf16 matmul {n}^3", "torch", tflops, "TFLOP/s",
+                note=f"data-sheet peak {_fmt(m['bf16_peak_tflops'])} TFLOP/s")
+    else:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+                   platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
+        m["summary"] = f"DRY RUN on CPU ({cpu}, {os.cpu_count()} CPUs), torch {torch.__version__}: tiny networks"
+        rep.row("env", "device", "cpu", None, "", note="dry run: sizes and speeds mean nothing")
+
+
+def _method(kind: str, plan: Plan, batch: int, mode: str):
+    import torch
+
+    from training.cyclegan import CycleGAN, CycleGANConfig
+    from training.pix2pix import Pix2Pix, Pix2PixConfig
+
+    common = dict(data="-", size=plan.size, ngf=plan.ngf, ndf=plan.ndf, batch_size=batch, device=plan.device,
+                  amp=mode != "fp32", progress=False)
+    if kind == "pix2pix":
+        m = Pix2Pix(Pix2PixConfig(netG=plan.unet, **common), torch.device(plan.device))
+    else:
+        m = CycleGAN(CycleGANConfig(netG=plan.resnet, **common), torch.device(plan.device))
+    if mode == "compile":
+        torch._dynamo.reset()  # a fresh compilation per configuration (no dynamic shapes carried over)
+        m.compile(backend=plan.compile_backend)
+    return m
+
+
+def _batch(plan: Plan, n: int, size: int | None = None, seed: int = 0) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    s = size or plan.size
+    return {k: (torch.rand(n, 3, s, s, generator=g) * 2 - 1).to(plan.device) for k in ("A", "B")}
+
+
+def section_train(rep: Report) -> None:
+    import torch
+
+    plan = rep.plan
+    torch.backends.cudnn.benchmark = True  # as the training loop sets it on CUDA
+    work = [(kind, b, mode) for mode in ("fp32", "bf16") for kind in ("pix2pix", "cyclegan") for b in plan.batches]
+    work += [(kind, b, "compile") for b in plan.compile_batches for kind in ("pix2pix", "cyclegan")]  # slowest last
+    base: dict[tuple[str, int], float] = {}
+    best: dict[str, float] = {}
+    try:
+        _train_rows(rep, work, base, best)
+    finally:  # also when the budget ends inside the compiled runs
+        for kind in ("pix2pix", "cyclegan"):
+            v = best.get(kind)
+            rep.target(f"{kind} train step at batch 1 vs eager fp32", v, ">= 2x",
+                       None if v is None or plan.device != "cuda" else v >= 2.0)
+
+
+def _train_rows(rep: Report, work: list, base: dict, best: dict) -> None:
+    plan = rep.plan
+    for kind, b, mode in work:
+        reset_peak(plan.device)
+        t0 = time.perf_counter()
+        m = _method(kind, plan, b, mode)
+        batch = _batch(plan, b)
+        m.step(batch)  # the first step: cuDNN's search, compilation
+        sync(plan.device)
+        first = time.perf_counter() - t0
+        per_s, _ = rate(lambda: m.step(batch), plan, warmup=min(1, plan.warmup))
+        cl = m.config.channels_last
+        r = rep.row("train", f"{kind} step, batch {b}", {"fp32": "fp32 (TF32 convs)", "bf16": "bf16 AMP",
+                                                          "compile": "bf16 AMP + compile"}[mode] if plan.device ==
+                    "cuda" else mode, per_s, "steps/s", peak_gb=peak_gb(plan.device), images_per_s=per_s * b,
+                    note=f"{'channels-last' if cl else 'NCHW'}; first step {first:.1f} s")
+        if mode == "fp32":
+            base[(kind, b)] = per_s
+        elif (kind, b) in base:
+            r["ratio"] = per_s / base[(kind, b)]
+            if b == 1:
+                best[kind] = max(best.get(kind, 0.0), r["ratio"])
+        m = batch = None  # freed before the next configuration (the closures above are done with them)
+
+
+def _generator(net: str, plan: Plan):
+    import torch
+
+    from translate.networks import define_G, to_inference
+
+    torch.manual_seed(0)
+    unet = net.startswith("unet")
+    return to_inference(define_G(net, ngf=plan.ngf, norm="batch" if unet else "instance", use_dropout=unet),
+                        batch_stats=True)
+
+
+def _flops(G, plan: Plan) -> float:
+    """FLOPs of one forward of one image at the plan's size (counted by torch)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, plan.size, plan.size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        G(x)
+    return float(counter.get_total_flops())
+
+
+def section_forward(rep: Report) -> None:
+    import torch
+
+    plan = rep.plan
+    peak = rep.machine.get("bf16_peak_tflops")
+    for net in (plan.unet, plan.resnet):
+        G = _generator(net, plan)
+        flops = _flops(G, plan) * plan.big_batch
+        G = G.to(plan.device, memory_format=torch.channels_last)
+        x = torch.randn(plan.big_batch, 3, plan.size, plan.size, device=plan.device).contiguous(
+            memory_format=torch.channels_last)
+        reset_peak(plan.device)
+        with torch.no_grad(), torch.autocast(plan.device, dtype=torch.bfloat16):
+            per_s, _ = rate(lambda: G(x), plan)
+        tflops = flops * per_s / 1e12
+        pct = tflops / peak if peak else None
+        rep.row("forward", f"{net} forward, batch {plan.big_batch}", "bf16 autocast, channels-last", tflops,
+                "TFLOP/s", peak_gb=peak_gb(plan.device), images_per_s=per_s * plan.big_batch,
+                note=f"{flops / plan.big_batch / 1e9:.1f} GFLOP per image" + (f"; {pct:.0%} of bf16 peak" if pct else ""))
+        rep.target(f"{net} forward at batch {plan.big_batch}, share of bf16 peak", pct, ">= 40 %",
+                   None if pct is None else pct >= 0.40)
+        G = x = None
+
+
+class _MapsInMemory:
+    """The built-in maps set drawn once and held as tensors (no files, no albumentations)."""
+
+    def __init__(self, n: int, size: int, offset: int = 0):
+        from translate.datasets import make_pair
+        from translate.imageio import image_to_tensor
+
+        self.items = []
+        for i in range(offset, offset + n):
+            a, b = make_pair("maps", i, size=size)
+            self.items.append({"A": image_to_tensor(a), "B": image_to_tensor(b), "name": f"maps-{i}"})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):
+        index = key[0] if isinstance(key, tuple) else key  # EpochSampler yields (index, seed)
+        return self.items[index % len(self.items)]
+
+
+def _maps_pix2pix(plan: Plan, images: int, out: Path, steps: int, **kw):
+    """(the Pix2Pix trainer with the maps set held in memory, its config): the same trainer and loop as
+    ``translate train pix2pix``, without files or albumentations."""
+    from training.pix2pix import Pix2Pix, Pix2PixConfig
+
+    train, val = _MapsInMemory(images, plan.run_size), _MapsInMemory(4, plan.run_size, offset=10_000)
+
+    class MapsPix2Pix(Pix2Pix):
+        def datasets(self):
+            return train, val
+
+    net = "unet_256" if plan.run_size >= 256 else f"unet_{plan.run_size}"
+    settings = dict(data="maps (in memory)", out=str(out), size=plan.run_size, netG=net, ngf=plan.ngf, ndf=plan.ndf,
+                    norm="instance", batch_size=plan.run_batch, steps=steps, device=plan.device, workers=0,
+                    log_every=max(1, steps // 10), val_every=steps, sample_every=steps, checkpoint_every=steps,
+                    progress=False, export=True)
+    return MapsPix2Pix, Pix2PixConfig(**{**settings, **kw})
+
+
+def section_run(rep: Report) -> None:
+    import numpy as np
+    import torch
+
+    from training.loop import Trainer
+    from translate.imageio import from_network, to_network
+    from translate.predictor import Predictor
+
+    plan = rep.plan
+    out = Path(tempfile.mkdtemp(prefix="gpu-check-run-"))
+    MapsPix2Pix, cfg = _maps_pix2pix(plan, plan.run_images, out / "run", plan.run_steps)
+    net = cfg.netG
+    t0 = time.perf_counter()
+    trainer = Trainer(MapsPix2Pix, cfg)
+    run_dir = trainer.fit()
+    train_s = time.perf_counter() - t0
+    logs = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    l1 = [r["G_L1"] for r in logs if "G_L1" in r]
+    val_l1 = trainer.last_val.get("val/l1")
+    rep.row("run", f"pix2pix {net} on maps, {plan.run_steps} steps of batch {plan.run_batch}", plan.device,
+            plan.run_steps / train_s, "steps/s (with validation, samples, checkpoint, export)",
+            note=f"G_L1 {l1[0]:.2f} -> {l1[-1]:.2f}; val L1 {_fmt(val_l1)}; amp {trainer.config.amp}")
+    # the checkpoint, read back on the CPU: the exported model against the PyTorch generator on the CPU
+    from translate.generators import load_generator
+
+    G, _ = load_generator(run_dir)
+    p = Predictor(run_dir / "model.onnx", device="cpu")
+    a = (trainer.val_set.items[0]["A"].numpy().transpose(1, 2, 0) + 1) * 127.5
+    a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    with torch.no_grad():
+        ref = from_network(G(torch.from_numpy(to_network(a[None]))).numpy())[0]
+    got = p.translate_array(a)
+    diff = np.abs(ref.astype(int) - got.astype(int))
+    rep.row("run", "checkpoint -> CPU export -> ORT CPU", "vs PyTorch CPU", float(diff.max()), "grey levels max",
+            note=f"mean {diff.mean():.3f}; providers {p.providers}")
+    if diff.max() > 2:
+        raise RuntimeError(f"the exported model differs from its checkpoint by {diff.max()} grey levels")
+    if plan.run_steps >= 50 and not l1[-1] < l1[0]:
+        raise RuntimeError(f"training did not lower G_L1 ({l1[0]:.3f} -> {l1[-1]:.3f})")
+
+
+def _ort_models(net: str, plan: Plan) -> tuple[Any, dict[str, bytes]]:
+    import onnx
+
+    from translate.export import export_generator
+
+    G = _generator(net, plan)
+    data, _ = export_generator(G, {"arch": {"input_nc": 3}, "batch_stats": True}, check=True)
+    models = {"fp32": data}
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        models["fp16"] = convert_float_to_float16(onnx.load_from_string(data), keep_io_types=True).SerializeToString()
+    except Exception as e:  # noqa: BLE001 - shown in the table, fp32 still measured
+        models["fp16 (conversion failed)"] = repr(e).encode()
+    return G, models
+
+
+def require_ort_cuda() -> list[str]:
+    """CUDA is asked for: ONNX Runtime must run a model on its CUDA provider, or this raises
+    translate.errors.CudaProviderError naming why (the CPU build installed, libraries that do not load,
+    no GPU visible), rather than measure the CPU under the CUDA rows. Returns the session's providers.
+
+    The libraries onnxruntime-gpu needs (cuBLAS, cuDNN) come with torch's nvidia wheels: the predictor
+    loads them first (``import torch``, ``onnxruntime.preload_dlls()``)."""
+    from onnx import TensorProto, helper
+
+    from translate.predictor import Predictor
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10  # ONNX Runtime 1.31 reads at most 13; onnx 1.23 writes 14 by default
+    return Predictor(model.SerializeToString(), device="cuda").providers  # CudaProviderError when not on CUDA
+
+
+def section_ort(rep: Report) -> None:
+    import numpy as np
+    import torch
+
+    need("onnxruntime")
+    plan = rep.plan
+    if plan.device == "cuda":
+        require_ort_cuda()
+    from translate.predictor import Predictor
+    from translate.tiling import TileConfig
+
+    rng = np.random.default_rng(0)
+    x1 = rng.uniform(-1, 1, (1, 3, plan.size, plan.size)).astype(np.float32)
+    xb = rng.uniform(-1, 1, (plan.big_batch, 3, plan.size, plan.size)).astype(np.float32)
+    for net in (plan.unet, plan.resnet):
+        G, models = _ort_models(net, plan)
+        results = {}
+        for variant, model in models.items():
+            if "failed" in variant:
+                rep.row("ort", net, variant, None, "", note=model.decode()[:200])
+                continue
+            p = Predictor(model, device=plan.device, tiling=TileConfig(threshold=None))  # raises if not on CUDA
+            lat = statistics.median(rate(lambda: p.run(x1), plan)[1]) * 1000
+            ips = rate(lambda: p.run(xb), plan)[0] * plan.big_batch
+            err = float(np.abs(p.run(x1) - G(torch.from_numpy(x1)).detach().numpy()).max())
+            results[f"ORT {variant}"] = (lat, ips)
+            rep.row("ort", f"{net} batch 1 latency", f"ORT {variant}", lat, "ms",
+                    note=f"providers {p.providers[:1]}; max diff vs PyTorch fp32 {err:.3g}")
+            rep.row("ort", f"{net} batch {plan.big_batch}", f"ORT {variant}", ips, "images/s")
+            p = None
+        Gd = G.to(plan.device)
+        for variant, dtype in (("eager fp32", None), ("eager bf16", torch.bfloat16)):
+            def run(x):
+                with torch.no_grad(), (torch.autocast(plan.device, dtype=dtype) if dtype else contextlib.nullcontext()):
+                    return Gd(torch.from_numpy(x).to(plan.device)).float().cpu().numpy()
+            lat = statistics.median(rate(lambda: run(x1), plan)[1]) * 1000
+            ips = rate(lambda: run(xb), plan)[0] * plan.big_batch
+            results[variant] = (lat, ips)
+            rep.row("ort", f"{net} batch 1 latency", variant, lat, "ms", note="from and to numpy, like the predictor")
+            rep.row("ort", f"{net} batch {plan.big_batch}", variant, ips, "images/s")
+        for r in rep.rows:  # ratios against eager fp32, for this network
+            if r["section"] == "ort" and r["what"].startswith(net + " ") and r["variant"] in results:
+                lat, ips = results["eager fp32"]
+                r["ratio"] = (lat / r["value"]) if r["unit"] == "ms" else (r["value"] / ips)
+        G = Gd = None
+
+
+def section_service(rep: Report) -> None:
+    import asyncio
+
+    import numpy as np
+
+    plan = rep.plan
+    need("ray", "Ray Serve runs the service")
+    need("aiohttp", "the load client")
+    need("onnxruntime")
+    if plan.device == "cuda":
+        require_ort_cuda()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import serve_load  # the load client and test image of benchmarks/serve_load.py
+
+    from serving import app as service
+    from serving.store import ModelStore
+    from translate.predictor import Predictor
+
+    model = _ort_models(plan.unet, plan)[1]["fp32"]
+    max_batch = 8
+    p = Predictor(model, device=plan.device)
+    images = [np.random.default_rng(i).integers(0, 256, (plan.size, plan.size, 3), dtype=np.uint8)
+              for i in range(max_batch)]
+    raw = rate(lambda: p.translate_arrays(images), plan)[0] * max_batch
+    p = None
+    rep.row("service", f"raw ORT {plan.unet}, uint8 arrays, batch {max_batch}", plan.device, raw, "images/s")
+    store = ModelStore(tempfile.mkdtemp(prefix="gpu-check-store-"))
+    store.register("bench", model)
+    gpus = 1.0 if plan.device == "cuda" else 0.0
+    with socket.socket() as s:  # a free port: other services may run on this machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = service.start_local(store.root, port=port, min_replicas=1, max_replicas=1, max_batch_size=max_batch,
+                              batch_wait_timeout_s=0.005, max_queued_requests=4096, num_gpus=gpus)
+    try:
+        endpoint = f"{url}/v1/models/bench/translate"
+        body = serve_load.test_image(plan.size)
+        asyncio.run(serve_load.load(endpoint, body, plan.concurrency, max(8, plan.requests // 10)))  # warm-up
+        r = asyncio.run(serve_load.load(endpoint, body, plan.concurrency, plan.requests))
+    finally:
+        with contextlib.suppress(Exception):
+            from ray import serve
+
+            serve.shutdown()  # Ray itself stays up for the convert section
+    share = r["rps"] / raw
+    rep.row("service", f"HTTP, one {'GPU' if gpus else 'CPU'} replica, concurrency {plan.concurrency}",
+            f"{plan.requests} requests", r["rps"], "req/s", ratio=share,
+            note=f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms, mean batch {r['batch']:.2f}, errors {r['errors']}")
+    rep.target(f"service req/s at concurrency {plan.concurrency} vs raw ORT", share, ">= 90 %",
+               share >= 0.9 if plan.device == "cuda" else None)
+    if r["errors"]:
+        raise RuntimeError(f"{r['errors']} of {plan.requests} requests failed: {r['statuses']}")
+
+
+def section_convert(rep: Report) -> None:
+    from PIL import Image
+
+    plan = rep.plan
+    need("ray", "translate convert runs on Ray Data")
+    need("onnxruntime")
+    if plan.device == "cuda":
+        require_ort_cuda()
+    from serving.convert import convert
+    from translate.datasets import make_pair
+
+    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-convert-"))
+    (tmp / "in").mkdir()
+    for i in range(plan.convert_images):
+        Image.fromarray(make_pair("maps", i, size=plan.size)[0]).save(tmp / "in" / f"{i:04d}.png")
+    model = tmp / "model.onnx"
+    model.write_bytes(_ort_models(plan.unet, plan)[1]["fp32"])
+    t0 = time.perf_counter()
+    summary = convert(model, tmp / "in", tmp / "out", workers=1, device=plan.device, progress=False)
+    wall = time.perf_counter() - t0
+    done = len(list((tmp / "out").glob("*.png")))
+    rep.row("convert", f"{plan.convert_images} maps photos, {plan.unet}", f"one {plan.device} actor",
+            done / wall, "images/s (with Ray start-up)", note=f"failed {len(summary.failed)}")
+    if done != plan.convert_images or summary.failed:
+        raise RuntimeError(f"converted {done} of {plan.convert_images}; failed: {summary.failed[:3]}")
+
+
+def section_ddp(rep: Report) -> None:
+    """The project's data-parallel path with one GPU process: the Trainer joined to a one-process
+    torch.distributed world (NCCL; gloo in the dry run) through training.distributed.World, as each
+    Ray Train worker of ``--processes N`` is, but started here without Ray (World needs only an
+    initialised process group). The project averages gradients with an all-reduce before each optimizer
+    step rather than wrapping networks in DistributedDataParallel (training/distributed.py says why); this
+    is that path. Checked against the same steps without a world: the same losses and weights."""
+    import torch
+    import torch.distributed as dist
+
+    from training.distributed import World
+    from training.loop import Trainer
+    from translate.checkpoint import load_checkpoint
+
+    plan = rep.plan
+    if not dist.is_available():
+        raise Skip("torch.distributed is not available in this build")
+    backend = "nccl" if plan.device == "cuda" else "gloo"
+    out = Path(tempfile.mkdtemp(prefix="gpu-check-ddp-"))
+    runs, seconds = {}, {}
+    for name in ("plain", "world"):
+        method, cfg = _maps_pix2pix(plan, 2 * plan.run_batch, out / name, plan.ddp_steps, export=False,
+                                    log_every=1, val_every=0, sample_every=10 * plan.ddp_steps)
+        world = None
+        if name == "world":
+            with socket.socket() as sock:  # a free port: other jobs may run on this machine
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            if plan.device == "cuda":
+                torch.cuda.set_device(0)
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+            world = World(rank=0, size=1)
+        try:
+            t0 = time.perf_counter()
+            runs[name] = Trainer(method, cfg, world=world).fit()
+            seconds[name] = time.perf_counter() - t0
+        finally:
+            if world is not None:
+                dist.destroy_process_group()
+
+    def losses(run: Path) -> list[float]:
+        rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+        return [r["G_L1"] for r in rows if "G_L1" in r]
+
+    weights = {n: load_checkpoint(r / "checkpoints" / "latest.pt")["networks"]["G"] for n, r in runs.items()}
+    diff = max(float((weights["world"][k].float() - v.float()).abs().max()) for k, v in weights["plain"].items()
+               if v.is_floating_point())
+    a, b = losses(runs["world"]), losses(runs["plain"])
+    rep.row("ddp", f"pix2pix, {plan.ddp_steps} steps of batch {plan.run_batch}",
+            f"training.distributed World, 1 {plan.device} process, {backend}", plan.ddp_steps / seconds["world"],
+            "steps/s (set-up and first steps included)", ratio=seconds["plain"] / seconds["world"],
+            note=f"without a world {plan.ddp_steps / seconds['plain']:.3g} steps/s; G_L1 {a[-1]:.4f} vs {b[-1]:.4f}; "
+                 f"max weight diff {diff:.2g}; no Ray (Ray Train starts these processes with --processes N)")
+    # the CPU is deterministic: the same weights to the bit; cuDNN's kernel choice may differ between two runs,
+    # and Adam turns tiny gradient differences near 0 into whole steps of lr, so on the GPU the losses are compared
+    same = diff <= 1e-6 if plan.device == "cpu" else all(abs(x - y) <= 0.01 * abs(y) + 1e-4 for x, y in zip(a, b))
+    if len(a) != len(b) or not all(map(math.isfinite, a)) or not same:
+        raise RuntimeError(f"one process in a world does not train as one without (max weight diff {diff:.3g}, "
+                           f"G_L1 {a} vs {b})")
+
+
+SECTIONS: dict[str, Callable[[Report], None]] = {
+    "env": section_env, "train": section_train, "forward": section_forward, "run": section_run,
+    "ort": section_ort, "service": section_service, "convert": section_convert, "ddp": section_ddp}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dry-run", action="store_true", help="on the CPU with tiny networks (what the tests run)")
+    ap.add_argument("--json", help="also write the results as JSON to this path")
+    ap.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run these sections (env always runs)")
+    ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every section's time budget")
+    args = ap.parse_args(argv)
+    plan = DRY_PLAN if args.dry_run else GPU_PLAN
+    rep = Report(plan)
+    started = time.monotonic()
+    names = ["env"] + [n for n in SECTIONS if n != "env" and (not args.only or n in args.only)]
+    try:
+        import torch
+
+        torch.manual_seed(0)
+        if plan.device == "cpu":
+            torch.set_num_threads(min(2, os.cpu_count() or 1))
+        for name in names:
+            budget = BUDGETS[name] * args.budget_scale
+            budget = min(budget, TOTAL_BUDGET * args.budget_scale - (time.monotonic() - started))
+            print(f"== {name} (budget {budget:.0f} s)", flush=True)
+            t0, c0 = time.perf_counter(), time.process_time()
+            status, note = "ok", ""
+            try:
+                if budget <= 1:
+                    raise Timeout("no time left in the total budget")
+                with deadline(budget):
+                    SECTIONS[name](rep)
+            except Skip as e:
+                status, note = "skipped", str(e)
+            except Timeout as e:
+                status, note = "timed out", f"{e} (rows measured so far are kept)"
+            except Exception as e:  # noqa: BLE001 - the table shows it; the next section runs
+                status, note = "FAILED", f"{type(e).__name__}: {e}"
+                traceback.print_exc()
+            rep.sections[name] = {"status": status, "seconds": time.perf_counter() - t0,
+                                  "cpu_seconds": time.process_time() - c0, "note": note}
+            if status != "ok":
+                print(f"   {name}: {status}: {note}", flush=True)
+            if name == "env" and status == "FAILED" and plan.device == "cuda":
+                break  # no GPU: nothing else can run
+    except KeyboardInterrupt:
+        rep.sections["interrupted"] = {"status": "interrupted", "seconds": time.monotonic() - started}
+    finally:
+        with contextlib.suppress(Exception):
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        print("\n" + rep.table(), flush=True)
+        print(f"\ntotal {time.monotonic() - started:.0f} s", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rep.to_json(), indent=2, default=str))
+    return 0 if all(s["status"] in ("ok", "skipped") for s in rep.sections.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
