@@ -21,6 +21,7 @@ from .errors import ModelError
 from .tiling import TileConfig, TiledRunner
 
 META_PREFIX = "translate."
+TILING_TAG = "TRANSLATE_TILING"  # PNG text key of an output's Predictor.last_tiling (JSON)
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int, min_size: int = 0,
@@ -97,6 +98,8 @@ class Predictor:
         # the tiled graph is built from the model on first use: keep it only when tiling may happen
         self._model = source if self.tiling.threshold is not None else None
         self._tiler: TiledRunner | None = None
+        # how the last image was translated, for the output's metadata (see :meth:`_record`)
+        self.last_tiling: dict[str, Any] | None = None
         raw = self.session.get_modelmeta().custom_metadata_map
         self.metadata: dict[str, Any] = {}
         for k, v in raw.items():
@@ -142,11 +145,19 @@ class Predictor:
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 NCHW in [-1, 1], any H and W -> output of the same H and W (tiled above the threshold)."""
         if self.tiling.wants(*np.shape(x)[-2:]):
-            return self.tiler.run(np.asarray(x, dtype=np.float32))
+            y = self.tiler.run(np.asarray(x, dtype=np.float32))
+            self._record(True)
+            return y
+        self._record(False)
         padded, pads = pad_to_multiple(np.ascontiguousarray(x, dtype=np.float32), self.size_multiple,
                                        self.min_size)
         y = self.session.run(None, {self.input_name: padded})[0]
         return crop_padding(y, pads)
+
+    def _record(self, tiled: bool) -> None:
+        """``last_tiling``: ``{"mode": "whole"}``, or ``{"mode": "tiled"}`` with the tiled runner's
+        ``last_info`` (``statistics``: the mode used, ``asked``: the configured one, tiles, passes...)."""
+        self.last_tiling = {"mode": "tiled", **(self.tiler.last_info or {})} if tiled else {"mode": "whole"}
 
     # -------------------------------------------------------------- array level
     def _prepare(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -177,6 +188,7 @@ class Predictor:
         for shape, idx in by_shape.items():
             if self.tiling.wants(*shape[:2]):  # from uint8 tiles to uint8 rows: no full-size float copy
                 out = [self.tiler.translate_array(prepared[i][0]) for i in idx]
+                self._record(True)
             else:
                 out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx]))))
             for j, i in enumerate(idx):
@@ -214,8 +226,10 @@ class Predictor:
         img = self(imageio.decode(data, source=source, max_pixels=max_pixels))
         if Path(out).suffix.lower() in (".jpg", ".jpeg"):
             img = img.convert("RGB")
+        # how it was translated (whole, or tiled and with which statistics) goes into a PNG's text
+        text = {TILING_TAG: json.dumps(self.last_tiling)} if self.last_tiling else None
         with write_guard() if write_guard is not None else contextlib.nullcontext():
-            imageio.save_image(img, out)
+            imageio.save_image(img, out, text=text)
 
 
 def model_source(path: str | os.PathLike, direction: str | None = None) -> Path | bytes:

@@ -712,9 +712,11 @@ class TiledRunner:
                 stats[k] = (moments[k].mean, moments[k].var)
 
     def _info(self, how: str, plan: TilePlan, overlap: int, cost: float | None, layers: dict, **extra) -> dict:
-        return {"statistics": how, "tile": list(plan.tile), "overlap": int(overlap), "tiles": plan.count,
-                "passes": plan.passes, "cost": None if cost is None else round(float(cost), 3), "layers": layers,
-                **extra}
+        """What was done for one image, for the output's metadata: ``statistics`` is the mode used,
+        ``asked`` the configured one (``auto`` resolves to ``hybrid`` or ``exact``)."""
+        return {"statistics": how, "asked": self.config.statistics, "tile": list(plan.tile), "overlap": int(overlap),
+                "tiles": plan.count, "passes": plan.passes, "cost": None if cost is None else round(float(cost), 3),
+                "layers": layers, **extra}
 
     # ---------------------------------------------------------------- hybrid statistics
     def _render_hybrid(self, hw, tile: Callable, emit: Callable) -> None:
@@ -779,6 +781,9 @@ class TiledRunner:
             for k in ks:
                 stats[k] = (moments[k].mean, moments[k].var)
 
+        # the plan is known before the first pass (for progress reports): a pass per exact layer, the maps
+        # at the cut, the render; the sample's runs are not passes over the tiles
+        self.last_plan = TilePlan((H, W), (th, tw), rows, cols, len(hy.exact) + bool(hy.split) + 1, n)
         passes = 0
         # 1. layers before the cut: exact ones pass by pass, then the others from the sample
         for k in hy.pre:
@@ -813,7 +818,7 @@ class TiledRunner:
             sample(hy.sample_post, post_sampled, hy.split.outputs if hy.split else [])
         # 4. render
         passes += 1
-        self.last_plan = TilePlan((H, W), (th, tw), rows, cols, passes, n)
+        assert passes == self.last_plan.passes
         band = _Band(W, emit)
         names = hy.split.outputs if hy.split else []
         for i, y0 in enumerate(rows):
