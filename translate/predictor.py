@@ -86,12 +86,9 @@ class Predictor:
                  providers: Sequence | None = None, tiling: TileConfig | None = None):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
+        self._threads = threads
         source = model if isinstance(model, bytes) else str(model)
-        self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device)))
+        self._providers = list(providers or default_providers(device))
         self.source = "<bytes>" if isinstance(model, bytes) else source
         self.session = self._make_session(source)
         self.tiling = tiling or TileConfig()
@@ -116,11 +113,19 @@ class Predictor:
         self.min_size = int(self.metadata.get("min_size", self.size_multiple))
         self.input_name = self.session.get_inputs()[0].name
 
-    def _make_session(self, model: str | bytes):
+    def _make_session(self, model: str | bytes, arena: bool = True):
+        """An ONNX Runtime session with the predictor's threads and providers. ``arena=False``: CPU
+        memory is returned after each run instead of kept for the next one; the tiled runner's
+        sessions (up to ten for split graphs, each over a tile) would otherwise each keep their peak."""
         import onnxruntime as ort
 
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.enable_cpu_mem_arena = arena
+        if self._threads:
+            so.intra_op_num_threads = self._threads
         try:
-            return ort.InferenceSession(model, **self._session_args)
+            return ort.InferenceSession(model, sess_options=so, providers=self._providers)
         except Exception as e:
             raise ModelError(f"{self.source}: cannot load ONNX model ({e.__class__.__name__}: {e})") from None
 
@@ -138,7 +143,7 @@ class Predictor:
 
             model = self._model if isinstance(self._model, bytes) else onnx.load(self._model).SerializeToString()
             self._tiler = TiledRunner(model, self.input_nc, self.size_multiple, self.min_size,
-                                      self._make_session, self.tiling)
+                                      lambda graph: self._make_session(graph, arena=False), self.tiling)
         return self._tiler
 
     # ------------------------------------------------------------ network level
