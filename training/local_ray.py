@@ -74,8 +74,8 @@ def serve_replicas(app: str) -> dict[str, list]:
     for p in ray_processes():
         with contextlib.suppress(psutil.Error):
             title = " ".join(p.cmdline())
-            if prefix in title:
-                found.setdefault(title.split(prefix, 1)[1].split()[0], []).append(p)
+            if prefix in title:  # a replica busy with a request is titled ...:Ingress.handle_request_with_rejection
+                found.setdefault(title.split(prefix, 1)[1].split()[0].split(".")[0], []).append(p)
     return found
 
 
