@@ -358,8 +358,10 @@ class ModelServer:
         name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
 
         def load():  # from an object store: downloaded once into this node's cache, checksum-verified
+            # spin=False: ORT's threads sleep between runs instead of spinning on cores the HTTP side needs
+            # (on 2 shared cores: 33 -> 21 ms of replica CPU per request, 25 -> 31 req/s; BENCHMARKS.md)
             return Predictor(self.store.model_path(name, version), threads=self.config.threads,
-                             tiling=TileConfig(threshold=self.config.tile_threshold))
+                             tiling=TileConfig(threshold=self.config.tile_threshold), spin=False)
 
         return await asyncio.to_thread(load)
 

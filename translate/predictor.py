@@ -52,16 +52,22 @@ class Predictor:
     Images over ``tiling.threshold`` pixels (default 2048 x 2048) run tile by tile with
     whole-image normalisation statistics, in bounded memory (see :mod:`translate.tiling`);
     ``tiling=TileConfig(threshold=None)`` never tiles, ``threshold=0`` always does.
+
+    ``spin=False`` makes ONNX Runtime's pool threads sleep when they have no work instead of
+    spinning (its default): for a server whose runs come with gaps and whose cores are shared
+    with other processes (the service's model replicas; see BENCHMARKS.md).
     """
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", threads: int = 0,
-                 providers: Sequence | None = None, tiling: TileConfig | None = None):
+                 providers: Sequence | None = None, tiling: TileConfig | None = None, spin: bool = True):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             so.intra_op_num_threads = threads
+        if not spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = model if isinstance(model, bytes) else str(model)
         self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device)))
         self.source = "<bytes>" if isinstance(model, bytes) else source
