@@ -4,11 +4,12 @@
                                   [--rounds 2] -- [serve_load.py arguments, the same for every variant]
 
 A variant is a checkout (``--code DIR``: its ``serving`` and ``translate`` are served) and, after
-``::``, its own serve_load.py arguments (e.g. ``nolog=.::--access-log-off``). Each round runs every
+``::``, its own serve_load.py arguments (e.g. ``log=.::--access-log``). Each round runs every
 variant once, the order reversed every other round (A B, B A, ...), so a change in the machine's
 load hits both alike. Prints, per variant and concurrency, req/s and the CPU per request (the
-service's, the serving overhead, and by process) of every round, then their means. Every run's
-JSON goes to ``--out`` (default: a new temporary folder).
+service's, the serving overhead, and by process) of every round, then their means; a run with any
+failed request is left out (and says so). Every run's JSON goes to ``--out`` (default: a new
+temporary folder).
 """
 from __future__ import annotations
 
@@ -47,14 +48,18 @@ def main() -> None:
             cmd = [sys.executable, str(LOAD), "--code", code, "--json", str(path), *rest, *extra]
             print(f"== round {r + 1}, {name}: {' '.join(cmd)}", flush=True)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            results[name].append(json.loads(path.read_text()))
-            row = results[name][-1]
+            row = json.loads(path.read_text())
             print("   " + "; ".join(f"c={x['concurrency']}: {x['rps']:.1f} req/s, {x['service_cpu_ms']:.1f} CPU ms/req, "
                                    f"overhead {x['overhead_ms']:.1f}" for x in row["rows"])
                   + f" (load average {row['load_average']:.1f})", flush=True)
+            if any(x["errors"] for x in row["rows"]):  # e.g. Ray's memory monitor killed a replica
+                print(f"   left out: errors {[x['statuses'] for x in row['rows']]}", flush=True)
+                continue
+            results[name].append(row)
     print(f"\nruns: {out}\n")
     print("| variant | concurrency | req/s | mean batch | service CPU ms/req | model's (raw) | overhead ms/req |")
     print("|---|---|---|---|---|---|---|")
+    results = {name: runs for name, runs in results.items() if runs}
     for name, runs in results.items():
         for i, row in enumerate(runs[0]["rows"]):
             cells = [[run["rows"][i][k] for run in runs] for k in ("rps", "batch", "service_cpu_ms", "model_cpu_ms",

@@ -192,7 +192,8 @@ def main() -> None:
                                                             "(0: ORT's default, one per core; raw uses the same)")
     ap.add_argument("--replicas", type=int, default=1, help="model replicas (fixed; each holds a session)")
     ap.add_argument("--port", type=int, default=0, help="the service's port (0: a free one)")
-    ap.add_argument("--access-log-off", action="store_true", help="run without Serve's per-request access log")
+    ap.add_argument("--access-log", action="store_true", help="run with Serve's per-request access log (off by "
+                                                               "default, as the service's own default)")
     ap.add_argument("--serve-env", nargs="*", default=[], metavar="K=V",
                     help="environment for Ray and Serve (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1), set before Ray starts")
     ap.add_argument("--option", nargs="*", default=[], metavar="K=V",
@@ -229,7 +230,7 @@ def main() -> None:
     url = service.start_local(store.root, port=args.port, ray_cpus=os.cpu_count(),
                               min_replicas=args.replicas, max_replicas=args.replicas,
                               max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_ms / 1000,
-                              max_queued_requests=1024, access_log=not args.access_log_off,
+                              max_queued_requests=1024, access_log=args.access_log,
                               threads=args.threads, **options)
     rows = []
     try:
@@ -257,7 +258,7 @@ def main() -> None:
           f"{args.size}x{args.size} PNG uploads ({len(body):,} bytes); max_batch_size {args.max_batch_size}, "
           f"batch wait {args.batch_wait_ms:g} ms; {args.replicas} model replica(s), ORT threads "
           f"{args.threads or 'default'}; "
-          f"access log {'off' if args.access_log_off else 'on'}; env {' '.join(args.serve_env) or 'default'}; "
+          f"access log {'on' if args.access_log else 'off'}; env {' '.join(args.serve_env) or 'default'}; "
           f"options {' '.join(args.option) or 'default'}\n")
     print(f"raw ONNX Runtime (translate.predictor, same cores and threads): batch 1 {raw1:.1f} img/s "
           f"({raw['cpu_ms'][1]:.2f} CPU ms/img), batch {args.max_batch_size} {rawb:.1f} img/s "
