@@ -1,16 +1,24 @@
 """Load test of the HTTP service against raw ONNX Runtime on the same cores.
 
     python benchmarks/serve_load.py [--net unet_128 --ngf 32 --size 128] [--concurrency 1 8 32]
-                                    [--requests 1000 2000 10000] [--max-batch-size 8]
+                                    [--requests 1000 2000 10000] [--max-batch-size 8] [--json OUT]
 
 Exports a random generator of the given architecture (speed does not depend on the weights),
-measures raw ONNX Runtime throughput (translate.predictor, batch 1 and batch max-batch-size),
-then starts the service on an embedded local Ray with all cores and sends PNG uploads of
-size x size from an asyncio client at each concurrency: requests/s, p50/p99 latency, mean
-batch size, errors (any non-200). The client runs on the same cores as the service. Prints a
-Markdown table, and where the CPU went per request at the highest concurrency, by process
-(read from /proc: Serve's HTTP proxy, the ingress and model replicas, the controller, the
-client); copy them with the machine description into BENCHMARKS.md.
+measures raw ONNX Runtime (translate.predictor, batch 1 and batch max-batch-size): images/s and
+CPU seconds per image (process time, so other jobs on the machine do not inflate it), then starts
+the service on an embedded local Ray with all cores and sends PNG uploads of size x size from an
+asyncio client at each concurrency: requests/s, p50/p99 latency, mean batch size, errors (any
+non-200). The client runs on the same cores as the service. Prints a Markdown table, and where
+the CPU went per request at each concurrency, by process (read from /proc for this script and
+the processes of the Ray it started, nothing else on the machine: Serve's HTTP proxy, the ingress
+and model replicas, the controller, raylet, GCS, the client), and the serving overhead: the
+service's CPU per request minus raw ONNX Runtime's CPU per image at the batch size the service
+ran (interpolated between batch 1 and max-batch-size); the client is not counted in it.
+Copy them with the machine description (lscpu, load average) into BENCHMARKS.md.
+
+``--code DIR`` runs the service from another checkout (its ``serving`` and ``translate``; the
+replicas get it through PYTHONPATH), so two versions of the code can be measured by this same
+script in one sitting: see benchmarks/serve_ab.py, which interleaves such runs.
 """
 from __future__ import annotations
 
@@ -26,7 +34,24 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+def code_root(argv: list[str]) -> str:
+    """The checkout whose code is served: ``--code DIR`` or this script's own."""
+    for i, a in enumerate(argv):
+        if a == "--code" and i + 1 < len(argv):
+            return str(Path(argv[i + 1]).resolve())
+        if a.startswith("--code="):
+            return str(Path(a.split("=", 1)[1]).resolve())
+    return str(Path(__file__).resolve().parents[1])
+
+
+START_CWD = os.getcwd()
+CODE = code_root(sys.argv)
+sys.path.insert(0, CODE)
+# Ray's workers (the replicas) import serving from here, not from wherever the package is installed: through
+# PYTHONPATH, and the working folder, which Ray puts first on its workers' path
+os.environ["PYTHONPATH"] = os.pathsep.join([CODE, *filter(None, [os.environ.get("PYTHONPATH")])])
+os.chdir(CODE)
 
 
 def make_model(net: str, ngf: int) -> bytes:
@@ -53,24 +78,38 @@ def test_image(size: int) -> bytes:
     return buf.getvalue()
 
 
-def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads: int) -> float:
-    """Images per second of translate.predictor (ONNX Runtime) on uint8 arrays, batch ``batch``."""
+def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads: int) -> tuple[float, float]:
+    """(images per second, CPU milliseconds per image) of translate.predictor (ONNX Runtime) on uint8
+    arrays, batch ``batch``. CPU is this process's time (all its threads), not wall time x cores. ORT's
+    threads do not spin where the served code's Predictor has that option (the service turns it off)."""
+    import inspect
+
     from translate.predictor import Predictor
 
-    p = Predictor(model, device="cpu", threads=threads)
+    spin = {"spin": False} if "spin" in inspect.signature(Predictor).parameters else {}
+    p = Predictor(model, device="cpu", threads=threads, **spin)
     images = [np.random.default_rng(i).integers(0, 256, (size, size, 3), dtype=np.uint8) for i in range(batch)]
     p.translate_arrays(images)
-    n, t = 0, time.perf_counter()
+    n, t, c = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t < seconds:
         p.translate_arrays(images)
         n += batch
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), (time.process_time() - c) * 1000 / n
+
+
+def own_pids() -> list[int]:
+    """This process and everything under it (the local Ray it started: GCS, raylet, workers, replicas)."""
+    import psutil
+
+    me = psutil.Process()
+    return [me.pid, *(p.pid for p in me.children(recursive=True))]
 
 
 def process_cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) of every process on the machine, by a short name (Linux /proc)."""
+    """CPU seconds (user + system) of this script and its Ray's processes, by a short name (Linux /proc).
+    Other jobs on the machine (another Ray included) are not counted."""
     tick, out = os.sysconf("SC_CLK_TCK"), {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in map(str, own_pids()):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
@@ -81,7 +120,7 @@ def process_cpu_seconds() -> dict[str, float]:
         name = argv[0].decode(errors="replace")
         if name.startswith("ray::"):
             name = name.split(".")[0].replace("ServeReplica:", "")
-        elif "benchmarks/serve_load.py" in b" ".join(argv).decode(errors="replace"):
+        elif int(pid) == os.getpid():
             name = "this script (load client)"
         else:
             name = os.path.basename(name.split()[0]) if name else f"pid {pid}"
@@ -120,6 +159,24 @@ async def load(url: str, body: bytes, concurrency: int, total: int) -> dict:
             "errors": total - statuses.get(200, 0), "statuses": statuses}
 
 
+CLIENT = "this script (load client)"
+
+
+def model_cpu_ms(raw: dict, batch: float) -> float:
+    """Raw ONNX Runtime CPU ms per image at mean batch size ``batch`` (linear between the measured batches)."""
+    (b1, c1), (b2, c2) = sorted(raw["cpu_ms"].items())[0], sorted(raw["cpu_ms"].items())[-1]
+    if b2 == b1:
+        return c1
+    return c1 + (c2 - c1) * (min(max(batch, b1), b2) - b1) / (b2 - b1)
+
+
+def served_code() -> str:
+    """Where a Ray worker of this service imports ``serving`` from (checks that --code reached them)."""
+    import ray
+
+    return ray.get(ray.remote(num_cpus=0)(lambda: __import__("serving").__file__).remote())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--net", default="unet_128")
@@ -132,66 +189,101 @@ def main() -> None:
     ap.add_argument("--batch-wait-ms", type=float, default=5.0)
     ap.add_argument("--raw-seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads per model replica "
-                                                            "(0: ORT's default, one per core; raw always uses the default)")
+                                                            "(0: ORT's default, one per core; raw uses the same)")
     ap.add_argument("--replicas", type=int, default=1, help="model replicas (fixed; each holds a session)")
-    ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument("--access-log-off", action="store_true", help="run without Serve's per-request access log")
+    ap.add_argument("--port", type=int, default=0, help="the service's port (0: a free one)")
+    ap.add_argument("--access-log", action="store_true", help="run with Serve's per-request access log (off by "
+                                                               "default, as the service's own default)")
     ap.add_argument("--serve-env", nargs="*", default=[], metavar="K=V",
                     help="environment for Ray and Serve (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1), set before Ray starts")
+    ap.add_argument("--option", nargs="*", default=[], metavar="K=V",
+                    help="more service options (ServiceConfig fields, as strings) for start_local")
+    ap.add_argument("--code", default=None, metavar="DIR", help="serve the code of this checkout (default: this "
+                                                                 "script's)")
+    ap.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
     args = ap.parse_args()
+    if args.json:
+        args.json = os.path.join(START_CWD, args.json)
     os.environ.update(kv.split("=", 1) for kv in args.serve_env)
     counts = args.requests * len(args.concurrency) if len(args.requests) == 1 else args.requests
 
     from serving import app as service
     from serving.store import ModelStore
 
+    if args.port == 0:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            args.port = sock.getsockname()[1]
     model = make_model(args.net, args.ngf)
-    raw1 = raw_throughput(model, args.size, 1, args.raw_seconds, 0)
-    rawb = raw_throughput(model, args.size, args.max_batch_size, args.raw_seconds, 0)
-    print(f"raw ONNX Runtime: batch 1 {raw1:.1f} img/s, batch {args.max_batch_size} {rawb:.1f} img/s", flush=True)
+    raw = {"rps": {}, "cpu_ms": {}}
+    for b in sorted({1, args.max_batch_size}):
+        raw["rps"][b], raw["cpu_ms"][b] = raw_throughput(model, args.size, b, args.raw_seconds, args.threads)
+        print(f"raw ONNX Runtime batch {b}: {raw['rps'][b]:.1f} img/s, {raw['cpu_ms'][b]:.2f} CPU ms/img", flush=True)
+    raw1, rawb = raw["rps"][1], raw["rps"][args.max_batch_size]
 
     store = ModelStore(tempfile.mkdtemp(prefix="serve-load-"))
     store.register("bench", model)
     body = test_image(args.size)
+    options = dict(kv.split("=", 1) for kv in args.option)
     url = service.start_local(store.root, port=args.port, ray_cpus=os.cpu_count(),
                               min_replicas=args.replicas, max_replicas=args.replicas,
                               max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_ms / 1000,
-                              max_queued_requests=1024, access_log=not args.access_log_off,
-                              threads=args.threads)
+                              max_queued_requests=1024, access_log=args.access_log,
+                              threads=args.threads, **options)
     rows = []
     try:
+        code = served_code()
+        print(f"serving code from {code}", flush=True)
         endpoint = f"{url}/v1/models/bench/translate"
         asyncio.run(load(endpoint, body, max(args.concurrency), 200))  # warm-up: model loaded, connections open
         for c, n in zip(args.concurrency, counts):
             before = process_cpu_seconds()
             rows.append(asyncio.run(load(endpoint, body, c, n)))
             after = process_cpu_seconds()
-            rows[-1]["cpu_ms"] = {k: (after[k] - before.get(k, 0.0)) * 1000 / n for k in after}
-            print({k: v for k, v in rows[-1].items() if k != "cpu_ms"}, flush=True)
+            cpu = {k: (after[k] - before.get(k, 0.0)) * 1000 / n for k in after}
+            service_ms = sum(v for k, v in cpu.items() if k != CLIENT)
+            model_ms = model_cpu_ms(raw, rows[-1]["batch"] or 1.0)
+            rows[-1].update(cpu_ms=cpu, service_cpu_ms=service_ms, model_cpu_ms=model_ms,
+                            overhead_ms=service_ms - model_ms)
+            print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "cpu_ms"},
+                  flush=True)
     finally:
         service.stop_local()
 
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model {args.net} ngf={args.ngf}, "
+    load1 = os.getloadavg()[0]
+    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load1:.2f} at "
+          f"the end; code {code}; model {args.net} ngf={args.ngf}, "
           f"{args.size}x{args.size} PNG uploads ({len(body):,} bytes); max_batch_size {args.max_batch_size}, "
           f"batch wait {args.batch_wait_ms:g} ms; {args.replicas} model replica(s), ORT threads "
           f"{args.threads or 'default'}; "
-          f"access log {'off' if args.access_log_off else 'on'}; env {' '.join(args.serve_env) or 'default'}\n")
-    print(f"raw ONNX Runtime (translate.predictor, same cores): batch 1 {raw1:.1f} img/s, "
-          f"batch {args.max_batch_size} {rawb:.1f} img/s\n")
+          f"access log {'on' if args.access_log else 'off'}; env {' '.join(args.serve_env) or 'default'}; "
+          f"options {' '.join(args.option) or 'default'}\n")
+    print(f"raw ONNX Runtime (translate.predictor, same cores and threads): batch 1 {raw1:.1f} img/s "
+          f"({raw['cpu_ms'][1]:.2f} CPU ms/img), batch {args.max_batch_size} {rawb:.1f} img/s "
+          f"({raw['cpu_ms'][args.max_batch_size]:.2f} CPU ms/img)\n")
     print("| concurrency | requests | errors | req/s | p50 ms | p99 ms | mean batch | vs raw batch 1 | vs raw batch "
-          f"{args.max_batch_size} |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{args.max_batch_size} | service CPU ms/req | model's (raw) | overhead ms/req |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['rps']:.1f} | {r['p50']:.1f} | "
-              f"{r['p99']:.1f} | {r['batch']:.2f} | {r['rps'] / raw1:.0%} | {r['rps'] / rawb:.0%} |")
-    last = rows[-1]
-    print(f"\nCPU per request at concurrency {last['concurrency']}, by process (ms; raw ONNX Runtime needs "
-          f"{1000 * (os.cpu_count() or 1) / rawb:.1f} ms of the machine per image at batch {args.max_batch_size}):\n")
-    print("| process | CPU ms / request |\n|---|---|")
-    top = sorted(((v, k) for k, v in last["cpu_ms"].items() if v >= 0.05), reverse=True)
-    for v, k in top[:8]:
-        print(f"| {k} | {v:.2f} |")
-    print(f"| all processes | {sum(last['cpu_ms'].values()):.2f} |")
+              f"{r['p99']:.1f} | {r['batch']:.2f} | {r['rps'] / raw1:.0%} | {r['rps'] / rawb:.0%} | "
+              f"{r['service_cpu_ms']:.2f} | {r['model_cpu_ms']:.2f} | {r['overhead_ms']:.2f} |")
+    print("\nCPU per request by process (ms), at each concurrency:\n")
+    names = sorted({k for r in rows for k, v in r["cpu_ms"].items() if v >= 0.05},
+                   key=lambda k: -max(r["cpu_ms"].get(k, 0.0) for r in rows))
+    print("| process | " + " | ".join(f"c={r['concurrency']}" for r in rows) + " |")
+    print("|---|" + "---|" * len(rows))
+    for k in names:
+        print(f"| {k} | " + " | ".join(f"{r['cpu_ms'].get(k, 0.0):.2f}" for r in rows) + " |")
+    print("| all but the client | " + " | ".join(f"{r['service_cpu_ms']:.2f}" for r in rows) + " |")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "code": code, "raw": raw, "rows": rows, "load_average": load1,
+                       "upload_bytes": len(body)}, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

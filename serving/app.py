@@ -197,9 +197,10 @@ def claimed_pixels(data: bytes) -> int:
     return w * h
 
 
-def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
-    """Untrusted bytes -> (uint8 RGB array, alpha channel or None); ServiceError for every refusal.
-    The one decoding path of uploads (sync and jobs alike): a format added here is served everywhere."""
+def check_upload(data: bytes, max_pixels: int) -> int:
+    """The checks of untrusted bytes that need no decoding: not empty (400), an allowed format (415), at
+    most ``max_pixels`` by the header (413). Returns the pixels the header claims (0: no readable header,
+    which decoding then refuses as a bad image)."""
     if not data:
         raise ServiceError(400, "missing_image", "the upload is empty: send the image as the multipart field "
                                                  "'image' or as the request body")
@@ -207,7 +208,24 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
     if fmt not in ALLOWED_FORMATS:
         raise ServiceError(415, "unsupported_format", f"not a {', '.join(ALLOWED_FORMATS)} image "
                                                       f"(first bytes {data[:8]!r})")
-    if fmt == "TIFF":
+    if fmt == "TIFF":  # GeoTIFF, several bands, 16-bit: GDAL reads the header (translate.raster's rules)
+        from translate import raster  # lazy: GDAL
+
+        pixels = raster.raster_pixels(data)
+    else:
+        pixels = claimed_pixels(data)
+    if pixels > max_pixels:
+        raise ServiceError(413, "too_many_pixels", f"upload: the image header claims {pixels:,} pixels, over the "
+                                                   f"limit of {max_pixels:,}")
+    return pixels
+
+
+def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, Any]:
+    """Untrusted bytes -> (uint8 RGB array, alpha channel or None); ServiceError for every refusal.
+    The one decoding path of uploads (on the model replica for the batched path, on the ingress for jobs
+    and large images): a format added here is served everywhere."""
+    check_upload(data, max_pixels)
+    if imageio.sniff_format(data) == "TIFF":
         return decode_raster_upload(data, max_pixels)
     try:
         img = imageio.decode(data, source="upload", max_pixels=max_pixels)
@@ -228,11 +246,7 @@ def decode_raster_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, np.n
     georeferenced raster: ``translate predict`` or ``translate convert`` keep the georeferencing."""
     from translate import raster  # lazy: GDAL
 
-    pixels = raster.raster_pixels(data)
-    if pixels > max_pixels:
-        raise ServiceError(413, "too_many_pixels", f"upload: raster is {pixels:,} pixels, over the limit of "
-                                                   f"{max_pixels:,}")
-    try:
+    try:  # its size was checked from the header (check_upload)
         return raster.decode_raster(data, name="upload", max_pixels=max_pixels)
     except ImageError as e:
         raise ServiceError(400, "bad_image", str(e)) from None
@@ -248,6 +262,42 @@ def encode_result(y: np.ndarray, alpha, fmt: str) -> bytes:
         if fmt == "JPEG":
             out = imageio.to_rgb(out)
     return imageio.encode(out, fmt, compress_level=RESPONSE_PNG_LEVEL)
+
+
+def translate_items(model, items: list, max_pixels: int) -> list[dict]:
+    """One batch, on the model replica's worker thread: uploads (``{'upload': bytes, 'format': 'PNG'}``,
+    checked by their header on the ingress) are decoded, every image runs through ``model`` in one call
+    (grouped by size inside), uploads come back encoded (``{'content': bytes}``), arrays as arrays
+    (``{'image': array}``). An upload that does not decode gets its error dict; the rest still run."""
+    results: list[dict | None] = [None] * len(items)
+    arrays, index, alphas = [], [], {}
+    for i, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            arrays.append(item)
+        else:
+            try:
+                a, alphas[i] = decode_upload(item["upload"], max_pixels)
+            except ServiceError as e:
+                results[i] = {"status": e.status, "error": e.error, "detail": e.detail}
+                continue
+            except Exception as e:  # whatever a hostile file makes Pillow raise: its request alone fails
+                log.exception("decoding an upload")
+                results[i] = {"status": 400, "error": "bad_image", "detail": f"the image cannot be decoded "
+                                                                            f"({e.__class__.__name__}: {e})"}
+                continue
+            arrays.append(a)
+        index.append(i)
+    for i, y in zip(index, model.translate_arrays(arrays) if arrays else []):
+        item = items[i]
+        if isinstance(item, np.ndarray):
+            results[i] = {"image": y}
+            continue
+        try:
+            results[i] = {"content": encode_result(y, alphas[i], item["format"])}
+        except Exception as e:  # a bug: this request's 500, not its batch's
+            log.exception("encoding a result")
+            results[i] = {"status": 500, "error": "internal_error", "detail": f"{e.__class__.__name__}: {e}"}
+    return results  # type: ignore[return-value]
 
 
 # Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
@@ -302,31 +352,37 @@ class ModelServer:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def load_model(self, model_id: str):
-        from translate.predictor import Predictor  # lazy: ONNX Runtime, only on model replicas
+        from translate.predictor import Predictor, RuntimeOptions  # lazy: ONNX Runtime, only on model replicas
         from translate.tiling import TileConfig  # lazy: with the predictor
 
         name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
 
         def load():  # from an object store: downloaded once into this node's cache, checksum-verified
+            # spinning=False: ORT's threads sleep between runs instead of spinning on cores the HTTP side needs
+            # (on 2 shared cores: 33 -> 21 ms of replica CPU per request, 25 -> 31 req/s; BENCHMARKS.md)
             return Predictor(self.store.model_path(name, version), threads=self.config.threads,
-                             tiling=TileConfig(threshold=self.config.tile_threshold))
+                             tiling=TileConfig(threshold=self.config.tile_threshold),
+                             runtime=RuntimeOptions(spinning=False))
 
         return await asyncio.to_thread(load)
 
     @serve.batch  # sizes set from the config in __init__
-    async def translate_batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, int]]:
+    async def translate_batch(self, items: list) -> list[dict]:
         model = await self.load_model(serve.get_multiplexed_model_id())
-        outs = await asyncio.to_thread(model.translate_arrays, images)
-        return [(y, len(images)) for y in outs]
+        # decoding and encoding ride along in the batch's one trip to a worker thread
+        results = await asyncio.to_thread(translate_items, model, items, self.config.max_pixels)
+        return [{**r, "batch_size": len(items)} for r in results]
 
-    async def __call__(self, image: np.ndarray) -> dict:
-        """uint8 HxWx3 -> {'image': uint8 HxWxC, 'batch_size': n} or {'status', 'error', 'detail'}."""
+    async def __call__(self, item) -> dict:
+        """An upload ``{'upload': bytes, 'format': 'PNG' or 'JPEG'}`` -> ``{'content': bytes, 'batch_size': n}``
+        (decoded and encoded here: compressed bytes travel between the replicas, not arrays), or a uint8
+        HxWx3 array -> ``{'image': uint8 HxWxC, 'batch_size': n}``; an error is ``{'status', 'error',
+        'detail'}``."""
         try:
-            y, n = await self.translate_batch(image)
+            return await self.translate_batch(item)
         except TranslateError as e:
             status, code = translate_error_status(e)
             return {"status": status, "error": code, "detail": str(e)}
-        return {"image": y, "batch_size": n}
 
     async def translate_large(self, image: np.ndarray):
         """A stream: ``{'done': i, 'total': n}`` after tile runs (coalesced), then ``{'image': ...,
@@ -430,7 +486,7 @@ class Ingress:
         """The version to serve: the one asked for, else the promoted one (nothing is downloaded here)."""
         return await asyncio.to_thread(self.store.resolve, name, version)
 
-    async def run_served(self, name: str, version: str, pinned: bool, image: np.ndarray,
+    async def run_served(self, name: str, version: str, pinned: bool, image: np.ndarray | dict,
                          progress: Callable[[int, int], None] | None = None,
                          timeout: float | None | Literal["request"] = "request") -> tuple[dict, str]:
         """Run the model; when the promoted version cannot be loaded (its file corrupt or missing, the
@@ -448,10 +504,12 @@ class Ingress:
             self.last_served[name] = version
         return result, version
 
-    async def run_model(self, model_id: str, image: np.ndarray, progress: Callable[[int, int], None] | None = None,
+    async def run_model(self, model_id: str, image: np.ndarray | dict,
+                        progress: Callable[[int, int], None] | None = None,
                         timeout: float | None | Literal["request"] = "request") -> dict:
-        """One image through the model deployment: batched, or above tile_threshold (or with a ``progress``
-        listener) one at a time on ``translate_large``. ``timeout``: seconds, None for none."""
+        """One image through the model deployment: batched (an array, or an upload checked by its header:
+        see ``ModelServer.__call__``), or an array above tile_threshold (or with a ``progress`` listener)
+        one at a time on ``translate_large``. ``timeout``: seconds, None for none."""
         from ray.exceptions import RayActorError
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
@@ -461,7 +519,8 @@ class Ingress:
             if len(self.handles) > 256:
                 self.handles.clear()
             handle = self.handles[model_id] = self.model_server.options(multiplexed_model_id=model_id)
-        if progress is not None or image.shape[0] * image.shape[1] > self.config.tile_threshold:
+        if progress is not None or (isinstance(image, np.ndarray)
+                                    and image.shape[0] * image.shape[1] > self.config.tile_threshold):
             stream = handle.options(stream=True).translate_large.remote(image)
             waiting, cancel = consume_stream(stream, progress), stream.cancel
         else:
@@ -604,23 +663,39 @@ class Ingress:
         del body
         asked = version if version is not None else form.get("version") or None
         version = await self.resolve(name, asked)
-        image, alpha = await asyncio.to_thread(decode_upload, data, self.config.max_pixels)
-        del data
+        # the header only: on the loop for the usual small upload (a thread's round trip costs more than
+        # Pillow reading a header); large ones and TIFF (GDAL reads those) on a thread
+        if len(data) <= 2**20 and imageio.sniff_format(data) != "TIFF":
+            pixels = check_upload(data, self.config.max_pixels)
+        else:
+            pixels = await asyncio.to_thread(check_upload, data, self.config.max_pixels)
         fmt = output_format(request.headers.get("accept"))
-        h, w = image.shape[:2]
-        if as_job if as_job is not None else h * w > self.config.async_pixels:
-            record = {"model": name, "version": version, "width": w, "height": h, "format": fmt}
-            try:
-                job = await asyncio.to_thread(self.jobs.create, record, image,
-                                              None if alpha is None else imageio.image_to_array(alpha)[:, :, 0])
-            except JobsFull as e:
-                raise ServiceError(503, "too_many_jobs", str(e), {"Retry-After": str(e.retry_after)}) from None
-            del image, alpha
-            self.start_job(job, asked is not None)
-            view = self.job_view(request, job)
-            return JSONResponse(view, status_code=202, headers={"Location": view["url"], "Retry-After": "1"})
-        result, version = await self.run_served(name, version, asked is not None, image)
-        content = await asyncio.to_thread(encode_result, result["image"], alpha, fmt)
+        if (not as_job and (as_job is not None or pixels <= self.config.async_pixels)
+                and pixels <= self.config.tile_threshold):
+            # the common case: the compressed upload goes to the model replica, which decodes it in the batch
+            # and answers encoded bytes (a decoded array is several times larger, and over Ray's 100 KB
+            # inline limit it would go through the object store). A header that cannot be read ends there
+            # as a bad image.
+            result, version = await self.run_served(name, version, asked is not None,
+                                                    {"upload": data, "format": fmt})
+            content = result["content"]
+        else:  # a job, or a tiled run (async=false): decoded here, the job keeps the array
+            image, alpha = await asyncio.to_thread(decode_upload, data, self.config.max_pixels)
+            del data
+            h, w = image.shape[:2]
+            if as_job if as_job is not None else h * w > self.config.async_pixels:
+                record = {"model": name, "version": version, "width": w, "height": h, "format": fmt}
+                try:
+                    job = await asyncio.to_thread(self.jobs.create, record, image,
+                                                  None if alpha is None else imageio.image_to_array(alpha)[:, :, 0])
+                except JobsFull as e:
+                    raise ServiceError(503, "too_many_jobs", str(e), {"Retry-After": str(e.retry_after)}) from None
+                del image, alpha
+                self.start_job(job, asked is not None)
+                view = self.job_view(request, job)
+                return JSONResponse(view, status_code=202, headers={"Location": view["url"], "Retry-After": "1"})
+            result, version = await self.run_served(name, version, asked is not None, image)
+            content = await asyncio.to_thread(encode_result, result["image"], alpha, fmt)
         return Response(content, media_type="image/png" if fmt == "PNG" else "image/jpeg", headers={
             "X-Model": name, "X-Model-Version": version, "X-Batch-Size": str(result["batch_size"]),
             "Content-Disposition": f'inline; filename="{name}-{version}.{fmt.lower().replace("jpeg", "jpg")}"'})

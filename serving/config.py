@@ -55,7 +55,9 @@ class ServiceConfig:
     ingress_num_cpus: float = opt(0.25, "CPUs reserved for the ingress replica")
     threads: int | None = opt(None, "ONNX Runtime intra-op threads per model replica (auto: its default, one per "
                                     "core); 1 can serve small models faster on a small machine, see BENCHMARKS.md")
-    access_log: bool = opt(True, "Serve's per-request access log lines (they cost CPU per request)")
+    access_log: bool = opt(False, "Serve's per-request access log lines in the replicas' and proxy's logs (off: "
+                                  "they cost about 5 ms of CPU per request on 2 cores, an eighth of the total, "
+                                  "see BENCHMARKS.md; errors are logged either way)")
 
     @classmethod
     def from_args(cls, args: dict[str, Any] | None = None, **kw) -> "ServiceConfig":

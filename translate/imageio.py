@@ -181,13 +181,23 @@ def convert_channels(img: Image.Image, channels: int) -> Image.Image:
     return rgb
 
 
-def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike, quality: int = 95) -> None:
-    """Write an image atomically; the format follows the extension."""
+def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike, quality: int = 95,
+               text: dict[str, str] | None = None) -> None:
+    """Write an image atomically; the format follows the extension. ``text``: key/value pairs
+    stored as PNG text chunks (other formats ignore them)."""
     if isinstance(img, np.ndarray):
         img = array_to_image(img)
     with atomic_path(path) as tmp:
         fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
-        img.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        extra: dict = {"quality": quality} if fmt == "JPEG" else {}
+        if text and fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            info = PngInfo()
+            for k, v in text.items():
+                info.add_text(k, v)
+            extra["pnginfo"] = info
+        img.save(tmp, format=fmt, **extra)
 
 
 def encode(img: Image.Image | np.ndarray, fmt: str = "PNG", quality: int = 95, compress_level: int = 6) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from .windows import MappedSource, TileSink, TileSource
 
 log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
+TILING_TAG = "TRANSLATE_TILING"  # PNG text key of an output's Predictor.last_tiling (JSON)
 
 
 def cuda_available() -> bool:
@@ -163,6 +165,8 @@ class Predictor:
         # the tiled graph is built from the model on first use: keep it only when tiling may happen
         self._model = source if self.tiling.threshold is not None else None
         self._tiler: TiledRunner | None = None
+        # how the last image was translated, for the output's metadata (see :meth:`_record`)
+        self.last_tiling: dict[str, Any] | None = None
         self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
         shape = self.session.get_inputs()[0].shape
         self.input_nc = int(self.metadata.get("input_nc", shape[1] if isinstance(shape[1], int) else 3))
@@ -171,11 +175,19 @@ class Predictor:
         self.min_size = int(self.metadata.get("min_size", self.size_multiple))
         self.input_name = self.session.get_inputs()[0].name
 
-    def _make_session(self, model: str | bytes):
+    def _make_session(self, model: str | bytes, arena: bool | None = None):
+        """A session with the predictor's runtime options and providers. ``arena=False``: CPU memory
+        is returned after each run instead of kept for the next one; the tiled runner's sessions (up
+        to ten for split graphs, each over a tile) would otherwise each keep their peak."""
         import onnxruntime as ort
 
+        args = self._session_args
+        if arena is not None:
+            so = self.runtime.session_options()
+            so.enable_cpu_mem_arena = arena
+            args = {**args, "sess_options": so}
         try:
-            session = ort.InferenceSession(model, **self._session_args)
+            session = ort.InferenceSession(model, **args)
         except Exception as e:
             if CUDA in _provider_names(self._session_args["providers"]) and "CUDA" in str(e):
                 raise CudaProviderError(f"{self.source}: ONNX Runtime's {CUDA} failed to start "
@@ -203,18 +215,26 @@ class Predictor:
 
             model = self._model if isinstance(self._model, bytes) else onnx.load(self._model).SerializeToString()
             self._tiler = TiledRunner(model, self.input_nc, self.size_multiple, self.min_size,
-                                      self._make_session, self.tiling)
+                                      lambda graph: self._make_session(graph, arena=False), self.tiling)
         return self._tiler
 
     # ------------------------------------------------------------ network level
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 NCHW in [-1, 1], any H and W -> output of the same H and W (tiled above the threshold)."""
         if self.tiling.wants(*np.shape(x)[-2:]):
-            return self.tiler.run(np.asarray(x, dtype=np.float32))
+            y = self.tiler.run(np.asarray(x, dtype=np.float32))
+            self._record(True)
+            return y
+        self._record(False)
         padded, pads = pad_to_multiple(np.ascontiguousarray(x, dtype=np.float32), self.size_multiple,
                                        self.min_size)
         y = self.session.run(None, {self.input_name: padded})[0]
         return crop_padding(y, pads)
+
+    def _record(self, tiled: bool) -> None:
+        """``last_tiling``: ``{"mode": "whole"}``, or ``{"mode": "tiled"}`` with the tiled runner's
+        ``last_info`` (``statistics``: the mode used, ``asked``: the configured one, tiles, passes...)."""
+        self.last_tiling = {"mode": "tiled", **(self.tiler.last_info or {})} if tiled else {"mode": "whole"}
 
     # -------------------------------------------------------------- array level
     def _prepare(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -252,6 +272,7 @@ class Predictor:
         for shape, idx in by_shape.items():
             if self.tiling.wants(*shape[:2]):  # from uint8 tiles to uint8 rows: no full-size float copy
                 out = [self.tiler.translate_array(prepared[i][0], progress) for i in idx]
+                self._record(True)
             else:
                 out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx]))))
             for j, i in enumerate(idx):
@@ -274,6 +295,7 @@ class Predictor:
         source = MappedSource(source, self.match_channels, self.input_nc)
         if self.tiling.wants(source.height, source.width):
             self.tiler.translate_source(source, sink, progress)
+            self._record(True)
             return
         a = source.read(0, source.height, 0, source.width)
         sink.write(0, imageio.from_network(self.run(imageio.to_network(a)))[0])
@@ -306,5 +328,7 @@ class Predictor:
         img = self(imageio.decode(data, source=source, max_pixels=max_pixels))
         if Path(out).suffix.lower() in (".jpg", ".jpeg"):
             img = img.convert("RGB")
+        # how it was translated (whole, or tiled and with which statistics) goes into a PNG's text
+        text = {TILING_TAG: json.dumps(self.last_tiling)} if self.last_tiling else None
         with write_guard() if write_guard is not None else contextlib.nullcontext():
-            imageio.save_image(img, out)
+            imageio.save_image(img, out, text=text)

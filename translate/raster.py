@@ -280,8 +280,9 @@ def _tags(predictor: Predictor, model: str, source: str, bands, percentiles, lim
     """The output's TRANSLATE_* tags, once the raster is translated (the tiled runner's plan is known)."""
     tiling: dict[str, Any] = {"mode": "whole"}
     if tiled:
-        plan = predictor.tiler.last_plan
-        tiling = {"mode": "tiled", **asdict(predictor.tiling), "tiles": plan.count, "passes": plan.passes}
+        info = dict(predictor.tiler.last_info or {})  # the statistics mode used, tiles, passes, layers
+        tiling = {"mode": "tiled", **asdict(predictor.tiling), **info, "tile": predictor.tiling.tile,
+                  "tile_used": info.get("tile")}
     stretch: dict[str, Any] = {"rule": "none: 8-bit input"} if limits is None else {
         "rule": "percentile", "percentiles": list(percentiles),
         "bands": {str(b): [lo, hi] for b, (lo, hi) in zip(bands, limits)}}

@@ -1,0 +1,84 @@
+"""Side by side: benchmarks/serve_load.py on several variants, interleaved in one sitting.
+
+    python benchmarks/serve_ab.py --variant base=/tmp/base --variant new=. [--variant NAME=DIR::ARGS ...]
+                                  [--rounds 2] -- [serve_load.py arguments, the same for every variant]
+
+A variant is a checkout (``--code DIR``: its ``serving`` and ``translate`` are served) and, after
+``::``, its own serve_load.py arguments (e.g. ``log=.::--access-log``). Each round runs every
+variant once, the order reversed every other round (A B, B A, ...), so a change in the machine's
+load hits both alike. Prints, per variant and concurrency, req/s and the CPU per request (the
+service's, the serving overhead, and by process) of every round, then their means; a run with any
+failed request is left out (and says so). Every run's JSON goes to ``--out`` (default: a new
+temporary folder).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+LOAD = Path(__file__).resolve().parent / "serve_load.py"
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    rest = []
+    if "--" in argv:
+        argv, rest = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", required=True, metavar="NAME=DIR[::ARGS]")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    out = Path(args.out or tempfile.mkdtemp(prefix="serve-ab-"))
+    out.mkdir(parents=True, exist_ok=True)
+    variants = []
+    for v in args.variant:
+        name, spec = v.split("=", 1)
+        code, _, extra = spec.partition("::")
+        variants.append((name, str(Path(code).resolve()), extra.split()))
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+    for r in range(args.rounds):
+        for name, code, extra in (variants if r % 2 == 0 else variants[::-1]):
+            path = out / f"{name}-{r}.json"
+            cmd = [sys.executable, str(LOAD), "--code", code, "--json", str(path), *rest, *extra]
+            print(f"== round {r + 1}, {name}: {' '.join(cmd)}", flush=True)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            row = json.loads(path.read_text())
+            print("   " + "; ".join(f"c={x['concurrency']}: {x['rps']:.1f} req/s, {x['service_cpu_ms']:.1f} CPU ms/req, "
+                                   f"overhead {x['overhead_ms']:.1f}" for x in row["rows"])
+                  + f" (load average {row['load_average']:.1f})", flush=True)
+            if any(x["errors"] for x in row["rows"]):  # e.g. Ray's memory monitor killed a replica
+                print(f"   left out: errors {[x['statuses'] for x in row['rows']]}", flush=True)
+                continue
+            results[name].append(row)
+    print(f"\nruns: {out}\n")
+    print("| variant | concurrency | req/s | mean batch | service CPU ms/req | model's (raw) | overhead ms/req |")
+    print("|---|---|---|---|---|---|---|")
+    results = {name: runs for name, runs in results.items() if runs}
+    for name, runs in results.items():
+        for i, row in enumerate(runs[0]["rows"]):
+            cells = [[run["rows"][i][k] for run in runs] for k in ("rps", "batch", "service_cpu_ms", "model_cpu_ms",
+                                                                      "overhead_ms")]
+            print(f"| {name} | {row['concurrency']} | " + " | ".join(
+                ", ".join(f"{x:.1f}" for x in c) + (f" (mean {sum(c) / len(c):.1f})" if len(c) > 1 else "")
+                for c in cells) + " |")
+    print("\nCPU ms per request by process, mean of the rounds:\n")
+    for i, row in enumerate(next(iter(results.values()))[0]["rows"]):
+        procs = sorted({k for runs in results.values() for run in runs for k, v in run["rows"][i]["cpu_ms"].items()
+                        if v >= 0.1})
+        print(f"c={row['concurrency']}:\n\n| process | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
+        for p in sorted(procs, key=lambda p: -max(sum(run["rows"][i]["cpu_ms"].get(p, 0) for run in runs) / len(runs)
+                                                   for runs in results.values())):
+            print(f"| {p} | " + " | ".join(
+                f"{sum(run['rows'][i]['cpu_ms'].get(p, 0) for run in runs) / len(runs):.2f}"
+                for runs in results.values()) + " |")
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""ONNX graph surgery for split tiling (see :mod:`translate.tiling`, ``statistics="hybrid"``).
+
+A generator's tensors each live at one resolution: ``stride`` input pixels per feature-map
+pixel. A U-Net's deep levels (stride 32 and more for unet_256) are small enough to hold for
+the whole image, a few channels' worth per input pixel. :func:`find_split` cuts the graph
+there: the *inner* part (every node whose 4-D inputs and outputs are all at stride >= S)
+runs once on the whole image's feature maps, so its normalisation statistics and its
+context are the whole image's; the *outer* part runs tile by tile and reads the inner
+part's output for its tile from the stored maps. :func:`probe` measures every tensor's
+channels and stride; :func:`extract` cuts sub-graphs; :func:`affine_graph` rewrites
+InstanceNormalization to take fixed statistics as inputs, with no reductions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ModelError
+
+
+@dataclass(frozen=True)
+class Tensor:
+    channels: int
+    stride: int  # input pixels per feature-map pixel (the nearest power of two for padded maps)
+    exact: bool = True  # the map is exactly input / stride (not padded)
+
+
+def probe(model, input_nc: int, side: int) -> dict[str, Tensor]:
+    """(channels, stride) of every 4-D tensor of ``model`` (an onnx ModelProto), by running it once
+    on a ``side`` x ``side`` input with every node output fetched."""
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.ModelProto()
+    graph.CopyFrom(model)
+    known = {o.name for o in graph.graph.output}
+    for n in graph.graph.node:
+        for o in n.output:
+            if o and o not in known:
+                graph.graph.output.append(onnx.helper.make_empty_tensor_value_info(o))
+                known.add(o)
+    sess = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    got = sess.run(None, {name: np.zeros((1, input_nc, side, side), np.float32)})
+    out = {name: Tensor(input_nc, 1)}
+    for o, a in zip((o.name for o in sess.get_outputs()), got):
+        if np.ndim(a) != 4 or a.shape[2] != a.shape[3] or not a.shape[2]:
+            continue
+        ratio = side / a.shape[2]
+        stride = 2 ** int(round(np.log2(ratio)))
+        if abs(ratio - stride) <= 0.25 * stride:  # padded maps (reflection padding) count at their stride
+            out[o] = Tensor(int(a.shape[1]), stride, side % a.shape[2] == 0)
+    return out
+
+
+def macs_per_pixel(model, tensors: dict[str, Tensor]) -> dict[str, float]:
+    """Multiply-adds per input pixel of every Conv / ConvTranspose node (by its first output's name)."""
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in shapes}
+    out = {}
+    for n in model.graph.node:
+        if n.op_type not in ("Conv", "ConvTranspose") or len(n.input) < 2:
+            continue
+        w = shapes.get(alias.get(n.input[1], n.input[1]))
+        src, dst = tensors.get(n.input[0]), tensors.get(n.output[0])
+        if w is None or src is None or dst is None:
+            continue
+        # Conv: every output position costs prod(w); ConvTranspose: every input position does
+        out[n.output[0]] = float(np.prod(w)) / (dst.stride if n.op_type == "Conv" else src.stride) ** 2
+    return out
+
+
+def extract(model, inputs: Sequence[str], outputs: Sequence[str]):
+    """The sub-graph of ``model`` that computes ``outputs`` from ``inputs`` (graph inputs or inner
+    tensors, which become float inputs); inputs it does not use are dropped."""
+    import onnx
+
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {t.name for t in g.initializer}
+    stop, seen, need, stack = set(inputs), set(), set(), list(outputs)
+    while stack:
+        t = stack.pop()
+        if t in stop or t in inits or t in seen or not t:
+            continue
+        seen.add(t)
+        n = producer.get(t)
+        if n is None:
+            raise ModelError(f"cannot tile: {t} is not computable from {sorted(stop)[:4]}")
+        if id(n) not in need:
+            need.add(id(n))
+            stack.extend(n.input)
+    nodes = [n for n in g.node if id(n) in need]  # graph order is topological
+    used = {i for n in nodes for i in n.input} | set(outputs)
+    declared = {i.name: i for i in g.input}
+    ins = [declared.get(t) or onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+           for t in inputs if t in used]
+    outs = [onnx.helper.make_empty_tensor_value_info(t) for t in outputs]
+    sub = onnx.helper.make_graph(nodes, g.name, ins, outs, [t for t in g.initializer if t.name in used])
+    return onnx.helper.make_model(sub, opset_imports=model.opset_import, ir_version=model.ir_version)
+
+
+def affine_graph(model):
+    """A copy of ``model`` whose k-th InstanceNormalization normalises by the inputs
+    ``norm{k}.mean`` / ``norm{k}.var`` (C): two elementwise ops, no reductions."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(model.SerializeToString())
+    g = model.graph
+    shape4 = "affine/shape4"
+    nodes = [helper.make_node("Constant", [], [shape4], value=onnx.numpy_helper.from_array(
+        np.asarray([1, -1, 1, 1], np.int64), shape4))]
+    k = 0
+    for n in g.node:
+        if n.op_type != "InstanceNormalization":
+            nodes.append(n)
+            continue
+        x, scale, bias = n.input[:3]
+        eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+        p, mean, var = f"affine/n{k}/", f"norm{k}.mean", f"norm{k}.var"
+        nodes += [
+            helper.make_node("Constant", [], [p + "eps"], value=onnx.numpy_helper.from_array(
+                np.asarray(eps, np.float32), p + "eps")),
+            helper.make_node("Add", [var, p + "eps"], [p + "var_eps"]),
+            helper.make_node("Sqrt", [p + "var_eps"], [p + "std"]),
+            helper.make_node("Div", [scale, p + "std"], [p + "inv"]),
+            helper.make_node("Mul", [mean, p + "inv"], [p + "mean_inv"]),
+            helper.make_node("Sub", [bias, p + "mean_inv"], [p + "shift"]),
+            helper.make_node("Reshape", [p + "inv", shape4], [p + "inv4"]),
+            helper.make_node("Reshape", [p + "shift", shape4], [p + "shift4"]),
+            helper.make_node("Mul", [x, p + "inv4"], [p + "scaled"]),
+            helper.make_node("Add", [p + "scaled", p + "shift4"], [n.output[0]]),
+        ]
+        g.input.append(helper.make_tensor_value_info(mean, TensorProto.FLOAT, [None]))
+        g.input.append(helper.make_tensor_value_info(var, TensorProto.FLOAT, [None]))
+        k += 1
+    del g.node[:]
+    g.node.extend(nodes)
+    return model
+
+
+@dataclass
+class Split:
+    """Where a graph is cut: tensors at ``stride`` and deeper run on the whole image.
+
+    ``inputs``: tensors the tiles compute and the inner part reads (held for the whole image);
+    ``outputs``: tensors the inner part computes and the tiles read; ``inner`` / ``pre`` /
+    ``post``: indices of the InstanceNormalization nodes inside, before (the inputs depend on
+    them) and after the cut; ``floats_per_pixel``: the held maps, float32 values per input pixel.
+    """
+
+    stride: int
+    inputs: list[str]
+    outputs: list[str]
+    inner: list[int]
+    pre: list[int]
+    post: list[int]
+    channels: dict[str, int] = field(default_factory=dict)
+    floats_per_pixel: float = 0.0
+
+
+def find_split(model, tensors: dict[str, Tensor], stride: int) -> Split | None:
+    """Cut ``model`` at ``stride`` (see :class:`Split`); None if nothing normalised lies inside or
+    the inner part is not a clean middle section (its inputs come from outside only by 4-D maps)."""
+    g = model.graph
+    norms = [n for n in g.node if n.op_type == "InstanceNormalization"]
+
+    def data(names):
+        return [t for t in names if t in tensors]
+
+    inner = [n for n in g.node if data(n.input)
+             and all(tensors[t].stride >= stride for t in data(n.input))
+             and all(tensors[t].stride >= stride for t in data(n.output))]
+    inner_ids = {id(n) for n in inner}
+    made = {o for n in inner for o in n.output}
+    ins = sorted({t for n in inner for t in data(n.input) if t not in made})
+    outs = sorted({t for n in g.node if id(n) not in inner_ids for t in n.input if t in made}
+                  | ({o.name for o in g.output} & made))
+    inside = [k for k, n in enumerate(norms) if id(n) in inner_ids]
+    if (not inside or not ins or not outs or any(o.name in made for o in g.output)
+            or not all(t in tensors and tensors[t].exact and tensors[t].stride >= stride for t in ins + outs)):
+        return None
+    producer = {o: n for n in g.node for o in n.output}
+    ancestors, stack = set(), list(ins)
+    while stack:
+        t = stack.pop()
+        if t not in ancestors:
+            ancestors.add(t)
+            if t in producer:
+                stack.extend(producer[t].input)
+    outer = [k for k in range(len(norms)) if k not in inside]
+    pre = [k for k in outer if norms[k].output[0] in ancestors]
+    post = [k for k in outer if k not in pre]
+    channels = {t: tensors[t].channels for t in ins + outs}
+    fpp = sum(tensors[t].channels / tensors[t].stride ** 2 for t in ins + outs)
+    return Split(stride, ins, outs, inside, pre, post, channels, fpp)
