@@ -73,7 +73,7 @@ def test_a_run_killed_mid_way_resumes_exactly_and_on_another_process_count(pix2p
     flags = ["--data", str(tiny_pairs), "--out", str(run), "--size", "32", "--load-size", "36", "--batch-size", "2",
              "--processes", "2", "--steps", "6", "--norm", "instance", "--no-dropout", "--log-every", "1",
              "--val-every", "100", "--sample-every", "100", "--checkpoint-every", "2", "--netG", "unet_32",
-             "--ngf", "8", "--ndf", "8", "--workers", "0", "--no-progress"]
+             "--ngf", "8", "--ndf", "8", "--workers", "0", "--no-progress", "--no-amp"]  # as PIX2PIX
     env = {**os.environ, "RAY_ADDRESS": ""}  # its own local Ray, as a user's command would start
     proc = subprocess.Popen([sys.executable, "-m", "translate_cli.main", "train", "pix2pix", *flags], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
