@@ -634,9 +634,11 @@ class TiledRunner:
         top, left = canvas.pads[0], canvas.pads[2]
         done = 0
 
-        def tile(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        def tile(y0: int, y1: int, x0: int, x1: int, count: bool = True) -> np.ndarray:
             nonlocal done
             x = imageio.to_network(canvas.read(y0, y1, x0, x1))
+            if not count:  # hybrid's sample windows: not one of the plan's tile runs
+                return x
             done += 1
             if progress is not None and self.last_plan is not None:
                 progress(done, self.last_plan.count * self.last_plan.passes)
@@ -656,7 +658,7 @@ class TiledRunner:
         for xi in x:
             canvas, pads = pad_to_multiple(np.ascontiguousarray(xi[None], np.float32), self.align, self.min_size)
             rows: list[np.ndarray] = []
-            self._render(canvas.shape[2:], lambda y0, y1, x0, x1: canvas[:, :, y0:y1, x0:x1],
+            self._render(canvas.shape[2:], lambda y0, y1, x0, x1, count=True: canvas[:, :, y0:y1, x0:x1],
                          lambda y0, r: rows.append(r))
             results.append(crop_padding(np.concatenate(rows, axis=1), pads))
         return np.stack(results)
@@ -796,7 +798,7 @@ class TiledRunner:
             own = [float(j in ks) for j in range(n)]
             moments = {k: _Moments(self.layers[k].channels) for k in ks}
             for group in groups:
-                x = np.concatenate([tile(*windows[i]) for i in group])
+                x = np.concatenate([tile(*windows[i], count=False) for i in group])
                 feeds = self._feeds(x, wweight[group], own, stats)
                 for t in extra_names:
                     feeds[t] = np.concatenate([region([t], *windows[i])[t] for i in group])
