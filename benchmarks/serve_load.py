@@ -84,10 +84,14 @@ def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads:
     threads do not spin where the served code's Predictor has that option (the service turns it off)."""
     import inspect
 
-    from translate.predictor import Predictor
+    from translate import predictor
 
-    spin = {"spin": False} if "spin" in inspect.signature(Predictor).parameters else {}
-    p = Predictor(model, device="cpu", threads=threads, **spin)
+    params = inspect.signature(predictor.Predictor).parameters
+    if "runtime" in params:  # translate.predictor.RuntimeOptions, as the model replicas set it
+        spin = {"runtime": predictor.RuntimeOptions(spinning=False)}
+    else:  # an older checkout (--code): its own switch, if it has one
+        spin = {"spin": False} if "spin" in params else {}
+    p = predictor.Predictor(model, device="cpu", threads=threads, **spin)
     images = [np.random.default_rng(i).integers(0, 256, (size, size, 3), dtype=np.uint8) for i in range(batch)]
     p.translate_arrays(images)
     n, t, c = 0, time.perf_counter(), time.process_time()

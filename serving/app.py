@@ -1,9 +1,12 @@
 """The translation service: a Ray Serve app with an HTTP ingress and a batching model deployment.
 
-``HTTP request -> Ingress (body and pixel limits, format allow-list, decode with
-translate.imageio) -> ModelServer (one replica holds several models through
-@serve.multiplexed, requests are grouped with @serve.batch) -> translate.predictor.Predictor
-(ONNX Runtime) -> Ingress (alpha restored, PNG or JPEG) -> response``.
+``HTTP request -> Ingress (body and pixel limits, format allow-list: from the header, nothing
+decoded) -> the compressed upload -> ModelServer (one replica holds several models through
+@serve.multiplexed, requests are grouped with @serve.batch; in the batch's worker thread: decode
+with translate.imageio -> translate.predictor.Predictor (ONNX Runtime) -> alpha restored, PNG or
+JPEG) -> the encoded bytes -> Ingress -> response``. Bytes, not arrays, cross between the
+processes: a decoded array is several times larger and, over Ray's 100 KB inline limit, goes
+through the object store.
 
 Routes::
 
@@ -21,8 +24,10 @@ Routes::
     POST /v1/models/{name}/retrain      a zip of training pairs; Authorization: Bearer <token>
     GET  /v1/jobs/{job_id}              a retraining job's status
 
-Images over ``tile_threshold`` pixels run tile by tile (translate.tiling) on the model replica
-(``ModelServer.translate_large``, which streams its progress back), outside the request batches.
+Jobs (uploads over ``async_pixels``, or ``?async=true``) and images over ``tile_threshold`` pixels
+are decoded on the ingress and run one at a time on the model replica, outside the request batches
+(``ModelServer.translate_large``, which streams its progress back; tile by tile above
+``tile_threshold``, translate.tiling).
 Every refusal is a 4xx with a JSON body ``{"error": CODE, "detail": ...}``; overload is a
 503 with ``Retry-After``. ``build_app`` returns the application; ``app_builder`` is the
 same for ``serve deploy`` configs (see serve_config.yaml); ``start_local`` runs it on an
@@ -814,6 +819,10 @@ LOCAL_SERVE_ENV = {
     # the HTTP proxy must answer its readiness check within this many seconds, three times, or it is killed and
     # start-up fails: Serve's 5 s was too short on 2 busy CPUs (seen with two training jobs running)
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+    # objects up to 1 MiB travel inline with the call instead of through the object store (Ray's limit is
+    # 100 KB): a 256 px upload (133 KB) and its answer. Side by side at 256 px: the raylet's CPU per request
+    # 8.1 -> 0.9 ms, all processes' 106 -> 86 ms, 8.5 -> 12.2 req/s (BENCHMARKS.md)
+    "RAY_max_direct_call_object_size": str(2**20),
 }
 
 

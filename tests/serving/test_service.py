@@ -140,6 +140,41 @@ def test_concurrent_requests_are_batched(service):
         assert np.abs(got - reference(service, d).astype(int)).max() <= 1
 
 
+def test_one_undecodable_upload_fails_alone_in_its_batch():
+    """The model replica decodes and encodes a batch's uploads (serving.app.translate_items): a bad one gets
+    its own 400, the others their images; arrays (jobs, the health probe) come back as arrays."""
+    from serving.app import translate_items
+
+    class Inverter:  # stands in for the predictor
+        def translate_arrays(self, arrays):
+            return [255 - a for a in arrays]
+
+    good, rgba = encode(noise(8, 6)), encode(noise(5, 4, "RGBA", seed=1))
+    items = [{"upload": good, "format": "PNG"}, {"upload": good[:60], "format": "PNG"},
+             np.zeros((4, 4, 3), np.uint8), {"upload": rgba, "format": "JPEG"}]
+    out = translate_items(Inverter(), items, 10**6)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(out[0]["content"]))),
+                                  255 - np.asarray(Image.open(io.BytesIO(good))))
+    assert out[1]["status"] == 400 and out[1]["error"] == "bad_image" and out[1]["detail"]
+    np.testing.assert_array_equal(out[2]["image"], np.full((4, 4, 3), 255, np.uint8))
+    jpeg = Image.open(io.BytesIO(out[3]["content"]))
+    assert jpeg.format == "JPEG" and jpeg.size == (5, 4)
+
+
+def test_the_model_deployment_takes_compressed_uploads(service):
+    from ray import serve
+
+    handle = serve.get_deployment_handle("ModelServer", app_name="translate")
+    data = encode(noise(20, 12, seed=6))
+    result = handle.options(multiplexed_model_id="unet@v0001").remote({"upload": data, "format": "PNG"}).result(
+        timeout_s=TIMEOUT)
+    assert result["batch_size"] >= 1
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(result["content"]))), reference(service, data))
+    bad = handle.options(multiplexed_model_id="unet@v0001").remote({"upload": data[:50], "format": "PNG"}).result(
+        timeout_s=TIMEOUT)
+    assert bad["status"] == 400 and bad["error"] == "bad_image"
+
+
 BAD = [  # (what, request arguments, status, error code)
     ("text instead of an image", dict(data=b"hello, world"), 415, "unsupported_format"),
     ("a GIF (not on the allow-list)", dict(data=encode(noise(8, 8), "GIF")), 415, "unsupported_format"),
