@@ -168,7 +168,7 @@ CLIENT = "this script (load client)"
 
 def model_cpu_ms(raw: dict, batch: float) -> float:
     """Raw ONNX Runtime CPU ms per image at mean batch size ``batch`` (linear between the measured batches)."""
-    (b1, c1), (b2, c2) = sorted(raw["cpu_ms"].items())[0], sorted(raw["cpu_ms"].items())[-1]
+    (b1, c1), (b2, c2) = min(raw["cpu_ms"].items()), max(raw["cpu_ms"].items())
     if b2 == b1:
         return c1
     return c1 + (c2 - c1) * (min(max(batch, b1), b2) - b1) / (b2 - b1)
