@@ -2,7 +2,7 @@
 
     python benchmarks/tiling.py [--size 1024] [--threads 2]          # error table, memory table
     python benchmarks/tiling.py --skip-error --memory unet_256:64:tiled:4096:hybrid
-    python benchmarks/tiling.py --target [--reps 3]                  # 4096^2 tiled vs 4 x 2048^2 whole
+    python benchmarks/tiling.py --target [--reps 2]         # every mode: error at 2048^2, 4096^2 vs 4 x 2048^2
     python benchmarks/tiling.py --size 4096 --reference exact --skip-memory --variants hybrid:1536:128
 
 Generators have random (reference-initialised, seeded) weights unless a ``.onnx`` path
@@ -21,10 +21,16 @@ whole image, every other layer's statistics exact, which equals the whole image;
 at 2048^2 by ``--reference both``). Variants are ``statistics:tile:overlap``. Time is the
 translation alone; building the tiled graphs ("setup") is reported apart.
 
-``--target``: the 4096^2 image through unet_256 (ngf 64) tiled with the default
-configuration, against four 2048^2 whole-image passes, each in its own process,
-interleaved ``--reps`` times; medians and the spread of wall and CPU time, and the ratio
-tiled / (4 x whole).
+``--target``: every mode side by side in one run, for unet_256 (ngf 64). First the error of
+each ``--target-variants`` against the whole image at ``--error-size`` (2048^2: the whole
+image still fits), overall and near the seams (within 8 px of the lines where blended tiles
+meet, the middle of each overlap) against elsewhere. Then time: the 4096^2 image tiled in
+each variant against four 2048^2 whole-image passes, each in its own process, interleaved
+``--reps`` times (a whole pass before and after the variants of each rep); medians and
+spread of wall and CPU time, the ratio tiled / (4 x whole) and the peak RSS. The first
+rep's 4096^2 outputs (uint8) are also compared with the exact variant's (which equals the
+whole image, checked at ``--error-size``). Building the tiled graphs (setup, once per model)
+is timed apart.
 """
 from __future__ import annotations
 
@@ -88,6 +94,38 @@ def _config(variant: str):
     return TileConfig(tile=int(tile), overlap=int(overlap), threshold=0, statistics=stats)
 
 
+def seam_mask(h: int, w: int, info: dict, width: int = 8):
+    """Pixels of an h x w image within ``width`` of the lines where blended tiles meet (the middle
+    of each overlap), from a tiled run's info (``canvas``, ``tile``, ``rows``, ``cols``)."""
+    import numpy as np
+
+    (ch, cw), (th, tw) = info["canvas"], info["tile"]
+    top, left = (ch - h) // 2, (cw - w) // 2  # the padding is split evenly around the image
+    mask = np.zeros((ch, cw), bool)
+    for starts, side, axis in ((info["rows"], th, 0), (info["cols"], tw, 1)):
+        for a, b in zip(starts, starts[1:]):
+            mid = (b + a + side) // 2
+            sl = [slice(None), slice(None)]
+            sl[axis] = slice(max(mid - width, 0), mid + width)
+            mask[tuple(sl)] = True
+    return mask[top:top + h, left:left + w]
+
+
+def _errors(d, mask) -> dict:
+    """Mean / p99 / max of an abs difference (C, H, W), and its mean near seams (``mask``) and elsewhere."""
+    import numpy as np
+
+    per_px = d.mean(axis=0)
+    return {"mean": float(d.mean()), "max": float(d.max()), "p99": float(np.quantile(d, 0.99)),
+            "seam": float(per_px[mask].mean()) if mask.any() else float("nan"),
+            "rest": float(per_px[~mask].mean()) if (~mask).any() else float("nan")}
+
+
+def _plan(p) -> dict:
+    plan = p.tiler.last_plan
+    return {"canvas": list(plan.canvas), "rows": plan.rows, "cols": plan.cols}
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -123,19 +161,23 @@ def child_error(model: str, size: int, threads: int, reference: str, variants: l
         t, c = time.perf_counter(), _cpu()
         y = p.run(x)
         s, cpu = time.perf_counter() - t, _cpu() - c
-        d = np.abs(y - ref)
-        out[v] = {"mean": float(d.mean()), "max": float(d.max()), "p99": float(np.quantile(d, 0.99)),
-                  "s": s, "cpu_s": cpu, "info": p.tiler.last_info}
+        info = {**p.tiler.last_info, **_plan(p)}
+        out[v] = {**_errors(np.abs(y - ref)[0], seam_mask(size, size, info)), "s": s, "cpu_s": cpu, "info": info}
     return out
 
 
-def child_memory(model: str, size: int, threads: int, mode: str, statistics: str = "hybrid", tile: str = "") -> dict:
+def child_memory(model: str, size: int, threads: int, mode: str, statistics: str = "hybrid", tile: str = "",
+                 overlap: str = "", save: str = "") -> dict:
+    """One translation of the size^2 aerial photo (uint8 path), timed; ``save``: write the output (.npy)."""
+    import numpy as np
+
     from translate.predictor import Predictor
     from translate.tiling import TileConfig
 
     a = aerial(size)
+    given = {**({"tile": int(tile)} if tile else {}), **({"overlap": int(overlap)} if overlap else {})}
     cfg = (TileConfig(threshold=None) if mode == "whole"
-           else TileConfig(threshold=0, statistics=statistics, **({"tile": int(tile)} if tile else {})))
+           else TileConfig(threshold=0, statistics=statistics, **given))
     p = Predictor(model, threads=threads, tiling=cfg)
     t = time.perf_counter()
     if mode != "whole":
@@ -143,16 +185,28 @@ def child_memory(model: str, size: int, threads: int, mode: str, statistics: str
     setup = time.perf_counter() - t
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     t, c = time.perf_counter(), _cpu()
-    assert p(a).shape == a.shape
+    y = p(a)
     res = {"s": time.perf_counter() - t, "cpu_s": _cpu() - c, "before_gb": before, "setup_s": setup}
+    assert y.shape == a.shape
+    if save:
+        np.save(save, y)
     if mode != "whole":
-        res["info"] = p.tiler.last_info
+        res["info"] = {**p.tiler.last_info, **_plan(p)}
     return res
 
 
-def run_child(args, *extra: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", *extra],
-                         check=True, capture_output=True, text=True)
+def run_child(args, *extra: str, tries: int = 3) -> dict:
+    """Run one measurement in its own process; one killed by a signal (on a shared machine, the OOM
+    killer or someone's cleanup) is run again, up to ``tries`` times in all."""
+    for attempt in range(tries):
+        out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", *extra],
+                             capture_output=True, text=True)
+        if out.returncode >= 0 or attempt == tries - 1:
+            break
+        print(f"(a child was killed by signal {-out.returncode}: {' '.join(extra[:1] + extra[2:])}; "
+              "running it again)", flush=True)
+    if out.returncode:
+        raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout, out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -163,33 +217,74 @@ def _spread(values: list[float]) -> str:
 
 
 def target(args, folder: str) -> None:
-    """4096^2 tiled (default configuration) vs 4 x 2048^2 whole, interleaved, each in its own process."""
+    """Every variant side by side: error at --error-size against the whole image, then 4096^2 tiled
+    against four 2048^2 whole passes, interleaved, each in its own process."""
     import numpy as np
 
-    model = _model("unet_256:64", folder)
-    whole, tiled = [], []
+    model = _model(args.target_model, folder)
+    variants = args.target_variants.split(",")
+    n, big = args.error_size, args.target_size
+    half = str(big // 2)
+    print(f"\n{args.target_model}, seam error at {n}^2 against the whole image, output on [-1, 1]; near seams: "
+          f"within 8 px of where blended tiles meet\n", flush=True)
+    r = run_child(args, "error", model, str(n), "whole", *variants)
+    print("| statistics | tile (overlap) | tiles | passes | network-equivalents | mean abs diff | near seams "
+          "| elsewhere | p99 | max |\n|---|---|---|---|---|---|---|---|---|---|")
+    for v in variants:
+        e, info = r[v], r[v]["info"]
+        print(f"| {_label(v, info)} | {info['tile'][0]} ({info['overlap']}) | {info['tiles']} | {info['passes']} "
+              f"| {info['cost'] if info['cost'] is not None else '-'} | {e['mean']:.4f} | {e['seam']:.4f} "
+              f"| {e['rest']:.4f} | {e['p99']:.4f} | {e['max']:.3f} |", flush=True)
+    print(f"\n(whole image {n}^2: {r['whole_s']:.1f} s)\n\nTime: {big}^2 tiled vs four {half}^2 whole-image passes, "
+          f"{args.reps} interleaved reps\n", flush=True)
+    whole: list[dict] = []
+    tiled: dict[str, list[dict]] = {v: [] for v in variants}
     for rep in range(args.reps):
-        w = run_child(args, "memory", model, "2048", "whole")
-        t = run_child(args, "memory", model, "4096", "tiled", args.target_statistics)
-        whole.append(w)
-        tiled.append(t)
-        print(f"rep {rep}: whole 2048^2 {w['s']:.1f} s (cpu {w['cpu_s']:.1f} s, {w['peak_rss_gb']:.2f} GB), "
-              f"tiled 4096^2 {t['s']:.1f} s (cpu {t['cpu_s']:.1f} s, {t['peak_rss_gb']:.2f} GB, setup {t['setup_s']:.1f} s)",
-              flush=True)
-    info = tiled[-1]["info"]
-    ws, ts = [r["s"] for r in whole], [r["s"] for r in tiled]
-    wc, tc = [r["cpu_s"] for r in whole], [r["cpu_s"] for r in tiled]
-    print(f"\nTarget: unet_256 ngf 64, 4096^2 tiled ({info['statistics']}, {info['tiles']} tiles of "
-          f"{info['tile'][0]}x{info['tile'][1]}, {info['passes']} passes, {info['cost']} network-equivalents) "
-          f"vs four 2048^2 whole-image passes, {args.reps} interleaved runs\n")
-    print("| case | wall time, median (range) | CPU time, median (range) | peak RSS |\n|---|---|---|---|")
-    print(f"| whole image 2048^2 | {_spread(ws)} | {_spread(wc)} | {max(r['peak_rss_gb'] for r in whole):.2f} GB |")
-    print(f"| tiled 4096^2, {info['statistics']} | {_spread(ts)} | {_spread(tc)} "
-          f"| {max(r['peak_rss_gb'] for r in tiled):.2f} GB |")
-    ratios = [t / (4 * w) for t, w in zip(ts, ws)]
-    print(f"\nratio tiled 4096^2 / (4 x whole 2048^2): wall {np.median(ts) / (4 * np.median(ws)):.2f} "
-          f"(per run {min(ratios):.2f}-{max(ratios):.2f}), CPU {np.median(tc) / (4 * np.median(wc)):.2f}; "
-          f"tiled setup (graphs and sessions, once per model) {np.median([r['setup_s'] for r in tiled]):.1f} s")
+        whole.append(run_child(args, "memory", model, half, "whole"))
+        for v in variants:
+            stats, tile, overlap = v.split(":")
+            save = os.path.join(folder, f"{stats}_{tile}_{overlap}.npy") if rep == 0 else ""
+            t = run_child(args, "memory", model, str(big), "tiled", stats, tile, overlap, save)
+            tiled[v].append(t)
+            print(f"rep {rep}: {v} {t['s']:.1f} s (cpu {t['cpu_s']:.1f} s, setup {t['setup_s']:.1f} s, "
+                  f"{t['peak_rss_gb']:.2f} GB)", flush=True)
+        whole.append(run_child(args, "memory", model, half, "whole"))
+        print(f"rep {rep}: whole {half}^2 {whole[-2]['s']:.1f} s before, {whole[-1]['s']:.1f} s after", flush=True)
+    # the big outputs against the exact variant's (the whole image's result, checked above)
+    ref_v = next((v for v in variants if v.startswith("exact:")), None)
+    errs = {}
+    if ref_v:
+        ref = np.load(os.path.join(folder, "{}_{}_{}.npy".format(*ref_v.split(":")))).astype(np.float32)
+        for v in variants:
+            y = np.load(os.path.join(folder, "{}_{}_{}.npy".format(*v.split(":")))).astype(np.float32)
+            d = np.abs(y - ref).transpose(2, 0, 1) / 127.5  # uint8 steps to [-1, 1]
+            errs[v] = _errors(d, seam_mask(big, big, tiled[v][0]["info"]))
+            del y, d
+    ws, wc = [w["s"] for w in whole], [w["cpu_s"] for w in whole]
+    budget_s, budget_c = 4 * np.median(ws), 4 * np.median(wc)
+    print(f"\nwhole image {half}^2: wall {_spread(ws)}, CPU {_spread(wc)}, peak RSS "
+          f"{max(w['peak_rss_gb'] for w in whole):.2f} GB; four passes: {budget_s:.1f} s wall, {budget_c:.1f} s CPU\n")
+    print("| statistics | tile | tiles | passes | network-equivalents | wall, median (range) | CPU, median (range) "
+          f"| ratio wall / CPU to 4 x whole {half}^2 | setup | peak RSS | {big}^2 vs exact: mean (near seams) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
+    for v in variants:
+        rs, info = tiled[v], tiled[v][0]["info"]
+        ts, tc = [t["s"] for t in rs], [t["cpu_s"] for t in rs]
+        e = errs.get(v)
+        err = f"{e['mean']:.4f} ({e['seam']:.4f})" if e else "-"
+        print(f"| {_label(v, info)} | {info['tile'][0]} | {info['tiles']} | {info['passes']} "
+              f"| {info['cost'] if info['cost'] is not None else '-'} | {_spread(ts)} | {_spread(tc)} "
+              f"| {np.median(ts) / budget_s:.2f} / {np.median(tc) / budget_c:.2f} "
+              f"| {np.median([t['setup_s'] for t in rs]):.1f} s | {max(t['peak_rss_gb'] for t in rs):.2f} GB "
+              f"| {err} |", flush=True)
+
+
+def _label(variant: str, info: dict) -> str:
+    stats = variant.split(":")[0]
+    if stats != "hybrid":
+        return stats
+    lay = info["layers"]
+    return f"hybrid ({lay['whole_image']} whole-image, {lay['exact']} exact, {lay['sampled']} sampled)"
 
 
 def main() -> None:
@@ -208,8 +303,12 @@ def main() -> None:
     ap.add_argument("--skip-error", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--target", action="store_true", help="only the 4096^2 target against 4 x 2048^2 whole")
-    ap.add_argument("--target-statistics", default="hybrid")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--target-variants", default="per_tile:768:128,estimate:768:128,exact:1536:128,hybrid:768:128,"
+                                                 "hybrid:1536:128", help="statistics:tile:overlap, comma separated")
+    ap.add_argument("--error-size", type=int, default=2048, help="--target: side for the error against the whole image")
+    ap.add_argument("--target-size", type=int, default=4096, help="--target: the tiled side (whole: half of it)")
+    ap.add_argument("--target-model", default="unet_256:64")
+    ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--child", nargs="*")
     args = ap.parse_args()
     if args.child:
