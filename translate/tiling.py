@@ -23,16 +23,17 @@ grid, ``sample`` of the image (at least one tile's area), run a tile's worth at 
 each run normalising by the joint statistics of its windows (a 16 px band along window
 edges is not counted). Cost at 4096^2, unet_256 ngf 64: 1.8 (tiles of 1536) to 2.2 (768)
 networks' worth of multiply-adds (the render with its overlap, the encoder 0.33, the sample
-0.18, the exact layer 0.1); measured on 2 CPUs, 1.6-1.9x the CPU time of four 2048^2
-whole-image passes, 0.010 mean abs diff from the whole image's result (the sample's
-variance; estimate 0.017). On graphs without a cut (ResNets: every normalised layer at
-stride <= 4) ``auto`` is ``exact``; ``hybrid`` asked of them samples every layer but the
-cheap leading ones and measures worse than ``estimate`` (small windows miss a ResNet's wide
-context), so auto never picks it there.
+0.18, the exact layer 0.1); measured on 2 CPUs, 1.8-2.0x the CPU time (1.2-1.3x the wall
+time) of four 2048^2 whole-image passes, 0.0097 mean abs diff from the whole image's result,
+no more near seams than elsewhere (what is left is the sample's variance; estimate: 0.017).
+On graphs without a cut (ResNets: every normalised layer at stride <= 4) ``auto`` is
+``exact``; ``hybrid`` asked of them samples every layer but the cheap leading ones and
+measures worse than ``estimate`` (small windows miss a ResNet's wide context), so auto
+never picks it there.
 
 ``statistics="exact"`` on split graphs measures every outer layer exactly, a pass each
 (unet_256: 7 passes of growing prefixes, then the render), and equals the whole image
-(4.4-5x the time of four 2048^2 whole passes at 4096^2: over the 4x the issue asked for).
+(4.4-4.9x the CPU time of four 2048^2 whole passes at 4096^2: over the 4x asked for).
 Without a split it streams over the tiles once per normalisation layer: pass ``p``
 fixes layers ``< p`` to the statistics found before and sums layer ``p``'s input over
 every tile, which is then exactly the whole image's (up to context beyond the overlap);

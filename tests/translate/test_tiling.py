@@ -361,7 +361,8 @@ def test_an_unknown_statistics_mode_names_the_choices(bad):
 def test_default_is_auto_and_tiled_sessions_give_memory_back(unet, resnet):
     assert TileConfig().statistics == "auto"
     p = Predictor(unet, tiling=TileConfig(threshold=0, tile=64))
-    assert p.tiler.statistics == "hybrid" and Predictor(resnet, tiling=TileConfig(threshold=0)).tiler.statistics == "exact"
+    assert p.tiler.statistics == "hybrid"
+    assert Predictor(resnet, tiling=TileConfig(threshold=0)).tiler.statistics == "exact"
     # up to ten sub-graph sessions over a tile each: with arenas, each would keep its peak between images
     hy = p.tiler.hybrid
     sessions = [hy.render, hy.encode, hy.middle, *hy.prefix.values(), hy.sample_pre, hy.sample_post]
