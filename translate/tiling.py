@@ -23,7 +23,7 @@ grid, ``sample`` of the image (at least one tile's area), run a tile's worth at 
 each run normalising by the joint statistics of its windows (a 16 px band along window
 edges is not counted). Cost at 4096^2, unet_256 ngf 64: 1.8 (tiles of 1536) to 2.2 (768)
 networks' worth of multiply-adds (the render with its overlap, the encoder 0.33, the sample
-0.18, the exact layer 0.1); measured on 2 CPUs, 1.8-2.0x the CPU time (1.2-1.3x the wall
+0.18, the exact layer 0.1); measured on 2 quiet CPUs, 2.1x the CPU time (2.0x the wall
 time) of four 2048^2 whole-image passes, 0.0097 mean abs diff from the whole image's result,
 no more near seams than elsewhere (what is left is the sample's variance; estimate: 0.017).
 On graphs without a cut (ResNets: every normalised layer at stride <= 4) ``auto`` is
