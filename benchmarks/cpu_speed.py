@@ -13,9 +13,9 @@ built, warmed up), then timed in rounds: each round runs every variant of the gr
 the order reversed every other round (A B C, C B A, ...), so the machine's drift touches all
 alike; each round waits (``--idle``, ``--idle-wait``) for a moment when other processes leave the
 CPUs idle. Printed per variant: median and spread (min-max) of the wall time per iteration, the
-median process CPU time (all its threads), peak RSS, the ratio to the reference, and the load
-average before and after the group. On a shared machine only these side-by-side ratios mean
-anything.
+median process CPU time (all its threads), peak RSS, the ratios to the reference of the medians and
+of the minima (on a machine others share, the minimum is the iteration least disturbed by them), and
+the load average before and after the group. Only these side-by-side ratios mean anything.
 
 The reference runs unmodified from its own source (``--reference``; it is never copied here):
 its training step is ``set_input`` + ``optimize_parameters`` of the model that its
@@ -276,7 +276,7 @@ class Child:
     def __init__(self, label: str, spec: dict, args):
         self.label, self.spec = label, spec
         self.log = open(Path(args.workdir) / f"log-{spec['label_id']}.txt", "w")
-        cmd = [sys.executable, __file__, "--child", json.dumps(spec), "--threads", str(args.threads),
+        cmd = [sys.executable, __file__, "--timed-variant", json.dumps(spec), "--threads", str(args.threads),
                "--workdir", args.workdir, "--warmup", str(args.warmup)]
         if args.reference:
             cmd += ["--reference", args.reference]
@@ -284,23 +284,35 @@ class Child:
         self.ready = self._read()
         self.wall: list[float] = []
         self.cpu: list[float] = []
+        self.died = ""  # why it stopped answering, if it did (the others go on)
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait()
-            raise RuntimeError(f"{self.label}: the child process died; its log: {self.log.name}\n"
+            raise RuntimeError(f"{self.label}: the child process died (exit status {self.proc.returncode}); its log: "
+                               f"{self.log.name}\n"
                                + Path(self.log.name).read_text()[-3000:])
         return json.loads(line)
 
     def run(self, n: int) -> None:
-        self.proc.stdin.write(json.dumps({"op": "run", "n": n}) + "\n")
-        self.proc.stdin.flush()
-        r = self._read()
+        if self.died:
+            return
+        try:
+            self.proc.stdin.write(json.dumps({"op": "run", "n": n}) + "\n")
+            self.proc.stdin.flush()
+            r = self._read()
+        except (BrokenPipeError, RuntimeError):
+            self.proc.wait()
+            self.died = f"died after {len(self.wall)} timed iterations (exit status {self.proc.returncode})"
+            print(f"  {self.label}: {self.died}; its log: {self.log.name}; the others go on", flush=True)
+            return
         self.wall += r["wall"]
         self.cpu += r["cpu"]
 
-    def finish(self) -> float:
+    def finish(self) -> float | None:
+        if self.died:
+            return None
         self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
         self.proc.stdin.flush()
         peak = self._read()["peak_rss_gb"]
@@ -374,7 +386,13 @@ def run_group(name: str, variants: list[tuple[str, dict]], args, workdir: Path) 
     children = []
     try:
         for label, spec in variants:
-            children.append(Child(label, spec, args))
+            try:
+                children.append(Child(label, spec, args))
+            except RuntimeError as e:
+                if not children:  # the reference: nothing to compare with
+                    raise
+                print(f"  left out: {e}", flush=True)
+                continue
             print(f"  ready: {label} ({children[-1].ready['setup_s']:.1f} s)"
                   + "".join(f", {k} {v}" for k, v in children[-1].ready.items() if k not in ("ready", "setup_s")),
                   flush=True)
@@ -392,24 +410,32 @@ def run_group(name: str, variants: list[tuple[str, dict]], args, workdir: Path) 
                 ch.proc.kill()
     load_after = os.getloadavg()
     scale, unit = (1000, "ms") if unit_ms else (1, "s")
-    ref_median = statistics.median(children[0].wall)
+    ref_median, ref_min = statistics.median(children[0].wall), min(children[0].wall)
     base_id = variants[1][1]["label_id"]
     rows = []
     for ch, peak in zip(children, peaks):
+        if not ch.wall:
+            rows.append({"variant": ch.label, "died": ch.died})
+            continue
         med = statistics.median(ch.wall)
         rows.append({"variant": ch.label, "median": med * scale, "min": min(ch.wall) * scale,
                      "max": max(ch.wall) * scale, "cpu": statistics.median(ch.cpu) * scale, "peak_rss_gb": peak,
-                     "vs_reference": med / ref_median, "gflops": WORK[name] / med,
+                     "vs_reference": med / ref_median, "vs_reference_min": min(ch.wall) / ref_min,
+                     "gflops": WORK[name] / med,
                      "fidelity": fidelity(workdir, ch.spec["label_id"], base_id) if unit_ms else "",
                      "info": {k: v for k, v in ch.ready.items() if k not in ("ready", "setup_s")}})
     print(f"\n{name}, {unit} per iteration (load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
           f"{len(children[0].wall)} iterations per variant):\n")
-    print(f"| variant | median {unit} | spread (min-max) | CPU {unit} | GFLOP/s | peak RSS | vs reference |"
-          + (" grey levels off fp32 (mean / p99 / max) |" if unit_ms else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if unit_ms else ""))
+    print(f"| variant | median {unit} | spread (min-max) | CPU {unit} | GFLOP/s | peak RSS | vs reference (medians) "
+          "| vs reference (minima) |" + (" grey levels off fp32 (mean / p99 / max) |" if unit_ms else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if unit_ms else ""))
     for r in rows:
+        if "died" in r:
+            print(f"| {r['variant']} | {r['died']} |")
+            continue
         print(f"| {r['variant']} | {r['median']:.3g} | {r['min']:.3g}-{r['max']:.3g} | {r['cpu']:.3g} | "
-              f"{r['gflops']:.0f} | {r['peak_rss_gb']:.2f} GB | {r['vs_reference']:.2f}x |"
+              f"{r['gflops']:.0f} | {'-' if r['peak_rss_gb'] is None else format(r['peak_rss_gb'], '.2f') + ' GB'} | "
+              f"{r['vs_reference']:.2f}x | {r['vs_reference_min']:.2f}x |"
               + (f" {r['fidelity']} |" if unit_ms else ""), flush=True)
     return {"group": name, "load_before": load_before, "load_after": load_after, "rows": rows}
 
@@ -463,7 +489,9 @@ def main() -> None:
                     "to be idle (a shared machine's quieter moments) ...")
     ap.add_argument("--idle-wait", type=float, default=120.0, help="... for at most this many seconds")
     ap.add_argument("--json", help="write the results as JSON here too")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    # a name of its own: on the shared machine children of this script were ended by a SIGTERM from outside,
+    # and other benchmarks' children are called "--child"
+    ap.add_argument("--timed-variant", dest="child", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--prepare", help=argparse.SUPPRESS)
     args = ap.parse_args()
