@@ -63,10 +63,10 @@ def _cpu_flags() -> set[str]:
 def train_variants(kind: str, args) -> list[tuple[str, dict]]:
     """The reference, the project's defaults, and each lever moved alone from the defaults. The defaults
     are what training/speed.py resolves (read here from the CPU's flags, so this process need not import
-    torch): bf16 where the CPU has it in hardware, channels-last for the U-Net only, fused Adam."""
+    torch): bf16 where the CPU has it in hardware, NCHW (channels-last is for CUDA), fused Adam."""
     ref = {"child": "train_ref", "model": "pix2pix" if kind == "pix2pix" else "cycle_gan"}
     amp = bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
-    cl = kind == "pix2pix"
+    cl = False  # training/speed.py: channels-last is for CUDA (U-Nets) only
     layout = {True: "channels-last", False: "NCHW"}
     precision = {True: "bf16", False: "fp32"}
     v = [("reference", ref),

@@ -25,7 +25,6 @@ from translate.losses import OBJECTIVE_NAMES, get_objective
 from translate.networks import D_NAMES, parse_generator_name
 from translate.options import opt, plain_default
 
-from .speed import resolve_channels_last
 
 
 CONFIG_FORMAT = 2  # 2: objectives from one table, None for "auto"
@@ -268,8 +267,8 @@ class TranslationConfig(AdversarialConfig):
     init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = opt(0.02, "scale of the weight init")
     spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
-    channels_last: bool | None = opt(None, "channels-last memory layout for the networks (same math; auto: on for "
-                                     "U-Nets, off for ResNets, as measured on CPU in BENCHMARKS.md)")
+    channels_last: bool | None = opt(None, "channels-last memory layout for the networks (same math; auto: on "
+                                     "CUDA for U-Nets, off on CPU, where it measured slower: BENCHMARKS.md)")
     test_norm: str = opt("auto", "batch norm at test time: 'per-image' statistics (what the reference does at "
                          "batch size 1 without --eval), 'running' statistics, or 'auto' (per-image when "
                          "batch_size is 1)", choices=("auto", "per-image", "running"))
@@ -278,7 +277,6 @@ class TranslationConfig(AdversarialConfig):
         super().__post_init__()
         if not self.load_size:  # None, or 0 in configs written before None meant auto
             self.load_size = int(round(self.size * 286 / 256))
-        self.channels_last = resolve_channels_last(self.channels_last, self.netG)
 
     def validate(self) -> None:
         super().validate()

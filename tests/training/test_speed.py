@@ -41,7 +41,7 @@ def test_native_bf16_is_read_from_the_cpu():
 def test_config_json_records_what_the_run_used(tiny_pairs, tmp_path):
     run = Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "p", steps=2)).fit()
     used = json.loads((run / "config.json").read_text())
-    assert used["amp"] is speed.cpu_has_native_bf16() and used["channels_last"] is True and used["compile"] is False
+    assert used["amp"] is speed.cpu_has_native_bf16() and used["channels_last"] is False and used["compile"] is False
     # a method not measured in bf16 on CPU (the toy, like the GAN family) stays float32 there
     toy = Trainer(Toy, ToyConfig(data=str(tiny_pairs), out=str(tmp_path / "t"), steps=1, workers=0, progress=False,
                                  export=False))
@@ -50,12 +50,17 @@ def test_config_json_records_what_the_run_used(tiny_pairs, tmp_path):
     assert forced.config.amp is False
 
 
-def test_channels_last_is_chosen_per_architecture():
-    assert Pix2PixConfig().channels_last is True  # unet_256
-    assert CycleGANConfig().channels_last is False  # resnet_9blocks with instance norm
-    assert CycleGANConfig(netG="unet_128").channels_last is True
-    assert CycleGANConfig(channels_last=True).channels_last is True and Pix2PixConfig(channels_last=False).channels_last \
-        is False
+def test_channels_last_is_chosen_per_device_and_architecture():
+    cuda = torch.device("cuda")
+    assert Pix2PixConfig().channels_last is None  # auto until the device is known
+    assert speed.resolve_channels_last(None, "unet_256", cuda) is True
+    assert speed.resolve_channels_last(None, "resnet_9blocks", cuda) is False  # instance norm, reflection padding
+    assert speed.resolve_channels_last(None, "unet_256", CPU) is False  # fused Adam over channels-last weights
+    assert speed.resolve_channels_last(True, "resnet_9blocks", CPU) is True
+    assert speed.resolve_channels_last(False, "unet_256", cuda) is False
+    assert Pix2Pix(Pix2PixConfig(data="-", size=32, netG="unet_32", ngf=4, ndf=4), CPU).config.channels_last is False
+    assert CycleGAN(CycleGANConfig(data="-", size=32, netG="resnet_2blocks", ngf=4, ndf=4, channels_last=True),
+                    CPU).config.channels_last is True
 
 
 def _curves(method: str, amp: bool, steps: int) -> dict[str, np.ndarray]:
