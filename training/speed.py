@@ -2,7 +2,7 @@
 
 Each choice is "auto" (None) in the configs and resolved here once the device is known, so
 ``config.json`` records what the run used; a flag overrides it. The rules follow the measurements
-in BENCHMARKS.md ("Training and inference speed on CPU"), not assumptions:
+in BENCHMARKS.md ("CPU speed against the reference"), not assumptions:
 
 * bf16 autocast (``--amp``): on CUDA, and for Pix2Pix and CycleGAN on CPUs that compute bf16 in
   hardware (AVX512-BF16 or AMX); off elsewhere (bf16 is emulated on other CPUs, and the GAN
