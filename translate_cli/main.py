@@ -141,7 +141,8 @@ def _cmd_predict(args) -> None:
         except TranslateError as e:
             failed += 1
             print(f"skipped: {e}", file=sys.stderr)
-    print(f"wrote {len(files) - failed} images to {args.out}" + (f" ({failed} failed)" if failed else ""))
+    n = len(files) - failed
+    print(f"wrote {n} image{'' if n == 1 else 's'} to {args.out}" + (f" ({failed} failed)" if failed else ""))
     if failed:
         sys.exit(1)
 
