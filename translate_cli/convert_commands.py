@@ -16,8 +16,8 @@ def _cmd_convert(args) -> None:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     options = ConvertOptions(**given(args, ConvertOptions))
     s = convert(args.model, args.in_dir, args.out_dir, **options.kwargs())
-    print(f"wrote {s.written} images to {args.out_dir} ({s.skipped} already there, {len(s.failed)} failed; "
-          f"see {SUMMARY_NAME}) in {s.seconds:.1f} s")
+    print(f"wrote {s.written} image{'' if s.written == 1 else 's'} to {args.out_dir} ({s.skipped} already there, "
+          f"{len(s.failed)} failed; see {SUMMARY_NAME}) in {s.seconds:.1f} s")
     if s.failed:
         sys.exit(1)
 
