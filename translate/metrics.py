@@ -11,13 +11,17 @@ Metrics are computed in float32 (float64 if either input is float64). Scales, ex
 * SSIM uses the standard 11x11 Gaussian window (sigma 1.5). For images smaller than 11 px the
   window shrinks to the largest odd size ``k <= min(H, W)`` with ``sigma = (k // 2) / 3.5``; images
   smaller than 3 px are rejected.
+
+torchmetrics is imported where it is used (``# lazy``): importing it pulls in torchvision's models,
+``torch._dynamo`` and ``scipy.signal`` (2.4 s and about 90 MB on a 2-CPU machine), which a training
+process would otherwise pay before its first step, and every process of a data-parallel run but the
+one that validates would pay for nothing (BENCHMARKS.md, "CPU speed against the reference").
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 __all__ = ["METRIC_NAMES", "PSNR_CAP", "MeanMetrics", "image_metrics", "l1", "psnr", "ssim"]
 
@@ -62,6 +66,8 @@ def l1(fake: Tensor, real: Tensor) -> Tensor:
 @torch.no_grad()
 def psnr(fake: Tensor, real: Tensor) -> Tensor:
     """Per-image PSNR in dB on the [0, 1] scale, capped at :data:`PSNR_CAP`, shape (N,)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # lazy: see the module's docstring
+
     fake, real = _check(fake, real)
     values = peak_signal_noise_ratio(_to_unit(fake), _to_unit(real), data_range=1.0, reduction="none", dim=(1, 2, 3))
     return values.nan_to_num(nan=PSNR_CAP, posinf=PSNR_CAP).clamp(max=PSNR_CAP)
@@ -70,6 +76,8 @@ def psnr(fake: Tensor, real: Tensor) -> Tensor:
 @torch.no_grad()
 def ssim(fake: Tensor, real: Tensor) -> Tensor:
     """Per-image SSIM on the [0, 1] scale (Gaussian window, see module docstring), shape (N,)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure  # lazy: see the module's docstring
+
     fake, real = _check(fake, real)
     kernel, sigma = _ssim_window(fake.shape[-2], fake.shape[-1])
     values = structural_similarity_index_measure(

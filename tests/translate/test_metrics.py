@@ -123,3 +123,22 @@ def test_mean_metrics_aggregates():
     assert len(acc) == 0
     acc.update(x1, x1)
     assert acc.compute() == pytest.approx({"l1": 0.0, "psnr": PSNR_CAP, "ssim": 1.0}, abs=1e-5)
+
+
+def test_a_training_process_does_not_import_torchmetrics_before_it_validates():
+    """torchmetrics drags in torchvision's models, torch._dynamo and scipy (about 90 MB, 2 s): a
+    trainer's imports must not pay it, only its first validation (rank 0 of a data-parallel run)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, torch\n"
+            "import training.pix2pix, training.cyclegan, training.gan, training.distributed\n"
+            "assert 'torchmetrics' not in sys.modules, 'imported with the trainers'\n"
+            "from translate.metrics import image_metrics\n"
+            "x = torch.zeros(1, 3, 16, 16)\n"
+            "assert float(image_metrics(x, x)['ssim'][0]) > 0.99\n"
+            "assert 'torchmetrics' in sys.modules\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
