@@ -25,7 +25,7 @@ from translate.losses import OBJECTIVE_NAMES, get_objective
 from translate.networks import D_NAMES, parse_generator_name
 from translate.options import opt, plain_default
 
-
+from .speed import resolve_amp, resolve_channels_last
 
 CONFIG_FORMAT = 2  # 2: objectives from one table, None for "auto"
 NO_PRESET = "none"
@@ -139,6 +139,11 @@ class TrainConfig:
         if cls.presets:
             out["preset"] = "presets: " + ", ".join(cls.presets)
         return out
+
+    def resolve_speed(self, device, amp_on_cpu: bool) -> None:
+        """Turn the "auto" (None) speed settings into what this run uses on ``device`` (training/speed.py), so
+        config.json records them; ``amp_on_cpu``: the method was measured faster in bf16 on CPUs that have it."""
+        self.amp = resolve_amp(self.amp, device, cpu=amp_on_cpu)
 
     def validate(self) -> None:
         if not self.data:
@@ -277,6 +282,10 @@ class TranslationConfig(AdversarialConfig):
         super().__post_init__()
         if not self.load_size:  # None, or 0 in configs written before None meant auto
             self.load_size = int(round(self.size * 286 / 256))
+
+    def resolve_speed(self, device, amp_on_cpu: bool) -> None:
+        super().resolve_speed(device, amp_on_cpu)
+        self.channels_last = resolve_channels_last(self.channels_last, self.netG, device)
 
     def validate(self) -> None:
         super().validate()

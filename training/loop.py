@@ -35,7 +35,7 @@ from translate.imageio import save_image, tensor_to_array
 
 from .config import TrainConfig
 from .distributed import World, stop_requested
-from .speed import compile_networks, resolve_amp, resolve_channels_last
+from .speed import compile_networks
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,8 @@ class Method:
         self.device = device
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        config.amp = self.use_amp = resolve_amp(config.amp, device, cpu=self.amp_on_cpu)  # recorded resolved
-        if hasattr(config, "channels_last"):  # the image-to-image configs: resolved once the device is known
-            config.channels_last = resolve_channels_last(config.channels_last, config.netG, device)
+        config.resolve_speed(device, amp_on_cpu=self.amp_on_cpu)  # "auto" settings, once the device is known
+        self.use_amp = bool(config.amp)
         self.steps_done = 0  # loop steps completed before the current one (set by the Trainer)
 
     def autocast(self):

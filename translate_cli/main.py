@@ -125,9 +125,8 @@ def _cmd_predict(args) -> None:
     import translate
     from translate.imageio import output_name
     from translate.options import given
-    from translate.raster import RasterOptions, translate_path
-
     from translate.predictor import RuntimeOptions
+    from translate.raster import RasterOptions, translate_path
 
     raster_options = RasterOptions(**given(args, RasterOptions))
     predictor = translate.load(args.model, device=args.device, direction=args.direction,
@@ -218,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default: $TRANSLATE_STORE or ./models)")
     e.set_defaults(func=_cmd_export)
 
+    from translate.predictor import RuntimeOptions
     from translate.raster import RasterOptions
 
     pr = sub.add_parser("predict", help="translate images and rasters (GeoTIFF in, georeferenced GeoTIFF out)")
@@ -230,8 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
     pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     add_arguments(pr, RasterOptions)
-    from translate.predictor import RuntimeOptions
-
     add_arguments(pr, RuntimeOptions)
     pr.set_defaults(func=_cmd_predict)
 
