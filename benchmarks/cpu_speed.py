@@ -24,7 +24,8 @@ CycleGAN, whose generators the project trains without dropout as the paper did);
 is its ``networks.define_G`` generator in eval mode under ``torch.no_grad``.
 
 ``--levers`` adds the variants that show each lever alone: float32 or bf16 autocast, NCHW or
-channels-last, Adam's foreach or fused implementation, eager PyTorch, ONNX Runtime settings (the
+channels-last, Adam's foreach or fused implementation, the U-Net's bottleneck convolutions as
+matrix products (translate/conv.py) or through oneDNN, eager PyTorch, ONNX Runtime settings (the
 predictor's RuntimeOptions: optimisation level, thread spinning, memory arena) and int8 (static QDQ
 quantisation calibrated on the built-in maps set); ``--compile GROUP...`` adds torch.compile
 (minutes of compilation). Variants
@@ -75,6 +76,9 @@ def train_variants(kind: str, args) -> list[tuple[str, dict]]:
         v += [(f"{precision[not amp]} instead", {"child": "train", "kind": kind, "amp": not amp}),
               (f"{layout[not cl]} instead", {"child": "train", "kind": kind, "channels_last": not cl}),
               ("foreach Adam instead (the reference's)", {"child": "train", "kind": kind, "fused": False})]
+        if kind == "pix2pix":  # the U-Net's bottleneck convolutions through oneDNN, as nn.Conv2d runs them
+            v.append(("oneDNN at the U-Net's bottleneck instead (translate/conv.py off)",
+                      {"child": "train", "kind": kind, "matmul_convs": False}))
         if kind == "pix2pix":  # small processes: the fourth corner too (the ResNet's would cost gigabytes more)
             v.append((f"{precision[not amp]}, {layout[not cl]}",
                       {"child": "train", "kind": kind, "amp": not amp, "channels_last": not cl}))
@@ -144,6 +148,10 @@ def setup_train(spec: dict, args):
     from training.cyclegan import CycleGAN, CycleGANConfig
     from training.pix2pix import Pix2Pix, Pix2PixConfig
 
+    if not spec.get("matmul_convs", True):
+        import translate.conv
+
+        translate.conv.MAX_PIXELS = 0  # every convolution through nn.Conv2d's own path (oneDNN)
     cls, config_cls = (Pix2Pix, Pix2PixConfig) if spec["kind"] == "pix2pix" else (CycleGAN, CycleGANConfig)
     cfg = config_cls(data="-", size=256, amp=spec.get("amp"), channels_last=spec.get("channels_last"),
                      compile=spec.get("compile", False))

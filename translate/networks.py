@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torch.nn import init
 
+from .conv import MatmulConv2d, MatmulConvTranspose2d
+
 __all__ = [
     "G_NAMES",
     "D_NAMES",
@@ -216,16 +218,16 @@ class UnetSkipConnectionBlock(nn.Module):
         if input_nc is None:
             input_nc = outer_nc
 
-        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+        downconv = MatmulConv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
         layers: list[nn.Module]
         if outermost:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
+            upconv = MatmulConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
             layers = [downconv, submodule, nn.ReLU(True), upconv, nn.Tanh()]
         elif innermost:
-            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+            upconv = MatmulConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
             layers = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True), upconv, norm_layer_(outer_nc)]
         else:
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+            upconv = MatmulConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
             layers = [
                 nn.LeakyReLU(0.2, True),
                 downconv,
