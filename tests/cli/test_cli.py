@@ -139,3 +139,15 @@ def test_every_commands_help_prints(capsys):
             main([*argv, "--help"])
         assert e.value.code == 0, argv
         assert capsys.readouterr().out.startswith("usage: translate"), argv
+
+
+def test_help_loads_no_runtime_gdal_or_ray():
+    """translate_cli/main.py's promise: the parser (--help, a mistyped flag) imports no ONNX Runtime,
+    GDAL or Ray; those load in the handlers that use them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from translate_cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('onnxruntime', 'ray', 'osgeo', 'rasterio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
