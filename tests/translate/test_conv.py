@@ -48,6 +48,28 @@ def test_matches_torch_forward_and_backward_fp32(kind: str, bias: bool, shape: t
 
 
 @pytest.mark.parametrize("kind", ["conv", "transposed"])
+def test_channels_last_weights_and_inputs(kind: str) -> None:
+    """A channels-last network (--channels-last) is read as it lies in memory and gets channels-last back."""
+    base, ours = _pair(kind, 64, 32, bias=True)
+    ours = ours.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 64, 4, 6)
+    xc = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    with torch.autocast("cpu", torch.bfloat16):
+        y_ref, y = base(x), ours(xc)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    torch.testing.assert_close(y.float(), y_ref.float(), rtol=2e-2, atol=2e-2)
+    y.float().sum().backward()
+    assert ours.weight.grad.shape == ours.weight.shape and xc.grad.shape == xc.shape
+    # fp32, the functions alone, against torch's own on channels-last operands
+    w = ours.weight.detach()
+    ref = F.conv2d if kind == "conv" else F.conv_transpose2d
+    fn = tconv.conv2d_as_matmul if kind == "conv" else tconv.conv_transpose2d_as_matmul
+    assert not w.is_contiguous()
+    torch.testing.assert_close(fn(xc.detach(), w, None, (2, 2), (1, 1)), ref(x, w.contiguous(), None, stride=2, padding=1),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["conv", "transposed"])
 def test_matches_torch_under_bf16_autocast(kind: str) -> None:
     base, ours = _pair(kind, 256, 128, bias=True)
     x = torch.randn(2, 256, 4, 4)
