@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import ModelError
 
 CHECKPOINT_FORMAT = "i2i-translate/checkpoint/1"
@@ -90,6 +88,8 @@ def torch_load(path: str | os.PathLike, mmap: bool = False) -> Any:
     """``torch.load`` in weights-only mode: tensors, containers, numbers, strings and numpy arrays,
     never arbitrary pickled code, so a model file from anywhere (a reference ``.pth`` off the web, an
     upload) cannot run code when it is opened. Raises what torch.load raises."""
+    import torch  # lazy: torch (resolving a model path, on the way to an ONNX file, needs none)
+
     with torch.serialization.safe_globals(_numpy_rng_globals()):
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 

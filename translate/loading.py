@@ -12,8 +12,6 @@ from pathlib import Path
 
 from .checkpoint import resolve_model_path
 from .errors import ModelError
-from .export import export_generator
-from .generators import load_generator
 from .predictor import Predictor, RuntimeOptions
 from .tiling import TileConfig
 
@@ -27,6 +25,9 @@ def model_source(path: str | os.PathLike, direction: str | None = None) -> Path 
     p = resolve_model_path(path)
     if p.suffix == ".onnx":
         return p
+    from .export import export_generator  # lazy: torch (an ONNX file needs none)
+    from .generators import load_generator
+
     G, meta = load_generator(p, direction)
     if meta["kind"] != "translation":
         raise ModelError(f"{path}: a {meta['kind']} generator (latents in, samples out), not an image translator; "

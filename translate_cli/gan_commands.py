@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from translate.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _save_grid(x: torch.Tensor, out: str, nrow: int) -> None:
@@ -22,6 +24,8 @@ def _save_grid(x: torch.Tensor, out: str, nrow: int) -> None:
 
 
 def _seeded(seed: int) -> torch.Generator:
+    import torch  # lazy: torch (registering these commands must not load it)
+
     return torch.Generator().manual_seed(seed)
 
 
@@ -35,8 +39,14 @@ def load_gan(path, use_ema: bool = True):
     return G, meta
 
 
-@torch.no_grad()
 def cmd_sample(args) -> None:
+    import torch  # lazy: torch
+
+    with torch.no_grad():
+        _sample(args)
+
+
+def _sample(args) -> None:
     from translate.gan.data import render_points
     from translate.gan.networks import sample_labels, sample_latents
     from translate.imageio import save_image
@@ -57,6 +67,8 @@ def cmd_sample(args) -> None:
 
 
 def cmd_edit(args) -> None:
+    import torch  # lazy: torch
+
     from training.classifier import classifier_for_run, edit_toward
     from translate.gan.networks import sample_latents
 

@@ -2,9 +2,11 @@
 
 Bad input (a typed TranslateError) prints one line and exits with status 2. Each command imports
 what it needs inside its handler (the one place where imports of the project's own modules sit in
-functions as a rule): ``translate --help`` and a mistyped flag answer without loading ONNX Runtime,
-GDAL or Ray. They do load torch (about 2 s here): every command's flags come from its options
-classes, and the training methods' and the exporter's live beside the torch code they configure.
+functions as a rule): ``translate --help`` and a mistyped flag answer without loading torch, ONNX
+Runtime, GDAL or Ray. The flags of ``train`` and ``export`` come from options classes that live
+beside the torch code they configure, so their sub-commands are built only when the command line
+names them (:func:`build_parser`): everything else starts in a fraction of a second and without
+torch's half a gigabyte, which `translate serve` would otherwise hold for its whole life.
 """
 from __future__ import annotations
 
@@ -170,7 +172,38 @@ def _cmd_demo(args) -> None:
     run_demo(Path(args.out), minutes=args.minutes, serve=not args.no_serve)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_train_methods(t: argparse.ArgumentParser) -> None:
+    import training  # lazy: torch
+    from translate.options import add_arguments
+
+    tsub = t.add_subparsers(dest="method", required=True)
+    for name, method in training.methods().items():
+        mp = tsub.add_parser(name, help=(method.__doc__ or name).strip().splitlines()[0])
+        add_arguments(mp, method.config_class)
+        mp.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
+        mp.set_defaults(func=_cmd_train)
+
+
+def _add_export_arguments(e: argparse.ArgumentParser) -> None:
+    from translate.export import ExportOptions  # lazy: torch
+    from translate.options import add_arguments
+
+    e.add_argument("model", help="run directory, checkpoint, or reference latest_net_G.pth")
+    e.add_argument("--out", required=True, help="output .onnx file")
+    add_arguments(e, ExportOptions)
+    e.add_argument("--register", metavar="NAME", help="also add the model (and its checkpoint) to the model store")
+    e.add_argument("--store", metavar="DIR|URL", help="model store: a folder or s3://BUCKET/PREFIX "
+                                                      "(default: $TRANSLATE_STORE or ./models)")
+    e.set_defaults(func=_cmd_export)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole ``translate`` parser; given the ``command`` a command line names (``""`` for none),
+    ``train`` and ``export`` keep only their one-line help unless named, so that building the parser
+    for any other command (or for ``translate --help``) imports no torch."""
+    def wanted(name: str) -> bool:
+        return command is None or command == name
+
     p = argparse.ArgumentParser(prog="translate", description="Image-to-image translation: train, export, predict.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
@@ -198,25 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(pa, PairOptions)
     pa.set_defaults(func=_cmd_data_pair)
 
-    import training
-    from translate.export import ExportOptions
-
     t = sub.add_parser("train", help="train a model")
-    tsub = t.add_subparsers(dest="method", required=True)
-    for name, method in training.methods().items():
-        mp = tsub.add_parser(name, help=(method.__doc__ or name).strip().splitlines()[0])
-        add_arguments(mp, method.config_class)
-        mp.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
-        mp.set_defaults(func=_cmd_train)
-
+    if wanted("train"):
+        _add_train_methods(t)
     e = sub.add_parser("export", help="export a generator to ONNX (verified against PyTorch)")
-    e.add_argument("model", help="run directory, checkpoint, or reference latest_net_G.pth")
-    e.add_argument("--out", required=True, help="output .onnx file")
-    add_arguments(e, ExportOptions)
-    e.add_argument("--register", metavar="NAME", help="also add the model (and its checkpoint) to the model store")
-    e.add_argument("--store", metavar="DIR|URL", help="model store: a folder or s3://BUCKET/PREFIX "
-                                                      "(default: $TRANSLATE_STORE or ./models)")
-    e.set_defaults(func=_cmd_export)
+    if wanted("export"):
+        _add_export_arguments(e)
 
     from translate.predictor import RuntimeOptions
     from translate.raster import RasterOptions
@@ -264,7 +284,9 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    command = next((a for a in argv if not a.startswith("-")), "")  # the top level's only options are flags
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     old_term = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \

@@ -55,6 +55,26 @@ def test_predict_keeps_names_and_sizes(trained, capsys):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(Image.open(trained / "out2" / "a.png")))
 
 
+def test_predicting_with_an_onnx_file_loads_no_torch(trained):
+    """An exported model needs ONNX Runtime only: `translate predict model.onnx` starts without torch's
+    2 s and half a gigabyte (on a machine with no NVIDIA driver; with one, torch says whether CUDA works)."""
+    import os
+    import subprocess
+    import sys
+
+    from translate.predictor import NVIDIA_DEVICE_NODES
+
+    if any(os.path.exists(n) for n in NVIDIA_DEVICE_NODES):
+        pytest.skip("an NVIDIA driver is present: asking torch whether CUDA works is the point there")
+    Image.new("RGB", (20, 12), (90, 120, 60)).save(trained / "lone.png")
+    argv = ["predict", str(trained / "m.onnx"), str(trained / "lone.png"), "--out", str(trained / "out-no-torch")]
+    code = (f"import sys; from translate_cli.main import main; main({argv!r}); "
+            "print('torch' in sys.modules, 'onnxruntime' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-2:] == ["False", "True"]
+    assert Image.open(trained / "out-no-torch" / "lone.png").size == (20, 12)
+
+
 def test_predict_a_multiband_16_bit_geotiff_keeps_its_position(trained, capsys):
     import rasterio
     from rasterio.transform import from_origin
@@ -141,13 +161,26 @@ def test_every_commands_help_prints(capsys):
         assert capsys.readouterr().out.startswith("usage: translate"), argv
 
 
-def test_help_loads_no_runtime_gdal_or_ray():
-    """translate_cli/main.py's promise: the parser (--help, a mistyped flag) imports no ONNX Runtime,
-    GDAL or Ray; those load in the handlers that use them."""
+def test_help_loads_no_torch_runtime_gdal_or_ray():
+    """translate_cli/main.py's promise: the parser (--help, a mistyped flag) imports no torch, ONNX
+    Runtime, GDAL or Ray; they load in the handlers that use them, and torch for the parsers of the
+    commands whose flags are its options classes (train, export), only when the command line names them."""
     import subprocess
     import sys
 
-    code = ("import sys; from translate_cli.main import build_parser; build_parser(); "
-            "print(sorted(m for m in ('onnxruntime', 'ray', 'osgeo', 'rasterio') if m in sys.modules))")
+    heavy = "('torch', 'onnxruntime', 'ray', 'osgeo', 'rasterio')"
+    code = ("import sys; from translate_cli.main import build_parser; "
+            "[build_parser(c) for c in ('', 'data', 'predict', 'serve', 'models', 'convert', 'sample', 'retrain')]; "
+            f"print(sorted(m for m in {heavy} if m in sys.modules)); "
+            "build_parser('train'); "
+            f"print(sorted(m for m in {heavy} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.split("\n")[:2] == ["[]", "['torch']"]
+
+
+def test_the_short_parser_lists_every_command_as_the_whole_one_does():
+    """Built for one command, the parser still offers every command with the same help."""
+    from translate_cli.main import build_parser
+
+    assert build_parser("").format_help() == build_parser().format_help()
+    assert build_parser("data").format_help() == build_parser().format_help()
