@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench gpu-deps clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,5 +29,13 @@ endif
 bench: $(STAMP)
 	$(PY) benchmarks/pix2pix_cpu.py
 
+# what benchmarks/gpu_check.py needs that the lent GPU machines lack (pure Python, .venv's versions), to
+# carry there: PYTHONPATH=.:.gpu-deps python3 benchmarks/gpu_check.py (BENCHMARKS.md, "GPU")
+gpu-deps: $(STAMP)
+	rm -rf .gpu-deps
+	$(PY) -m pip install -q --no-deps --target .gpu-deps \
+		torchmetrics==$$($(PY) -c "import importlib.metadata as m; print(m.version('torchmetrics'))") \
+		lightning-utilities==$$($(PY) -c "import importlib.metadata as m; print(m.version('lightning-utilities'))")
+
 clean:
-	rm -rf $(VENV) demo runs
+	rm -rf $(VENV) demo runs .gpu-deps

@@ -25,16 +25,21 @@ others still run; the table (and the JSON, with ``--json``) is written whatever 
   the same steps without it.
 
 Needs torch >= 2.11 and onnxruntime (the GPU build, onnxruntime-gpu, for ``ort``, ``service`` and
-``convert``), Ray for ``service`` and ``convert``, aiohttp for ``service``; nothing downloads, and
-albumentations is not needed. A section that needs a missing package is "skipped", naming it. ONNX
+``convert``), Ray for ``service`` and ``convert``, aiohttp for ``service``, torchmetrics for ``run`` and
+``ddp`` (the Trainer validates); nothing downloads, and albumentations is not needed. A section that needs a missing package is "skipped", naming it. ONNX
 Runtime without a working CUDA provider is not skipped: CUDA was asked for, so ``ort``, ``service``
 and ``convert`` FAIL with translate.errors.CudaProviderError naming why (the CPU build installed,
 cuBLAS/cuDNN that do not load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
 libraries come with torch's nvidia wheels and are loaded first (``import torch``,
 ``onnxruntime.preload_dlls()``). A GPU machine with torch alone (the device machines here: torch
-2.11, the CPU onnxruntime, no Ray) measures ``env``, ``train``, ``forward``, ``run`` and ``ddp``,
-which need nothing else: run the check from the checkout with that machine's Python, not through
-``make``. To measure the rest there, install onnxruntime-gpu in place of onnxruntime, and Ray, from
+2.11, the CPU onnxruntime, no Ray, no torchmetrics) measures ``env``, ``train``, ``forward``, ``run``
+and ``ddp``, once torchmetrics travels with the checkout: ``make gpu-deps`` here puts it (pure Python,
+with lightning-utilities, the versions of .venv) in .gpu-deps/, which the device call carries, and the
+check runs from the checkout with that machine's Python, not through ``make``::
+
+    PYTHONPATH=.:.gpu-deps python3 benchmarks/gpu_check.py --json $OUT/gpu.json   # carry: .gpu-deps
+
+ To measure the rest there, install onnxruntime-gpu in place of onnxruntime, and Ray, from
 wheels carried to it (``pip install --no-index --find-links WHEELS onnxruntime-gpu 'ray[serve,data,
 train]'``), then run this again with ``--only ort service convert``.
 
@@ -184,6 +189,11 @@ def deadline(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+#: why the sections that run the Trainer need torchmetrics, and how to bring it to a machine without it
+METRICS_WHY = ("the Trainer's validation computes PSNR and SSIM with it; the device machines lack it: run "
+               "`make gpu-deps` in the checkout and carry .gpu-deps onto PYTHONPATH")
 
 
 def need(module: str, why: str = ""):
@@ -436,6 +446,7 @@ def section_run(rep: Report) -> None:
     from translate.imageio import from_network, to_network
     from translate.predictor import Predictor
 
+    need("torchmetrics", METRICS_WHY)
     plan = rep.plan
     out = Path(tempfile.mkdtemp(prefix="gpu-check-run-"))
     MapsPix2Pix, cfg = _maps_pix2pix(plan, plan.run_images, out / "run", plan.run_steps)
@@ -647,6 +658,7 @@ def section_ddp(rep: Report) -> None:
     from training.loop import Trainer
     from translate.checkpoint import load_checkpoint
 
+    need("torchmetrics", METRICS_WHY)
     plan = rep.plan
     if not dist.is_available():
         raise Skip("torch.distributed is not available in this build")

@@ -17,7 +17,7 @@ from translate.errors import CudaProviderError
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 #: what each section needs beyond torch and onnxruntime (a section may be skipped only when it is missing)
-NEEDS = {"service": ("ray", "aiohttp"), "convert": ("ray",)}
+NEEDS = {"service": ("ray", "aiohttp"), "convert": ("ray",), "run": ("torchmetrics",), "ddp": ("torchmetrics",)}
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is here: the checks below need its absence")
 
@@ -73,16 +73,18 @@ def test_the_dry_run_runs_every_section(tmp_path):
     assert {r["variant"] for r in train} == {"fp32", "bf16", "compile"}  # every training variant ran
 
 
-def test_without_ray_and_albumentations_the_torch_sections_still_run(tmp_path):
-    """What the lent GPU machines have: torch and the CPU onnxruntime, no Ray, no albumentations.
-    Every section that needs only torch must run there; those that need Ray say so."""
-    proc, result = _dry_run(tmp_path, blocked=("ray", "albumentations"))
+def test_on_the_device_machines_package_set_what_is_missing_is_named(tmp_path):
+    """What the lent GPU machines have: torch and the CPU onnxruntime; no Ray, no albumentations, no
+    torchmetrics. Every section that needs only torch runs there; those that need more say what (and the
+    Trainer's sections how to bring it: `make gpu-deps`)."""
+    proc, result = _dry_run(tmp_path, blocked=("ray", "albumentations", "torchmetrics"))
     sections = result["sections"]
     for name, s in sections.items():
         if name in NEEDS:
-            assert s["status"] == "skipped" and "ray" in s["note"], (name, s)
+            assert s["status"] == "skipped" and NEEDS[name][0] in s["note"], (name, s)
         else:
             assert s["status"] == "ok", (name, s, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "make gpu-deps" in sections["run"]["note"]
     assert proc.returncode == 0
 
 
