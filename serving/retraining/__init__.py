@@ -15,7 +15,8 @@ Three modules, one per concern (import them directly; this package re-exports no
 
 Files under the store root (hidden, so they are not model names)::
 
-    .data/NAME-JOB/{train,val,test}/   the validated upload (upload)
+    .data/NAME-JOB/{train,val,test}/   the validated upload (upload); kept for the newest KEEP_UPLOADS finished
+                                       jobs of each model, older ones deleted as a job ends (jobs)
     .runs/NAME-JOB/                    the fine-tuning run (config, metrics.jsonl, samples; its checkpoint
                                        and model.onnx are deleted once registered: the version has them)
     .jobs/JOB.json                     the job record, written atomically by the job's worker (jobs)

@@ -11,6 +11,10 @@ Flow of one job (``submit_from_zip`` from the service, ``run_retrain`` from the 
    (:mod:`serving.retraining.promotion`), recording each phase; every failure is recorded
    (state "failed", ``error``).
 
+5. **Prune**: when a job ends, the uploads of its model's older finished jobs are deleted, all but
+   the newest ``KEEP_UPLOADS`` (up to 1 GB each, they would fill the disk of a service that
+   retrains often); their records and fine-tuning logs stay, with ``data_pruned`` set.
+
 The worker touches ``.jobs/JOB.alive`` every ``HEARTBEAT_S`` while the job runs: a queued or
 running job silent for ``STALE_S`` (its process died or was killed) is reported, and recorded,
 as failed.
@@ -22,8 +26,10 @@ can answer it: it looks in the given store, the stores this process has used
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import shutil
 import threading
 import time
 import traceback
@@ -43,7 +49,9 @@ from .upload import FOLDER_LIMITS, UPLOAD_LIMITS, Entry, UploadLimits, folder_en
 JOB_RE = re.compile(r"[0-9a-f]{12}")
 HEARTBEAT_S = 5.0  # a job's worker touches .jobs/JOB.alive this often while it runs
 STALE_S = 120.0  # a queued or running job with no sign of life for this long has lost its worker
+KEEP_UPLOADS = 5  # finished jobs per model whose uploaded pairs stay under .data/ (the newest ones)
 
+log = logging.getLogger(__name__)
 _known_roots: list[Path] = []  # stores this process has used, for job_status(job_id)
 
 
@@ -96,7 +104,8 @@ def run_retrain(store, name: str, data: str | os.PathLike, *, steps: int = DEFAU
 
 
 def job_status(job_id: str, store=None) -> dict:
-    """The job's state, progress ``{"step", "total"}``, outcome (when succeeded) and error (when failed).
+    """The job's state, progress ``{"step", "total"}``, outcome (when succeeded), error (when failed) and
+    whether its uploaded pairs were since deleted (``data_pruned``: see :func:`prune_uploads`).
 
     Raises KeyError for an unknown id. ``store``: a ModelStore or its root folder; see the
     module doc for where else records are looked up.
@@ -109,7 +118,7 @@ def job_status(job_id: str, store=None) -> dict:
         progress["step"] = min(progress["total"], _last_logged_step(Path(rec["run"]) / "metrics.jsonl"))
     keys = ("id", "name", "state", "phase", "outcome", "error", "base_version", "steps", "data",
             "created", "started", "finished")
-    return {**{k: rec.get(k) for k in keys}, "progress": progress}
+    return {**{k: rec.get(k) for k in keys}, "progress": progress, "data_pruned": bool(rec.get("data_pruned"))}
 
 
 def wait(job_id: str, timeout: float | None = None, store=None, poll: float = 0.2) -> dict:
@@ -308,9 +317,47 @@ def run_job(root: str | os.PathLike, job_id: str, progress: bool = False, rerais
         phase = json.loads(_job_path(root, job_id).read_text()).get("phase")
         _update(root, job_id, state="failed", error=f"{phase}: {error}", finished=_now(),
                 traceback=None if isinstance(e, TranslateError) else traceback.format_exc())
+        _prune_quietly(root, rec["name"])
         if reraise or not isinstance(e, Exception):
             raise
         return job_status(job_id, root)
     _update(root, job_id, state="succeeded", phase="done", outcome=outcome, finished=_now(),
             progress={"step": rec["steps"], "total": rec["steps"]})
+    _prune_quietly(root, rec["name"])
     return job_status(job_id, root)
+
+
+def _prune_quietly(root: Path, name: str) -> None:
+    """:func:`prune_uploads` after a job's end: a failure to delete old data is logged, never the job's."""
+    try:
+        prune_uploads(root, name)
+    except OSError as e:
+        log.warning("could not prune the old uploads of %s under %s: %s", name, root, e)
+
+
+def prune_uploads(root: str | os.PathLike, name: str, keep: int | None = None) -> list[Path]:
+    """Delete the uploaded pairs of ``name``'s finished jobs (succeeded or failed), all but the newest
+    ``keep`` (default :data:`KEEP_UPLOADS`); queued and running jobs keep theirs, and so does any job
+    whose data is not in this store's ``.data/``. Each pruned job's record gets ``data_pruned``.
+    Returns the folders deleted."""
+    root = Path(root)
+    keep = KEEP_UPLOADS if keep is None else keep
+    finished = []
+    for path in (root / ".jobs").glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a record being replaced, or not ours
+        if rec.get("name") == name and rec.get("state") in ("succeeded", "failed") and not rec.get("data_pruned"):
+            finished.append(rec)
+    finished.sort(key=lambda r: (r.get("finished") or "", r.get("created") or ""), reverse=True)
+    removed = []
+    data_root = (root / ".data").resolve()
+    for rec in finished[keep:]:
+        folder = Path(rec.get("data_dir") or "")
+        if not folder.name or folder.resolve().parent != data_root:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        _update(root, rec["id"], data_pruned=True)
+        removed.append(folder)
+    return removed

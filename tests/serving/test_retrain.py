@@ -3,6 +3,7 @@ import io
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,9 +201,10 @@ def wrong_pairs(pairs, dest):
     return dest
 
 
-def test_cli_retrain_refuses_a_worse_version(pairs, base_run, tmp_path, capsys):
+def test_cli_retrain_refuses_a_worse_version(pairs, base_run, tmp_path, capsys, monkeypatch):
     from translate_cli.main import main
 
+    monkeypatch.setattr(jobs, "KEEP_UPLOADS", 0)  # so this job's own upload goes as it ends
     store = new_store(tmp_path / "store", base_run)
     data = wrong_pairs(pairs, tmp_path / "wrong")
     main(["retrain", NAME, "--data", str(data), "--store", str(store.root), "--steps", "30", "--quiet"])
@@ -212,6 +214,7 @@ def test_cli_retrain_refuses_a_worse_version(pairs, base_run, tmp_path, capsys):
     assert "not promoted" in out["reason"]
     assert store.versions(NAME) == ["v0001", "v0002"] and store.current(NAME) == "v0001"
     assert job_status(out["job_id"], store)["outcome"] == {k: v for k, v in out.items() if k != "job_id"}
+    assert job_status(out["job_id"], store)["data_pruned"] and not list((store.root / ".data").iterdir())
     # a bad folder is one line and exit status 2
     (data / "train" / "notes.txt").write_text("x")
     with pytest.raises(SystemExit) as e:
@@ -264,3 +267,43 @@ def test_a_job_whose_worker_dies_is_reported_failed(pairs, base_run, tmp_path, m
     # the verdict is recorded: it holds when STALE_S is generous again
     monkeypatch.setattr(jobs, "STALE_S", 120.0)
     assert job_status(job_id, store)["state"] == "failed"
+
+
+def test_old_uploads_are_pruned_newest_kept(tmp_path):
+    """Uploads (up to 1 GB each) of a model's finished jobs beyond the newest KEEP_UPLOADS are deleted;
+    unfinished jobs, other models and data outside the store's .data/ are left alone."""
+    root = tmp_path / "store"
+
+    def job(i, name=NAME, state="succeeded", data_dir=None):
+        job_id = f"{i:012x}"
+        folder = Path(data_dir) if data_dir else root / ".data" / f"{name}-{job_id}"
+        (folder / "train").mkdir(parents=True)
+        (folder / "train" / "0.png").write_bytes(b"x")
+        jobs._write_job(root, {"id": job_id, "name": name, "state": state, "data_dir": str(folder),
+                               "progress": {"step": 0, "total": 1}, "phase": "done", "run": str(root / "run"),
+                               "created": f"2026-11-30T10:00:{i:02d}+0000",
+                               "finished": None if state in ("queued", "running") else f"2026-11-30T11:00:{i:02d}+0000"})
+        return folder
+
+    finished = [job(i, state="failed" if i == 3 else "succeeded") for i in range(1, 8)]
+    running, queued = job(8, state="running"), job(9, state="queued")
+    other = [job(10 + i, name="sketches") for i in range(3)]
+    outside = job(0, data_dir=tmp_path / "elsewhere" / "pairs")  # the oldest: beyond keep, but not ours to delete
+    removed = jobs.prune_uploads(root, NAME, keep=3)
+    assert sorted(removed) == sorted(finished[:4])  # the four oldest finished ones (a failed one too)
+    assert all(not f.exists() for f in finished[:4]) and all(f.exists() for f in finished[4:])
+    assert running.exists() and queued.exists() and all(f.exists() for f in other) and outside.exists()
+    assert [job_status(f"{i:012x}", root)["data_pruned"] for i in range(1, 8)] == [True] * 4 + [False] * 3
+    assert jobs.prune_uploads(root, NAME, keep=3) == []  # nothing more to do
+
+
+def test_a_failed_job_prunes_too(pairs, base_run, tmp_path, monkeypatch):
+    """The prune runs however a job ends: here its fine-tuning fails (the base checkpoint vanished)."""
+    monkeypatch.setattr(jobs, "KEEP_UPLOADS", 0)
+    store = new_store(tmp_path / "store", base_run)
+    job = jobs.create_job(store, NAME, lambda: upload.folder_entries(pairs / "train"), "pairs", 5,
+                          upload.FOLDER_LIMITS)
+    Path(store.checkpoint_path(NAME, "v0001")).unlink()
+    status = jobs.run_job(store.root, job["job_id"])
+    assert status["state"] == "failed" and status["data_pruned"]
+    assert not list((store.root / ".data").iterdir())
