@@ -29,7 +29,7 @@ endif
 bench: $(STAMP)
 	$(PY) benchmarks/pix2pix_cpu.py
 
-# what benchmarks/gpu_check.py needs that the lent GPU machines lack (pure Python, .venv's versions), to
+# what benchmarks/gpu_check.py needs beyond torch for its Trainer sections (pure Python, .venv's versions), to
 # carry there: PYTHONPATH=.:.gpu-deps python3 benchmarks/gpu_check.py (BENCHMARKS.md, "GPU")
 gpu-deps: $(STAMP)
 	rm -rf .gpu-deps

@@ -32,14 +32,16 @@ and ``convert`` FAIL with translate.errors.CudaProviderError naming why (the CPU
 cuBLAS/cuDNN that do not load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
 libraries come with torch's nvidia wheels and are loaded first (``import torch``,
 ``onnxruntime.preload_dlls()``). A GPU machine with torch alone (the device machines here: torch
-2.11, the CPU onnxruntime, no Ray, no torchmetrics) measures ``env``, ``train``, ``forward``, ``run``
-and ``ddp``, once torchmetrics travels with the checkout: ``make gpu-deps`` here puts it (pure Python,
-with lightning-utilities, the versions of .venv) in .gpu-deps/, which the device call carries, and the
-check runs from the checkout with that machine's Python, not through ``make``::
+2.11, the CPU onnxruntime, no Ray, no albumentations) measures ``env``, ``train``, ``forward``, ``run``
+and ``ddp``; the last two run the Trainer, whose validation needs torchmetrics (the device image's
+package list, /work/.library/device/KINDS.md, has 1.9.0; an older list did not name it). Where it is
+missing they are skipped naming the remedy: ``make gpu-deps`` here puts torchmetrics and
+lightning-utilities (pure Python, the versions of .venv) in .gpu-deps/ for the device call to carry.
+Run the check from the checkout with that machine's Python, not through ``make``::
 
-    PYTHONPATH=.:.gpu-deps python3 benchmarks/gpu_check.py --json $OUT/gpu.json   # carry: .gpu-deps
+    PYTHONPATH=.:.gpu-deps python3 benchmarks/gpu_check.py --json $OUT/gpu.json   # carry: .gpu-deps if made
 
- To measure the rest there, install onnxruntime-gpu in place of onnxruntime, and Ray, from
+To measure the rest there, install onnxruntime-gpu in place of onnxruntime, and Ray, from
 wheels carried to it (``pip install --no-index --find-links WHEELS onnxruntime-gpu 'ray[serve,data,
 train]'``), then run this again with ``--only ort service convert``.
 
@@ -192,7 +194,7 @@ def deadline(seconds: float):
 
 
 #: why the sections that run the Trainer need torchmetrics, and how to bring it to a machine without it
-METRICS_WHY = ("the Trainer's validation computes PSNR and SSIM with it; the device machines lack it: run "
+METRICS_WHY = ("the Trainer's validation computes PSNR and SSIM with it; to bring it to this machine, run "
                "`make gpu-deps` in the checkout and carry .gpu-deps onto PYTHONPATH")
 
 

@@ -73,10 +73,10 @@ def test_the_dry_run_runs_every_section(tmp_path):
     assert {r["variant"] for r in train} == {"fp32", "bf16", "compile"}  # every training variant ran
 
 
-def test_on_the_device_machines_package_set_what_is_missing_is_named(tmp_path):
-    """What the lent GPU machines have: torch and the CPU onnxruntime; no Ray, no albumentations, no
-    torchmetrics. Every section that needs only torch runs there; those that need more say what (and the
-    Trainer's sections how to bring it: `make gpu-deps`)."""
+def test_with_torch_alone_every_missing_package_is_named(tmp_path):
+    """What the lent GPU machines have: torch and the CPU onnxruntime; no Ray, no albumentations (and, on an
+    image older than their current list, no torchmetrics). Every section that needs only torch runs; those
+    that need more say what (and the Trainer's sections how to bring it: `make gpu-deps`)."""
     proc, result = _dry_run(tmp_path, blocked=("ray", "albumentations", "torchmetrics"))
     sections = result["sections"]
     for name, s in sections.items():
