@@ -103,11 +103,13 @@ class TrainConfig:
             raise ConfigError("preset", f"no preset {name!r} for {self.method or 'this trainer'} (known: {known})")
         self.preset = name
         chosen = self.presets[name].settings(getattr(self, "gan_mode", None)) if name != NO_PRESET else {}
+        self.from_preset: set[str] = set()  # the options the preset filled (not a field: errors name it)
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is None:
                 has_plain, plain = plain_default(f)
                 if f.name in chosen:
                     setattr(self, f.name, chosen[f.name])
+                    self.from_preset.add(f.name)
                 elif has_plain:
                     setattr(self, f.name, plain)
 
@@ -297,6 +299,18 @@ class TranslationConfig(AdversarialConfig):
             raise ConfigError("netG", str(e)) from None
         if self.load_size < self.size:
             raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
+
+    def check_size(self, size_multiple: int) -> None:
+        """A ConfigError unless ``size`` fits a generator that needs a multiple of ``size_multiple``; it names
+        where ``netG`` came from (a preset picks one the user never typed) and what would fit."""
+        if self.size % size_multiple == 0:
+            return
+        origin = f" (the {self.preset} preset's generator)" if "netG" in getattr(self, "from_preset", ()) else ""
+        power_of_two = self.size >= 32 and self.size & (self.size - 1) == 0
+        fix = (f"--netG unet_{self.size} (a U-Net for {self.size} px) or " if self.netG.startswith("unet")
+               and power_of_two else "")
+        raise ConfigError("size", f"{self.netG}{origin} needs a multiple of {size_multiple}, got {self.size}: "
+                                  f"pass {fix}a --size that is a multiple of {size_multiple}")
 
 
     @property

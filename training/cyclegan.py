@@ -112,9 +112,7 @@ class CycleGAN(Method):
         self.last_G: dict[str, float] = {}
         self.fake_A_pool = ImagePool(c.pool_size, seed=c.seed + 1)
         self.fake_B_pool = ImagePool(c.pool_size, seed=c.seed + 2)
-        size_multiple = getattr(self.G_A, "size_multiple", 1)
-        if c.size % size_multiple:
-            raise ConfigError("size", f"{c.netG} needs a multiple of {size_multiple}, got {c.size}")
+        c.check_size(getattr(self.G_A, "size_multiple", 1))
 
     # ------------------------------------------------------------------ data
     def datasets(self):

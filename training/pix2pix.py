@@ -9,7 +9,6 @@ import torch
 
 from translate import data as tdata
 from translate.checkpoint import GeneratorSpec
-from translate.errors import ConfigError
 from translate.networks import define_D, define_G, to_inference
 from translate.options import opt
 
@@ -60,9 +59,7 @@ class Pix2Pix(Method):
                            "D": make_optimizer(self.D.parameters(), c, fused=True)}
         self.objective = objective(c)
         self.last_G: dict[str, float] = {}
-        size_multiple = getattr(self.G, "size_multiple", 1)
-        if c.size % size_multiple:
-            raise ConfigError("size", f"{c.netG} needs a multiple of {size_multiple}, got {c.size}")
+        c.check_size(getattr(self.G, "size_multiple", 1))
 
     def datasets(self):
         c: Pix2PixConfig = self.config

@@ -76,6 +76,19 @@ def test_bad_config_fields_are_named(tiny_pairs, tmp_path):
         Trainer(Pix2Pix, tiny_pix2pix_config("", tmp_path / "x"))
 
 
+def test_a_size_the_generator_cannot_take_names_its_origin_and_the_fix(tmp_path):
+    """--size 64 on the built-in maps set: the preset picked unet_128, which the user never typed."""
+    from training.pix2pix import Pix2PixConfig
+
+    with pytest.raises(ConfigError, match=r"unet_128 \(the maps preset's generator\) needs a multiple of 128, "
+                                          r"got 64: pass --netG unet_64 \(a U-Net for 64 px\) or a --size"):
+        Pix2Pix(Pix2PixConfig(data="maps", out=str(tmp_path / "r"), size=64), torch.device("cpu"))
+    # the generator the user named: no preset to blame; 96 is no power of two, so no U-Net to offer
+    with pytest.raises(ConfigError, match=r"^size: unet_64 needs a multiple of 64, got 96: pass a --size that is"):
+        Pix2PixConfig(data="maps", size=96, netG="unet_64").check_size(64)
+    Pix2PixConfig(data="maps", size=64, netG="unet_64").check_size(64)  # and what fits passes
+
+
 def test_existing_run_is_not_overwritten(tiny_pairs, tmp_path):
     Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "r", steps=2)).fit()
     with pytest.raises(ConfigError, match="resume"):
