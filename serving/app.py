@@ -869,8 +869,20 @@ def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1",
         init_local_ray(ray_cpus)
     cfg = fit_replicas(cfg, ray.cluster_resources().get("CPU", 0.0))
     serve.start(http_options=http_options(cfg, host, port), logging_config={"enable_access_log": cfg.access_log})
-    serve.run(build_app(**asdict(cfg), shutdown_wait_s=LOCAL_SHUTDOWN_WAIT_S), name=name, route_prefix="/")
+    serve_log = logging.getLogger("ray.serve")
+    serve_log.addFilter(_not_reconnecting)
+    try:
+        serve.run(build_app(**asdict(cfg), shutdown_wait_s=LOCAL_SHUTDOWN_WAIT_S), name=name, route_prefix="/")
+    finally:
+        serve_log.removeFilter(_not_reconnecting)
     return f"http://{host}:{port}"
+
+
+def _not_reconnecting(record: logging.LogRecord) -> bool:
+    """Drops serve.run's "Connecting to existing Serve app ... New http_options/controller_options will not be
+    applied": the Serve it finds is the one start_local started a line before with those very options, so the
+    line, among the first a user of `translate serve` reads, only misleads."""
+    return not record.getMessage().startswith("Connecting to existing Serve app")
 
 
 def stop_local() -> None:

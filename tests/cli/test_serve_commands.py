@@ -77,6 +77,7 @@ def test_serve_stops_on_a_signal_and_leaves_no_ray_process(store, tmp_path, sig,
         print(f"stopped {time.monotonic() - signalled:.1f} s after {signal.Signals(sig).name}")
         text = log.read_text()
         assert "stopping the service" in text and "\nstopped\n" in text, text
+        assert "Connecting to existing Serve app" not in text, text  # serve.run's misleading note on our own Serve
         time.sleep(0.5)  # what a killed process leaves is reaped by init; let /proc catch up
         left = {pid: cmd for pid, cmd in session_processes(proc.pid).items() if pid in running or "ray" in cmd}
         assert not left, f"left running after translate serve stopped: {left}"
