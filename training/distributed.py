@@ -160,7 +160,7 @@ def fit(method_name: str, config, run_dir: Path, resume: bool, overrides: dict[s
                     overrides=overrides, threads=place.threads)
         print(f"training on {place.processes} processes ({place.cpus:g} CPU" + (f", {place.gpus:g} GPU" if place.gpus
               else "") + f" each, {place.backend}); the run writes to {run_dir}", flush=True)
-        _run_and_watch(_trainer(args, place, run_dir), run_dir, total, start)
+        _run_and_watch(_trainer(args, place, run_dir), run_dir, total, start, bar=config.progress)
     finally:
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         shutil.rmtree(run_dir / ".ray_train", ignore_errors=True)  # Ray Train's own records of the run
@@ -183,8 +183,9 @@ def _trainer(args: dict, place: Placement, run_dir: Path):
         run_config=RunConfig(storage_path=str(run_dir / ".ray_train"), name="train"))
 
 
-def _run_and_watch(trainer, run_dir: Path, total: int | None, start: int) -> None:
-    """``trainer.fit()`` in a thread while this one shows progress and turns Ctrl-C into a clean stop."""
+def _run_and_watch(trainer, run_dir: Path, total: int | None, start: int, bar: bool = True) -> None:
+    """``trainer.fit()`` in a thread while this one follows the run (a progress bar unless ``bar`` is False, as
+    ``--no-progress`` asks; validation lines either way) and turns Ctrl-C into a clean stop."""
     outcome: dict[str, BaseException | None] = {"error": None}
 
     def run() -> None:
@@ -195,7 +196,7 @@ def _run_and_watch(trainer, run_dir: Path, total: int | None, start: int) -> Non
 
     thread = threading.Thread(target=run, name="ray-train", daemon=True)
     thread.start()
-    progress = _Progress(run_dir, total, start)
+    progress = _Progress(run_dir, total, start, bar)
     stopping = False
     try:
         while thread.is_alive():
@@ -234,11 +235,12 @@ def _worker_error(e: BaseException) -> BaseException:
 class _Progress:
     """A progress bar in the driver, fed by the metrics the run's rank 0 writes."""
 
-    def __init__(self, run_dir: Path, total: int | None, start: int):
+    def __init__(self, run_dir: Path, total: int | None, start: int, bar: bool = True):
         from tqdm.auto import tqdm
 
         self.path, self.offset = run_dir / "metrics.jsonl", 0
-        self.bar = tqdm(total=total, initial=start, unit="step", desc=f"train {run_dir.name}", dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=start, unit="step", desc=f"train {run_dir.name}", dynamic_ncols=True,
+                        disable=not bar)
 
     def update(self) -> None:
         if not self.path.exists():

@@ -133,3 +133,19 @@ def test_cyclegan_and_gan_under_two_processes(local_ray, tiny_pairs, tmp_path):
     g_updates = [r.get("G") for r in rows]
     assert g_updates[0] is None and g_updates[1] is not None  # G's first update after n_critic = 2 D updates
     assert (gan / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("bar", [True, False])
+def test_the_drivers_progress_follows_the_run_and_no_progress_hides_the_bar(tmp_path, capsys, bar):
+    """--no-progress hides the driver's bar of a multi-process run (it showed it regardless); the validation
+    lines print either way."""
+    from training.distributed import _Progress
+
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 2, "lr": 2e-4, "G_L1": 9.5}) + "\n"
+                                            + json.dumps({"step": 4, "val/l1": 0.25}) + "\n")
+    progress = _Progress(tmp_path, total=4, start=0, bar=bar)
+    progress.update()
+    progress.close()
+    out = capsys.readouterr()
+    assert "step 4: l1 0.25" in out.out + out.err
+    assert ("4/4" in out.err) == bar, out.err
