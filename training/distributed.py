@@ -259,8 +259,8 @@ class _Progress:
             step = int(row.get("step", 0))
             if step > self.bar.n:
                 self.bar.update(step - self.bar.n)
-            vals = {k[4:]: v for k, v in row.items() if k.startswith("val/") and isinstance(v, (int, float))}
-            if vals:
+            vals = {k: v for k, v in row.items() if k.startswith("val/") and isinstance(v, (int, float))}
+            if vals:  # the line a one-process run prints (training.loop)
                 self.bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items()))
             elif "lr" in row:
                 self.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()

@@ -138,7 +138,7 @@ def test_cyclegan_and_gan_under_two_processes(local_ray, tiny_pairs, tmp_path):
 @pytest.mark.parametrize("bar", [True, False])
 def test_the_drivers_progress_follows_the_run_and_no_progress_hides_the_bar(tmp_path, capsys, bar):
     """--no-progress hides the driver's bar of a multi-process run (it showed it regardless); the validation
-    lines print either way."""
+    lines print either way, as a one-process run prints them."""
     from training.distributed import _Progress
 
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 2, "lr": 2e-4, "G_L1": 9.5}) + "\n"
@@ -147,5 +147,5 @@ def test_the_drivers_progress_follows_the_run_and_no_progress_hides_the_bar(tmp_
     progress.update()
     progress.close()
     out = capsys.readouterr()
-    assert "step 4: l1 0.25" in out.out + out.err
+    assert "step 4: val/l1 0.25" in out.out + out.err  # as a one-process run writes it
     assert ("4/4" in out.err) == bar, out.err
