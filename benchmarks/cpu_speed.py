@@ -76,10 +76,10 @@ def train_variants(kind: str, args) -> list[tuple[str, dict]]:
         v += [(f"{precision[not amp]} instead", {"child": "train", "kind": kind, "amp": not amp}),
               (f"{layout[not cl]} instead", {"child": "train", "kind": kind, "channels_last": not cl}),
               ("foreach Adam instead (the reference's)", {"child": "train", "kind": kind, "fused": False})]
-        if kind == "pix2pix":  # the U-Net's bottleneck convolutions through oneDNN, as nn.Conv2d runs them
+        if kind == "pix2pix":  # the U-Net's bottleneck convolutions through oneDNN, as nn.Conv2d runs them;
+            # and, small processes, the fourth corner too (the ResNet's would cost gigabytes more)
             v.append(("oneDNN at the U-Net's bottleneck instead (translate/conv.py off)",
                       {"child": "train", "kind": kind, "matmul_convs": False}))
-        if kind == "pix2pix":  # small processes: the fourth corner too (the ResNet's would cost gigabytes more)
             v.append((f"{precision[not amp]}, {layout[not cl]}",
                       {"child": "train", "kind": kind, "amp": not amp, "channels_last": not cl}))
     if kind in (args.compile or ()):
