@@ -41,6 +41,7 @@ from translate.errors import ConfigError
 from translate.gan.networks import (D_NORMS, build_discriminator, build_generator, ema_update, generate,
                                     sample_labels, sample_latents)
 from translate.generators import load_generator
+from translate.kinds import kind
 from translate.imageio import image_to_tensor
 from translate.losses import ALIASES
 from translate.networks import to_inference
@@ -347,7 +348,7 @@ def evaluate_gan(model: str | os.PathLike, data: str | None = None, samples: int
     """
     ckpt_path = resolve_checkpoint(model)
     G, meta = load_generator(ckpt_path)
-    if meta["kind"] != "gan":
+    if not kind(meta["kind"]).samples:
         raise ConfigError("model", f"{model}: not a GAN run (a {meta['kind']} generator)")
     cfg = meta["config"]
     name = data or cfg["data"]

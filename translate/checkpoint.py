@@ -14,20 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
+from .kinds import kind
 
 CHECKPOINT_FORMAT = "i2i-translate/checkpoint/1"
-
-
-GENERATOR_KINDS = ("translation", "gan")
 
 
 @dataclass
 class GeneratorSpec:
     """How to rebuild one exportable generator from a checkpoint.
 
-    ``kind`` says what the generator is, and so how every tool treats it:
-    ``"translation"``: ``translate.networks.define_G(**arch)``, an image in, an image out;
-    ``"gan"``: ``translate.gan.networks.build_generator(**arch)``, latents (and a class) in, a sample out.
+    ``kind`` names its entry in :data:`translate.kinds.KINDS`, which says how every tool treats it
+    (``"translation"``: ``networks.define_G(**arch)``, an image in, an image out; ``"gan"``:
+    ``gan.networks.build_generator(**arch)``, latents (and a class) in, a sample out).
     """
 
     network: str  # key in the checkpoint's ``networks``
@@ -44,8 +42,7 @@ class GeneratorSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GeneratorSpec":
         spec = cls(**d)  # a spec written before kinds existed is a translation generator (the default)
-        if spec.kind not in GENERATOR_KINDS:
-            raise ModelError(f"unknown generator kind {spec.kind!r} (expected one of {GENERATOR_KINDS})")
+        kind(spec.kind)  # a ModelError naming the known kinds for one this version does not know
         return spec
 
 

@@ -34,6 +34,7 @@ from .files import atomic_path
 from .gan.networks import DCGANGenerator
 from .generators import load_generator
 from .imageio import to_network
+from .kinds import KINDS, kind
 from .networks import ResnetGenerator
 from .options import opt
 from .onnx_meta import OPSET, TOLERANCE, add_metadata, encode_metadata
@@ -63,6 +64,7 @@ def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
 
     multiple = getattr(G, "size_multiple", 1)
     props = {
+        "kind": KINDS["translation"].onnx_name,
         "size_multiple": multiple,
         # the ResNet blocks reflect-pad their 1/4-scale maps, which needs at least 2 pixels there
         "min_size": 2 * multiple if isinstance(G, ResnetGenerator) else multiple,
@@ -147,12 +149,11 @@ class ExportOptions:
 def export_model(path: str | os.PathLike, out: str | os.PathLike, direction: str | None = None,
                  tolerance: float = TOLERANCE) -> float:
     """Export one generator of a checkpoint, run directory or reference .pth to ``out``, verified;
-    returns the max abs difference against PyTorch. The graph follows the generator's kind:
-    an image translator (``input`` -> ``output``) or a GAN generator (``z`` [+ ``label``] -> ``output``)."""
+    returns the max abs difference against PyTorch. The graph is the generator's kind's
+    (:mod:`translate.kinds`): an image translator (``input`` -> ``output``), a GAN generator (``z``
+    [+ ``label``] -> ``output``)..."""
     G, meta = load_generator(path, direction)
-    if meta["kind"] == "gan":
-        return export_gan_generator(G, meta, out, tolerance)[1]
-    return export_generator(G, meta, out, tolerance)[1]
+    return kind(meta["kind"]).call("export")(G, meta, out, tolerance)[1]
 
 
 def export_run(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, float]:
@@ -202,7 +203,7 @@ def export_gan_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathL
         # the wrapper must be in eval mode too: the exporter restores the wrapper's mode, recursively
         torch.onnx.export(_LatentInputs(G).eval(), inputs, buf, dynamo=False, opset_version=OPSET, input_names=names,
                           output_names=["output"], dynamic_axes=axes, do_constant_folding=True)
-    props = {"kind": "gan_generator", "nz": nz, "num_classes": k, "inputs": names,
+    props = {"kind": KINDS["gan"].onnx_name, "nz": nz, "num_classes": k, "inputs": names,
              "output": ("image NCHW in [-1, 1]; uint8 = (y + 1) * 127.5" if isinstance(G, DCGANGenerator)
                         else "points (N, D)"),
              "latent": "z ~ N(0, I); truncation resamples |z| > T", **{k_: meta[k_] for k_ in GAN_META_KEYS if k_ in meta}}

@@ -1,12 +1,13 @@
 """Rebuilding an inference generator from any model file, by the kind its spec names.
 
 A checkpoint of this project lists its generators as :class:`~translate.checkpoint.GeneratorSpec`
-records; :func:`load_generator` rebuilds one in its test-time form: a ``"translation"``
-generator with ``networks.define_G`` (dropout off, batch norm by the recorded policy, exactly
-what export writes), a ``"gan"`` generator with ``gan.networks.build_generator`` (eval mode, the
-EMA weights when the run kept them). A reference ``latest_net_G.pth`` is a translation generator.
-:func:`generator_kind` tells the kinds apart without loading the weights, so a command can
-dispatch (``translate export`` / ``evaluate`` / ``sample``).
+records; :func:`load_generator` rebuilds one in its test-time form through its kind's ``load``
+(:mod:`translate.kinds`): a ``"translation"`` generator with ``networks.define_G`` (dropout off, batch
+norm by the recorded policy, exactly what export writes), a ``"gan"`` generator with
+``gan.networks.build_generator`` (eval mode, the EMA weights when the run kept them). A reference
+``latest_net_G.pth`` is a translation generator. :func:`generator_kind` tells the kinds apart without
+loading the weights, so a command can ask the registry what to do (``translate export`` / ``evaluate``
+/ ``sample``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, GeneratorSpec, generator_specs, gene
                          torch_load, torch_load_any)
 from .errors import ModelError
 from .gan.networks import build_generator
+from .kinds import kind
 from .networks import define_G, to_inference
 from .reference import load_reference_generator
 
@@ -75,15 +77,19 @@ def load_generator(path: str | os.PathLike, direction: str | None = None,
     spec = pick_spec(generator_specs(raw), path, direction)
     meta = {"kind": spec.kind, "method": spec.method, "direction": spec.direction, "arch": spec.arch,
             "step": raw.get("step"), "config": raw.get("config", {}), **spec.extra}
-    if spec.kind == "gan":
-        return _gan_generator(raw, spec, use_ema, meta)
+    return kind(spec.kind).call("load")(raw, spec, meta, use_ema)
+
+
+def load_translation_generator(raw: dict, spec: GeneratorSpec, meta: dict, use_ema: bool) -> tuple[nn.Module, dict]:
+    """The ``"translation"`` kind's loader: ``define_G`` in its test-time form (``use_ema`` does not apply)."""
     G = define_G(**spec.arch)
     G.load_state_dict(generator_state(raw, spec))
     meta["batch_stats"] = spec.batch_stats
     return to_inference(G, batch_stats=spec.batch_stats), meta
 
 
-def _gan_generator(raw: dict, spec: GeneratorSpec, use_ema: bool, meta: dict) -> tuple[nn.Module, dict]:
+def load_gan_generator(raw: dict, spec: GeneratorSpec, meta: dict, use_ema: bool) -> tuple[nn.Module, dict]:
+    """The ``"gan"`` kind's loader: ``build_generator`` in eval mode, the EMA weights unless ``use_ema`` is off."""
     if not use_ema and spec.network == "G_ema":
         spec = GeneratorSpec(**{**spec.to_dict(), "network": "G"})
     G = build_generator(**spec.arch)

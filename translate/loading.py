@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .checkpoint import resolve_model_path
-from .errors import ModelError
+from .kinds import kind
 from .predictor import Predictor, RuntimeOptions
 from .tiling import TileConfig
 
@@ -29,9 +29,8 @@ def model_source(path: str | os.PathLike, direction: str | None = None) -> Path 
     from .generators import load_generator
 
     G, meta = load_generator(p, direction)
-    if meta["kind"] != "translation":
-        raise ModelError(f"{path}: a {meta['kind']} generator (latents in, samples out), not an image translator; "
-                         "use `translate sample`")
+    if not kind(meta["kind"]).translates:
+        raise kind(meta["kind"]).refusal(path, "the predictor")
     return export_generator(G, meta, check=False)[0]
 
 

@@ -3,11 +3,12 @@
 Every key is ``translate.<name>`` and every value JSON (plain strings stay strings), so the
 predictor, the service and ``translate models list`` read what export wrote: the normalisation,
 the size multiple, channels, the test-time policy, the training config, the tiling mode.
-A leaf module: it imports ``onnx`` only when writing.
+A leaf module: it imports ``onnx`` only when writing or reading a model.
 """
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Mapping
 
 META_PREFIX = "translate."
@@ -42,3 +43,13 @@ def add_metadata(model_bytes: bytes, props: Mapping[str, str]) -> bytes:
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     return model.SerializeToString()
+
+
+def read_metadata(model: str | os.PathLike | bytes) -> dict[str, Any]:
+    """The decoded metadata of a serialised model or an .onnx file, without starting a runtime (a tool
+    that must know a model's kind before running it, such as the model store, reads it here)."""
+    import onnx
+
+    proto = (onnx.load_from_string(model) if isinstance(model, bytes)
+             else onnx.load(os.fspath(model), load_external_data=False))
+    return decode_metadata({p.key: p.value for p in proto.metadata_props})

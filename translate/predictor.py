@@ -28,6 +28,7 @@ from PIL import Image
 
 from . import imageio
 from .errors import ConfigError, CudaProviderError, ModelError
+from .kinds import check_translates
 from .onnx_meta import decode_metadata
 from .options import opt
 from .padding import crop_padding, pad_to_multiple
@@ -178,6 +179,7 @@ class Predictor:
         # how the last image was translated, for the output's metadata (see :meth:`_record`)
         self.last_tiling: dict[str, Any] | None = None
         self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        check_translates(self.metadata, self.source, "the predictor")  # a GAN's z -> sample graph is refused here
         shape = self.session.get_inputs()[0].shape
         self.input_nc = int(self.metadata.get("input_nc", shape[1] if isinstance(shape[1], int) else 3))
         self.output_nc = int(self.metadata.get("output_nc", 3))

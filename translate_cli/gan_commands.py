@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 from translate.errors import ConfigError
+from translate.kinds import kind
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +35,7 @@ def load_gan(path, use_ema: bool = True):
     from translate.generators import load_generator
 
     G, meta = load_generator(path, use_ema=use_ema)
-    if meta["kind"] != "gan":
+    if not kind(meta["kind"]).samples:
         raise ConfigError("run", f"{path}: a {meta['kind']} model, not a GAN run (sample and edit need latents)")
     return G, meta
 

@@ -62,10 +62,12 @@ def _cmd_train(args) -> None:
 def _cmd_export(args) -> None:
     from translate.export import ExportOptions, export_model
     from translate.generators import generator_kind
+    from translate.kinds import kind
     from translate.options import given
 
-    if args.register and generator_kind(args.model) == "gan":
-        raise TranslateError(f"--register: {args.model} is a GAN run; the model store serves image translators")
+    k = generator_kind(args.model)  # an ONNX file's kind is the store's to check
+    if args.register and k != "onnx" and not kind(k).translates:
+        raise kind(k).refusal(args.model, "the model store (--register)")
     options = ExportOptions(**given(args, ExportOptions))
     diff = export_model(args.model, args.out, direction=options.direction, tolerance=options.tolerance)
     print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
@@ -150,15 +152,18 @@ def _cmd_predict(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
+    from translate.generators import generator_kind
+    from translate.kinds import kind
+
+    k = generator_kind(args.model)
+    kind("translation" if k == "onnx" else k).call("evaluate")(args)
+
+
+def evaluate_translation(args) -> None:
+    """``translate evaluate`` of an image translator: scores on the paired data of ``--data``."""
     import translate
     from translate.evaluate import evaluate
 
-    from translate.generators import generator_kind
-
-    if generator_kind(args.model) == "gan":  # sample quality of a GAN run
-        from . import gan_commands
-
-        return gan_commands.cmd_evaluate(args)
     if not args.data:
         raise TranslateError("--data: required to evaluate a translation model")
     predictor = translate.load(args.model, device=args.device, direction=args.direction)
