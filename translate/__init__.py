@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 def load(path, device: str = "auto", direction: str | None = None, threads: int = 0, runtime=None):
     """Load a model for prediction; see :func:`translate.loading.load`."""
-    from .loading import load as _load  # torch and ONNX Runtime load on first use, not on `import translate`
+    from .loading import load as _load  # lazy: numpy and ONNX Runtime on first use, not on `import translate`
 
     return _load(path, device=device, direction=direction, threads=threads, runtime=runtime)
 

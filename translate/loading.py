@@ -26,7 +26,7 @@ def model_source(path: str | os.PathLike, direction: str | None = None) -> Path 
     if p.suffix == ".onnx":
         return p
     from .export import export_generator  # lazy: torch (an ONNX file needs none)
-    from .generators import load_generator
+    from .generators import load_generator  # lazy: torch
 
     G, meta = load_generator(p, direction)
     if not kind(meta["kind"]).translates:

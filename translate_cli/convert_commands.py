@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import sys
 
+from translate.options import add_arguments, given
+
 
 def _cmd_convert(args) -> None:
     import logging
 
-    from serving.convert import SUMMARY_NAME, ConvertOptions, convert
-    from translate.options import given
+    from serving.convert import SUMMARY_NAME, ConvertOptions, convert  # lazy: numpy
 
     if not args.verbose:  # Ray Data's per-dataset INFO lines (set up when it is imported); our bar says it
         import ray.data  # noqa: F401
@@ -23,8 +24,7 @@ def _cmd_convert(args) -> None:
 
 
 def register(subparsers) -> None:
-    from serving.convert import ConvertOptions
-    from translate.options import add_arguments
+    from serving.convert import ConvertOptions  # lazy: numpy
 
     c = subparsers.add_parser("convert", help="translate a folder of images and rasters on Ray Data (resumable; "
                                               "GeoTIFFs stay georeferenced)")

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 
 def _save_grid(x: torch.Tensor, out: str, nrow: int) -> None:
-    from training.gan import image_grid
-    from translate.imageio import save_image, tensor_to_array
+    from training.gan import image_grid  # lazy: torch
+    from translate.imageio import save_image, tensor_to_array  # lazy: PIL
 
     save_image(tensor_to_array(image_grid(x, nrow=nrow) * 2 - 1), out)
 
@@ -32,7 +32,7 @@ def _seeded(seed: int) -> torch.Generator:
 
 def load_gan(path, use_ema: bool = True):
     """(G, metadata) of a GAN run; a ConfigError naming the path for any other model."""
-    from translate.generators import load_generator
+    from translate.generators import load_generator  # lazy: torch
 
     G, meta = load_generator(path, use_ema=use_ema)
     if not kind(meta["kind"]).samples:
@@ -48,9 +48,9 @@ def cmd_sample(args) -> None:
 
 
 def _sample(args) -> None:
-    from translate.gan.data import render_points
-    from translate.gan.networks import sample_labels, sample_latents
-    from translate.imageio import save_image
+    from translate.gan.data import render_points  # lazy: torch
+    from translate.gan.networks import sample_labels, sample_latents  # lazy: torch
+    from translate.imageio import save_image  # lazy: PIL
 
     if args.n < 1:
         raise ConfigError("n", f"must be >= 1, got {args.n}")
@@ -70,8 +70,8 @@ def _sample(args) -> None:
 def cmd_edit(args) -> None:
     import torch  # lazy: torch
 
-    from training.classifier import classifier_for_run, edit_toward
-    from translate.gan.networks import sample_latents
+    from training.classifier import classifier_for_run, edit_toward  # lazy: torch
+    from translate.gan.networks import sample_latents  # lazy: torch
 
     G, meta = load_gan(args.run, use_ema=not args.no_ema)
     if meta["data_kind"] != "images":
@@ -92,7 +92,7 @@ def cmd_edit(args) -> None:
 
 def cmd_evaluate(args) -> None:
     """`translate evaluate RUN` for a GAN run: JSON on stdout."""
-    from training.gan import evaluate_gan
+    from training.gan import evaluate_gan  # lazy: torch
 
     result = evaluate_gan(args.model, data=args.data, samples=args.samples, inception=args.inception,
                           classifier=args.classifier, seed=args.seed)

@@ -18,12 +18,17 @@ import sys
 import threading
 from pathlib import Path
 
-from translate.errors import TranslateError
+import training
+import translate
+from serving.store import ModelStore
+from translate.checkpoint import load_checkpoint, resolve_checkpoint
+from translate.errors import ModelError, TranslateError
+from translate.kinds import kind
+from translate.options import add_arguments, given
 
 
 def _cmd_data_make(args) -> None:
-    from translate.datasets import MakeOptions, make_dataset
-    from translate.options import given
+    from translate.datasets import MakeOptions, make_dataset  # lazy: OpenCV
 
     o = MakeOptions(**given(args, MakeOptions))
     summary = make_dataset(args.kind, args.out, count=o.count, size=o.size, seed=o.seed, progress=o.progress)
@@ -31,8 +36,7 @@ def _cmd_data_make(args) -> None:
 
 
 def _cmd_data_pair(args) -> None:
-    from translate.datasets import PairOptions, pair_photos
-    from translate.options import given
+    from translate.datasets import PairOptions, pair_photos  # lazy: OpenCV
 
     summary = pair_photos(args.kind, args.photos, args.out, PairOptions(**given(args, PairOptions)))
     summary.pop("sources")  # in OUT/dataset.json; the rest is the outcome
@@ -45,9 +49,7 @@ COMMAND_MODULES = ("translate_cli.gan_commands", "translate_cli.serve_commands",
 
 
 def _cmd_train(args) -> None:
-    import training
-    from training.loop import Trainer
-    from translate.options import given
+    from training.loop import Trainer  # lazy: torch
 
     method = training.method(args.method)
     cls = method.config_class
@@ -60,10 +62,8 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from translate.export import ExportOptions, export_model
-    from translate.generators import generator_kind
-    from translate.kinds import kind
-    from translate.options import given
+    from translate.export import ExportOptions, export_model  # lazy: torch
+    from translate.generators import generator_kind  # lazy: torch
 
     k = generator_kind(args.model)  # an ONNX file's kind is the store's to check
     if args.register and k != "onnx" and not kind(k).translates:
@@ -72,10 +72,6 @@ def _cmd_export(args) -> None:
     diff = export_model(args.model, args.out, direction=options.direction, tolerance=options.tolerance)
     print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
     if args.register:
-        from serving.store import ModelStore
-        from translate.checkpoint import load_checkpoint, resolve_checkpoint
-        from translate.errors import ModelError
-
         try:  # our training checkpoints are kept for fine-tuning; a reference .pth is not one
             ckpt = resolve_checkpoint(args.model)
             load_checkpoint(ckpt)
@@ -89,7 +85,7 @@ def _cmd_export(args) -> None:
 
 def _expand_inputs(inputs: list[str]) -> list[tuple[Path, Path]]:
     """(file, path relative to the output folder) for files and folders given on the command line."""
-    from translate.imageio import is_image_file, is_raster_file
+    from translate.imageio import is_image_file, is_raster_file  # lazy: PIL
 
     out = []
     for item in inputs:
@@ -127,11 +123,9 @@ def _tile_bar(name: str):
 def _cmd_predict(args) -> None:
     from tqdm.auto import tqdm
 
-    import translate
-    from translate.imageio import output_name
-    from translate.options import given
-    from translate.predictor import RuntimeOptions
-    from translate.raster import RasterOptions, translate_path
+    from translate.imageio import output_name  # lazy: PIL
+    from translate.predictor import RuntimeOptions  # lazy: numpy
+    from translate.raster import RasterOptions, translate_path  # lazy: numpy
 
     raster_options = RasterOptions(**given(args, RasterOptions))
     predictor = translate.load(args.model, device=args.device, direction=args.direction,
@@ -152,8 +146,7 @@ def _cmd_predict(args) -> None:
 
 
 def _cmd_evaluate(args) -> None:
-    from translate.generators import generator_kind
-    from translate.kinds import kind
+    from translate.generators import generator_kind  # lazy: torch
 
     k = generator_kind(args.model)
     kind("translation" if k == "onnx" else k).call("evaluate")(args)
@@ -161,8 +154,7 @@ def _cmd_evaluate(args) -> None:
 
 def evaluate_translation(args) -> None:
     """``translate evaluate`` of an image translator: scores on the paired data of ``--data``."""
-    import translate
-    from translate.evaluate import evaluate
+    from translate.evaluate import evaluate  # lazy: torch
 
     if not args.data:
         raise TranslateError("--data: required to evaluate a translation model")
@@ -172,15 +164,12 @@ def evaluate_translation(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from .demo import run_demo
+    from .demo import run_demo  # lazy: torch
 
     run_demo(Path(args.out), minutes=args.minutes, serve=not args.no_serve)
 
 
 def _add_train_methods(t: argparse.ArgumentParser) -> None:
-    import training  # lazy: torch
-    from translate.options import add_arguments
-
     tsub = t.add_subparsers(dest="method", required=True)
     for name, method in training.methods().items():
         mp = tsub.add_parser(name, help=(method.__doc__ or name).strip().splitlines()[0])
@@ -191,7 +180,6 @@ def _add_train_methods(t: argparse.ArgumentParser) -> None:
 
 def _add_export_arguments(e: argparse.ArgumentParser) -> None:
     from translate.export import ExportOptions  # lazy: torch
-    from translate.options import add_arguments
 
     e.add_argument("model", help="run directory, checkpoint, or reference latest_net_G.pth")
     e.add_argument("--out", required=True, help="output .onnx file")
@@ -213,8 +201,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    from translate.datasets import KINDS, PAIRINGS, MakeOptions, PairOptions
-    from translate.options import add_arguments
+    from translate.datasets import KINDS, PAIRINGS, MakeOptions, PairOptions  # lazy: OpenCV
 
     d = sub.add_parser("data", help="paired data sets: built-in ones, or made from your photos")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -243,8 +230,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if wanted("export"):
         _add_export_arguments(e)
 
-    from translate.predictor import RuntimeOptions
-    from translate.raster import RasterOptions
+    from translate.predictor import RuntimeOptions  # lazy: numpy
+    from translate.raster import RasterOptions  # lazy: numpy
 
     pr = sub.add_parser("predict", help="translate images and rasters (GeoTIFF in, georeferenced GeoTIFF out)")
     pr.add_argument("model", help=".onnx file, run directory, checkpoint or reference .pth")

@@ -5,11 +5,12 @@ import contextlib
 import json
 import sys
 
+from serving.store import ModelStore
+from translate.options import add_arguments, given
+
 
 def _cmd_retrain(args) -> None:
-    from serving.retraining.jobs import RetrainOptions, run_retrain
-    from serving.store import ModelStore
-    from translate.options import given
+    from serving.retraining.jobs import RetrainOptions, run_retrain  # lazy: numpy
 
     options = RetrainOptions(**given(args, RetrainOptions))
     with contextlib.redirect_stdout(sys.stderr):  # training's messages; stdout is the outcome JSON alone
@@ -19,9 +20,8 @@ def _cmd_retrain(args) -> None:
 
 
 def register(subparsers) -> None:
-    from serving.retraining.jobs import RetrainOptions
-    from serving.retraining.upload import HOLDOUT_FRACTION
-    from translate.options import add_arguments
+    from serving.retraining.jobs import RetrainOptions  # lazy: numpy
+    from serving.retraining.upload import HOLDOUT_FRACTION  # lazy: PIL
 
     p = subparsers.add_parser(
         "retrain", help="fine-tune a stored model on new paired data; promote it if no worse (held-out L1)",
