@@ -43,7 +43,7 @@ def evaluate(predictor: Predictor, root: str | os.PathLike, split: str = "test",
         names.append(src.name)
     if not names:
         raise ImageError(str(root), f"no readable pairs in split '{split}'")
-    per_image = [{"name": n, **{k: _num(v) for k, v in m.items()}} for n, m in zip(names, acc.per_image)]
+    per_image = [{"name": n, **{k: _num(v) for k, v in m.items()}} for n, m in zip(names, acc.per_image, strict=True)]
     return {"count": len(names), "split": split, "direction": direction,
             **{k: _num(v) for k, v in acc.compute().items()}, "skipped": skipped, "per_image": per_image}
 

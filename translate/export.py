@@ -36,8 +36,8 @@ from .generators import load_generator
 from .imageio import to_network
 from .kinds import KINDS, kind
 from .networks import ResnetGenerator
-from .options import opt
 from .onnx_meta import OPSET, TOLERANCE, add_metadata, encode_metadata
+from .options import opt
 from .padding import pad_to_multiple
 
 

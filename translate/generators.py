@@ -17,8 +17,15 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import (CHECKPOINT_FORMAT, GeneratorSpec, generator_specs, generator_state, resolve_checkpoint,
-                         torch_load, torch_load_any)
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    GeneratorSpec,
+    generator_specs,
+    generator_state,
+    resolve_checkpoint,
+    torch_load,
+    torch_load_any,
+)
 from .errors import ModelError
 from .gan.networks import build_generator
 from .kinds import kind

@@ -26,10 +26,9 @@ Differences from the reference (none of them changes the state-dict layout):
 
 from __future__ import annotations
 
-import re
-
 import copy
 import functools
+import re
 from typing import Callable, Optional
 
 import torch

@@ -285,7 +285,7 @@ def _tags(predictor: Predictor, model: str, source: str, bands, percentiles, lim
                   "tile_used": info.get("tile")}
     stretch: dict[str, Any] = {"rule": "none: 8-bit input"} if limits is None else {
         "rule": "percentile", "percentiles": list(percentiles),
-        "bands": {str(b): [lo, hi] for b, (lo, hi) in zip(bands, limits)}}
+        "bands": {str(b): [lo, hi] for b, (lo, hi) in zip(bands, limits, strict=True)}}
     arch = predictor.metadata.get("arch")
     return {"TRANSLATE_MODEL": model, **({"TRANSLATE_MODEL_ARCH": json.dumps(arch)} if arch else {}),
             "TRANSLATE_TILING": json.dumps(tiling), "TRANSLATE_BANDS": ",".join(map(str, bands)),

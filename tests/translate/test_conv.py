@@ -43,7 +43,7 @@ def test_matches_torch_forward_and_backward_fp32(kind: str, bias: bool, shape: t
     assert y.shape == y_ref.shape
     torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
     grads = torch.autograd.grad(y, leaves, torch.ones_like(y) * torch.linspace(-1, 1, y.shape[-1]))
-    for g, g_ref in zip(grads, grads_ref):
+    for g, g_ref in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-3)
 
 

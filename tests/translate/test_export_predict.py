@@ -5,9 +5,9 @@ import torch
 from PIL import Image
 
 import translate
-from translate.generators import load_generator
 from translate.errors import ModelError
 from translate.export import export_generator
+from translate.generators import load_generator
 from translate.networks import define_G, to_inference
 from translate.padding import pad_to_multiple
 from translate.predictor import Predictor

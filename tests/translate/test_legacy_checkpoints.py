@@ -33,7 +33,7 @@ def test_a_v1_gan_checkpoint_samples_the_same_points(tmp_path):
         out = G(torch.from_numpy(ref["gan_z"]), None).numpy()
     assert np.allclose(out, ref["gan_out"], atol=1e-6)
     raw, _ = load_generator(GAN, use_ema=False)
-    assert not all(torch.equal(a, b) for a, b in zip(raw.parameters(), G.parameters()))  # the raw weights differ
+    assert not all(torch.equal(a, b) for a, b in zip(raw.parameters(), G.parameters(), strict=True))  # the raw weights differ
     assert export_model(GAN, tmp_path / "g.onnx") < 1e-3
 
 
@@ -54,7 +54,7 @@ def test_v1_runs_resume_under_this_version(tmp_path, monkeypatch):
     assert t.step == 3
     g = Trainer(GANMethod, GANConfig(), resume="gan", overrides={"steps": 6, "progress": False})
     ema = [p.detach().clone() for p in g.method.G_ema.parameters()]
-    assert all(torch.equal(a, b) for a, b in zip(ema, load_generator(GAN)[0].parameters()))  # EMA restored
+    assert all(torch.equal(a, b) for a, b in zip(ema, load_generator(GAN)[0].parameters(), strict=True))  # EMA restored
     assert (g.config.clip, g.config.lambda_gp, g.config.nz) == (0.0, 0.0, 16)
     g.fit()
     assert g.step == 6 and load_generator("gan")[1]["ema"]

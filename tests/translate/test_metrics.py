@@ -42,7 +42,7 @@ def test_constant_offset_l1_and_psnr_match_numpy(size):
     expected = 10 * np.log10(1.0 / mse)
     np.testing.assert_allclose(psnr(fake, real).numpy(), expected, rtol=1e-4)
     # By hand: an offset d on [-1, 1] is d/2 on [0, 1], so PSNR = 10 log10(4 / d^2).
-    for value, d in zip(psnr(fake, real).tolist(), [0.1, 0.2, 0.4]):
+    for value, d in zip(psnr(fake, real).tolist(), [0.1, 0.2, 0.4], strict=True):
         assert value == pytest.approx(10 * math.log10(4 / d**2), rel=1e-4)
 
 

@@ -11,11 +11,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from translate.networks import (
-    ResnetBlock,
     D_NAMES,
     G_NAMES,
     NLayerDiscriminator,
     PixelDiscriminator,
+    ResnetBlock,
     ResnetGenerator,
     UnetGenerator,
     define_D,

@@ -106,7 +106,7 @@ def test_edges_look_like_the_sketches_sets_drawings():
     drawings made for the other (and the page's drawings)."""
     photos, sketches = sketches_photos(12, size=128)
     precision, recall = [], []
-    for i, (photo, truth) in enumerate(zip(photos, sketches)):
+    for i, (photo, truth) in enumerate(zip(photos, sketches, strict=True)):
         a, b = pair_photo("edges", photo, size=128, name=str(i))
         np.testing.assert_array_equal(b, photo)  # a square photo at the size asked for: B is the photo itself
         assert a.shape == (128, 128, 3) and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()

@@ -204,7 +204,7 @@ def test_generator_round_trip(tmp_path: Path, kwargs: dict, config: dict, size: 
     assert not loaded.training
     x = torch.randn(2, G.input_nc, size, size)
     assert_same_outputs(G, loaded, x)
-    for (k, a), (k2, b) in zip(G.state_dict().items(), loaded.state_dict().items()):
+    for (k, a), (k2, b) in zip(G.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b), k
 
 

@@ -52,7 +52,7 @@ def test_b_index_is_random_but_fixed_by_the_key(tmp_path):
     ds = tdata.UnpairedImages(*tdata.find_unpaired(root), size=16, load_size=18)
     keys = [(s % 4, s) for s in range(100)]
     drawn = [ds.b_index(k) for k in keys]
-    assert len(set(drawn)) == 7 and len({d for k, d in zip(keys, drawn) if k[0] == 0}) > 1  # any B for any A
+    assert len(set(drawn)) == 7 and len({d for k, d in zip(keys, drawn, strict=True) if k[0] == 0}) > 1  # any B for any A
     assert drawn == [ds.b_index(k) for k in keys]
     first, again = ds[keys[5]], ds[keys[5]]
     assert first["name_B"] == f"B{drawn[5]}" and torch.equal(first["B"], again["B"])

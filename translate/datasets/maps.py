@@ -16,8 +16,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .drawing import (F32, check_size, curve_distance, dilate, disk, erode, normal_ppf, pixel_grid, rgb, shift,
-                      spaced_positions, to_u8, value_noise)
+from .drawing import (
+    F32,
+    check_size,
+    curve_distance,
+    dilate,
+    disk,
+    erode,
+    normal_ppf,
+    pixel_grid,
+    rgb,
+    shift,
+    spaced_positions,
+    to_u8,
+    value_noise,
+)
 
 __all__ = ["make_maps_pair", "MapScene", "MAP_BG", "MAP_PARK", "MAP_WATER", "MAP_BUILDING", "MAP_BUILDING_LINE",
            "MAP_ROAD", "MAP_ROAD_LINE"]

@@ -19,8 +19,23 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .drawing import (F32, boundary, chaikin, check_size, ellipse, erode, fill_polygon, ink_sketch, pixel_grid, rgb,
-                      round_poly, shift, spline, to_u8, value_noise)
+from .drawing import (
+    F32,
+    boundary,
+    chaikin,
+    check_size,
+    ellipse,
+    erode,
+    fill_polygon,
+    ink_sketch,
+    pixel_grid,
+    rgb,
+    round_poly,
+    shift,
+    spline,
+    to_u8,
+    value_noise,
+)
 
 __all__ = ["make_sketches_pair", "SketchObject", "Part", "DetailLine"]
 
@@ -310,7 +325,7 @@ def _bottle(rng: np.random.Generator) -> SketchObject:
     neck = rng.uniform(0.1, 0.2)
     ys = [0.0, neck, shoulder - 0.05, shoulder + 0.06, 0.9, 1.0]
     rs = [rn, rn, rn + (rb - rn) * 0.6, rb, rb, rb * 0.93]
-    prof = spline(list(zip(rs, ys)), closed=False, n=8)
+    prof = spline(list(zip(rs, ys, strict=True)), closed=False, n=8)
     right = np.stack([0.5 + prof[:, 0], prof[:, 1]], 1)
     left = np.stack([0.5 - prof[::-1, 0], prof[::-1, 1]], 1)
     b = o.part(np.vstack([right, left]), main, gloss=0.9, texture=0.5, name="body")

@@ -116,7 +116,7 @@ def render_points(points: np.ndarray | torch.Tensor, name: str | None = None, si
 
     cx, cy = px(centres)
     r_hq = max(2.0, HQ_STDS * mixture_std(name) * scale) if name else 0.0
-    for x, y in zip(cx, cy):
+    for x, y in zip(cx, cy, strict=True):
         draw.ellipse((x - r_hq, y - r_hq, x + r_hq, y + r_hq), outline=(230, 150, 150), width=1)
     a = np.asarray(img).copy()
     sx, sy = px(pts[np.isfinite(pts).all(1)])
@@ -126,7 +126,7 @@ def render_points(points: np.ndarray | torch.Tensor, name: str | None = None, si
         a[iy[ok] + dy, ix[ok] + dx] = (40, 90, 200)
     img = Image.fromarray(a)
     draw = ImageDraw.Draw(img)
-    for x, y in zip(cx, cy):
+    for x, y in zip(cx, cy, strict=True):
         draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=(210, 30, 30))
     return np.asarray(img)
 
@@ -152,7 +152,7 @@ class TensorSet(Dataset):
     def __getitems__(self, keys) -> list[dict]:  # DataLoader's batched fetch: one gather instead of N
         idx = torch.tensor([k[0] if isinstance(k, tuple) else k for k in keys])
         xs, ys = self.x[idx], self.labels[idx]
-        return [{"x": a, "label": b} for a, b in zip(xs.unbind(0), ys.unbind(0))]
+        return [{"x": a, "label": b} for a, b in zip(xs.unbind(0), ys.unbind(0), strict=True)]
 
     @property
     def num_classes(self) -> int:

@@ -116,7 +116,7 @@ class DCGANDiscriminator(nn.Module):
 
 def _mlp(sizes: list[int], act: nn.Module) -> list[nn.Module]:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]):
+    for a, b in zip(sizes[:-2], sizes[1:-1], strict=True):
         layers += [nn.Linear(a, b), copy.deepcopy(act)]
     layers.append(nn.Linear(sizes[-2], sizes[-1]))
     return layers
@@ -266,9 +266,9 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float, num_updates: int | 
     if num_updates is not None:
         decay = min(decay, (1.0 + num_updates) / (10.0 + num_updates))
     with torch.no_grad():
-        for pe, p in zip(ema.parameters(), net.parameters()):
+        for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
             pe.lerp_(p.detach(), 1.0 - decay)
-        for be, b in zip(ema.buffers(), net.buffers()):
+        for be, b in zip(ema.buffers(), net.buffers(), strict=True):
             be.copy_(b)
 
 

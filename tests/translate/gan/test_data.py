@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from translate.gan import data as toy_data
 from translate.errors import ConfigError, DataError
+from translate.gan import data as toy_data
 
 
 def test_ring8_has_8_distinct_centres_on_the_unit_circle():
@@ -129,6 +129,6 @@ def test_batched_fetch_matches_single_items():
     ds = toy_data.mixture_dataset("ring8", 100, seed=0)
     keys = [(3, 11), (7, 12), (3, 13)]
     batch = ds.__getitems__(keys)
-    for k, b in zip(keys, batch):
+    for k, b in zip(keys, batch, strict=True):
         single = ds[k]
         assert torch.equal(single["x"], b["x"]) and int(single["label"]) == int(b["label"])

@@ -7,9 +7,19 @@ from torch import nn
 
 from translate.errors import ConfigError
 from translate.export import export_gan_generator
-from translate.gan.networks import (Classifier, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
-                                    build_discriminator, build_generator, ema_update,
-                                    sample_labels, sample_latents, spectral_normalize)
+from translate.gan.networks import (
+    Classifier,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    build_discriminator,
+    build_generator,
+    ema_update,
+    sample_labels,
+    sample_latents,
+    spectral_normalize,
+)
 
 
 @pytest.mark.parametrize("size", [8, 16, 32])
