@@ -579,7 +579,7 @@ def section_service(rep: Report) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import serve_load  # the load client and test image of benchmarks/serve_load.py
 
-    from serving import app as service
+    from serving import local_service as service
     from serving.store import ModelStore
     from translate.predictor import Predictor
 

@@ -211,7 +211,7 @@ def main() -> None:
     os.environ.update(kv.split("=", 1) for kv in args.serve_env)
     counts = args.requests * len(args.concurrency) if len(args.requests) == 1 else args.requests
 
-    from serving import app as service
+    from serving import local_service as service
     from serving.store import ModelStore
 
     if args.port == 0:

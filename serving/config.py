@@ -1,8 +1,8 @@
 """The service's settings: :class:`ServiceConfig`, the one list of what an operator may tune.
 
 Its fields are the flags of ``translate serve`` (:func:`translate.options.add_arguments`), the
-keyword options of :func:`serving.app.build_app` and ``start_local``, and the ``args`` of a
-``serve deploy`` config (serve_config.yaml, strings typed by :func:`translate.options.coerce`).
+keyword options of :func:`serving.app.build_app` and :func:`serving.local_service.start_local`, and the
+``args`` of a ``serve deploy`` config (serve_config.yaml, strings typed by :func:`translate.options.coerce`).
 :func:`serving.app.deployment_options` turns them into the Serve deployments' settings.
 
 Light on purpose (no Ray, no FastAPI): the CLI builds its parser from it.

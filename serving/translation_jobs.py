@@ -2,7 +2,7 @@
 
 ``POST /v1/models/NAME/translate?async=true`` (or any upload over ``async_pixels``) answers 202 with a
 job; ``GET /v1/translations/ID`` reports its progress and, once done, the URL of its result. The ingress
-replica that took the upload runs the job (:mod:`serving.app`); this module keeps what every replica must
+replica that took the upload runs the job (:mod:`serving.ingress`); this module keeps what every replica must
 agree on, in ``jobs_dir``::
 
     jobs_dir/.lock         flock'ed while a job is created, so the count stays within max_jobs
@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +43,11 @@ HEARTBEAT_S = 5.0
 STALE_S = 60.0  # a queued or running job whose replica has not touched it for this long has lost it
 RETRY_WHEN_BUSY_S = 30  # Retry-After when every kept job is still running
 STATES = ("queued", "running", "done", "failed")
+
+
+def default_jobs_dir() -> str:
+    """A new folder name under the temporary folder (made by the ingress replicas when they start)."""
+    return os.path.join(tempfile.gettempdir(), f"i2i-translate-jobs-{uuid.uuid4().hex[:12]}")
 
 
 class JobsFull(Exception):

@@ -3,7 +3,7 @@ between images (PIL images or uint8 HWC arrays) and network tensors (NCHW float
 in [-1, 1]).
 
 Decoding is defensive: the pixel count is checked from the header before any
-pixel is decoded (decompression bombs), EXIF orientation is applied, 16-bit
+pixel is decoded (decompression bombs: :class:`TooManyPixels`), EXIF orientation is applied, 16-bit
 images are scaled (not clipped) to 8 bits, palette and grayscale images are
 expanded, and transparency is composited onto white (or set aside with
 :func:`split_alpha` where it must be restored).
@@ -37,6 +37,10 @@ _MAGIC = {
     "BMP": (b"BM",),
     "TIFF": (b"II*\x00", b"MM\x00*"),
 }
+
+
+class TooManyPixels(ImageError):
+    """An image over a pixel limit, found from its header before any pixel is decoded (the service's 413)."""
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -75,7 +79,7 @@ def _open(fp, source: str, max_pixels: int, min_side: int = 0) -> Image.Image:
     if w <= 0 or h <= 0:
         raise ImageError(source, f"empty image ({w}x{h})")
     if w * h > max_pixels:
-        raise ImageError(source, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+        raise TooManyPixels(source, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
     if min_side and min(w, h) > 2 * min_side:  # a JPEG decodes at 1/2, 1/4 or 1/8 scale, shorter side >= min_side
         with contextlib.suppress(Exception):
             img.draft(None, (math.ceil(w * min_side / min(w, h)), math.ceil(h * min_side / min(w, h))))
@@ -168,8 +172,19 @@ def read_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[in
     except Exception as e:
         raise ImageError(path, f"not a readable image ({e.__class__.__name__}: {e})") from None
     if w * h > max_pixels:
-        raise ImageError(path, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
+        raise TooManyPixels(path, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,}")
     return w, h
+
+
+def header_pixels(data: bytes) -> int:
+    """Width x height of an image's bytes from its header alone, nothing decoded (0 when there is no readable
+    header: decoding then says what is wrong)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except Exception:  # whatever a damaged or hostile header makes Pillow raise
+        return 0
+    return w * h
 
 
 def convert_channels(img: Image.Image, channels: int) -> Image.Image:

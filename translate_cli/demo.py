@@ -249,7 +249,7 @@ def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = Fal
     for demo in DEMOS:
         register_demo_model(store, models[demo.kind], models[demo.kind].parent, name=demo.kind)
     if serve:
-        from serving.app import serve_until_interrupted
+        from serving.local_service import serve_until_interrupted
 
         serve_until_interrupted(store)
     return page

@@ -17,8 +17,8 @@ def _cmd_serve(args) -> None:
     import atexit
     import gc
 
-    from serving.app import serve_until_interrupted
     from serving.config import ServiceConfig
+    from serving.local_service import serve_until_interrupted
     from translate.options import given
 
     options = {k: v for k, v in given(args, ServiceConfig).items() if k != "store"}  # --store: the root below

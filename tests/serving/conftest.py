@@ -136,7 +136,7 @@ def pointer_as_stored(store, name: str) -> str | None:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     pytest.importorskip("ray.serve")
-    from serving import app as service_app
+    from serving import local_service as service_app
     from serving.store import ModelStore
 
     store = ModelStore(tmp_path_factory.mktemp("served-store"))

@@ -84,7 +84,7 @@ def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
     """`translate serve --num-cpus 0.5` is CPUs per model replica (it used to size the local Ray instead)."""
     import ray
 
-    from serving import app
+    from serving import local_service
 
     seen = {}
     real_sleep = time.sleep
@@ -96,10 +96,10 @@ def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
-    monkeypatch.setattr(app, "init_local_ray", lambda num_cpus=None: seen.setdefault("ray_cpus", num_cpus))
-    monkeypatch.setattr(app.serve, "start", lambda **kw: seen.setdefault("http", kw["http_options"]))
-    monkeypatch.setattr(app.serve, "run", lambda application, **kw: seen.setdefault("app", application))
-    monkeypatch.setattr(app, "stop_local", lambda: None)
+    monkeypatch.setattr(local_service, "init_local_ray", lambda num_cpus=None: seen.setdefault("ray_cpus", num_cpus))
+    monkeypatch.setattr(local_service.serve, "start", lambda **kw: seen.setdefault("http", kw["http_options"]))
+    monkeypatch.setattr(local_service.serve, "run", lambda application, **kw: seen.setdefault("app", application))
+    monkeypatch.setattr(local_service, "stop_local", lambda: None)
     monkeypatch.setattr(time, "sleep", sleep)
     main(["serve", "--store", str(tmp_path), "--port", "8123", "--num-cpus", "0.5", "--num-gpus", "1",
           "--max-replicas", "3", "--max-batch-size", "4", "--threads", "1", "--max-upload-bytes", "1000",

@@ -141,9 +141,9 @@ def test_concurrent_requests_are_batched(service):
 
 
 def test_one_undecodable_upload_fails_alone_in_its_batch():
-    """The model replica decodes and encodes a batch's uploads (serving.app.translate_items): a bad one gets
+    """The model replica decodes and encodes a batch's uploads (serving.model_server.translate_items): a bad one gets
     its own 400, the others their images; arrays (jobs, the health probe) come back as arrays."""
-    from serving.app import translate_items
+    from serving.model_server import translate_items
 
     class Inverter:  # stands in for the predictor
         def translate_arrays(self, arrays):
@@ -159,6 +159,39 @@ def test_one_undecodable_upload_fails_alone_in_its_batch():
     np.testing.assert_array_equal(out[2]["image"], np.full((4, 4, 3), 255, np.uint8))
     jpeg = Image.open(io.BytesIO(out[3]["content"]))
     assert jpeg.format == "JPEG" and jpeg.size == (5, 4)
+
+
+UPLOAD_REFUSALS = [  # (what, bytes, status, error code, detail: the service's answers, unchanged)
+    ("text", b"hello, world", 415, "unsupported_format",
+     "not a PNG, JPEG, WEBP, BMP, TIFF image (first bytes b'hello, w')"),
+    ("a bomb's header", png_header_only(20000, 20000), 413, "too_many_pixels",
+     "upload: the image header claims 400,000,000 pixels, over the limit of 1,000,000"),
+    ("a truncated PNG", encode(noise(64, 64))[:300], 400, "bad_image", None),
+]
+
+
+@pytest.mark.parametrize("what,data,status,error,detail", UPLOAD_REFUSALS, ids=[u[0] for u in UPLOAD_REFUSALS])
+def test_an_upload_is_one_library_call_whose_typed_errors_keep_their_answers(what, data, status, error, detail):
+    """translate.uploads decodes an upload, limits included; the HTTP layer maps its typed errors."""
+    from serving.http_layer import error_result
+    from translate import uploads
+    from translate.errors import TranslateError
+
+    with pytest.raises(TranslateError) as e:
+        uploads.decode_upload(data, 10**6)
+    answer = error_result(e.value)
+    assert (answer["status"], answer["error"]) == (status, error), answer
+    assert answer["detail"] == detail if detail else answer["detail"]
+
+
+def test_the_header_check_decodes_nothing_and_alpha_comes_back_as_an_array():
+    from translate import uploads
+
+    assert uploads.upload_pixels(png_header_only(2000, 1000), 10**7) == 2_000_000  # its pixel data is garbage
+    assert uploads.upload_pixels(encode(noise(64, 64))[:300], 10**6) == 64 * 64  # the header is whole
+    image, alpha = uploads.decode_upload(encode(noise(5, 4, "RGBA", seed=1)), 10**6)
+    assert image.shape == (4, 5, 3) and alpha.shape == (4, 5) and alpha.dtype == np.uint8
+    assert uploads.decode_upload(encode(noise(5, 4, "RGBA").convert("RGB").convert("RGBA")), 10**6)[1] is None
 
 
 def test_the_model_deployment_takes_compressed_uploads(service):
@@ -291,7 +324,7 @@ def test_retraining_needs_the_token(service):
 
 
 def test_retraining_is_disabled_without_a_configured_token():
-    from serving.app import ServiceError, check_retrain_auth
+    from serving.http_layer import ServiceError, check_retrain_auth
 
     with pytest.raises(ServiceError) as e:
         check_retrain_auth(f"Bearer {RETRAIN_TOKEN}", None)
@@ -302,7 +335,7 @@ def test_retraining_is_disabled_without_a_configured_token():
 @pytest.mark.parametrize("accept,fmt", [(None, "PNG"), ("*/*", "PNG"), ("image/jpeg", "JPEG"),
                                         ("image/png, image/jpeg;q=0.8", "PNG"), ("image/webp,image/jpeg", "JPEG")])
 def test_output_format_follows_accept(accept, fmt):
-    from serving.app import output_format
+    from serving.http_layer import output_format
 
     assert output_format(accept) == fmt
 
@@ -323,16 +356,17 @@ def test_serve_config_names_the_builder_and_gpus():
 
 
 def test_replicas_are_capped_to_what_the_cpus_hold(capsys):
-    from serving import app
+    from serving.config import ServiceConfig
+    from serving.local_service import fit_replicas
 
-    cfg = app.ServiceConfig.from_args({}, max_replicas=4, num_cpus=1.0, ingress_num_cpus=0.25)
-    assert app.fit_replicas(cfg, 2.0).max_replicas == 1  # 1 + 0.25 fits in 2 CPUs, 2 + 0.25 does not
+    cfg = ServiceConfig.from_args({}, max_replicas=4, num_cpus=1.0, ingress_num_cpus=0.25)
+    assert fit_replicas(cfg, 2.0).max_replicas == 1  # 1 + 0.25 fits in 2 CPUs, 2 + 0.25 does not
     assert "max_replicas 4 -> 1" in capsys.readouterr().out
-    assert app.fit_replicas(cfg, 16.0) is cfg and not capsys.readouterr().out  # room for all: unchanged
-    half = app.ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.5, ingress_num_cpus=0.25)
-    assert app.fit_replicas(half, 2.0).max_replicas == 3
-    gpu_only = app.ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.0)
-    assert app.fit_replicas(gpu_only, 2.0).max_replicas == 4
+    assert fit_replicas(cfg, 16.0) is cfg and not capsys.readouterr().out  # room for all: unchanged
+    half = ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.5, ingress_num_cpus=0.25)
+    assert fit_replicas(half, 2.0).max_replicas == 3
+    gpu_only = ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.0)
+    assert fit_replicas(gpu_only, 2.0).max_replicas == 4
 
 
 # --------------------------------------------------------------------------- large images and jobs

@@ -23,7 +23,7 @@ TIMEOUT = 60
 @pytest.fixture(scope="module")
 def s3_service(s3_server):
     pytest.importorskip("ray.serve")
-    from serving import app as service_app
+    from serving import local_service as service_app
 
     url = s3_server.new_url(S3_BUCKET, "served")
     store = ModelStore(url)

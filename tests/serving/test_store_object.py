@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from serving import store_object
-from serving.store import ModelStore, StoreError
-from serving.store_cache import BlobCache
+from serving.store import ModelStore, StoreError, object_storage
+from serving.store.cache import BlobCache
 from translate.errors import ConfigError, ModelError
 from translate_cli.main import main
 
@@ -95,7 +94,7 @@ def test_a_manifest_write_whose_response_was_lost_keeps_its_number(s3_url, onnx_
 
 
 def test_promotion_history_is_kept_short(s3_url, onnx_a, onnx_b, monkeypatch):
-    monkeypatch.setattr(store_object, "KEEP_PROMOTIONS", 3)
+    monkeypatch.setattr(object_storage, "KEEP_PROMOTIONS", 3)
     store = ModelStore(s3_url)
     store.register("maps", onnx_a)
     store.register("maps", onnx_b)

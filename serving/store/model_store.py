@@ -1,100 +1,25 @@
-"""The model store: named models, numbered versions, one promoted version per name.
-
-One interface (:class:`ModelStore`) over two backends, chosen by the location given
-(``--store`` / ``$TRANSLATE_STORE``, default ``./models``):
-
-- a folder (:mod:`serving.store_local`): ``ROOT/NAME/CURRENT`` holds the promoted version,
-  ``ROOT/NAME/v0001/{model.onnx,meta.json,checkpoint.pt}`` a version, written under a hidden
-  temporary name and renamed into place;
-- an object-storage URL (:mod:`serving.store_object`): ``s3://bucket/prefix`` (or ``gs://``,
-  ``az://``/``abfs://`` through fsspec): files uploaded first under a fresh id, then a version
-  manifest written last with a create-only (If-None-Match) write; promotion is one more
-  create-only write of a numbered promotion record. Replicas, convert actors and retraining
-  jobs on any node read it through a local, checksum-verified cache (:mod:`serving.store_cache`).
-
-Both give the same guarantees: a version is complete before it is visible; promotion is a
-compare-and-swap of the pointer, so two concurrent promotions cannot both win (the loser gets
-:class:`PromotionConflict`) and a crash never leaves half a pointer; names and versions come
-from HTTP clients and are checked against strict patterns before any path or key is built.
-
-Every version records (``meta``): method, direction, size_multiple, channels, config, metrics,
-created, the sha256 of its model, and ``has_checkpoint`` (a slim training checkpoint kept for
-fine-tuning).
-"""
+"""The model store's facade: :class:`ModelStore` holds the rules (names, numbering, what may be deleted,
+the metadata, promotion as a compare-and-swap) over the backend its location names (:func:`open_backend`):
+a folder (:mod:`serving.store.local`) or object storage (:mod:`serving.store.object_storage`)."""
 from __future__ import annotations
 
-import abc
 import hashlib
 import os
 import re
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Callable
 
-from translate.errors import ConfigError, TranslateError
+from translate.errors import ConfigError
 
-NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-VERSION_RE = r"^v\d{4,}$"
-MODEL_FILE, META_FILE, CHECKPOINT_FILE, CURRENT_FILE = "model.onnx", "meta.json", "checkpoint.pt", "CURRENT"
+from .local import LocalBackend
+from .object_storage import ObjectBackend
+from .vocabulary import (CHECKPOINT_FILE, MODEL_FILE, FileSource, NotFoundError, PromotionConflict, StoreBackend,
+                         check_name, check_version, sha256_file)
+
 # the keys of a training checkpoint a fine-tuning run needs (no optimizer, scheduler or RNG state)
 SLIM_CHECKPOINT_KEYS = ("format", "method", "config", "step", "networks", "generators")
 STORE_ENV = "TRANSLATE_STORE"
-
-# what a version's file is given as: bytes, a local file, or a function that writes it to the path it is given
-FileSource = Union[bytes, str, os.PathLike, Callable[[Path], None]]
-
-
-class NotFoundError(TranslateError, KeyError):
-    """A model name or version that the store does not hold (the service answers 404)."""
-
-    def __init__(self, message: str):
-        self.message = message
-        super().__init__(message)
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return self.message
-
-
-class PromotionConflict(TranslateError):
-    """Another promotion changed the pointer between our read and our write: nothing was changed."""
-
-
-class StoreError(TranslateError):
-    """The store could not be read or written (unreachable, refused, misconfigured); the service answers 503."""
-
-
-def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not re.fullmatch(NAME_RE, name):
-        raise ConfigError("name", f"{name!r} is not a model name (lowercase letters, digits, '_' and '-', "
-                                  "starting with a letter or digit, at most 64 characters)")
-    return name
-
-
-def check_version(version: Any) -> str:
-    if not isinstance(version, str) or not re.fullmatch(VERSION_RE, version):
-        raise ConfigError("version", f"{version!r} is not a version (expected 'v' and at least 4 digits, e.g. v0001)")
-    return version
-
-
-def parse_model_id(model_id: str) -> tuple[str, str]:
-    """'NAME@VERSION' -> (name, version), both checked."""
-    name, sep, version = str(model_id).partition("@")
-    if not sep:
-        raise ConfigError("model_id", f"{model_id!r} is not NAME@VERSION")
-    return check_name(name), check_version(version)
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def version_number(version: str) -> int:
-    return int(version[1:])
-
-
-def sort_versions(versions) -> list[str]:
-    return sorted((v for v in versions if re.fullmatch(VERSION_RE, v)), key=version_number)
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -103,87 +28,15 @@ def is_url(location: str | os.PathLike) -> bool:
     return bool(scheme) and scheme.group(1).lower() not in ("file", "local")
 
 
-class Pointer(NamedTuple):
-    """A read of a model's promoted-version pointer."""
-
-    version: str | None  # the promoted version (None: none promoted, or an unreadable pointer)
-    token: Any  # what a compare-and-swap of this pointer compares against (backend-specific)
-
-
-class StoreBackend(abc.ABC):
-    """Where versions live. :class:`ModelStore` holds the rules (names, numbering, what may be deleted,
-    the metadata); a backend only stores and reads. Names and versions reaching it are checked."""
-
-    url: str  # where the store is: an absolute folder or an object-storage URL
-    root: Path  # a local folder for this store's working files (retraining jobs): the store itself for a folder
-    cheap_reads: bool = True  # reads cost a local file access (else: a network request, worth caching)
-
-    @abc.abstractmethod
-    def names(self) -> list[str]:
-        """Model names that have at least one version, sorted."""
-
-    @abc.abstractmethod
-    def versions(self, name: str) -> list[str]:
-        """Complete versions of ``name``, oldest first."""
-
-    @abc.abstractmethod
-    def has_version(self, name: str, version: str) -> bool: ...
-
-    @abc.abstractmethod
-    def read_pointer(self, name: str) -> Pointer: ...
-
-    @abc.abstractmethod
-    def swap_pointer(self, name: str, version: str, token: Any) -> None:
-        """Point ``name`` at ``version`` if the pointer is still as read with ``token``; else PromotionConflict."""
-
-    @abc.abstractmethod
-    def read_meta(self, name: str, version: str) -> dict:
-        """The version's metadata; NotFoundError when the version does not exist (any more)."""
-
-    @abc.abstractmethod
-    def fetch(self, name: str, version: str, filename: str) -> Path | None:
-        """A local path holding the version's file (None when it has no such file)."""
-
-    @abc.abstractmethod
-    def publish(self, name: str, files: dict[str, FileSource], record: dict) -> str:
-        """Store a new version (complete before it is visible) under the next free number; returns it.
-        ``record`` is its metadata; the backend adds ``version`` and ``created``."""
-
-    @abc.abstractmethod
-    def remove_version(self, name: str, version: str) -> None: ...
-
-    @abc.abstractmethod
-    def remove_model(self, name: str) -> None: ...
-
-    def sweep(self, name: str, older_than_s: float = 3600.0) -> int:
-        """Remove what interrupted writers of ``name`` left (older than ``older_than_s``, so never a write
-        in progress); returns how many items."""
-        return 0
-
-
 def open_backend(location: str | os.PathLike) -> StoreBackend:
     if is_url(location):
-        from .store_object import ObjectBackend
-
         return ObjectBackend(str(location))
-    from .store_local import LocalBackend
-
     text = str(location)
     return LocalBackend(Path(text[len("file://"):] if text.startswith("file://") else location))
 
 
-def sha256_file(path: str | os.PathLike) -> tuple[str, int]:
-    """(hex sha256, size) of a file, read in chunks."""
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
 class ModelStore:
-    """Versions of exported models in a folder or in object storage; see the module docstring.
+    """Versions of exported models in a folder or in object storage; see :mod:`serving.store`.
 
     ``max_staleness_s``: how old a read of the pointer or of the version list may be (a server
     polling an object store per request sets a few seconds; folders are always read afresh).

@@ -18,7 +18,7 @@ which raises FileExistsError when the key exists):
   a retried request whose first try did land);
 - **promotion** (compare-and-swap): read the highest promotion number N and its version, then
   create N+1. Two promotions that read the same N cannot both create N+1: the loser gets
-  :class:`~serving.store.PromotionConflict`. One small PUT either happened or did not, so a crash
+  :class:`~serving.store.vocabulary.PromotionConflict`. One small PUT either happened or did not, so a crash
   never leaves half a pointer. Old records beyond ``KEEP_PROMOTIONS`` are pruned (the history
   of the last promotions stays readable).
 
@@ -29,7 +29,7 @@ second create (some S3-compatible servers ignore If-None-Match) and refuses to w
 Credentials, region and endpoint come from the storage library's own environment and config
 (``AWS_PROFILE``, ``~/.aws/credentials``, ``AWS_ENDPOINT_URL``, instance roles;
 ``GOOGLE_APPLICATION_CREDENTIALS``; ``AZURE_STORAGE_*``), never from the URL or a flag.
-Files are read through a node-local, checksum-verified cache (:mod:`serving.store_cache`).
+Files are read through a node-local, checksum-verified cache (:mod:`serving.store.cache`).
 """
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ from urllib.parse import urlsplit
 
 from translate.errors import ConfigError, ModelError, TranslateError
 
-from .store import (NAME_RE, VERSION_RE, FileSource, NotFoundError, Pointer, PromotionConflict, StoreBackend,
-                    StoreError, sha256_file, sort_versions, utc_now, version_number)
-from .store_cache import BlobCache, cache_root
+from .cache import BlobCache, cache_root
+from .vocabulary import (NAME_RE, VERSION_RE, FileSource, NotFoundError, Pointer, PromotionConflict, StoreBackend,
+                         StoreError, sha256_file, sort_versions, utc_now, version_number)
 
 MANIFEST_FORMAT = "i2i-translate/version-manifest/1"
 KEEP_PROMOTIONS = 20

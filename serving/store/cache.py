@@ -26,7 +26,7 @@ from typing import Callable
 
 from translate.errors import ConfigError, ModelError
 
-from .store import sha256_file
+from .vocabulary import sha256_file
 
 CACHE_ENV, CACHE_MAX_ENV = "TRANSLATE_CACHE", "TRANSLATE_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 4 << 30

@@ -1,0 +1,149 @@
+"""The model deployment: ``ModelServer``, the Serve replicas that hold the models and run them.
+
+One replica holds several models (``@serve.multiplexed``, each a translate.predictor.Predictor over ONNX
+Runtime, loaded from the model store) and groups same-model requests into batches (``@serve.batch``). In
+the batch's worker thread it decodes the uploads (:func:`translate.uploads.decode_upload`: compressed bytes,
+not arrays, travel from the ingress), runs the batch (grouped by size inside) and encodes the answers
+(:func:`translate_items`). Large images run one at a time on :meth:`ModelServer.translate_large`, tile by
+tile above ``tile_threshold`` (translate.tiling), streaming their progress.
+"""
+import asyncio
+import logging
+import threading
+
+import numpy as np
+from ray import serve
+
+from serving.config import ServiceConfig
+from serving.http_layer import RETRY_AFTER_S, encode_result, error_result
+from serving.store import ModelStore, parse_model_id
+from translate import uploads
+from translate.errors import TranslateError
+from translate.predictor import Predictor, RuntimeOptions
+from translate.tiling import TileConfig
+
+log = logging.getLogger(__name__)
+
+MAX_MODELS_PER_REPLICA = 4
+
+
+def translate_items(model, items: list, max_pixels: int) -> list[dict]:
+    """One batch, on the model replica's worker thread: uploads (``{'upload': bytes, 'format': 'PNG'}``,
+    checked by their header on the ingress) are decoded, every image runs through ``model`` in one call
+    (grouped by size inside), uploads come back encoded (``{'content': bytes}``), arrays as arrays
+    (``{'image': array}``). An upload that does not decode gets its error dict; the rest still run."""
+    results: list[dict | None] = [None] * len(items)
+    arrays, index, alphas = [], [], {}
+    for i, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            arrays.append(item)
+        else:
+            try:
+                a, alphas[i] = uploads.decode_upload(item["upload"], max_pixels)
+            except TranslateError as e:
+                results[i] = error_result(e)
+                continue
+            except Exception as e:  # whatever a hostile file makes Pillow raise: its request alone fails
+                log.exception("decoding an upload")
+                results[i] = {"status": 400, "error": "bad_image", "detail": f"the image cannot be decoded "
+                                                                            f"({e.__class__.__name__}: {e})"}
+                continue
+            arrays.append(a)
+        index.append(i)
+    for i, y in zip(index, model.translate_arrays(arrays) if arrays else []):
+        item = items[i]
+        if isinstance(item, np.ndarray):
+            results[i] = {"image": y}
+            continue
+        try:
+            results[i] = {"content": encode_result(y, alphas[i], item["format"])}
+        except Exception as e:  # a bug: this request's 500, not its batch's
+            log.exception("encoding a result")
+            results[i] = {"status": 500, "error": "internal_error", "detail": f"{e.__class__.__name__}: {e}"}
+    return results  # type: ignore[return-value]
+
+
+class JobCancelled(Exception):
+    """Raised inside a tiled translation whose caller has gone, to stop it at the next tile."""
+
+
+# Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
+# settings that come from ServiceConfig are applied in build_app (deployment_options), not here
+@serve.deployment(name="ModelServer", backpressure_config={"retry_after_s": RETRY_AFTER_S})
+class ModelServer:
+    """Runs translate.predictor.Predictor on batches of same-model requests (grouped by size inside), and
+    large images one at a time, tile by tile, reporting progress (``translate_large``)."""
+
+    def __init__(self, config: dict):
+        self.config = ServiceConfig(**config)
+        self.store = ModelStore(self.config.store)
+        self.translate_batch.set_max_batch_size(self.config.max_batch_size)
+        self.translate_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+
+    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
+    async def load_model(self, model_id: str):
+        name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
+
+        def load():  # from an object store: downloaded once into this node's cache, checksum-verified
+            # spinning=False: ORT's threads sleep between runs instead of spinning on cores the HTTP side needs
+            # (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)
+            return Predictor(self.store.model_path(name, version), threads=self.config.threads,
+                             tiling=TileConfig(threshold=self.config.tile_threshold),
+                             runtime=RuntimeOptions(spinning=False))
+
+        return await asyncio.to_thread(load)
+
+    @serve.batch  # sizes set from the config in __init__
+    async def translate_batch(self, items: list) -> list[dict]:
+        model = await self.load_model(serve.get_multiplexed_model_id())
+        # decoding and encoding ride along in the batch's one trip to a worker thread
+        results = await asyncio.to_thread(translate_items, model, items, self.config.max_pixels)
+        return [{**r, "batch_size": len(items)} for r in results]
+
+    async def __call__(self, item) -> dict:
+        """An upload ``{'upload': bytes, 'format': 'PNG' or 'JPEG'}`` -> ``{'content': bytes, 'batch_size': n}``
+        (decoded and encoded here: compressed bytes travel between the replicas, not arrays), or a uint8
+        HxWx3 array -> ``{'image': uint8 HxWxC, 'batch_size': n}``; an error is ``{'status', 'error',
+        'detail'}``."""
+        try:
+            return await self.translate_batch(item)
+        except TranslateError as e:
+            return error_result(e)
+
+    async def translate_large(self, image: np.ndarray):
+        """A stream: ``{'done': i, 'total': n}`` after tile runs (coalesced), then ``{'image': ...,
+        'batch_size': 1}`` or an error dict. Tiled above tile_threshold (translate.tiling: bounded memory);
+        a cancelled stream stops the work at the next tile."""
+        cancelled = threading.Event()
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue = asyncio.Queue()
+
+        def progress(done: int, total: int) -> None:  # on the worker thread
+            if cancelled.is_set():
+                raise JobCancelled
+            loop.call_soon_threadsafe(updates.put_nowait, (done, total))
+
+        work = None
+        try:
+            model = await self.load_model(serve.get_multiplexed_model_id())
+            work = asyncio.ensure_future(asyncio.to_thread(model.translate_array, image, progress))
+            while not work.done():
+                getter = asyncio.ensure_future(updates.get())
+                await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    continue
+                done, total = getter.result()
+                while not updates.empty():
+                    done, total = updates.get_nowait()
+                yield {"done": done, "total": total}
+            y = work.result()
+            if not model.tiling.wants(*y.shape[:2]):  # one run, no tiles: done in one step
+                yield {"done": 1, "total": 1}
+            yield {"image": y, "batch_size": 1}
+        except TranslateError as e:
+            yield error_result(e)
+        finally:
+            cancelled.set()  # the caller went away (or the work ended): a tile run still going stops after it
+            if work is not None and not work.done():  # it ends with JobCancelled, which nobody needs to hear
+                work.add_done_callback(lambda f: f.cancelled() or f.exception())
