@@ -3,13 +3,15 @@
 Every key is ``translate.<name>`` and every value JSON (plain strings stay strings), so the
 predictor, the service and ``translate models list`` read what export wrote: the normalisation,
 the size multiple, channels, the test-time policy, the training config, the tiling mode.
-A leaf module: it imports ``onnx`` only when writing or reading a model.
+It imports ``onnx`` only when writing or reading a model.
 """
 from __future__ import annotations
 
 import json
 import os
 from typing import Any, Mapping
+
+from .errors import ModelError
 
 META_PREFIX = "translate."
 OPSET = 17
@@ -50,6 +52,10 @@ def read_metadata(model: str | os.PathLike | bytes) -> dict[str, Any]:
     that must know a model's kind before running it, such as the model store, reads it here)."""
     import onnx
 
-    proto = (onnx.load_from_string(model) if isinstance(model, bytes)
-             else onnx.load(os.fspath(model), load_external_data=False))
+    source = "model" if isinstance(model, bytes) else os.fspath(model)
+    try:
+        proto = (onnx.load_from_string(model) if isinstance(model, bytes)
+                 else onnx.load(os.fspath(model), load_external_data=False))
+    except Exception as e:  # onnx raises protobuf's DecodeError, OSError or its own errors
+        raise ModelError(f"{source}: not a readable ONNX model ({e.__class__.__name__}: {e})") from None
     return decode_metadata({p.key: p.value for p in proto.metadata_props})

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from translate.errors import ConfigError
+from translate.kinds import check_translates
+from translate.onnx_meta import read_metadata
 
 from .local import LocalBackend
 from .object_storage import ObjectBackend
@@ -137,6 +139,8 @@ class ModelStore:
         if not isinstance(onnx, bytes):
             if not Path(onnx).is_file():
                 raise ConfigError("onnx", f"{onnx}: no such model file")
+        # the store serves image translators: a model of another kind is refused by name before it is run
+        check_translates(read_metadata(onnx), "model" if isinstance(onnx, bytes) else onnx, "the model store")
         model = Predictor(onnx, device="cpu")  # ModelError when it is not a usable model
         m = model.metadata
         record: dict[str, Any] = {

@@ -14,6 +14,7 @@ from translate.errors import ModelError
 from translate.export import export_model
 from translate.generators import generator_kind, load_generator
 from translate.onnx_meta import read_metadata
+from serving.store import ModelStore
 from translate_cli.main import main
 
 from .toy_kind import KIND, Decoder
@@ -59,6 +60,10 @@ def test_a_new_kind_is_loaded_exported_and_refused_by_the_translators(toy, toy_c
         translate.load(out)
     with pytest.raises(ModelError, match="a toy model"):
         translate.load(path)
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(ModelError, match=r"toy.onnx: a toy model .* which the model store needs; use `toy-sample`"):
+        store.register("toy", out)
+    assert store.list() == []
     with pytest.raises(SystemExit):
         main(["export", str(path), "--out", str(tmp_path / "again.onnx"), "--register", "toy", "--store", str(tmp_path / "store")])
     assert "the model store (--register)" in capsys.readouterr().err
@@ -77,6 +82,15 @@ def test_gan_models_are_refused_by_the_predictor_from_their_onnx_kind(tmp_path):
     export_gan_generator(G, {}, out)
     with pytest.raises(ModelError, match=r"a gan model \(latents in, samples out\).*use `translate sample`"):
         translate.load(out)
+    with pytest.raises(ModelError, match=r"a gan model .* which the model store needs"):
+        ModelStore(tmp_path / "store").register("gan", out.read_bytes())
+
+
+def test_an_unreadable_model_is_named(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="bad.onnx: not a readable ONNX model"):
+        read_metadata(bad)
 
 
 def test_translation_models_say_their_kind_and_older_ones_read_as_translation(tmp_path):
