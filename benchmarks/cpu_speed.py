@@ -45,8 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import (Timings, cpu_flags, machine, peak_rss_gb, print_row, print_table, stopwatch,
-                                time_calls)
+from benchmarks.harness import Timings, cpu_flags, machine, peak_rss_gb, print_row, print_table, stopwatch, time_calls
 
 #: work per iteration in GFLOP (multiply-adds counted twice), for GFLOP/s
 WORK = {"pix2pix": 86.9, "cyclegan": 1879.0, "unet_256": 12.1, "resnet_9blocks": 99.1}
