@@ -58,7 +58,8 @@ def main() -> None:
 
                 a, b = (1e3 * time_calls(fn, args.reps, warmup=2).median for fn in (onednn, as_matmul))
                 cells += [f"{a:.1f} / {b:.1f}", f"{b / a:.2f}"]
-            name = f"{2 * c if kind == 'transposed' else c} -> {c} {'ConvTranspose' if kind == 'transposed' else 'Conv'}"
+            layer_in, layer_kind = (2 * c, "ConvTranspose") if kind == "transposed" else (c, "Conv")
+            name = f"{layer_in} -> {c} {layer_kind}"
             print_row(name, f"{n} x {side * side} = {n * side * side}", *cells)
 
 

@@ -18,10 +18,9 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.harness import machine, print_row, print_table, time_calls
+from benchmarks.harness import machine, print_row, print_table, stopwatch, time_calls
 
 
 def described() -> str:
@@ -46,13 +45,12 @@ def scaling(args) -> None:
                                 cpus_per_process=min(1.0, os.cpu_count() / n) if n > os.cpu_count() else None,
                                 steps=args.steps, log_every=1, val_every=10**9, sample_every=10**9,
                                 checkpoint_every=10**9, workers=0, export=False, progress=False)
-            started = time.perf_counter()
-            Trainer(Pix2Pix, cfg).fit()
-            wall = time.perf_counter() - started
+            with stopwatch() as lap:
+                Trainer(Pix2Pix, cfg).fit()
             metrics = [json.loads(x) for x in (root / f"run-{n}" / "metrics.jsonl").read_text().splitlines()]
             rates = [m["it_per_s"] for m in metrics if "it_per_s" in m][args.steps // 3:]  # steady state
             steps_per_s = statistics.median(rates)
-            rows.append((n, args.batch * n, steps_per_s, steps_per_s * args.batch * n, wall))
+            rows.append((n, args.batch * n, steps_per_s, steps_per_s * args.batch * n, lap.wall))
     finally:
         ray.shutdown()
     base = rows[0][3]

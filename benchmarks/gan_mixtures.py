@@ -33,7 +33,6 @@ import io
 import math
 import sys
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -90,8 +89,7 @@ def mixtures(args) -> None:
     tasks = [(d, o, s) for d in args.data for o in args.objectives for s in range(args.seeds)]
     root = Path(args.out or tempfile.mkdtemp(prefix="gan_mixtures_"))
     rows = []
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+    with stopwatch() as sitting, ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(one_run, d, o, s, steps[d], str(root / f"{d}-{o}-{s}"),
                                extra_wgan if o == "wgan" else {}) for d, o, s in tasks]
         for f in futures:
@@ -101,7 +99,7 @@ def mixtures(args) -> None:
                   f"rKL {r['rkl']:.3f}, {r['cpu_min']:.2f} CPU-min", file=sys.stderr, flush=True)
     ran = {d: sorted({r["steps"] for r in rows if r["data"] == d}) for d in args.data}
     print(f"\n{len(tasks)} runs, steps {ran}, {args.jobs} at a time, "
-          f"{(time.perf_counter() - started) / 60:.1f} min wall; {machine()}\n")
+          f"{sitting.wall / 60:.1f} min wall; {machine()}\n")
     for d in args.data:
         print(f"### {d} ({args.seeds} seeds, mean ± s.e.)\n")
         print_table(["objective", "modes", "high quality %", "reverse KL", "CPU-min / run", "every seed at target"])
@@ -115,7 +113,8 @@ def mixtures(args) -> None:
         for name, modes, hq, rkl in ANCHORS[d]:
             print_row(f"*{name}* (published)", modes, hq, rkl, "", "")
         print()
-    print("settings per objective:", {o: next(r["settings"] for r in rows if r["objective"] == o) for o in args.objectives})
+    print("settings per objective:",
+          {o: next(r["settings"] for r in rows if r["objective"] == o) for o in args.objectives})
 
 
 def truncation(args) -> None:

@@ -22,7 +22,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +109,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         tmp = Path(tmp)
         src, model = tmp / "in.tif", tmp / "model.onnx"
-        t = time.perf_counter()
-        make_raster(src, args.size)
-        print(f"made a {args.size}^2 raster ({src.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - t:.0f} s",
-              file=sys.stderr)
+        with stopwatch() as lap:
+            make_raster(src, args.size)
+        print(f"made a {args.size}^2 raster ({src.stat().st_size / 2**20:.0f} MB) in {lap.wall:.0f} s", file=sys.stderr)
         make_model(model, args.norm)
         cases = ["windowed"] + (["cog"] if args.cog else []) + (["whole"] if args.compare else [])
         rows = []
@@ -122,7 +120,8 @@ def main() -> None:
                                   "--src", str(src), "--dst", str(tmp / f"{case}.tif")], capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
-                rows.append({"case": case, "seconds": "failed", "baseline_mb": "-", "peak_rss_mb": "-", "output_mb": "-"})
+                rows.append({"case": case, "seconds": "failed", "baseline_mb": "-", "peak_rss_mb": "-",
+                             "output_mb": "-"})
                 continue
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr)

@@ -26,10 +26,11 @@ others still run; the table (and the JSON, with ``--json``) is written whatever 
 
 Needs torch >= 2.11 and onnxruntime (the GPU build, onnxruntime-gpu, for ``ort``, ``service`` and
 ``convert``), Ray for ``service`` and ``convert``, aiohttp for ``service``, torchmetrics for ``run`` and
-``ddp`` (the Trainer validates); nothing downloads, and albumentations is not needed. A section that needs a missing package is "skipped", naming it. ONNX
-Runtime without a working CUDA provider is not skipped: CUDA was asked for, so ``ort``, ``service``
-and ``convert`` FAIL with translate.errors.CudaProviderError naming why (the CPU build installed,
-cuBLAS/cuDNN that do not load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
+``ddp`` (the Trainer validates); nothing downloads, and albumentations is not needed. A section that
+needs a missing package is "skipped", naming it. ONNX Runtime without a working CUDA provider is not
+skipped: CUDA was asked for, so ``ort``, ``service`` and ``convert`` FAIL with
+translate.errors.CudaProviderError naming why (the CPU build installed, cuBLAS/cuDNN that do not
+load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
 libraries come with torch's nvidia wheels and are loaded first (``import torch``,
 ``onnxruntime.preload_dlls()``). A GPU machine with torch alone (the device machines here: torch
 2.11, the CPU onnxruntime, no Ray, no albumentations) measures ``env``, ``train``, ``forward``, ``run``
@@ -320,18 +321,17 @@ def _train_rows(rep: Report, work: list, base: dict, best: dict) -> None:
     plan = rep.plan
     for kind, b, mode in work:
         reset_peak(plan.device)
-        t0 = time.perf_counter()
-        m = _method(kind, plan, b, mode)
-        batch = _batch(plan, b)
-        m.step(batch)  # the first step: cuDNN's search, compilation
-        sync(plan.device)
-        first = time.perf_counter() - t0
+        with stopwatch() as first:
+            m = _method(kind, plan, b, mode)
+            batch = _batch(plan, b)
+            m.step(batch)  # the first step: cuDNN's search, compilation
+            sync(plan.device)
         per_s = measure(lambda: m.step(batch), plan, warmup=min(1, plan.warmup)).per_second
         cl = m.config.channels_last
         r = rep.row("train", f"{kind} step, batch {b}", {"fp32": "fp32 (TF32 convs)", "bf16": "bf16 AMP",
                                                           "compile": "bf16 AMP + compile"}[mode] if plan.device ==
                     "cuda" else mode, per_s, "steps/s", peak_gb=peak_gb(plan.device), images_per_s=per_s * b,
-                    note=f"{'channels-last' if cl else 'NCHW'}; first step {first:.1f} s")
+                    note=f"{'channels-last' if cl else 'NCHW'}; first step {first.wall:.1f} s")
         if mode == "fp32":
             base[(kind, b)] = per_s
         elif (kind, b) in base:
@@ -381,7 +381,8 @@ def section_forward(rep: Report) -> None:
         pct = tflops / peak if peak else None
         rep.row("forward", f"{net} forward, batch {plan.big_batch}", "bf16 autocast, channels-last", tflops,
                 "TFLOP/s", peak_gb=peak_gb(plan.device), images_per_s=per_s * plan.big_batch,
-                note=f"{flops / plan.big_batch / 1e9:.1f} GFLOP per image" + (f"; {pct:.0%} of bf16 peak" if pct else ""))
+                note=f"{flops / plan.big_batch / 1e9:.1f} GFLOP per image"
+                     + (f"; {pct:.0%} of bf16 peak" if pct else ""))
         rep.target(f"{net} forward at batch {plan.big_batch}, share of bf16 peak", pct, ">= 40 %",
                    None if pct is None else pct >= 0.40)
         G = x = None
@@ -439,15 +440,14 @@ def section_run(rep: Report) -> None:
     out = Path(tempfile.mkdtemp(prefix="gpu-check-run-"))
     MapsPix2Pix, cfg = _maps_pix2pix(plan, plan.run_images, out / "run", plan.run_steps)
     net = cfg.netG
-    t0 = time.perf_counter()
-    trainer = Trainer(MapsPix2Pix, cfg)
-    run_dir = trainer.fit()
-    train_s = time.perf_counter() - t0
+    with stopwatch() as lap:
+        trainer = Trainer(MapsPix2Pix, cfg)
+        run_dir = trainer.fit()
     logs = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     l1 = [r["G_L1"] for r in logs if "G_L1" in r]
     val_l1 = trainer.last_val.get("val/l1")
     rep.row("run", f"pix2pix {net} on maps, {plan.run_steps} steps of batch {plan.run_batch}", plan.device,
-            plan.run_steps / train_s, "steps/s (with validation, samples, checkpoint, export)",
+            plan.run_steps / lap.wall, "steps/s (with validation, samples, checkpoint, export)",
             note=f"G_L1 {l1[0]:.2f} -> {l1[-1]:.2f}; val L1 {_fmt(val_l1)}; amp {trainer.config.amp}")
     # the checkpoint, read back on the CPU: the exported model against the PyTorch generator on the CPU
     from translate.generators import load_generator  # lazy: torch
@@ -619,12 +619,11 @@ def section_convert(rep: Report) -> None:
         Image.fromarray(make_pair("maps", i, size=plan.size)[0]).save(tmp / "in" / f"{i:04d}.png")
     model = tmp / "model.onnx"
     model.write_bytes(_ort_models(plan.unet, plan)[1]["fp32"])
-    t0 = time.perf_counter()
-    summary = convert(model, tmp / "in", tmp / "out", workers=1, device=plan.device, progress=False)
-    wall = time.perf_counter() - t0
+    with stopwatch() as lap:
+        summary = convert(model, tmp / "in", tmp / "out", workers=1, device=plan.device, progress=False)
     done = len(list((tmp / "out").glob("*.png")))
     rep.row("convert", f"{plan.convert_images} maps photos, {plan.unet}", f"one {plan.device} actor",
-            done / wall, "images/s (with Ray start-up)", note=f"failed {len(summary.failed)}")
+            done / lap.wall, "images/s (with Ray start-up)", note=f"failed {len(summary.failed)}")
     if done != plan.convert_images or summary.failed:
         raise RuntimeError(f"converted {done} of {plan.convert_images}; failed: {summary.failed[:3]}")
 
@@ -663,9 +662,9 @@ def section_ddp(rep: Report) -> None:
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
             world = World(rank=0, size=1)
         try:
-            t0 = time.perf_counter()
-            runs[name] = Trainer(method, cfg, world=world).fit()
-            seconds[name] = time.perf_counter() - t0
+            with stopwatch() as lap:
+                runs[name] = Trainer(method, cfg, world=world).fit()
+            seconds[name] = lap.wall
         finally:
             if world is not None:
                 dist.destroy_process_group()

@@ -49,8 +49,8 @@ def main() -> None:
             print(f"== round {r + 1}, {name}: {' '.join(cmd)}", flush=True)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             row = json.loads(path.read_text())
-            print("   " + "; ".join(f"c={x['concurrency']}: {x['rps']:.1f} req/s, {x['service_cpu_ms']:.1f} CPU ms/req, "
-                                   f"overhead {x['overhead_ms']:.1f}" for x in row["rows"])
+            print("   " + "; ".join(f"c={x['concurrency']}: {x['rps']:.1f} req/s, {x['service_cpu_ms']:.1f} CPU "
+                                   f"ms/req, overhead {x['overhead_ms']:.1f}" for x in row["rows"])
                   + f" (load average {row['load_average']:.1f})", flush=True)
             if any(x["errors"] for x in row["rows"]):  # e.g. Ray's memory monitor killed a replica
                 print(f"   left out: errors {[x['statuses'] for x in row['rows']]}", flush=True)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import machine, print_table, time_calls
+from benchmarks.harness import machine, print_table, stopwatch, time_calls
 
 #: the checkout this benchmark belongs to
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,12 +156,12 @@ async def load(url: str, body: bytes, concurrency: int, total: int) -> dict:
 
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as s:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(s) for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+        with stopwatch() as lap:
+            await asyncio.gather(*(worker(s) for _ in range(concurrency)))
     lat = np.array(latencies) * 1000
-    return {"concurrency": concurrency, "requests": total, "rps": total / wall, "p50": float(np.percentile(lat, 50)),
-            "p99": float(np.percentile(lat, 99)), "batch": float(np.mean(batches)) if batches else 0.0,
+    return {"concurrency": concurrency, "requests": total, "rps": total / lap.wall,
+            "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "batch": float(np.mean(batches)) if batches else 0.0,
             "errors": total - statuses.get(200, 0), "statuses": statuses}
 
 

@@ -15,6 +15,9 @@ import torch
 
 from benchmarks import gpu_check
 from translate.errors import CudaProviderError
+from translate.export import export_generator
+from translate.networks import define_G, to_inference
+from translate.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what each section needs beyond torch and onnxruntime (a section may be skipped only when it is missing)
@@ -133,10 +136,6 @@ def test_on_the_gpu_every_section_it_can_run_passes(tmp_path):
 
 @no_gpu
 def test_the_predictor_refuses_cuda_it_cannot_have(tmp_path):
-    from translate.export import export_generator
-    from translate.networks import define_G, to_inference
-    from translate.predictor import Predictor
-
     G = to_inference(define_G("unet_32", ngf=4, norm="batch"), batch_stats=True)
     data, _ = export_generator(G, {"arch": {"input_nc": 3}, "batch_stats": True}, check=False)
     for kw in (dict(device="cuda"), dict(providers=["CUDAExecutionProvider", "CPUExecutionProvider"])):
