@@ -27,10 +27,10 @@ endif
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
-	$(PY) benchmarks/pix2pix_cpu.py
+	$(PY) -m benchmarks.pix2pix_cpu
 
 # what benchmarks/gpu_check.py needs beyond torch for its Trainer sections (pure Python, .venv's versions), to
-# carry there: PYTHONPATH=.:.gpu-deps python3 benchmarks/gpu_check.py (BENCHMARKS.md, "GPU")
+# carry there: PYTHONPATH=.:.gpu-deps python3 -m benchmarks.gpu_check (BENCHMARKS.md, "GPU")
 gpu-deps: $(STAMP)
 	rm -rf .gpu-deps
 	$(PY) -m pip install -q --no-deps --target .gpu-deps \

@@ -1,7 +1,7 @@
 """The U-Net's 4x4 stride-2 convolutions near the bottleneck: oneDNN (nn.Conv2d / nn.ConvTranspose2d)
 against the same arithmetic as matrix products (translate/conv.py), side by side in one run.
 
-    python benchmarks/bottleneck_convs.py [--threads 2] [--reps 6]
+    python -m benchmarks.bottleneck_convs [--threads 2] [--reps 6]
 
 For each layer shape (channels, batch, side of the small map) and precision (fp32, bf16 autocast),
 the median time of forward + backward (weight and input gradients) of both forms, and their ratio:
@@ -13,30 +13,15 @@ from this table (BENCHMARKS.md, "Pix2Pix on CPU: the bottleneck layers").
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from translate.conv import MAX_PIXELS, conv2d_as_matmul, conv_transpose2d_as_matmul  # noqa: E402
+from benchmarks.harness import machine, print_row, print_table, time_calls
+from translate.conv import MAX_PIXELS, conv2d_as_matmul, conv_transpose2d_as_matmul
 
 CASES = [(c, n, side) for c in (256, 512)
          for n, side in ((1, 1), (1, 2), (1, 4), (1, 8), (1, 16), (4, 2), (4, 4), (4, 8), (16, 2), (16, 4), (32, 1),
                          (32, 2))]
-
-
-def median_ms(fn, reps: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * sorted(times)[len(times) // 2]
 
 
 def main() -> None:
@@ -46,10 +31,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}; "
-          f"MAX_PIXELS = {MAX_PIXELS}")
-    print("\n| layer | batch x positions | fp32 oneDNN / matmul ms | ratio | bf16 oneDNN / matmul ms | ratio |")
-    print("|---|---|---|---|---|---|")
+    print(f"machine: {machine()}, {args.threads} threads, torch {torch.__version__}; MAX_PIXELS = {MAX_PIXELS}\n")
+    print_table(["layer", "batch x positions", "fp32 oneDNN / matmul ms", "ratio", "bf16 oneDNN / matmul ms",
+                 "ratio"])
     for c, n, side in CASES:
         for kind in ("transposed", "conv"):
             if kind == "transposed":  # a decoder level: the skip-concatenated 2c channels in, c out
@@ -72,10 +56,11 @@ def main() -> None:
                         y = matmul(x, layer.weight, None, layer.stride, layer.padding)
                     y.float().sum().backward()
 
-                a, b = median_ms(onednn, args.reps), median_ms(as_matmul, args.reps)
+                a, b = (1e3 * time_calls(fn, args.reps, warmup=2).median for fn in (onednn, as_matmul))
                 cells += [f"{a:.1f} / {b:.1f}", f"{b / a:.2f}"]
-            name = f"{2 * c if kind == 'transposed' else c} -> {c} {'ConvTranspose' if kind == 'transposed' else 'Conv'}"
-            print(f"| {name} | {n} x {side * side} = {n * side * side} | " + " | ".join(cells) + " |", flush=True)
+            layer_in, layer_kind = (2 * c, "ConvTranspose") if kind == "transposed" else (c, "Conv")
+            name = f"{layer_in} -> {c} {layer_kind}"
+            print_row(name, f"{n} x {side * side} = {n * side * side}", *cells)
 
 
 if __name__ == "__main__":

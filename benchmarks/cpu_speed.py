@@ -1,6 +1,6 @@
 """CPU speed of the project against the reference implementation, side by side in one run.
 
-    python benchmarks/cpu_speed.py --reference ../shared/reference/pytorch-CycleGAN-and-pix2pix \\
+    python -m benchmarks.cpu_speed --reference ../shared/reference/pytorch-CycleGAN-and-pix2pix \\
         [--threads 2] [--rounds 7] [--groups pix2pix cyclegan unet_256 resnet_9blocks] [--levers]
         [--compile pix2pix cyclegan]
 
@@ -17,11 +17,13 @@ median process CPU time (all its threads), peak RSS, the ratios to the reference
 of the minima (on a machine others share, the minimum is the iteration least disturbed by them), and
 the load average before and after the group. Only these side-by-side ratios mean anything.
 
-The reference runs unmodified from its own source (``--reference``; it is never copied here):
-its training step is ``set_input`` + ``optimize_parameters`` of the model that its
-``create_model`` builds from its own option parser (defaults, plus ``--no_dropout`` for
-CycleGAN, whose generators the project trains without dropout as the paper did); its inference
-is its ``networks.define_G`` generator in eval mode under ``torch.no_grad``.
+The reference runs unmodified from its own source (``--reference``; it is never copied here), in
+child processes of its own whose PYTHONPATH holds its folder (its modules import each other as
+top-level ``models``, ``options``, ``util``; no other process sees them): its training step is
+``set_input`` + ``optimize_parameters`` of the model that its ``create_model`` builds from its own
+option parser (defaults, plus ``--no_dropout`` for CycleGAN, whose generators the project trains
+without dropout as the paper did); its inference is its ``networks.define_G`` generator in eval
+mode under ``torch.no_grad``.
 
 ``--levers`` adds the variants that show each lever alone: float32 or bf16 autocast, NCHW or
 channels-last, Adam's foreach or fused implementation, the U-Net's bottleneck convolutions as
@@ -37,15 +39,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import Timings, cpu_flags, machine, peak_rss_gb, print_row, print_table, stopwatch, time_calls
 
 #: work per iteration in GFLOP (multiply-adds counted twice), for GFLOP/s
 WORK = {"pix2pix": 86.9, "cyclegan": 1879.0, "unet_256": 12.1, "resnet_9blocks": 99.1}
@@ -54,19 +54,12 @@ CALIBRATION_IMAGES = 16  # other maps photos, for int8 calibration
 
 
 # ----------------------------------------------------------------------------------- the variants
-def _cpu_flags() -> set[str]:
-    try:
-        return set(next(ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")))
-    except (OSError, StopIteration):
-        return set()
-
-
 def train_variants(kind: str, args) -> list[tuple[str, dict]]:
     """The reference, the project's defaults, and each lever moved alone from the defaults. The defaults
     are what training/speed.py resolves (read here from the CPU's flags, so this process need not import
     torch): bf16 where the CPU has it in hardware, NCHW (channels-last is for CUDA), fused Adam."""
     ref = {"child": "train_ref", "model": "pix2pix" if kind == "pix2pix" else "cycle_gan"}
-    amp = bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    amp = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
     cl = False  # training/speed.py: channels-last is for CUDA (U-Nets) only
     layout = {True: "channels-last", False: "NCHW"}
     precision = {True: "bf16", False: "fp32"}
@@ -120,12 +113,11 @@ def _random_pair(torch):
 def setup_train_ref(spec: dict, args):
     """The reference's own model, built by its option parser, one step = set_input + optimize_parameters."""
     torch = _torch(args.threads)
-    sys.path.insert(0, str(Path(args.reference).resolve()))
     tmp = tempfile.mkdtemp(prefix="ref-bench-")
     sys.argv = ["train.py", "--dataroot", tmp, "--name", "bench", "--model", spec["model"], "--checkpoints_dir", tmp]
     if spec["model"] == "cycle_gan":
         sys.argv.append("--no_dropout")
-    from models import create_model  # the reference's modules (on sys.path above)
+    from models import create_model  # the reference's modules (this child's PYTHONPATH: REFERENCE_CHILDREN)
     from options.train_options import TrainOptions
 
     opt = TrainOptions().parse()
@@ -144,12 +136,11 @@ def setup_train_ref(spec: dict, args):
 def setup_train(spec: dict, args):
     """The project's method on one fixed batch (what the loop calls ``step`` with)."""
     torch = _torch(args.threads)
-    sys.path.insert(0, str(ROOT))
-    from training.cyclegan import CycleGAN, CycleGANConfig
-    from training.pix2pix import Pix2Pix, Pix2PixConfig
+    from training.cyclegan import CycleGAN, CycleGANConfig  # lazy: torch, in the child only
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch, in the child only
 
     if not spec.get("matmul_convs", True):
-        import translate.conv
+        import translate.conv  # lazy: torch, in the child only
 
         translate.conv.MAX_PIXELS = 0  # every convolution through nn.Conv2d's own path (oneDNN)
     cls, config_cls = (Pix2Pix, Pix2PixConfig) if spec["kind"] == "pix2pix" else (CycleGAN, CycleGANConfig)
@@ -175,8 +166,7 @@ def _eval_inputs(args):
 def setup_infer_ref(spec: dict, args):
     """The reference's generator (its define_G with its defaults for the network), eval, no_grad."""
     torch = _torch(args.threads)
-    sys.path.insert(0, str(Path(args.reference).resolve()))
-    from models import networks  # the reference's
+    from models import networks  # the reference's (this child's PYTHONPATH: REFERENCE_CHILDREN)
 
     unet = spec["net"].startswith("unet")
     G = networks.define_G(3, 3, 64, spec["net"], "batch" if unet else "instance", unet, "normal", 0.02).eval()
@@ -195,7 +185,6 @@ def setup_infer_eager(spec: dict, args):
     import numpy as np
 
     torch = _torch(args.threads)
-    sys.path.insert(0, str(ROOT))
     G = _project_generator(spec["net"])
     bf16 = spec.get("bf16", False)
     if bf16:
@@ -216,7 +205,7 @@ def _project_generator(net: str):
     """The generator every project variant uses: seed 0, the method's defaults, test-time form."""
     import torch
 
-    from translate.networks import define_G, to_inference
+    from translate.networks import define_G, to_inference  # lazy: torch, in the child only
 
     torch.manual_seed(0)
     unet = net.startswith("unet")
@@ -225,8 +214,7 @@ def _project_generator(net: str):
 
 def setup_infer_ort(spec: dict, args):
     """ONNX Runtime through the project's predictor: its defaults, or one of its RuntimeOptions changed."""
-    sys.path.insert(0, str(ROOT))
-    from translate.predictor import Predictor, RuntimeOptions
+    from translate.predictor import Predictor, RuntimeOptions  # lazy: ONNX Runtime, in the child only
 
     path = str(Path(args.workdir) / f"{spec['net']}.{spec['model']}.onnx")
     inputs = _eval_inputs(args)
@@ -246,6 +234,8 @@ def _save_outputs(args, spec: dict, outputs: list) -> None:
 
 SETUPS = {"train_ref": setup_train_ref, "train": setup_train, "infer_ref": setup_infer_ref,
           "infer_eager": setup_infer_eager, "infer_ort": setup_infer_ort}
+#: the children that import the reference's modules: only their PYTHONPATH holds its folder
+REFERENCE_CHILDREN = ("train_ref", "infer_ref")
 
 
 def child_main(args) -> None:
@@ -253,42 +243,32 @@ def child_main(args) -> None:
     proto = os.fdopen(os.dup(1), "w", buffering=1)  # replies; whatever the code prints goes to stderr
     os.dup2(2, 1)
     spec = json.loads(args.child)
-    t0 = time.perf_counter()
-    fn, info = SETUPS[spec["child"]](spec, args)
-    for _ in range(args.warmup):
-        fn()
-    proto.write(json.dumps({"ready": True, "setup_s": time.perf_counter() - t0, **info}) + "\n")
+    with stopwatch() as setup:
+        fn, info = SETUPS[spec["child"]](spec, args)
+        for _ in range(args.warmup):
+            fn()
+    proto.write(json.dumps({"ready": True, "setup_s": setup.wall, **info}) + "\n")
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "quit":
             break
-        wall, cpu = [], []
-        for _ in range(cmd["n"]):
-            t, c = time.perf_counter(), time.process_time()
-            fn()
-            wall.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
-        proto.write(json.dumps({"wall": wall, "cpu": cpu}) + "\n")
+        t = time_calls(fn, cmd["n"])
+        proto.write(json.dumps({"wall": t.wall, "cpu": t.cpu}) + "\n")
     proto.write(json.dumps({"peak_rss_gb": peak_rss_gb()}) + "\n")
-
-
-def peak_rss_gb() -> float:
-    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: that one carries the
-    parent's size over fork + exec, so every child would read at least the parent's peak."""
-    with open("/proc/self/status") as f:
-        kb = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
-    return kb / 1e6
 
 
 class Child:
     def __init__(self, label: str, spec: dict, args):
         self.label, self.spec = label, spec
         self.log = open(Path(args.workdir) / f"log-{spec['label_id']}.txt", "w")
-        cmd = [sys.executable, __file__, "--timed-variant", json.dumps(spec), "--threads", str(args.threads),
-               "--workdir", args.workdir, "--warmup", str(args.warmup)]
-        if args.reference:
-            cmd += ["--reference", args.reference]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        cmd = [sys.executable, "-m", __spec__.name, "--timed-variant", json.dumps(spec), "--threads",
+               str(args.threads), "--workdir", args.workdir, "--warmup", str(args.warmup)]
+        env = None
+        if spec["child"] in REFERENCE_CHILDREN:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                [str(Path(args.reference).resolve()), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env=env)
         self.ready = self._read()
         self.wall: list[float] = []
         self.cpu: list[float] = []
@@ -335,10 +315,9 @@ def prepare(workdir: Path, nets: list[str], int8: bool) -> None:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(ROOT))
-    from translate.datasets import make_pair
-    from translate.export import export_generator
-    from translate.imageio import to_network
+    from translate.datasets import make_pair  # lazy: torch, in the child only
+    from translate.export import export_generator  # lazy: torch, in the child only
+    from translate.imageio import to_network  # lazy: torch, in the child only
 
     torch.set_num_threads(2)
     inputs = to_network(np.stack([make_pair("maps", i, size=256)[0] for i in range(EVAL_IMAGES)]))
@@ -357,8 +336,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from translate.datasets import make_pair
-    from translate.imageio import to_network
+    from translate.datasets import make_pair  # lazy: torch, in the child only
+    from translate.imageio import to_network  # lazy: torch, in the child only
 
     class Maps(CalibrationDataReader):
         def __init__(self):
@@ -409,7 +388,8 @@ def run_group(name: str, variants: list[tuple[str, dict]], args, workdir: Path) 
             for ch in (children if r % 2 == 0 else children[::-1]):
                 ch.run(iters)
             print(f"  round {r + 1} (CPUs {idle:.0%} idle before): "
-                  + ", ".join(f"{statistics.median(c.wall[-iters:]) * (1000 if unit_ms else 1):.3g}" for c in children),
+                  + ", ".join(f"{Timings(c.wall[-iters:]).median * (1000 if unit_ms else 1):.3g}" if c.wall else "-"
+                              for c in children),
                   flush=True)
         peaks = [ch.finish() for ch in children]
     finally:
@@ -418,33 +398,31 @@ def run_group(name: str, variants: list[tuple[str, dict]], args, workdir: Path) 
                 ch.proc.kill()
     load_after = os.getloadavg()
     scale, unit = (1000, "ms") if unit_ms else (1, "s")
-    ref_median, ref_min = statistics.median(children[0].wall), min(children[0].wall)
+    ref = Timings(children[0].wall)
     base_id = variants[1][1]["label_id"]
     rows = []
     for ch, peak in zip(children, peaks):
         if not ch.wall:
             rows.append({"variant": ch.label, "died": ch.died})
             continue
-        med = statistics.median(ch.wall)
-        rows.append({"variant": ch.label, "median": med * scale, "min": min(ch.wall) * scale,
-                     "max": max(ch.wall) * scale, "cpu": statistics.median(ch.cpu) * scale, "peak_rss_gb": peak,
-                     "vs_reference": med / ref_median, "vs_reference_min": min(ch.wall) / ref_min,
-                     "gflops": WORK[name] / med,
+        t = Timings(ch.wall, ch.cpu)
+        rows.append({"variant": ch.label, "median": t.median * scale, "min": t.min * scale, "max": t.max * scale,
+                     "cpu": t.cpu_median * scale, "peak_rss_gb": peak, "vs_reference": t.median / ref.median,
+                     "vs_reference_min": t.min / ref.min, "gflops": WORK[name] / t.median,
                      "fidelity": fidelity(workdir, ch.spec["label_id"], base_id) if unit_ms else "",
                      "info": {k: v for k, v in ch.ready.items() if k not in ("ready", "setup_s")}})
     print(f"\n{name}, {unit} per iteration (load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
           f"{len(children[0].wall)} iterations per variant):\n")
-    print(f"| variant | median {unit} | spread (min-max) | CPU {unit} | GFLOP/s | peak RSS | vs reference (medians) "
-          "| vs reference (minima) |" + (" grey levels off fp32 (mean / p99 / max) |" if unit_ms else ""))
-    print("|---|---|---|---|---|---|---|---|" + ("---|" if unit_ms else ""))
+    print_table(["variant", f"median {unit}", "spread (min-max)", f"CPU {unit}", "GFLOP/s", "peak RSS",
+                 "vs reference (medians)", "vs reference (minima)",
+                 *(["grey levels off fp32 (mean / p99 / max)"] if unit_ms else [])])
     for r in rows:
         if "died" in r:
-            print(f"| {r['variant']} | {r['died']} |")
+            print_row(r["variant"], r["died"])
             continue
-        print(f"| {r['variant']} | {r['median']:.3g} | {r['min']:.3g}-{r['max']:.3g} | {r['cpu']:.3g} | "
-              f"{r['gflops']:.0f} | {'-' if r['peak_rss_gb'] is None else format(r['peak_rss_gb'], '.2f') + ' GB'} | "
-              f"{r['vs_reference']:.2f}x | {r['vs_reference_min']:.2f}x |"
-              + (f" {r['fidelity']} |" if unit_ms else ""), flush=True)
+        print_row(r["variant"], f"{r['median']:.3g}", f"{r['min']:.3g}-{r['max']:.3g}", f"{r['cpu']:.3g}",
+                  f"{r['gflops']:.0f}", "-" if r["peak_rss_gb"] is None else f"{r['peak_rss_gb']:.2f} GB",
+                  f"{r['vs_reference']:.2f}x", f"{r['vs_reference_min']:.2f}x", *([r["fidelity"]] if unit_ms else []))
     return {"group": name, "load_before": load_before, "load_after": load_after, "rows": rows}
 
 
@@ -517,24 +495,19 @@ def main() -> None:
     args.workdir = str(workdir)
     from importlib.metadata import version
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.machine())
-    flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
-    features = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni") if f in flags]
     ort_dist = next(d for d in ("onnxruntime-gpu", "onnxruntime") if _installed(d))
-    machine = (f"{cpu}, {os.cpu_count()} CPUs ({', '.join(features) or 'no bf16 / VNNI'}), {args.threads} threads, "
-               f"torch {version('torch')}, {ort_dist} {version(ort_dist)}")
-    print(f"machine: {machine}\nwork folder: {workdir}", flush=True)
+    described = (f"{machine()}, {args.threads} threads, torch {version('torch')}, {ort_dist} {version(ort_dist)}")
+    print(f"machine: {described}\nwork folder: {workdir}", flush=True)
     nets = [g for g in args.groups if g in ("unet_256", "resnet_9blocks")]
     if nets:  # in a child of its own: this process stays small, and so do the children it forks
-        subprocess.run([sys.executable, __file__, "--prepare", json.dumps({"nets": nets, "int8": args.levers}),
-                        "--workdir", str(workdir)], check=True)
+        subprocess.run([sys.executable, "-m", __spec__.name, "--prepare",
+                        json.dumps({"nets": nets, "int8": args.levers}), "--workdir", str(workdir)], check=True)
     results = []
     for g in args.groups:
         variants = train_variants(g, args) if g in ("pix2pix", "cyclegan") else infer_variants(g, args)
         results.append(run_group(g, variants, args, workdir))
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "args": {k: v for k, v in vars(args).items()
+        Path(args.json).write_text(json.dumps({"machine": described, "args": {k: v for k, v in vars(args).items()
                                                                              if k not in ("child",)},
                                                "groups": results}, indent=2))
 

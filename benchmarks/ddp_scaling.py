@@ -1,7 +1,7 @@
 """Data-parallel training throughput on Ray Train, and what averaging the gradients costs per step.
 
-    python benchmarks/ddp_scaling.py scaling [--processes 1 2 4] [--size 128] [--batch 2] [--steps 30]
-    python benchmarks/ddp_scaling.py allreduce [--processes 2] [--repeats 20]
+    python -m benchmarks.ddp_scaling scaling [--processes 1 2 4] [--size 128] [--batch 2] [--steps 30]
+    python -m benchmarks.ddp_scaling allreduce [--processes 2] [--repeats 20]
 
 ``scaling`` trains Pix2Pix (unet_<size>, instance norm) on the built-in maps set with each number of
 processes in turn (each process at ``--batch``, so the global batch grows with the count) and prints
@@ -16,27 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
+import statistics
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.harness import machine, print_row, print_table, stopwatch, time_calls
 
 
-def machine() -> str:
-    model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-                 platform.processor())
-    return f"{model}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+def described() -> str:
+    return f"{machine()}, load average {os.getloadavg()[0]:.1f}"
 
 
 def scaling(args) -> None:
     import ray
 
-    from training.loop import Trainer
-    from training.pix2pix import Pix2Pix, Pix2PixConfig
-    from translate.datasets import make_dataset
+    from training.loop import Trainer  # lazy: torch
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch
+    from translate.datasets import make_dataset  # lazy: torch
 
     root = Path(tempfile.mkdtemp(prefix="ddp-bench-"))
     make_dataset("maps", root / "maps", count=200, size=args.size, seed=0)
@@ -49,29 +45,27 @@ def scaling(args) -> None:
                                 cpus_per_process=min(1.0, os.cpu_count() / n) if n > os.cpu_count() else None,
                                 steps=args.steps, log_every=1, val_every=10**9, sample_every=10**9,
                                 checkpoint_every=10**9, workers=0, export=False, progress=False)
-            started = time.perf_counter()
-            Trainer(Pix2Pix, cfg).fit()
-            wall = time.perf_counter() - started
+            with stopwatch() as lap:
+                Trainer(Pix2Pix, cfg).fit()
             metrics = [json.loads(x) for x in (root / f"run-{n}" / "metrics.jsonl").read_text().splitlines()]
             rates = [m["it_per_s"] for m in metrics if "it_per_s" in m][args.steps // 3:]  # steady state
-            steps_per_s = sorted(rates)[len(rates) // 2]
-            rows.append((n, args.batch * n, steps_per_s, steps_per_s * args.batch * n, wall))
+            steps_per_s = statistics.median(rates)
+            rows.append((n, args.batch * n, steps_per_s, steps_per_s * args.batch * n, lap.wall))
     finally:
         ray.shutdown()
     base = rows[0][3]
-    print(f"\nPix2Pix unet_{args.size}, instance norm, {args.batch} images per process a step ({machine()})\n")
-    print("| processes | global batch | steps/s (median) | images/s | vs 1 process | wall incl. start-up |")
-    print("|---|---|---|---|---|---|")
-    for n, gb, sps, ips, wall in rows:
-        print(f"| {n} | {gb} | {sps:.2f} | {ips:.1f} | {ips / base:.2f}x | {wall:.0f} s |")
+    print(f"\nPix2Pix unet_{args.size}, instance norm, {args.batch} images per process a step ({described()})\n")
+    print_table(["processes", "global batch", "steps/s (median)", "images/s", "vs 1 process", "wall incl. start-up"],
+                [(n, gb, f"{sps:.2f}", f"{ips:.1f}", f"{ips / base:.2f}x", f"{wall:.0f} s")
+                 for n, gb, sps, ips, wall in rows])
 
 
 def _time_allreduce(config: dict) -> None:
     import ray.train
     import torch
 
-    from training.distributed import World
-    from translate.networks import define_D, define_G
+    from training.distributed import World  # lazy: torch, in the Ray Train worker
+    from translate.networks import define_D, define_G  # lazy: torch, in the Ray Train worker
 
     ctx = ray.train.get_context()
     world = World(ctx.get_world_rank(), ctx.get_world_size())
@@ -79,17 +73,10 @@ def _time_allreduce(config: dict) -> None:
     params = list(define_G("unet_256").parameters()) + list(define_D("basic", 6).parameters())
     for p in params:
         p.grad = torch.randn_like(p)
-    world.average_gradients(params)  # warm-up
-    times = []
-    for _ in range(config["repeats"]):
-        world.barrier()
-        t = time.perf_counter()
-        world.average_gradients(params)
-        times.append(time.perf_counter() - t)
+    t = time_calls(lambda: world.average_gradients(params), config["repeats"], warmup=1, before_each=world.barrier)
     if world.is_main:
         n = sum(p.numel() for p in params)
-        Path(config["out"]).write_text(json.dumps({"floats": n, "seconds": sorted(times)[len(times) // 2],
-                                                   "spread": [min(times), max(times)]}))
+        Path(config["out"]).write_text(json.dumps({"floats": n, "seconds": t.median, "spread": [t.min, t.max]}))
 
 
 def allreduce(args) -> None:
@@ -98,7 +85,7 @@ def allreduce(args) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from training.pix2pix import Pix2Pix, Pix2PixConfig
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch
 
     out = Path(tempfile.mkdtemp(prefix="ddp-ar-")) / "result.json"
     cpus = os.cpu_count() / args.processes
@@ -116,18 +103,12 @@ def allreduce(args) -> None:
     torch.set_num_threads(max(1, int(cpus)))
     m = Pix2Pix(Pix2PixConfig(data="-", size=256), torch.device("cpu"))
     batch = {k: torch.rand(1, 3, 256, 256) * 2 - 1 for k in "AB"}
-    for _ in range(2):
-        m.step(batch)
-    t = time.perf_counter()
-    for _ in range(5):
-        m.step(batch)
-    step = (time.perf_counter() - t) / 5
+    step = time_calls(lambda: m.step(batch), 5, warmup=2).mean
     print(f"\nGradient average of unet_256 + basic D ({r['floats'] / 1e6:.1f} M floats, fp32) between "
-          f"{args.processes} processes, gloo, {machine()}\n")
-    print("| all-reduce (median) | spread | one Pix2Pix 256 px step, batch 1, same threads | share of a step |")
-    print("|---|---|---|---|")
-    print(f"| {r['seconds'] * 1e3:.0f} ms | {r['spread'][0] * 1e3:.0f}-{r['spread'][1] * 1e3:.0f} ms | "
-          f"{step * 1e3:.0f} ms | {r['seconds'] / (step + r['seconds']):.0%} |")
+          f"{args.processes} processes, gloo, {described()}\n")
+    print_table(["all-reduce (median)", "spread", "one Pix2Pix 256 px step, batch 1, same threads", "share of a step"])
+    print_row(f"{r['seconds'] * 1e3:.0f} ms", f"{r['spread'][0] * 1e3:.0f}-{r['spread'][1] * 1e3:.0f} ms",
+              f"{step * 1e3:.0f} ms", f"{r['seconds'] / (step + r['seconds']):.0%}")
 
 
 def main() -> None:

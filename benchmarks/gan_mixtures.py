@@ -1,9 +1,9 @@
 """The GAN family on the 2-D mixtures (PacGAN / VEEGAN protocol), and the truncation trade-off on digits.
 
-    python benchmarks/gan_mixtures.py mixtures [--seeds 5] [--jobs 2] [--steps ring8=15000 grid25=20000]
+    python -m benchmarks.gan_mixtures mixtures [--seeds 5] [--jobs 2] [--steps ring8=15000 grid25=20000]
                                                [--data ring8 grid25]
                                                [--objectives minimax nonsaturating lsgan wgan wgangp hinge]
-    python benchmarks/gan_mixtures.py truncation [--steps 3000] [--conditional] [--run RUN]
+    python -m benchmarks.gan_mixtures truncation [--steps 3000] [--conditional] [--run RUN]
 
 ``mixtures`` trains every objective on every mixture for every seed, each run through the real
 training loop (``training.loop.Trainer``) in a worker process with one torch thread, and
@@ -31,16 +31,13 @@ import argparse
 import contextlib
 import io
 import math
-import os
-import platform
 import sys
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import machine, print_row, print_table, stopwatch
 
 OBJECTIVES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgangp", "hinge")
 # what a benchmark run does besides the preset's settings: no export, validation only at the end, quiet
@@ -56,20 +53,20 @@ def one_run(data: str, objective: str, seed: int, steps: int, out: str, extra: d
     import torch
 
     torch.set_num_threads(1)
-    from training.gan import GAN, GANConfig
-    from training.loop import Trainer
+    from training.gan import GAN, GANConfig  # lazy: torch, in the worker process
+    from training.loop import Trainer  # lazy: torch, in the worker process
 
     kw = {**QUIET, **({"steps": steps} if steps else {}), **extra}
     cfg = GANConfig(data=data, out=out, gan_mode=objective, seed=seed, **kw)  # the data set's preset for the rest
     cfg.sample_every = cfg.checkpoint_every = cfg.steps
-    t_cpu, t_wall = time.process_time(), time.perf_counter()
-    trainer = Trainer(GAN, cfg)
-    with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation line: the table says it
-        trainer.fit()
-    cpu, wall = time.process_time() - t_cpu, time.perf_counter() - t_wall
+    with stopwatch() as lap:
+        trainer = Trainer(GAN, cfg)
+        with contextlib.redirect_stdout(io.StringIO()):  # the loop's validation line: the table says it
+            trainer.fit()
     val = trainer.last_val
     return {"data": data, "objective": objective, "seed": seed, "modes": val["val/modes"],
-            "hq": val["val/high_quality"], "rkl": val["val/reverse_kl"], "cpu_min": cpu / 60, "wall_min": wall / 60,
+            "hq": val["val/high_quality"], "rkl": val["val/reverse_kl"], "cpu_min": lap.cpu / 60,
+            "wall_min": lap.wall / 60,
             "steps": cfg.steps,
             "settings": {k: getattr(cfg, k) for k in ("lr", "beta1", "beta2", "n_critic", "optimizer", "lambda_gp")}}
 
@@ -92,8 +89,7 @@ def mixtures(args) -> None:
     tasks = [(d, o, s) for d in args.data for o in args.objectives for s in range(args.seeds)]
     root = Path(args.out or tempfile.mkdtemp(prefix="gan_mixtures_"))
     rows = []
-    started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+    with stopwatch() as sitting, ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(one_run, d, o, s, steps[d], str(root / f"{d}-{o}-{s}"),
                                extra_wgan if o == "wgan" else {}) for d, o, s in tasks]
         for f in futures:
@@ -103,35 +99,34 @@ def mixtures(args) -> None:
                   f"rKL {r['rkl']:.3f}, {r['cpu_min']:.2f} CPU-min", file=sys.stderr, flush=True)
     ran = {d: sorted({r["steps"] for r in rows if r["data"] == d}) for d in args.data}
     print(f"\n{len(tasks)} runs, steps {ran}, {args.jobs} at a time, "
-          f"{(time.perf_counter() - started) / 60:.1f} min wall; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs\n")
+          f"{sitting.wall / 60:.1f} min wall; {machine()}\n")
     for d in args.data:
         print(f"### {d} ({args.seeds} seeds, mean ± s.e.)\n")
-        print("| objective | modes | high quality % | reverse KL | CPU-min / run | every seed at target |")
-        print("|---|---|---|---|---|---|")
+        print_table(["objective", "modes", "high quality %", "reverse KL", "CPU-min / run", "every seed at target"])
         k = 8 if d == "ring8" else 25
         goal = 95.0 if d == "ring8" else 90.0
         for o in args.objectives:
             rs = [r for r in rows if r["data"] == d and r["objective"] == o]
             ok = sum(r["modes"] == k and r["hq"] >= goal for r in rs)
-            print(f"| {o} | {mean_se([r['modes'] for r in rs])} | {mean_se([r['hq'] for r in rs])} | "
-                  f"{mean_se([r['rkl'] for r in rs])} | {mean_se([r['cpu_min'] for r in rs])} | {ok}/{len(rs)} |")
+            print_row(o, mean_se([r["modes"] for r in rs]), mean_se([r["hq"] for r in rs]),
+                      mean_se([r["rkl"] for r in rs]), mean_se([r["cpu_min"] for r in rs]), f"{ok}/{len(rs)}")
         for name, modes, hq, rkl in ANCHORS[d]:
-            print(f"| *{name}* (published) | {modes} | {hq} | {rkl} | | |")
+            print_row(f"*{name}* (published)", modes, hq, rkl, "", "")
         print()
-    print("settings per objective:", {o: next(r["settings"] for r in rows if r["objective"] == o) for o in args.objectives})
+    print("settings per objective:",
+          {o: next(r["settings"] for r in rows if r["objective"] == o) for o in args.objectives})
 
 
 def truncation(args) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from training.classifier import classifier_for_run
-    from training.gan import GAN, GANConfig
-    from training.loop import Trainer
-    from translate.gan.metrics import class_histogram, predict
-    from translate.gan.networks import sample_labels, sample_latents
-    from translate.generators import load_generator
+    from training.classifier import classifier_for_run  # lazy: torch
+    from training.gan import GAN, GANConfig  # lazy: torch
+    from training.loop import Trainer  # lazy: torch
+    from translate.gan.metrics import class_histogram, predict  # lazy: torch
+    from translate.gan.networks import sample_labels, sample_latents  # lazy: torch
+    from translate.generators import load_generator  # lazy: torch
 
     run = Path(args.run) if args.run else None
     if run is None:
@@ -140,21 +135,17 @@ def truncation(args) -> None:
                         gan_mode="nonsaturating", lr=5e-4, ema_decay=0.999, decay_fraction=0.5, threads=1,
                         conditional=args.conditional, progress=False, val_every=0, sample_every=args.steps,
                         checkpoint_every=args.steps)
-        t = time.process_time()
-        with contextlib.redirect_stdout(io.StringIO()):
+        with stopwatch() as lap, contextlib.redirect_stdout(io.StringIO()):
             Trainer(GAN, cfg).fit()
-        print(f"trained {run} ({args.steps} steps, {(time.process_time() - t) / 60:.1f} CPU-min)", file=sys.stderr)
+        print(f"trained {run} ({args.steps} steps, {lap.cpu / 60:.1f} CPU-min)", file=sys.stderr)
     G, meta = load_generator(run)
     C, info = classifier_for_run(run, meta["config"])
     k = G.num_classes
     print(f"digits classifier: held-out accuracy {info.get('val_accuracy', float('nan')):.3f}\n")
     print(f"### Truncation on digits 16 px ({args.n} samples per row, {'class-conditional' if k else 'unconditional'} "
           f"DCGAN, {meta['step']} steps)\n")
-    if k:
-        print("| T | p(asked class) (quality) | accuracy | within-class feature spread (diversity) |")
-    else:
-        print("| T | confidence (quality) | classes covered | class reverse KL | feature spread (diversity) |")
-    print("|---|---|---|---|---|" if not k else "|---|---|---|---|")
+    print_table(["T", "p(asked class) (quality)", "accuracy", "within-class feature spread (diversity)"] if k else
+                ["T", "confidence (quality)", "classes covered", "class reverse KL", "feature spread (diversity)"])
     rows = []
     for t in args.thresholds:
         z = sample_latents(args.n, G.nz, t, generator=torch.Generator().manual_seed(0))
@@ -167,12 +158,12 @@ def truncation(args) -> None:
         name = "none" if t == 0 else t
         if k:
             spread = sum(torch.pdist(f[y == c][:300]).mean().item() for c in range(k)) / k
-            print(f"| {name} | {probs[torch.arange(args.n), y].mean():.3f} | {(pred == y).float().mean():.3f} | "
-                  f"{spread:.2f} |")
+            print_row(name, f"{probs[torch.arange(args.n), y].mean():.3f}", f"{(pred == y).float().mean():.3f}",
+                      f"{spread:.2f}")
         else:
             h = class_histogram(pred, 10)
-            print(f"| {name} | {probs.max(1).values.mean():.3f} | {h['classes_covered']} | "
-                  f"{h['class_reverse_kl']:.3f} | {torch.pdist(f[:1000]).mean().item():.2f} |")
+            print_row(name, f"{probs.max(1).values.mean():.3f}", h["classes_covered"], f"{h['class_reverse_kl']:.3f}",
+                      f"{torch.pdist(f[:1000]).mean().item():.2f}")
     from torchvision.utils import save_image
 
     grid = Path(args.grid or run.parent / "truncation.png")

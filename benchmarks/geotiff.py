@@ -1,7 +1,7 @@
 """GeoTIFF through a tiny model: time, peak memory and file sizes, windowed vs whole-in-memory.
 
-    PYTHONPATH=. python benchmarks/geotiff.py --size 20000           # the windowed path only
-    PYTHONPATH=. python benchmarks/geotiff.py --size 4000 --compare  # windowed vs whole, side by side
+    python -m benchmarks.geotiff --size 20000           # the windowed path only
+    python -m benchmarks.geotiff --size 4000 --compare  # windowed vs whole, side by side
 
 Makes a 3-band uint8 GeoTIFF (tiled 512, deflate, a nodata collar, an aerial-like pattern) of
 SIZE x SIZE, written by windows, and a tiny generator (resnet_2blocks, ngf 8; ``--norm none``
@@ -22,10 +22,11 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.harness import machine, print_table, rss_kb, stopwatch
 
 
 def make_raster(path: Path, size: int) -> None:
@@ -55,8 +56,8 @@ def make_raster(path: Path, size: int) -> None:
 def make_model(path: Path, norm: str) -> None:
     import torch
 
-    from translate.export import export_generator
-    from translate.networks import define_G, to_inference
+    from translate.export import export_generator  # lazy: torch
+    from translate.networks import define_G, to_inference  # lazy: torch
 
     torch.manual_seed(0)
     arch = dict(name="resnet_2blocks", ngf=8, norm=norm)
@@ -64,45 +65,30 @@ def make_model(path: Path, norm: str) -> None:
                                       check=False)[0])
 
 
-def rss_mb(field: str = "VmHWM") -> float:
-    """This process's peak (VmHWM) or current (VmRSS) resident memory."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run_case(case: str, model: Path, src: Path, dst: Path) -> dict:
     """One case in this process; returns seconds, peak RSS and the output's size."""
-    from translate.predictor import Predictor
-    from translate.raster import RasterOptions, translate_raster
+    from translate.predictor import Predictor  # lazy: ONNX Runtime, in the child only
+    from translate.raster import RasterOptions, translate_raster  # lazy: GDAL, in the child only
 
     predictor = Predictor(model, device="cpu")
     import rasterio  # noqa: F401  (imported before the baseline, as the whole path needs it too)
 
-    baseline = rss_mb("VmRSS")  # the libraries and the model, before any pixel
-    started = time.perf_counter()
-    if case in ("windowed", "cog"):
-        translate_raster(predictor, src, dst, RasterOptions(cog=case == "cog"))
-    else:
-        import rasterio
+    baseline = rss_kb("VmRSS") / 1024  # the libraries and the model, before any pixel
+    with stopwatch() as lap:
+        if case in ("windowed", "cog"):
+            translate_raster(predictor, src, dst, RasterOptions(cog=case == "cog"))
+        else:
+            import rasterio
 
-        with rasterio.open(src) as ds:
-            a = ds.read().transpose(1, 2, 0)
-            profile = ds.profile
-        y = predictor.translate_array(a)
-        profile.update(count=3, nodata=None)
-        with rasterio.open(dst, "w", **profile) as out:
-            out.write(y.transpose(2, 0, 1))
-    return {"case": case, "seconds": round(time.perf_counter() - started, 1), "baseline_mb": round(baseline),
-            "peak_rss_mb": round(rss_mb()), "output_mb": round(dst.stat().st_size / 2**20, 1)}
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+            with rasterio.open(src) as ds:
+                a = ds.read().transpose(1, 2, 0)
+                profile = ds.profile
+            y = predictor.translate_array(a)
+            profile.update(count=3, nodata=None)
+            with rasterio.open(dst, "w", **profile) as out:
+                out.write(y.transpose(2, 0, 1))
+    return {"case": case, "seconds": round(lap.wall, 1), "baseline_mb": round(baseline),
+            "peak_rss_mb": round(rss_kb() / 1024), "output_mb": round(dst.stat().st_size / 2**20, 1)}
 
 
 def main() -> None:
@@ -123,28 +109,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         tmp = Path(tmp)
         src, model = tmp / "in.tif", tmp / "model.onnx"
-        t = time.perf_counter()
-        make_raster(src, args.size)
-        print(f"made a {args.size}^2 raster ({src.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - t:.0f} s",
-              file=sys.stderr)
+        with stopwatch() as lap:
+            make_raster(src, args.size)
+        print(f"made a {args.size}^2 raster ({src.stat().st_size / 2**20:.0f} MB) in {lap.wall:.0f} s", file=sys.stderr)
         make_model(model, args.norm)
         cases = ["windowed"] + (["cog"] if args.cog else []) + (["whole"] if args.compare else [])
         rows = []
         for case in cases:
-            out = subprocess.run([sys.executable, __file__, "--case", case, "--model", str(model), "--src", str(src),
-                                  "--dst", str(tmp / f"{case}.tif")], capture_output=True, text=True)
+            out = subprocess.run([sys.executable, "-m", __spec__.name, "--case", case, "--model", str(model),
+                                  "--src", str(src), "--dst", str(tmp / f"{case}.tif")], capture_output=True, text=True)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
-                rows.append({"case": case, "seconds": "failed", "baseline_mb": "-", "peak_rss_mb": "-", "output_mb": "-"})
+                rows.append({"case": case, "seconds": "failed", "baseline_mb": "-", "peak_rss_mb": "-",
+                             "output_mb": "-"})
                 continue
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr)
         raw = args.size * args.size * 3 / 2**20
         print(f"\n{args.size} x {args.size} x 3 uint8 ({raw:.0f} MB raw, input {src.stat().st_size / 2**20:.0f} MB "
-              f"deflate), resnet_2blocks ngf 8 norm {args.norm}; CPU: {cpu_model()}\n")
-        print("| path | seconds | RSS before (MB) | peak RSS (MB) | output (MB) |\n|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['case']} | {r['seconds']} | {r['baseline_mb']} | {r['peak_rss_mb']} | {r['output_mb']} |")
+              f"deflate), resnet_2blocks ngf 8 norm {args.norm}; machine: {machine()}\n")
+        print_table(["path", "seconds", "RSS before (MB)", "peak RSS (MB)", "output (MB)"],
+                    [[r[k] for k in ("case", "seconds", "baseline_mb", "peak_rss_mb", "output_mb")] for r in rows])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """GPU check: every GPU path of the project in one run (at most 8 minutes on one H100/H200), one table.
 
-    PYTHONPATH=. python3 benchmarks/gpu_check.py [--json results.json]
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --dry-run [--json dry.json]   # CPU, tiny networks
+    python3 -m benchmarks.gpu_check [--json results.json]
+    python3 -m benchmarks.gpu_check --dry-run [--json dry.json]   # CPU, tiny networks
 
 Sections, each with its own time budget (``BUDGETS``); a section whose packages are missing is
 skipped and says why, one that fails or runs out of time shows its error in the table and the
@@ -26,10 +26,11 @@ others still run; the table (and the JSON, with ``--json``) is written whatever 
 
 Needs torch >= 2.11 and onnxruntime (the GPU build, onnxruntime-gpu, for ``ort``, ``service`` and
 ``convert``), Ray for ``service`` and ``convert``, aiohttp for ``service``, torchmetrics for ``run`` and
-``ddp`` (the Trainer validates); nothing downloads, and albumentations is not needed. A section that needs a missing package is "skipped", naming it. ONNX
-Runtime without a working CUDA provider is not skipped: CUDA was asked for, so ``ort``, ``service``
-and ``convert`` FAIL with translate.errors.CudaProviderError naming why (the CPU build installed,
-cuBLAS/cuDNN that do not load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
+``ddp`` (the Trainer validates); nothing downloads, and albumentations is not needed. A section that
+needs a missing package is "skipped", naming it. ONNX Runtime without a working CUDA provider is not
+skipped: CUDA was asked for, so ``ort``, ``service`` and ``convert`` FAIL with
+translate.errors.CudaProviderError naming why (the CPU build installed, cuBLAS/cuDNN that do not
+load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
 libraries come with torch's nvidia wheels and are loaded first (``import torch``,
 ``onnxruntime.preload_dlls()``). A GPU machine with torch alone (the device machines here: torch
 2.11, the CPU onnxruntime, no Ray, no albumentations) measures ``env``, ``train``, ``forward``, ``run``
@@ -37,9 +38,9 @@ and ``ddp``; the last two run the Trainer, whose validation needs torchmetrics (
 package list, /work/.library/device/KINDS.md, has 1.9.0; an older list did not name it). Where it is
 missing they are skipped naming the remedy: ``make gpu-deps`` here puts torchmetrics and
 lightning-utilities (pure Python, the versions of .venv) in .gpu-deps/ for the device call to carry.
-Run the check from the checkout with that machine's Python, not through ``make``::
+Run the check from the checkout's root with that machine's Python, not through ``make``::
 
-    PYTHONPATH=.:.gpu-deps python3 benchmarks/gpu_check.py --json $OUT/gpu.json   # carry: .gpu-deps if made
+    PYTHONPATH=.:.gpu-deps python3 -m benchmarks.gpu_check --json $OUT/gpu.json   # carry: .gpu-deps if made
 
 To measure the rest there, install onnxruntime-gpu in place of onnxruntime, and Ray, from
 wheels carried to it (``pip install --no-index --find-links WHEELS onnxruntime-gpu 'ray[serve,data,
@@ -47,7 +48,8 @@ train]'``), then run this again with ``--only ort service convert``.
 
 ``--dry-run`` runs every section on the CPU with tiny networks (the CPU provider in place of CUDA,
 gloo in place of NCCL, torch.compile's eager backend): tests/benchmarks/test_gpu_check.py runs it,
-so the script cannot rot where no GPU is.
+so the script cannot rot where no GPU is. Where a GPU is, the same file runs the real check as an
+integration test marked ``gpu`` (``pytest -m gpu tests/benchmarks``; skipped without a GPU).
 """
 from __future__ import annotations
 
@@ -60,7 +62,6 @@ import os
 import platform
 import signal
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -69,9 +70,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from anywhere; PYTHONPATH=. works too
+from benchmarks import serve_load
+from benchmarks.harness import Timings, machine, stopwatch, table, time_calls
 
 #: seconds per section (on the GPU: 8 minutes in all with start-up); the dry run has the same
 BUDGETS = {"env": 15, "train": 190, "forward": 30, "run": 45, "ort": 50, "service": 60, "convert": 30, "ddp": 25}
@@ -149,21 +149,18 @@ class Report:
 
     def table(self) -> str:
         out = [f"machine: {self.machine.get('summary', '?')}", "",
-               "| section | status | seconds | note |", "|---|---|---|---|"]
-        for name, s in self.sections.items():
-            out.append(f"| {name} | {s['status']} | {s['seconds']:.1f} | {_cell(s.get('note', ''))} |")
-        out += ["", "| section | what | variant | result | peak memory | vs baseline | note |",
-                "|---|---|---|---|---|---|---|"]
-        for r in self.rows:
-            mem = f"{r['peak_gb']:.2f} GB" if r.get("peak_gb") is not None else ""
-            ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else ""
-            out.append(f"| {r['section']} | {r['what']} | {r['variant']} | {_fmt(r['value'])} {r['unit']} | {mem} "
-                       f"| {ratio} | {_cell(r.get('note', ''))} |")
+               table(["section", "status", "seconds", "note"],
+                     [(name, s["status"], f"{s['seconds']:.1f}", _cell(s.get("note", "")))
+                      for name, s in self.sections.items()]), "",
+               table(["section", "what", "variant", "result", "peak memory", "vs baseline", "note"],
+                     [(r["section"], r["what"], r["variant"], f"{_fmt(r['value'])} {r['unit']}",
+                       f"{r['peak_gb']:.2f} GB" if r.get("peak_gb") is not None else "",
+                       f"{r['ratio']:.2f}x" if r.get("ratio") is not None else "", _cell(r.get("note", "")))
+                      for r in self.rows])]
         if self.targets:
-            out += ["", "| target | value | goal | met |", "|---|---|---|---|"]
-            for t in self.targets:
-                met = {True: "yes", False: "NO", None: "not measured"}[t["met"]]
-                out.append(f"| {t['target']} | {_fmt(t['value'])} | {t['goal']} | {met} |")
+            met = {True: "yes", False: "NO", None: "not measured"}
+            out += ["", table(["target", "value", "goal", "met"],
+                              [(t["target"], _fmt(t["value"]), t["goal"], met[t["met"]]) for t in self.targets])]
         return "\n".join(out)
 
 
@@ -232,20 +229,10 @@ def peak_gb(device: str) -> float | None:
     return None
 
 
-def rate(fn: Callable[[], Any], plan: Plan, warmup: int | None = None) -> tuple[float, list[float]]:
-    """Calls per second of ``fn`` over at least ``plan.seconds`` and ``plan.min_iters`` calls, and
-    the per-call times (each call ends with a device sync)."""
-    for _ in range(plan.warmup if warmup is None else warmup):
-        fn()
-    sync(plan.device)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < plan.min_iters or time.perf_counter() - start < plan.seconds:
-        t = time.perf_counter()
-        fn()
-        sync(plan.device)
-        times.append(time.perf_counter() - t)
-    return len(times) / (time.perf_counter() - start), times
+def measure(fn: Callable[[], Any], plan: Plan, warmup: int | None = None) -> Timings:
+    """``fn`` timed over at least ``plan.seconds`` and ``plan.min_iters`` calls, each ending with a device sync."""
+    return time_calls(fn, plan.min_iters, warmup=plan.warmup if warmup is None else warmup, seconds=plan.seconds,
+                      sync=lambda: sync(plan.device))
 
 
 def bf16_peak(name: str) -> float | None:
@@ -258,8 +245,10 @@ def section_env(rep: Report) -> None:
 
     plan = rep.plan
     m = rep.machine
+    host = machine()
     m.update(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
-             cudnn=torch.backends.cudnn.version(), cpus=os.cpu_count(), dry_run=plan.device == "cpu")
+             cudnn=torch.backends.cudnn.version(), cpu=host.cpu, cpus=host.cpus, cpu_flags=list(host.flags),
+             dry_run=plan.device == "cpu")
     for mod in ("onnxruntime", "onnx", "ray"):
         with contextlib.suppress(ImportError):
             m[mod] = __import__(mod).__version__
@@ -270,27 +259,25 @@ def section_env(rep: Report) -> None:
         props = torch.cuda.get_device_properties(0)
         m.update(gpu=name, gpu_memory_gb=round(props.total_memory / 2**30, 1), capability=[props.major, props.minor],
                  tf32_convolutions=torch.backends.cudnn.allow_tf32, bf16_peak_tflops=bf16_peak(name))
-        m["summary"] = f"{name}, torch {torch.__version__} (CUDA {torch.version.cuda}), {os.cpu_count()} CPUs"
+        m["summary"] = f"{host}, torch {torch.__version__} (CUDA {torch.version.cuda})"
         n = 8192
         a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
         b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-        per_s, _ = rate(lambda: a @ b, Plan(seconds=1.0, min_iters=10, warmup=3))
+        per_s = time_calls(lambda: a @ b, 10, warmup=3, seconds=1.0, sync=torch.cuda.synchronize).per_second
         tflops = 2 * n**3 * per_s / 1e12
         m["bf16_matmul_tflops"] = tflops
         rep.row("env", f"bf16 matmul {n}^3", "torch", tflops, "TFLOP/s",
                 note=f"data-sheet peak {_fmt(m['bf16_peak_tflops'])} TFLOP/s")
     else:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-                   platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
-        m["summary"] = f"DRY RUN on CPU ({cpu}, {os.cpu_count()} CPUs), torch {torch.__version__}: tiny networks"
+        m["summary"] = f"DRY RUN on CPU ({host}), torch {torch.__version__}: tiny networks"
         rep.row("env", "device", "cpu", None, "", note="dry run: sizes and speeds mean nothing")
 
 
 def _method(kind: str, plan: Plan, batch: int, mode: str):
     import torch
 
-    from training.cyclegan import CycleGAN, CycleGANConfig
-    from training.pix2pix import Pix2Pix, Pix2PixConfig
+    from training.cyclegan import CycleGAN, CycleGANConfig  # lazy: torch
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch
 
     common = dict(data="-", size=plan.size, ngf=plan.ngf, ndf=plan.ndf, batch_size=batch, device=plan.device,
                   amp=mode != "fp32", progress=False)
@@ -334,18 +321,17 @@ def _train_rows(rep: Report, work: list, base: dict, best: dict) -> None:
     plan = rep.plan
     for kind, b, mode in work:
         reset_peak(plan.device)
-        t0 = time.perf_counter()
-        m = _method(kind, plan, b, mode)
-        batch = _batch(plan, b)
-        m.step(batch)  # the first step: cuDNN's search, compilation
-        sync(plan.device)
-        first = time.perf_counter() - t0
-        per_s, _ = rate(lambda: m.step(batch), plan, warmup=min(1, plan.warmup))
+        with stopwatch() as first:
+            m = _method(kind, plan, b, mode)
+            batch = _batch(plan, b)
+            m.step(batch)  # the first step: cuDNN's search, compilation
+            sync(plan.device)
+        per_s = measure(lambda: m.step(batch), plan, warmup=min(1, plan.warmup)).per_second
         cl = m.config.channels_last
         r = rep.row("train", f"{kind} step, batch {b}", {"fp32": "fp32 (TF32 convs)", "bf16": "bf16 AMP",
                                                           "compile": "bf16 AMP + compile"}[mode] if plan.device ==
                     "cuda" else mode, per_s, "steps/s", peak_gb=peak_gb(plan.device), images_per_s=per_s * b,
-                    note=f"{'channels-last' if cl else 'NCHW'}; first step {first:.1f} s")
+                    note=f"{'channels-last' if cl else 'NCHW'}; first step {first.wall:.1f} s")
         if mode == "fp32":
             base[(kind, b)] = per_s
         elif (kind, b) in base:
@@ -358,7 +344,7 @@ def _train_rows(rep: Report, work: list, base: dict, best: dict) -> None:
 def _generator(net: str, plan: Plan):
     import torch
 
-    from translate.networks import define_G, to_inference
+    from translate.networks import define_G, to_inference  # lazy: torch
 
     torch.manual_seed(0)
     unet = net.startswith("unet")
@@ -390,12 +376,13 @@ def section_forward(rep: Report) -> None:
             memory_format=torch.channels_last)
         reset_peak(plan.device)
         with torch.no_grad(), torch.autocast(plan.device, dtype=torch.bfloat16):
-            per_s, _ = rate(lambda: G(x), plan)
+            per_s = measure(lambda: G(x), plan).per_second
         tflops = flops * per_s / 1e12
         pct = tflops / peak if peak else None
         rep.row("forward", f"{net} forward, batch {plan.big_batch}", "bf16 autocast, channels-last", tflops,
                 "TFLOP/s", peak_gb=peak_gb(plan.device), images_per_s=per_s * plan.big_batch,
-                note=f"{flops / plan.big_batch / 1e9:.1f} GFLOP per image" + (f"; {pct:.0%} of bf16 peak" if pct else ""))
+                note=f"{flops / plan.big_batch / 1e9:.1f} GFLOP per image"
+                     + (f"; {pct:.0%} of bf16 peak" if pct else ""))
         rep.target(f"{net} forward at batch {plan.big_batch}, share of bf16 peak", pct, ">= 40 %",
                    None if pct is None else pct >= 0.40)
         G = x = None
@@ -405,8 +392,8 @@ class _MapsInMemory:
     """The built-in maps set drawn once and held as tensors (no files, no albumentations)."""
 
     def __init__(self, n: int, size: int, offset: int = 0):
-        from translate.datasets import make_pair
-        from translate.imageio import image_to_tensor
+        from translate.datasets import make_pair  # lazy: torch
+        from translate.imageio import image_to_tensor  # lazy: torch
 
         self.items = []
         for i in range(offset, offset + n):
@@ -424,7 +411,7 @@ class _MapsInMemory:
 def _maps_pix2pix(plan: Plan, images: int, out: Path, steps: int, **kw):
     """(the Pix2Pix trainer with the maps set held in memory, its config): the same trainer and loop as
     ``translate train pix2pix``, without files or albumentations."""
-    from training.pix2pix import Pix2Pix, Pix2PixConfig
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch
 
     train, val = _MapsInMemory(images, plan.run_size), _MapsInMemory(4, plan.run_size, offset=10_000)
 
@@ -444,27 +431,26 @@ def section_run(rep: Report) -> None:
     import numpy as np
     import torch
 
-    from training.loop import Trainer
-    from translate.imageio import from_network, to_network
-    from translate.predictor import Predictor
+    from training.loop import Trainer  # lazy: torch
+    from translate.imageio import from_network, to_network  # lazy: torch
+    from translate.predictor import Predictor  # lazy: ONNX Runtime
 
     need("torchmetrics", METRICS_WHY)
     plan = rep.plan
     out = Path(tempfile.mkdtemp(prefix="gpu-check-run-"))
     MapsPix2Pix, cfg = _maps_pix2pix(plan, plan.run_images, out / "run", plan.run_steps)
     net = cfg.netG
-    t0 = time.perf_counter()
-    trainer = Trainer(MapsPix2Pix, cfg)
-    run_dir = trainer.fit()
-    train_s = time.perf_counter() - t0
+    with stopwatch() as lap:
+        trainer = Trainer(MapsPix2Pix, cfg)
+        run_dir = trainer.fit()
     logs = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     l1 = [r["G_L1"] for r in logs if "G_L1" in r]
     val_l1 = trainer.last_val.get("val/l1")
     rep.row("run", f"pix2pix {net} on maps, {plan.run_steps} steps of batch {plan.run_batch}", plan.device,
-            plan.run_steps / train_s, "steps/s (with validation, samples, checkpoint, export)",
+            plan.run_steps / lap.wall, "steps/s (with validation, samples, checkpoint, export)",
             note=f"G_L1 {l1[0]:.2f} -> {l1[-1]:.2f}; val L1 {_fmt(val_l1)}; amp {trainer.config.amp}")
     # the checkpoint, read back on the CPU: the exported model against the PyTorch generator on the CPU
-    from translate.generators import load_generator
+    from translate.generators import load_generator  # lazy: torch
 
     G, _ = load_generator(run_dir)
     p = Predictor(run_dir / "model.onnx", device="cpu")
@@ -485,7 +471,7 @@ def section_run(rep: Report) -> None:
 def _ort_models(net: str, plan: Plan) -> tuple[Any, dict[str, bytes]]:
     import onnx
 
-    from translate.export import export_generator
+    from translate.export import export_generator  # lazy: torch
 
     G = _generator(net, plan)
     data, _ = export_generator(G, {"arch": {"input_nc": 3}, "batch_stats": True}, check=True)
@@ -508,7 +494,7 @@ def require_ort_cuda() -> list[str]:
     loads them first (``import torch``, ``onnxruntime.preload_dlls()``)."""
     from onnx import TensorProto, helper
 
-    from translate.predictor import Predictor
+    from translate.predictor import Predictor  # lazy: ONNX Runtime
 
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])
@@ -526,8 +512,8 @@ def section_ort(rep: Report) -> None:
     plan = rep.plan
     if plan.device == "cuda":
         require_ort_cuda()
-    from translate.predictor import Predictor
-    from translate.tiling import TileConfig
+    from translate.predictor import Predictor  # lazy: ONNX Runtime
+    from translate.tiling import TileConfig  # lazy: ONNX
 
     rng = np.random.default_rng(0)
     x1 = rng.uniform(-1, 1, (1, 3, plan.size, plan.size)).astype(np.float32)
@@ -540,8 +526,8 @@ def section_ort(rep: Report) -> None:
                 rep.row("ort", net, variant, None, "", note=model.decode()[:200])
                 continue
             p = Predictor(model, device=plan.device, tiling=TileConfig(threshold=None))  # raises if not on CUDA
-            lat = statistics.median(rate(lambda: p.run(x1), plan)[1]) * 1000
-            ips = rate(lambda: p.run(xb), plan)[0] * plan.big_batch
+            lat = measure(lambda: p.run(x1), plan).median * 1000
+            ips = measure(lambda: p.run(xb), plan).per_second * plan.big_batch
             err = float(np.abs(p.run(x1) - G(torch.from_numpy(x1)).detach().numpy()).max())
             results[f"ORT {variant}"] = (lat, ips)
             rep.row("ort", f"{net} batch 1 latency", f"ORT {variant}", lat, "ms",
@@ -553,8 +539,8 @@ def section_ort(rep: Report) -> None:
             def run(x):
                 with torch.no_grad(), (torch.autocast(plan.device, dtype=dtype) if dtype else contextlib.nullcontext()):
                     return Gd(torch.from_numpy(x).to(plan.device)).float().cpu().numpy()
-            lat = statistics.median(rate(lambda: run(x1), plan)[1]) * 1000
-            ips = rate(lambda: run(xb), plan)[0] * plan.big_batch
+            lat = measure(lambda: run(x1), plan).median * 1000
+            ips = measure(lambda: run(xb), plan).per_second * plan.big_batch
             results[variant] = (lat, ips)
             rep.row("ort", f"{net} batch 1 latency", variant, lat, "ms", note="from and to numpy, like the predictor")
             rep.row("ort", f"{net} batch {plan.big_batch}", variant, ips, "images/s")
@@ -576,19 +562,16 @@ def section_service(rep: Report) -> None:
     need("onnxruntime")
     if plan.device == "cuda":
         require_ort_cuda()
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import serve_load  # the load client and test image of benchmarks/serve_load.py
-
-    from serving import local_service as service
-    from serving.store import ModelStore
-    from translate.predictor import Predictor
+    from serving import local_service as service  # lazy: Ray
+    from serving.store import ModelStore  # lazy: Ray's section only
+    from translate.predictor import Predictor  # lazy: ONNX Runtime
 
     model = _ort_models(plan.unet, plan)[1]["fp32"]
     max_batch = 8
     p = Predictor(model, device=plan.device)
     images = [np.random.default_rng(i).integers(0, 256, (plan.size, plan.size, 3), dtype=np.uint8)
               for i in range(max_batch)]
-    raw = rate(lambda: p.translate_arrays(images), plan)[0] * max_batch
+    raw = measure(lambda: p.translate_arrays(images), plan).per_second * max_batch
     p = None
     rep.row("service", f"raw ORT {plan.unet}, uint8 arrays, batch {max_batch}", plan.device, raw, "images/s")
     store = ModelStore(tempfile.mkdtemp(prefix="gpu-check-store-"))
@@ -601,7 +584,7 @@ def section_service(rep: Report) -> None:
                               batch_wait_timeout_s=0.005, max_queued_requests=4096, num_gpus=gpus)
     try:
         endpoint = f"{url}/v1/models/bench/translate"
-        body = serve_load.test_image(plan.size)
+        body = serve_load.test_image(plan.size)  # serve_load's test image and load client
         asyncio.run(serve_load.load(endpoint, body, plan.concurrency, max(8, plan.requests // 10)))  # warm-up
         r = asyncio.run(serve_load.load(endpoint, body, plan.concurrency, plan.requests))
     finally:
@@ -627,8 +610,8 @@ def section_convert(rep: Report) -> None:
     need("onnxruntime")
     if plan.device == "cuda":
         require_ort_cuda()
-    from serving.convert import convert
-    from translate.datasets import make_pair
+    from serving.convert import convert  # lazy: Ray
+    from translate.datasets import make_pair  # lazy: torch
 
     tmp = Path(tempfile.mkdtemp(prefix="gpu-check-convert-"))
     (tmp / "in").mkdir()
@@ -636,12 +619,11 @@ def section_convert(rep: Report) -> None:
         Image.fromarray(make_pair("maps", i, size=plan.size)[0]).save(tmp / "in" / f"{i:04d}.png")
     model = tmp / "model.onnx"
     model.write_bytes(_ort_models(plan.unet, plan)[1]["fp32"])
-    t0 = time.perf_counter()
-    summary = convert(model, tmp / "in", tmp / "out", workers=1, device=plan.device, progress=False)
-    wall = time.perf_counter() - t0
+    with stopwatch() as lap:
+        summary = convert(model, tmp / "in", tmp / "out", workers=1, device=plan.device, progress=False)
     done = len(list((tmp / "out").glob("*.png")))
     rep.row("convert", f"{plan.convert_images} maps photos, {plan.unet}", f"one {plan.device} actor",
-            done / wall, "images/s (with Ray start-up)", note=f"failed {len(summary.failed)}")
+            done / lap.wall, "images/s (with Ray start-up)", note=f"failed {len(summary.failed)}")
     if done != plan.convert_images or summary.failed:
         raise RuntimeError(f"converted {done} of {plan.convert_images}; failed: {summary.failed[:3]}")
 
@@ -656,9 +638,9 @@ def section_ddp(rep: Report) -> None:
     import torch
     import torch.distributed as dist
 
-    from training.distributed import World
-    from training.loop import Trainer
-    from translate.checkpoint import load_checkpoint
+    from training.distributed import World  # lazy: torch
+    from training.loop import Trainer  # lazy: torch
+    from translate.checkpoint import load_checkpoint  # lazy: torch
 
     need("torchmetrics", METRICS_WHY)
     plan = rep.plan
@@ -680,9 +662,9 @@ def section_ddp(rep: Report) -> None:
             dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
             world = World(rank=0, size=1)
         try:
-            t0 = time.perf_counter()
-            runs[name] = Trainer(method, cfg, world=world).fit()
-            seconds[name] = time.perf_counter() - t0
+            with stopwatch() as lap:
+                runs[name] = Trainer(method, cfg, world=world).fit()
+            seconds[name] = lap.wall
         finally:
             if world is not None:
                 dist.destroy_process_group()
@@ -734,22 +716,21 @@ def main(argv: list[str] | None = None) -> int:
             budget = BUDGETS[name] * args.budget_scale
             budget = min(budget, TOTAL_BUDGET * args.budget_scale - (time.monotonic() - started))
             print(f"== {name} (budget {budget:.0f} s)", flush=True)
-            t0, c0 = time.perf_counter(), time.process_time()
             status, note = "ok", ""
-            try:
-                if budget <= 1:
-                    raise Timeout("no time left in the total budget")
-                with deadline(budget):
-                    SECTIONS[name](rep)
-            except Skip as e:
-                status, note = "skipped", str(e)
-            except Timeout as e:
-                status, note = "timed out", f"{e} (rows measured so far are kept)"
-            except Exception as e:  # noqa: BLE001 - the table shows it; the next section runs
-                status, note = "FAILED", f"{type(e).__name__}: {e}"
-                traceback.print_exc()
-            rep.sections[name] = {"status": status, "seconds": time.perf_counter() - t0,
-                                  "cpu_seconds": time.process_time() - c0, "note": note}
+            with stopwatch() as lap:
+                try:
+                    if budget <= 1:
+                        raise Timeout("no time left in the total budget")
+                    with deadline(budget):
+                        SECTIONS[name](rep)
+                except Skip as e:
+                    status, note = "skipped", str(e)
+                except Timeout as e:
+                    status, note = "timed out", f"{e} (rows measured so far are kept)"
+                except Exception as e:  # noqa: BLE001 - the table shows it; the next section runs
+                    status, note = "FAILED", f"{type(e).__name__}: {e}"
+                    traceback.print_exc()
+            rep.sections[name] = {"status": status, "seconds": lap.wall, "cpu_seconds": lap.cpu, "note": note}
             if status != "ok":
                 print(f"   {name}: {status}: {note}", flush=True)
             if name == "env" and status == "FAILED" and plan.device == "cuda":

@@ -1,6 +1,6 @@
 """Side by side: benchmarks/serve_load.py on several variants, interleaved in one sitting.
 
-    python benchmarks/serve_ab.py --variant base=/tmp/base --variant new=. [--variant NAME=DIR::ARGS ...]
+    python -m benchmarks.serve_ab --variant base=/tmp/base --variant new=. [--variant NAME=DIR::ARGS ...]
                                   [--rounds 2] -- [serve_load.py arguments, the same for every variant]
 
 A variant is a checkout (``--code DIR``: its ``serving`` and ``translate`` are served) and, after
@@ -20,7 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-LOAD = Path(__file__).resolve().parent / "serve_load.py"
+from benchmarks import serve_load
+from benchmarks.harness import machine, print_row, print_table
 
 
 def main() -> None:
@@ -44,38 +45,38 @@ def main() -> None:
     for r in range(args.rounds):
         for name, code, extra in (variants if r % 2 == 0 else variants[::-1]):
             path = out / f"{name}-{r}.json"
-            cmd = [sys.executable, str(LOAD), "--code", code, "--json", str(path), *rest, *extra]
+            cmd = [sys.executable, "-m", serve_load.__name__, "--code", code, "--json", str(path), *rest, *extra]
             print(f"== round {r + 1}, {name}: {' '.join(cmd)}", flush=True)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             row = json.loads(path.read_text())
-            print("   " + "; ".join(f"c={x['concurrency']}: {x['rps']:.1f} req/s, {x['service_cpu_ms']:.1f} CPU ms/req, "
-                                   f"overhead {x['overhead_ms']:.1f}" for x in row["rows"])
+            print("   " + "; ".join(f"c={x['concurrency']}: {x['rps']:.1f} req/s, {x['service_cpu_ms']:.1f} CPU "
+                                   f"ms/req, overhead {x['overhead_ms']:.1f}" for x in row["rows"])
                   + f" (load average {row['load_average']:.1f})", flush=True)
             if any(x["errors"] for x in row["rows"]):  # e.g. Ray's memory monitor killed a replica
                 print(f"   left out: errors {[x['statuses'] for x in row['rows']]}", flush=True)
                 continue
             results[name].append(row)
-    print(f"\nruns: {out}\n")
-    print("| variant | concurrency | req/s | mean batch | service CPU ms/req | model's (raw) | overhead ms/req |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\nruns: {out}; machine: {machine()}\n")
+    print_table(["variant", "concurrency", "req/s", "mean batch", "service CPU ms/req", "model's (raw)",
+                 "overhead ms/req"])
     results = {name: runs for name, runs in results.items() if runs}
     for name, runs in results.items():
         for i, row in enumerate(runs[0]["rows"]):
             cells = [[run["rows"][i][k] for run in runs] for k in ("rps", "batch", "service_cpu_ms", "model_cpu_ms",
                                                                       "overhead_ms")]
-            print(f"| {name} | {row['concurrency']} | " + " | ".join(
+            print_row(name, row["concurrency"], *(
                 ", ".join(f"{x:.1f}" for x in c) + (f" (mean {sum(c) / len(c):.1f})" if len(c) > 1 else "")
-                for c in cells) + " |")
+                for c in cells))
     print("\nCPU ms per request by process, mean of the rounds:\n")
     for i, row in enumerate(next(iter(results.values()))[0]["rows"]):
         procs = sorted({k for runs in results.values() for run in runs for k, v in run["rows"][i]["cpu_ms"].items()
                         if v >= 0.1})
-        print(f"c={row['concurrency']}:\n\n| process | " + " | ".join(results) + " |\n|---|" + "---|" * len(results))
+        print(f"c={row['concurrency']}:\n")
+        print_table(["process", *results])
         for p in sorted(procs, key=lambda p: -max(sum(run["rows"][i]["cpu_ms"].get(p, 0) for run in runs) / len(runs)
                                                    for runs in results.values())):
-            print(f"| {p} | " + " | ".join(
-                f"{sum(run['rows'][i]['cpu_ms'].get(p, 0) for run in runs) / len(runs):.2f}"
-                for runs in results.values()) + " |")
+            print_row(p, *(f"{sum(run['rows'][i]['cpu_ms'].get(p, 0) for run in runs) / len(runs):.2f}"
+                           for runs in results.values()))
         print()
 
 

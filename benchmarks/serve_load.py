@@ -1,6 +1,6 @@
 """Load test of the HTTP service against raw ONNX Runtime on the same cores.
 
-    python benchmarks/serve_load.py [--net unet_128 --ngf 32 --size 128] [--concurrency 1 8 32]
+    python -m benchmarks.serve_load [--net unet_128 --ngf 32 --size 128] [--concurrency 1 8 32]
                                     [--requests 1000 2000 10000] [--max-batch-size 8] [--json OUT]
 
 Exports a random generator of the given architecture (speed does not depend on the weights),
@@ -14,19 +14,24 @@ the processes of the Ray it started, nothing else on the machine: Serve's HTTP p
 and model replicas, the controller, raylet, GCS, the client), and the serving overhead: the
 service's CPU per request minus raw ONNX Runtime's CPU per image at the batch size the service
 ran (interpolated between batch 1 and max-batch-size); the client is not counted in it.
-Copy them with the machine description (lscpu, load average) into BENCHMARKS.md.
+Copy them with the machine description it prints into BENCHMARKS.md.
 
-``--code DIR`` runs the service from another checkout (its ``serving`` and ``translate``; the
-replicas get it through PYTHONPATH), so two versions of the code can be measured by this same
-script in one sitting: see benchmarks/serve_ab.py, which interleaves such runs.
+``--code DIR`` runs the service from another checkout (its ``serving`` and ``translate``), so two
+versions of the code can be measured by this same script in one sitting: see benchmarks/serve_ab.py,
+which interleaves such runs. The benchmark then runs again in a child process whose working folder
+and first PYTHONPATH entry are that checkout: the child imports its code, and so do the replicas
+(Ray puts the driver's working folder first on its workers' path). This checkout's ``benchmarks``
+follows on the child's PYTHONPATH; a checkout whose own ``benchmarks`` is a package (it has an
+``__init__.py``) runs its own copy of this script instead.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import io
 import os
-import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,31 +39,32 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import machine, print_table, stopwatch, time_calls
 
-def code_root(argv: list[str]) -> str:
-    """The checkout whose code is served: ``--code DIR`` or this script's own."""
-    for i, a in enumerate(argv):
-        if a == "--code" and i + 1 < len(argv):
-            return str(Path(argv[i + 1]).resolve())
-        if a.startswith("--code="):
-            return str(Path(a.split("=", 1)[1]).resolve())
-    return str(Path(__file__).resolve().parents[1])
+#: the checkout this benchmark belongs to
+ROOT = Path(__file__).resolve().parents[1]
 
 
-START_CWD = os.getcwd()
-CODE = code_root(sys.argv)
-sys.path.insert(0, CODE)
-# Ray's workers (the replicas) import serving from here, not from wherever the package is installed: through
-# PYTHONPATH, and the working folder, which Ray puts first on its workers' path
-os.environ["PYTHONPATH"] = os.pathsep.join([CODE, *filter(None, [os.environ.get("PYTHONPATH")])])
-os.chdir(CODE)
+def serves(code: Path) -> bool:
+    """Whether this process imports ``serving`` from the checkout ``code`` (found, not imported)."""
+    spec = importlib.util.find_spec("serving")
+    return bool(spec and spec.origin) and Path(spec.origin).resolve().is_relative_to(code)
+
+
+def run_serving(code: Path, argv: list[str]) -> int:
+    """This benchmark again, in a child process that imports ``code``'s packages: it is the child's working
+    folder (which Ray puts first on its workers' path: the replicas import the same) and the first entry of its
+    PYTHONPATH; this checkout follows, for ``benchmarks``. Returns the child's exit status."""
+    path = [str(code), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    return subprocess.run([sys.executable, "-m", __spec__.name, *argv], cwd=code, env=env).returncode
 
 
 def make_model(net: str, ngf: int) -> bytes:
     import torch
 
-    from translate.export import export_generator
-    from translate.networks import define_G, to_inference
+    from translate.export import export_generator  # lazy: torch
+    from translate.networks import define_G, to_inference  # lazy: torch
 
     torch.manual_seed(0)
     G = to_inference(define_G(net, ngf=ngf), batch_stats=True)
@@ -84,7 +90,7 @@ def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads:
     threads do not spin where the served code's Predictor has that option (the service turns it off)."""
     import inspect
 
-    from translate import predictor
+    from translate import predictor  # lazy: ONNX Runtime
 
     params = inspect.signature(predictor.Predictor).parameters
     if "runtime" in params:  # translate.predictor.RuntimeOptions, as the model replicas set it
@@ -93,12 +99,8 @@ def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads:
         spin = {"spin": False} if "spin" in params else {}
     p = predictor.Predictor(model, device="cpu", threads=threads, **spin)
     images = [np.random.default_rng(i).integers(0, 256, (size, size, 3), dtype=np.uint8) for i in range(batch)]
-    p.translate_arrays(images)
-    n, t, c = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - t < seconds:
-        p.translate_arrays(images)
-        n += batch
-    return n / (time.perf_counter() - t), (time.process_time() - c) * 1000 / n
+    t = time_calls(lambda: p.translate_arrays(images), warmup=1, seconds=seconds)
+    return t.per_second * batch, sum(t.cpu) * 1000 / (len(t.cpu) * batch)
 
 
 def own_pids() -> list[int]:
@@ -154,12 +156,12 @@ async def load(url: str, body: bytes, concurrency: int, total: int) -> dict:
 
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as s:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(s) for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+        with stopwatch() as lap:
+            await asyncio.gather(*(worker(s) for _ in range(concurrency)))
     lat = np.array(latencies) * 1000
-    return {"concurrency": concurrency, "requests": total, "rps": total / wall, "p50": float(np.percentile(lat, 50)),
-            "p99": float(np.percentile(lat, 99)), "batch": float(np.mean(batches)) if batches else 0.0,
+    return {"concurrency": concurrency, "requests": total, "rps": total / lap.wall,
+            "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "batch": float(np.mean(batches)) if batches else 0.0,
             "errors": total - statuses.get(200, 0), "statuses": statuses}
 
 
@@ -202,17 +204,22 @@ def main() -> None:
                     help="environment for Ray and Serve (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1), set before Ray starts")
     ap.add_argument("--option", nargs="*", default=[], metavar="K=V",
                     help="more service options (ServiceConfig fields, as strings) for start_local")
-    ap.add_argument("--code", default=None, metavar="DIR", help="serve the code of this checkout (default: this "
-                                                                 "script's)")
+    ap.add_argument("--code", default=None, metavar="DIR", help="serve the code of this checkout (default: the one "
+                                                                 "this process imports, this script's when run "
+                                                                 "from its root)")
     ap.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON to OUT")
     args = ap.parse_args()
     if args.json:
-        args.json = os.path.join(START_CWD, args.json)
+        args.json = os.path.abspath(args.json)
+    checkout = Path(args.code).resolve() if args.code else None
+    if checkout and not serves(checkout):  # the child gets absolute paths: its working folder is the checkout
+        sys.exit(run_serving(checkout, [*sys.argv[1:], "--code", str(checkout),
+                                        *(["--json", args.json] if args.json else [])]))
     os.environ.update(kv.split("=", 1) for kv in args.serve_env)
     counts = args.requests * len(args.concurrency) if len(args.requests) == 1 else args.requests
 
-    from serving import local_service as service
-    from serving.store import ModelStore
+    from serving import local_service as service  # lazy: Ray; after --code chose the checkout
+    from serving.store import ModelStore  # lazy: after --code chose the checkout
 
     if args.port == 0:
         import socket
@@ -257,8 +264,7 @@ def main() -> None:
         service.stop_local()
 
     load1 = os.getloadavg()[0]
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average {load1:.2f} at "
-          f"the end; code {code}; model {args.net} ngf={args.ngf}, "
+    print(f"\n{machine()}, load average {load1:.2f} at the end; code {code}; model {args.net} ngf={args.ngf}, "
           f"{args.size}x{args.size} PNG uploads ({len(body):,} bytes); max_batch_size {args.max_batch_size}, "
           f"batch wait {args.batch_wait_ms:g} ms; {args.replicas} model replica(s), ORT threads "
           f"{args.threads or 'default'}; "
@@ -267,21 +273,17 @@ def main() -> None:
     print(f"raw ONNX Runtime (translate.predictor, same cores and threads): batch 1 {raw1:.1f} img/s "
           f"({raw['cpu_ms'][1]:.2f} CPU ms/img), batch {args.max_batch_size} {rawb:.1f} img/s "
           f"({raw['cpu_ms'][args.max_batch_size]:.2f} CPU ms/img)\n")
-    print("| concurrency | requests | errors | req/s | p50 ms | p99 ms | mean batch | vs raw batch 1 | vs raw batch "
-          f"{args.max_batch_size} | service CPU ms/req | model's (raw) | overhead ms/req |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['rps']:.1f} | {r['p50']:.1f} | "
-              f"{r['p99']:.1f} | {r['batch']:.2f} | {r['rps'] / raw1:.0%} | {r['rps'] / rawb:.0%} | "
-              f"{r['service_cpu_ms']:.2f} | {r['model_cpu_ms']:.2f} | {r['overhead_ms']:.2f} |")
+    print_table(["concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms", "mean batch", "vs raw batch 1",
+                 f"vs raw batch {args.max_batch_size}", "service CPU ms/req", "model's (raw)", "overhead ms/req"],
+                [(r["concurrency"], r["requests"], r["errors"], f"{r['rps']:.1f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
+                  f"{r['batch']:.2f}", f"{r['rps'] / raw1:.0%}", f"{r['rps'] / rawb:.0%}", f"{r['service_cpu_ms']:.2f}",
+                  f"{r['model_cpu_ms']:.2f}", f"{r['overhead_ms']:.2f}") for r in rows])
     print("\nCPU per request by process (ms), at each concurrency:\n")
     names = sorted({k for r in rows for k, v in r["cpu_ms"].items() if v >= 0.05},
                    key=lambda k: -max(r["cpu_ms"].get(k, 0.0) for r in rows))
-    print("| process | " + " | ".join(f"c={r['concurrency']}" for r in rows) + " |")
-    print("|---|" + "---|" * len(rows))
-    for k in names:
-        print(f"| {k} | " + " | ".join(f"{r['cpu_ms'].get(k, 0.0):.2f}" for r in rows) + " |")
-    print("| all but the client | " + " | ".join(f"{r['service_cpu_ms']:.2f}" for r in rows) + " |")
+    print_table(["process", *(f"c={r['concurrency']}" for r in rows)],
+                [[k, *(f"{r['cpu_ms'].get(k, 0.0):.2f}" for r in rows)] for k in names]
+                + [["all but the client", *(f"{r['service_cpu_ms']:.2f}" for r in rows)]])
     if args.json:
         import json
 

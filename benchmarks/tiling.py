@@ -1,9 +1,9 @@
 """Tiled prediction of large images: seam error against the whole-image result, time and memory.
 
-    python benchmarks/tiling.py [--size 1024] [--threads 2]          # error table, memory table
-    python benchmarks/tiling.py --skip-error --memory unet_256:64:tiled:4096:hybrid
-    python benchmarks/tiling.py --target [--reps 2]         # every mode: error at 2048^2, 4096^2 vs 4 x 2048^2
-    python benchmarks/tiling.py --size 4096 --reference exact --skip-memory --variants hybrid:1536:128
+    python -m benchmarks.tiling [--size 1024] [--threads 2]          # error table, memory table
+    python -m benchmarks.tiling --skip-error --memory unet_256:64:tiled:4096:hybrid
+    python -m benchmarks.tiling --target [--reps 2]         # every mode: error at 2048^2, 4096^2 vs 4 x 2048^2
+    python -m benchmarks.tiling --size 4096 --reference exact --skip-memory --variants hybrid:1536:128
 
 Generators have random (reference-initialised, seeded) weights unless a ``.onnx`` path
 is given as the model: unet_256 with batch norm frozen as per-image statistics (exported
@@ -37,12 +37,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
-import time
+
+from benchmarks.harness import Timings, machine, peak_rss_gb, print_row, print_table, stopwatch
 
 ARCHS = {
     "unet_256": (dict(name="unet_256", norm="batch"), True),
@@ -57,8 +56,8 @@ def _model(spec: str, folder: str | None = None):
         return spec
     import torch
 
-    from translate.export import export_generator
-    from translate.networks import define_G, to_inference
+    from translate.export import export_generator  # lazy: torch
+    from translate.networks import define_G, to_inference  # lazy: torch
 
     name, ngf = spec.split(":")
     arch, batch_stats = ARCHS[name]
@@ -78,7 +77,7 @@ def aerial(size: int):
     """A size x size procedural aerial photo (a mosaic of 1024 px scenes above 1024)."""
     import numpy as np
 
-    from translate.datasets.maps import make_maps_pair
+    from translate.datasets.maps import make_maps_pair  # lazy: torch, in the child only
 
     part = min(size, 1024)
     n = -(-size // part)
@@ -88,7 +87,7 @@ def aerial(size: int):
 
 
 def _config(variant: str):
-    from translate.tiling import TileConfig
+    from translate.tiling import TileConfig  # lazy: ONNX, in the child only
 
     stats, tile, overlap = variant.split(":")
     return TileConfig(tile=int(tile), overlap=int(overlap), threshold=0, statistics=stats)
@@ -126,30 +125,25 @@ def _plan(p) -> dict:
     return {"canvas": list(plan.canvas), "rows": plan.rows, "cols": plan.cols}
 
 
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def child_error(model: str, size: int, threads: int, reference: str, variants: list[str]) -> dict:
     import numpy as np
 
-    from translate import imageio
-    from translate.predictor import Predictor
-    from translate.tiling import TileConfig
+    from translate import imageio  # lazy: torch, in the child only
+    from translate.predictor import Predictor  # lazy: ONNX Runtime, in the child only
+    from translate.tiling import TileConfig  # lazy: ONNX, in the child only
 
     x = imageio.to_network(aerial(size))
     out: dict = {}
     refs = {}
     if reference in ("whole", "both"):
-        t = time.perf_counter()
-        refs["whole"] = Predictor(model, threads=threads, tiling=TileConfig(threshold=None)).run(x)
-        out["whole_s"] = time.perf_counter() - t
+        with stopwatch() as lap:
+            refs["whole"] = Predictor(model, threads=threads, tiling=TileConfig(threshold=None)).run(x)
+        out["whole_s"] = lap.wall
     if reference in ("exact", "both"):  # exact statistics on the split graph: the whole image's result
         p = Predictor(model, threads=threads, tiling=TileConfig(tile=1536, threshold=0, statistics="exact"))
-        t = time.perf_counter()
-        refs["exact"] = p.run(x)
-        out["exact_s"] = time.perf_counter() - t
+        with stopwatch() as lap:
+            refs["exact"] = p.run(x)
+        out["exact_s"] = lap.wall
         out["exact_info"] = p.tiler.last_info
     if reference == "both":
         d = np.abs(refs["exact"] - refs["whole"])
@@ -158,11 +152,11 @@ def child_error(model: str, size: int, threads: int, reference: str, variants: l
     for v in variants:
         p = Predictor(model, threads=threads, tiling=_config(v))
         _ = p.tiler  # the tiled graphs are built here, outside the timing
-        t, c = time.perf_counter(), _cpu()
-        y = p.run(x)
-        s, cpu = time.perf_counter() - t, _cpu() - c
+        with stopwatch() as lap:
+            y = p.run(x)
         info = {**p.tiler.last_info, **_plan(p)}
-        out[v] = {**_errors(np.abs(y - ref)[0], seam_mask(size, size, info)), "s": s, "cpu_s": cpu, "info": info}
+        out[v] = {**_errors(np.abs(y - ref)[0], seam_mask(size, size, info)), "s": lap.wall, "cpu_s": lap.cpu,
+                  "info": info}
     return out
 
 
@@ -171,22 +165,21 @@ def child_memory(model: str, size: int, threads: int, mode: str, statistics: str
     """One translation of the size^2 aerial photo (uint8 path), timed; ``save``: write the output (.npy)."""
     import numpy as np
 
-    from translate.predictor import Predictor
-    from translate.tiling import TileConfig
+    from translate.predictor import Predictor  # lazy: ONNX Runtime, in the child only
+    from translate.tiling import TileConfig  # lazy: ONNX, in the child only
 
     a = aerial(size)
     given = {**({"tile": int(tile)} if tile else {}), **({"overlap": int(overlap)} if overlap else {})}
     cfg = (TileConfig(threshold=None) if mode == "whole"
            else TileConfig(threshold=0, statistics=statistics, **given))
     p = Predictor(model, threads=threads, tiling=cfg)
-    t = time.perf_counter()
-    if mode != "whole":
-        _ = p.tiler  # the tiled graphs are built here, outside the timing
-    setup = time.perf_counter() - t
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    t, c = time.perf_counter(), _cpu()
-    y = p(a)
-    res = {"s": time.perf_counter() - t, "cpu_s": _cpu() - c, "before_gb": before, "setup_s": setup}
+    with stopwatch() as setup:
+        if mode != "whole":
+            _ = p.tiler  # the tiled graphs are built here, outside the timing
+    before = peak_rss_gb()
+    with stopwatch() as lap:
+        y = p(a)
+    res = {"s": lap.wall, "cpu_s": lap.cpu, "before_gb": before, "setup_s": setup.wall}
     assert y.shape == a.shape
     if save:
         np.save(save, y)
@@ -199,7 +192,7 @@ def run_child(args, *extra: str, tries: int = 3) -> dict:
     """Run one measurement in its own process; one killed by a signal (on a shared machine, the OOM
     killer or someone's cleanup) is run again, up to ``tries`` times in all."""
     for attempt in range(tries):
-        out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", *extra],
+        out = subprocess.run([sys.executable, "-m", __spec__.name, "--threads", str(args.threads), "--child", *extra],
                              capture_output=True, text=True)
         if out.returncode >= 0 or attempt == tries - 1:
             break
@@ -208,12 +201,6 @@ def run_child(args, *extra: str, tries: int = 3) -> dict:
     if out.returncode:
         raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout, out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _spread(values: list[float]) -> str:
-    import numpy as np
-
-    return f"{np.median(values):.1f} s ({min(values):.1f}-{max(values):.1f})"
 
 
 def target(args, folder: str) -> None:
@@ -228,13 +215,13 @@ def target(args, folder: str) -> None:
     print(f"\n{args.target_model}, seam error at {n}^2 against the whole image, output on [-1, 1]; near seams: "
           f"within 8 px of where blended tiles meet\n", flush=True)
     r = run_child(args, "error", model, str(n), "whole", *variants)
-    print("| statistics | tile (overlap) | tiles | passes | network-equivalents | mean abs diff | near seams "
-          "| elsewhere | p99 | max |\n|---|---|---|---|---|---|---|---|---|---|")
+    print_table(["statistics", "tile (overlap)", "tiles", "passes", "network-equivalents", "mean abs diff",
+                 "near seams", "elsewhere", "p99", "max"])
     for v in variants:
         e, info = r[v], r[v]["info"]
-        print(f"| {_label(v, info)} | {info['tile'][0]} ({info['overlap']}) | {info['tiles']} | {info['passes']} "
-              f"| {info['cost'] if info['cost'] is not None else '-'} | {e['mean']:.4f} | {e['seam']:.4f} "
-              f"| {e['rest']:.4f} | {e['p99']:.4f} | {e['max']:.3f} |", flush=True)
+        print_row(_label(v, info), f"{info['tile'][0]} ({info['overlap']})", info["tiles"], info["passes"],
+                  _cost(info), f"{e['mean']:.4f}", f"{e['seam']:.4f}", f"{e['rest']:.4f}", f"{e['p99']:.4f}",
+                  f"{e['max']:.3f}")
     print(f"\n(whole image {n}^2: {r['whole_s']:.1f} s)\n\nTime: {big}^2 tiled vs four {half}^2 whole-image passes, "
           f"{args.reps} interleaved reps\n", flush=True)
     whole: list[dict] = []
@@ -260,23 +247,25 @@ def target(args, folder: str) -> None:
             d = np.abs(y - ref).transpose(2, 0, 1) / 127.5  # uint8 steps to [-1, 1]
             errs[v] = _errors(d, seam_mask(big, big, tiled[v][0]["info"]))
             del y, d
-    ws, wc = [w["s"] for w in whole], [w["cpu_s"] for w in whole]
-    budget_s, budget_c = 4 * np.median(ws), 4 * np.median(wc)
-    print(f"\nwhole image {half}^2: wall {_spread(ws)}, CPU {_spread(wc)}, peak RSS "
+    ws, wc = Timings([w["s"] for w in whole]), Timings([w["cpu_s"] for w in whole])
+    budget_s, budget_c = 4 * ws.median, 4 * wc.median
+    print(f"\nwhole image {half}^2: wall {ws.spread()}, CPU {wc.spread()}, peak RSS "
           f"{max(w['peak_rss_gb'] for w in whole):.2f} GB; four passes: {budget_s:.1f} s wall, {budget_c:.1f} s CPU\n")
-    print("| statistics | tile | tiles | passes | network-equivalents | wall, median (range) | CPU, median (range) "
-          f"| ratio wall / CPU to 4 x whole {half}^2 | setup | peak RSS | {big}^2 vs exact: mean (near seams) |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+    print_table(["statistics", "tile", "tiles", "passes", "network-equivalents", "wall, median (range)",
+                 "CPU, median (range)", f"ratio wall / CPU to 4 x whole {half}^2", "setup", "peak RSS",
+                 f"{big}^2 vs exact: mean (near seams)"])
     for v in variants:
         rs, info = tiled[v], tiled[v][0]["info"]
-        ts, tc = [t["s"] for t in rs], [t["cpu_s"] for t in rs]
+        ts, tc, setup = (Timings([t[k] for t in rs]) for k in ("s", "cpu_s", "setup_s"))
         e = errs.get(v)
         err = f"{e['mean']:.4f} ({e['seam']:.4f})" if e else "-"
-        print(f"| {_label(v, info)} | {info['tile'][0]} | {info['tiles']} | {info['passes']} "
-              f"| {info['cost'] if info['cost'] is not None else '-'} | {_spread(ts)} | {_spread(tc)} "
-              f"| {np.median(ts) / budget_s:.2f} / {np.median(tc) / budget_c:.2f} "
-              f"| {np.median([t['setup_s'] for t in rs]):.1f} s | {max(t['peak_rss_gb'] for t in rs):.2f} GB "
-              f"| {err} |", flush=True)
+        print_row(_label(v, info), info["tile"][0], info["tiles"], info["passes"], _cost(info), ts.spread(),
+                  tc.spread(), f"{ts.median / budget_s:.2f} / {tc.median / budget_c:.2f}", f"{setup.median:.1f} s",
+                  f"{max(t['peak_rss_gb'] for t in rs):.2f} GB", err)
+
+
+def _cost(info: dict) -> object:
+    return info["cost"] if info["cost"] is not None else "-"
 
 
 def _label(variant: str, info: dict) -> str:
@@ -315,14 +304,12 @@ def main() -> None:
         kind, model, size, *rest = args.child
         res = (child_error(model, int(size), args.threads, rest[0], rest[1:]) if kind == "error"
                else child_memory(model, int(size), args.threads, *rest))
-        res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        res["peak_rss_gb"] = peak_rss_gb()
         print(json.dumps(res))
         return
     import onnxruntime
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.machine())
-    print(f"machine: {cpu}, {os.cpu_count()} CPUs, {args.threads} threads, onnxruntime {onnxruntime.__version__}, "
+    print(f"machine: {machine()}, {args.threads} threads, onnxruntime {onnxruntime.__version__}, "
           f"load average {os.getloadavg()[0]:.1f} at the start")
     with tempfile.TemporaryDirectory() as folder:
         if args.target:
@@ -331,29 +318,28 @@ def main() -> None:
         models = {m: _model(m, folder) for m in args.models.split(",")}
         if not args.skip_error:
             print(f"\nSeam error at {args.size}x{args.size}: tiled vs {args.reference} reference, output on [-1, 1]\n")
-            print("| model | statistics | tile (overlap) | tiles | passes | network-equivalents | mean abs diff | p99 "
-                  "| max | time | CPU time |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            print_table(["model", "statistics", "tile (overlap)", "tiles", "passes", "network-equivalents",
+                         "mean abs diff", "p99", "max", "time", "CPU time"])
             for name, model in models.items():
                 r = run_child(args, "error", model, str(args.size), args.reference, *args.variants.split(","))
                 if "whole_s" in r:
-                    print(f"| {name} | whole image | - | 1 | 1 | 1 | 0 | 0 | 0 | {r['whole_s']:.1f} s | |")
+                    print_row(name, "whole image", "-", 1, 1, 1, 0, 0, 0, f"{r['whole_s']:.1f} s", "")
                 if "exact_vs_whole" in r:
-                    e = r["exact_vs_whole"]
-                    print(f"| {name} | exact, split graph (reference) | {r['exact_info']['tile'][0]} | "
-                          f"{r['exact_info']['tiles']} | {r['exact_info']['passes']} | {r['exact_info']['cost']} "
-                          f"| {e['mean']:.5f} | | {e['max']:.4f} | {r['exact_s']:.1f} s | |")
+                    e, info = r["exact_vs_whole"], r["exact_info"]
+                    print_row(name, "exact, split graph (reference)", info["tile"][0], info["tiles"], info["passes"],
+                              info["cost"], f"{e['mean']:.5f}", "", f"{e['max']:.4f}", f"{r['exact_s']:.1f} s", "")
                 for v in args.variants.split(","):
                     stats, _, overlap = v.split(":")
                     e, info = r[v], r[v]["info"]
                     label = stats + (f" ({info['layers']})" if stats == "hybrid" else "")
-                    print(f"| {name} | {label} | {info['tile'][0]} ({overlap}) | {info['tiles']} | {info['passes']} "
-                          f"| {info['cost'] if info['cost'] is not None else '-'} | {e['mean']:.4f} | {e['p99']:.4f} "
-                          f"| {e['max']:.3f} | {e['s']:.1f} s | {e['cpu_s']:.1f} s |", flush=True)
+                    print_row(name, label, f"{info['tile'][0]} ({overlap})", info["tiles"], info["passes"],
+                              _cost(info), f"{e['mean']:.4f}", f"{e['p99']:.4f}", f"{e['max']:.3f}", f"{e['s']:.1f} s",
+                              f"{e['cpu_s']:.1f} s")
         if args.skip_memory:
             return
         print("\nMemory\n")
-        print("| model | side | mode | tiles | passes | time | CPU time | setup | peak RSS | RSS before the image |\n"
-              "|---|---|---|---|---|---|---|---|---|---|")
+        print_table(["model", "side", "mode", "tiles", "passes", "time", "CPU time", "setup", "peak RSS",
+                     "RSS before the image"])
         for item in filter(None, args.memory.split(",")):
             name, ngf, mode, side, *stats = item.split(":")
             label = f"{mode} ({stats[0]})" if stats else mode
@@ -362,14 +348,14 @@ def main() -> None:
             try:
                 r = run_child(args, "memory", model, side, mode, *stats)
             except subprocess.CalledProcessError as e:
-                print(f"| {name}:{ngf} | {side} | {label} | failed: {e.stderr.strip().splitlines()[-1][:80]} "
-                      "| | | | | | |")
+                print_row(f"{name}:{ngf}", side, label, f"failed: {e.stderr.strip().splitlines()[-1][:80]}",
+                          *[""] * 6)
                 continue
             info = r.get("info")
             tiles = f"{info['tiles']} x {info['tile'][0]} px" if info else "-"
-            print(f"| {name}:{ngf} | {side} | {label} | {tiles} | {info['passes'] if info else 1} | {r['s']:.1f} s "
-                  f"| {r['cpu_s']:.1f} s | {r['setup_s']:.1f} s | {r['peak_rss_gb']:.2f} GB | {r['before_gb']:.2f} GB |",
-                  flush=True)
+            print_row(f"{name}:{ngf}", side, label, tiles, info["passes"] if info else 1, f"{r['s']:.1f} s",
+                      f"{r['cpu_s']:.1f} s", f"{r['setup_s']:.1f} s", f"{r['peak_rss_gb']:.2f} GB",
+                      f"{r['before_gb']:.2f} GB")
 
 
 if __name__ == "__main__":

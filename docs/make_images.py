@@ -11,14 +11,12 @@ flower) through the four pairings. ``drawn``: drawings made as a hand draws them
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "images"
 
 

@@ -1,6 +1,5 @@
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,12 +7,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repo root, when run from elsewhere
-
-from translate.datasets import KINDS, make_dataset, make_pair, split_counts  # noqa: E402
-from translate.datasets import maps  # noqa: E402
-from translate.datasets.maps import make_maps_pair  # noqa: E402
-from translate.datasets.sketches import make_sketches_pair  # noqa: E402
+from translate.datasets import KINDS, make_dataset, make_pair, maps, split_counts
+from translate.datasets.maps import make_maps_pair
+from translate.datasets.sketches import make_sketches_pair
 
 MAKERS = {"maps": make_maps_pair, "sketches": make_sketches_pair}
 

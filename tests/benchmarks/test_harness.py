@@ -1,0 +1,49 @@
+"""benchmarks.harness: what every benchmark times with, describes its machine with and prints its tables with."""
+import time
+
+from benchmarks import harness
+
+
+def test_time_calls_warms_up_then_times_at_least_the_calls_and_the_seconds_asked():
+    calls, syncs, before = [], [], []
+    t = harness.time_calls(lambda: calls.append(1), 3, warmup=2, sync=lambda: syncs.append(1),
+                           before_each=lambda: before.append(1))
+    assert len(calls) == 5 and len(t.wall) == len(t.cpu) == 3  # the warm-up is not timed
+    assert len(syncs) == 4 and len(before) == 3  # a sync after the warm-up and after each timed call
+    t = harness.time_calls(lambda: time.sleep(0.01), 1, seconds=0.05)
+    assert len(t.wall) >= 4 and t.elapsed >= 0.05
+    assert abs(t.per_second - len(t.wall) / t.elapsed) < 1e-9
+
+
+def test_timings_summarise_the_calls():
+    t = harness.Timings([3.0, 1.0, 2.0, 10.0], [1.0, 1.0, 2.0, 2.0], elapsed=16.0)
+    assert (t.median, t.min, t.max, t.mean, t.cpu_median, t.per_second) == (2.5, 1.0, 10.0, 4.0, 1.5, 0.25)
+    assert t.spread() == "2.5 s (1.0-10.0)"
+
+
+def test_stopwatch_reads_wall_and_cpu_time_of_its_block():
+    with harness.stopwatch() as lap:
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+    assert lap.wall >= 0.02 and lap.cpu >= 0.02
+
+
+def test_the_machine_names_the_cpu_its_cores_and_the_flags_that_pick_kernels():
+    m = harness.machine()
+    assert m.cpu and m.cpus >= 1
+    assert set(m.flags) <= set(harness.RELEVANT_FLAGS) and set(m.flags) <= harness.cpu_flags()
+    text = str(m)
+    assert m.cpu in text and f"{m.cpus} CPUs" in text and "GPU" in text
+
+
+def test_peak_memory_is_this_process_s():
+    now = harness.rss_kb("VmRSS")
+    assert 0 < now <= harness.rss_kb("VmHWM") <= harness.peak_rss_gb() * 1e6
+
+
+def test_tables_are_markdown(capsys):
+    assert harness.table(["a", "b"], [(1, "x"), ("", 2.5)]) == "| a | b |\n|---|---|\n| 1 | x |\n|  | 2.5 |"
+    harness.print_table(["a", "b"])
+    harness.print_row(1, 2)
+    assert capsys.readouterr().out == "| a | b |\n|---|---|\n| 1 | 2 |\n"
