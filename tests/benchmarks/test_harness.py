@@ -11,7 +11,8 @@ def test_time_calls_warms_up_then_times_at_least_the_calls_and_the_seconds_asked
     assert len(calls) == 5 and len(t.wall) == len(t.cpu) == 3  # the warm-up is not timed
     assert len(syncs) == 4 and len(before) == 3  # a sync after the warm-up and after each timed call
     t = harness.time_calls(lambda: time.sleep(0.01), 1, seconds=0.05)
-    assert len(t.wall) >= 4 and t.elapsed >= 0.05
+    # timed until the seconds asked are spent (how many calls that takes depends on the machine's load)
+    assert t.elapsed >= 0.05 and len(t.wall) >= 1 and sum(t.wall) <= t.elapsed + 1e-9
     assert abs(t.per_second - len(t.wall) / t.elapsed) < 1e-9
 
 
