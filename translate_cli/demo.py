@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+import translate
+from serving.store import ModelStore
+from translate.files import write_text_atomic
+
 
 @dataclass(frozen=True)
 class DemoModel:
@@ -50,7 +54,7 @@ def seconds_per_step(preset: str = "maps") -> float:
 
     import torch
 
-    from training.pix2pix import Pix2Pix, Pix2PixConfig
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch
 
     cfg = Pix2PixConfig(data="-", preset=preset)
     method = Pix2Pix(cfg, torch.device("cpu"))
@@ -153,9 +157,9 @@ def _stack(rows: list[Image.Image]) -> Image.Image:
 
 def _train(demo: DemoModel, data: Path, run: Path, minutes: float) -> Path:
     """The demo model of ``demo`` in ``run`` (trained now, resumed, or found there); its ONNX file."""
-    from training.loop import Trainer
-    from training.pix2pix import Pix2Pix, Pix2PixConfig
-    from translate.export import export_run
+    from training.loop import Trainer  # lazy: torch
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch
+    from translate.export import export_run  # lazy: torch
 
     model = run / "model.onnx"
     if model.exists():
@@ -178,9 +182,9 @@ def _train(demo: DemoModel, data: Path, run: Path, minutes: float) -> Path:
 def _results(demo: DemoModel, predictor, data: Path, out: Path, n_show: int) -> tuple[dict, list[str]]:
     """Scores on the held-out pairs and ``out/results/KIND/*.png`` (input | translation | target); the picture
     of the first ``n_show`` goes to ``out/KIND.png``."""
-    from translate import data as tdata
-    from translate.evaluate import evaluate
-    from translate.imageio import save_image
+    from translate import data as tdata  # lazy: torch
+    from translate.evaluate import evaluate  # lazy: torch
+    from translate.imageio import save_image  # lazy: PIL
 
     scores = evaluate(predictor, data, split="test", progress=False)
     rows, names = [], []
@@ -196,7 +200,7 @@ def _results(demo: DemoModel, predictor, data: Path, out: Path, n_show: int) -> 
 
 def _drawn(predictor, out: Path) -> list[str]:
     """The sketches model on drawings made as in the page (at the page's size and at the model's)."""
-    from translate.imageio import save_image
+    from translate.imageio import save_image  # lazy: PIL
 
     names = []
     for kind in DOODLES:
@@ -210,9 +214,7 @@ def _drawn(predictor, out: Path) -> list[str]:
 
 
 def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = False) -> Path:
-    import translate
-    from translate.datasets import make_dataset
-    from translate.files import write_text_atomic
+    from translate.datasets import make_dataset  # lazy: OpenCV
 
     out = Path(out)
     print(f"[1/5] the built-in sets, {SIZE} px")
@@ -249,7 +251,7 @@ def run_demo(out: Path, minutes: float = 4.0, n_show: int = 8, serve: bool = Fal
     for demo in DEMOS:
         register_demo_model(store, models[demo.kind], models[demo.kind].parent, name=demo.kind)
     if serve:
-        from serving.local_service import serve_until_interrupted
+        from serving.local_service import serve_until_interrupted  # lazy: Ray
 
         serve_until_interrupted(store)
     return page
@@ -259,7 +261,6 @@ def register_demo_model(store_root: Path, model: Path, run: Path, name: str = "m
     """Put a demo model into a model store (once: a second run finds the same file there)."""
     import hashlib
 
-    from serving.store import ModelStore
 
     store = ModelStore(store_root)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 
+from serving.config import ServiceConfig
+from serving.store import ModelStore
+from translate.options import add_arguments, given
+
 STORE_HELP = ("model store: a folder, or object storage such as s3://BUCKET/PREFIX with credentials and endpoint "
               "from the environment (default: $TRANSLATE_STORE or ./models)")
 
 
 def _store(args):
-    from serving.store import ModelStore
 
     return ModelStore(args.store)
 
@@ -17,9 +20,7 @@ def _cmd_serve(args) -> None:
     import atexit
     import gc
 
-    from serving.config import ServiceConfig
-    from serving.local_service import serve_until_interrupted
-    from translate.options import given
+    from serving.local_service import serve_until_interrupted  # lazy: Ray
 
     options = {k: v for k, v in given(args, ServiceConfig).items() if k != "store"}  # --store: the root below
     # the interpreter's last garbage collection over Ray's, FastAPI's and pydantic's objects took 4 to 6 s on a
@@ -62,8 +63,6 @@ def _cmd_models_delete(args) -> None:
 
 
 def register(subparsers) -> None:
-    from serving.config import ServiceConfig
-    from translate.options import add_arguments
 
     s = subparsers.add_parser("serve", help="run the HTTP translation service (upload page, REST API) locally")
     s.add_argument("--store", metavar="DIR|URL", help=STORE_HELP)
