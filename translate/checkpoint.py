@@ -77,8 +77,9 @@ def generator_state(ckpt: dict[str, Any], spec: GeneratorSpec) -> dict[str, Any]
 def _numpy_rng_globals() -> list:
     """What a pickled ``np.random.get_state()`` (saved in training checkpoints) needs besides plain data."""
     import numpy as np
+    from numpy._core.multiarray import _reconstruct
 
-    return [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def torch_load(path: str | os.PathLike, mmap: bool = False) -> Any:

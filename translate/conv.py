@@ -91,6 +91,10 @@ def _matmul_is_faster(x: torch.Tensor, positions: int, fp32_too: bool) -> bool:
 class MatmulConv2d(nn.Conv2d):
     """``nn.Conv2d`` that runs as unfold + matmul on small CPU inputs (see the module's docstring)."""
 
+    # a 2-d convolution's stride and padding are pairs (nn.Conv2d's base class types them for any rank)
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros" \
                 and not isinstance(self.padding, str):
@@ -105,6 +109,10 @@ class MatmulConv2d(nn.Conv2d):
 
 class MatmulConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` that runs as matmul + fold on small CPU inputs (see the module's docstring)."""
+
+    # pairs, as in MatmulConv2d; a transposed convolution takes no string padding
+    stride: tuple[int, int]
+    padding: tuple[int, int]
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if output_size is None and self.groups == 1 and self.dilation == (1, 1) \

@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -119,9 +119,7 @@ def check_readable(sources: Sequence[PairSource], strict: bool = False,
     good, bad = [], []
     for src in sources:
         try:
-            for p in (src.a, src.b):
-                if p is None:
-                    continue
+            for p in [q for q in (src.a, src.b) if q is not None]:
                 with Image.open(p) as im:
                     w, h = im.size
                     if w * h > max_pixels:
@@ -294,9 +292,12 @@ class EpochSampler(Sampler):
         return 2**62
 
 
-def split_holdout(sources: Sequence[PairSource], fraction: float = 0.05, seed: int = 0,
-                  minimum: int = 1) -> tuple[list[PairSource], list[PairSource]]:
-    """Hold out a deterministic part of ``sources`` for validation: (train, held_out)."""
+_Item = TypeVar("_Item")
+
+
+def split_holdout(sources: Sequence[_Item], fraction: float = 0.05, seed: int = 0,
+                  minimum: int = 1) -> tuple[list[_Item], list[_Item]]:
+    """Hold out a deterministic part of ``sources`` (pairs, images, indices) for validation: (train, held_out)."""
     n = len(sources)
     k = min(max(minimum, math.ceil(n * fraction)), n - 1) if n > 1 else 0
     rng = np.random.default_rng(_mix(seed, 7))

@@ -35,7 +35,7 @@ def evaluate(predictor: Predictor, root: str | os.PathLike, split: str = "test",
             skipped.append({"path": e.source, "reason": e.reason})
             continue
         if b.size != a.size:
-            b = b.resize(a.size, Image.BICUBIC)
+            b = b.resize(a.size, Image.Resampling.BICUBIC)
         out = predictor.translate_array(imageio.image_to_array(a))
         fake = imageio.image_to_tensor(out if out.ndim == 3 else out[:, :, None])[None]
         real = imageio.image_to_tensor(b)[None]

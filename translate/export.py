@@ -31,7 +31,7 @@ from torch import nn
 from .checkpoint import generator_specs, load_checkpoint, resolve_checkpoint
 from .errors import ModelError
 from .files import atomic_path
-from .gan.networks import DCGANGenerator
+from .gan.networks import DCGANGenerator, MLPGenerator
 from .generators import load_generator
 from .imageio import to_network
 from .kinds import KINDS, kind
@@ -51,8 +51,8 @@ def onnx_bytes(G: nn.Module, input_nc: int, opset: int = OPSET) -> bytes:
         warnings.simplefilter("ignore")
         # The legacy (TorchScript) exporter: the graph is exported as the eval-mode module
         # computes it; dynamic_axes give dynamic batch/height/width in one file.
-        torch.onnx.export(G.eval(), (dummy,), buf, dynamo=False, opset_version=opset,
-                          input_names=["input"], output_names=["output"],
+        torch.onnx.export(G.eval(), (dummy,), buf,  # type: ignore[arg-type]  # takes a BytesIO, typed path
+                          dynamo=False, opset_version=opset, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
                                         "output": {0: "batch", 2: "height", 3: "width"}},
                           do_constant_folding=True)
@@ -185,7 +185,7 @@ class _LatentInputs(nn.Module):
 GAN_META_KEYS = ("arch", "classes", "data", "ema", "step", "gan_mode", "config")
 
 
-def export_gan_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike | None = None,
+def export_gan_generator(G: DCGANGenerator | MLPGenerator, meta: dict[str, Any], out: str | os.PathLike | None = None,
                          tolerance: float | None = None, seed: int = 0) -> tuple[bytes, float]:
     """Export a GAN generator (eval mode) as ``z`` (N, nz) float32 [+ ``label`` (N,) int64] -> ``output``
     (N, C, H, W) in [-1, 1] or (N, D) points, dynamic N; attach metadata; verify against PyTorch on
@@ -201,8 +201,9 @@ def export_gan_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathL
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # the wrapper must be in eval mode too: the exporter restores the wrapper's mode, recursively
-        torch.onnx.export(_LatentInputs(G).eval(), inputs, buf, dynamo=False, opset_version=OPSET, input_names=names,
-                          output_names=["output"], dynamic_axes=axes, do_constant_folding=True)
+        torch.onnx.export(_LatentInputs(G).eval(), inputs, buf,  # type: ignore[arg-type]  # takes a BytesIO, typed path
+                          dynamo=False, opset_version=OPSET, input_names=names, output_names=["output"],
+                          dynamic_axes=axes, do_constant_folding=True)
     props = {"kind": KINDS["gan"].onnx_name, "nz": nz, "num_classes": k, "inputs": names,
              "output": ("image NCHW in [-1, 1]; uint8 = (y + 1) * 127.5" if isinstance(G, DCGANGenerator)
                         else "points (N, D)"),
@@ -217,7 +218,7 @@ def export_gan_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathL
     return data, diff
 
 
-def verify_gan_generator(G: nn.Module, model_bytes: bytes, seed: int = 0) -> float:
+def verify_gan_generator(G: DCGANGenerator | MLPGenerator, model_bytes: bytes, seed: int = 0) -> float:
     import onnxruntime as ort
 
     sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])

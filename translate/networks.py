@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -220,12 +220,14 @@ class UnetSkipConnectionBlock(nn.Module):
         downconv = MatmulConv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
         layers: list[nn.Module]
         if outermost:
+            assert submodule is not None  # checked above
             upconv = MatmulConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1)
             layers = [downconv, submodule, nn.ReLU(True), upconv, nn.Tanh()]
         elif innermost:
             upconv = MatmulConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
             layers = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True), upconv, norm_layer_(outer_nc)]
         else:
+            assert submodule is not None  # checked above
             upconv = MatmulConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
             layers = [
                 nn.LeakyReLU(0.2, True),
@@ -594,7 +596,7 @@ def define_D(
 def _batchnorm_as_instancenorm(bn: nn.modules.batchnorm._BatchNorm) -> nn.InstanceNorm2d:
     """InstanceNorm2d normalising with per-image statistics, carrying ``bn``'s affine params."""
     ref = bn.weight if bn.weight is not None else bn.running_mean
-    kwargs = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
+    kwargs: dict[str, Any] = {} if ref is None else {"device": ref.device, "dtype": ref.dtype}
     inorm = nn.InstanceNorm2d(bn.num_features, eps=bn.eps, affine=bn.affine, track_running_stats=False, **kwargs)
     if bn.affine:
         with torch.no_grad():
@@ -642,6 +644,7 @@ def to_inference(G: nn.Module, batch_stats: bool) -> nn.Module:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    net.batch_stats = bool(batch_stats)
-    net.inference_norm = "batch_stats" if batch_stats else "running_stats"
+    # nn.Module.__setattr__ keeps any value as a plain attribute; its annotation says Tensor | Module
+    net.batch_stats = bool(batch_stats)  # type: ignore[assignment]
+    net.inference_norm = "batch_stats" if batch_stats else "running_stats"  # type: ignore[assignment]
     return net

@@ -19,7 +19,10 @@ import dataclasses
 import types
 import typing
 from dataclasses import field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["opt", "redefault", "plain_default", "flag_names", "add_arguments", "given", "coerce", "field_type",
            "defaults"]
@@ -41,7 +44,7 @@ def opt(default, help: str, choices: tuple | None = None, preset: bool = False, 
     return field(default=default, metadata=meta, **kw)
 
 
-def redefault(cls: type, name: str, default: Any):
+def redefault(cls: type[DataclassInstance], name: str, default: Any):
     """A subclass's copy of ``cls``'s option ``name`` (same help text and choices, a preset may still set it
     if it could) with another default."""
     f = cls.__dataclass_fields__[name]
@@ -69,8 +72,15 @@ def field_type(cls: type, name: str) -> type:
 
 
 def defaults(cls: type) -> dict[str, Any]:
-    return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-            for f in dataclasses.fields(cls)}
+    return {f.name: _default(f) for f in dataclasses.fields(cls)}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is dataclasses.MISSING:
+        raise TypeError(f"option {f.name} has no default")
+    return f.default_factory()
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),

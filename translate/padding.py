@@ -7,6 +7,8 @@ A leaf module: numpy only.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 
@@ -33,7 +35,7 @@ def pad_to_multiple(x: np.ndarray, multiple: int, min_size: int = 0,
         return x, pads
     width = [(0, 0)] * x.ndim
     width[ax[0]], width[ax[1]] = (pads[0], pads[1]), (pads[2], pads[3])
-    mode = "reflect" if min(h, w) > 1 else "edge"  # a 1-pixel side cannot be reflected
+    mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > 1 else "edge"  # a 1-pixel side cannot be reflected
     return np.pad(x, width, mode=mode), pads
 
 

@@ -170,7 +170,7 @@ class Predictor:
         source = model if isinstance(model, bytes) else str(model)
         self._cuda_required = device == "cuda" or providers is not None  # CUDA asked for by name, if at all
         self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device)))
-        self.source = "<bytes>" if isinstance(model, bytes) else source
+        self.source = "<bytes>" if isinstance(model, bytes) else str(model)
         self.session = self._make_session(source)
         self.tiling = tiling or TileConfig()
         # the tiled graph is built from the model on first use: keep it only when tiling may happen
@@ -277,13 +277,13 @@ class Predictor:
         """Translate several uint8 arrays; images of one size run as one batch. A tiled image reports
         ``progress(done, total)`` after every tile run (see :meth:`TiledRunner.translate_array`)."""
         prepared = [self._prepare(a) for a in arrays]
-        results: list[np.ndarray | None] = [None] * len(prepared)
+        results: dict[int, np.ndarray] = {}
         by_shape: dict[tuple, list[int]] = {}
         for i, (a, _) in enumerate(prepared):
             by_shape.setdefault(a.shape, []).append(i)
         for shape, idx in by_shape.items():
             if self.tiling.wants(*shape[:2]):  # from uint8 tiles to uint8 rows: no full-size float copy
-                out = [self.tiler.translate_array(prepared[i][0], progress) for i in idx]
+                out: list[np.ndarray] | np.ndarray = [self.tiler.translate_array(prepared[i][0], progress) for i in idx]
                 self._record(True)
             else:
                 out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx]))))
@@ -292,7 +292,7 @@ class Predictor:
                 if alpha is not None:
                     y = np.concatenate([np.repeat(y, 3, axis=2) if y.shape[2] == 1 else y, alpha[:, :, None]], axis=2)
                 results[i] = y
-        return results  # type: ignore[return-value]
+        return [results[i] for i in range(len(prepared))]
 
     def translate_source(self, source: TileSource, sink: TileSink,
                          progress: Callable[[int, int], None] | None = None) -> None:

@@ -255,6 +255,7 @@ class GeoTiffSink:
     def _flush(self) -> None:
         from rasterio.windows import Window  # lazy: GDAL
 
+        assert self.buffer is not None  # write() makes it before it holds a row
         n, data = self.held, self.buffer[:, :self.held]
         window = Window(0, self.top, self.out.width, n)
         channels = data.shape[0]

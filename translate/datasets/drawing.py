@@ -18,6 +18,7 @@ import math
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import ConfigError
 
@@ -153,7 +154,7 @@ _THIN = [np.rot90(k, r).astype(np.int32) for k in (np.array([[-1, -1, -1], [0, 1
 
 def thin(mask: np.ndarray, max_iterations: int = 64) -> np.ndarray:
     """``mask`` thinned to lines one pixel wide (its topology kept), by repeated hit-or-miss thinning."""
-    m = mask.astype(np.uint8)
+    m: np.ndarray = mask.astype(np.uint8)
     for _ in range(max_iterations):
         before = int(m.sum())
         for k in _THIN:
@@ -215,7 +216,7 @@ def curve_distance(xx: np.ndarray, yy: np.ndarray, size: int, angle: float, offs
     return (q - centre) / np.sqrt(1 + slope * slope), p
 
 
-def chaikin(pts: np.ndarray, iterations: int = 3, closed: bool = True) -> np.ndarray:
+def chaikin(pts: ArrayLike, iterations: int = 3, closed: bool = True) -> np.ndarray:
     """Corner cutting: straight edges stay straight, corners get rounded."""
     p = np.asarray(pts, np.float64)
     for _ in range(iterations):

@@ -398,7 +398,7 @@ def _render_aerial(rng: np.random.Generator, sc: MapScene) -> np.ndarray:
 def _ground(rng: np.random.Generator, sc: MapScene) -> np.ndarray:
     """Concrete / dirt / dry yards, mottled; olive yards between houses in residential districts."""
     S, u1 = sc.size, sc.u1
-    img = np.empty((S, S, 3), F32)
+    img: np.ndarray = np.empty((S, S, 3), F32)
     base = [rgb(150, 147, 138), rgb(158, 150, 132), rgb(140, 138, 132), rgb(146, 140, 122)][rng.integers(4)]
     low = value_noise(rng, S, S, 40 * u1)
     mid = value_noise(rng, S, S, 7 * u1)

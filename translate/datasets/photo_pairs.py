@@ -35,7 +35,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DataError, TranslateError
+from ..errors import ConfigError, DataError, ImageError, TranslateError
 from ..imageio import image_to_array, is_image_file, read_image, read_size
 from ..options import opt
 from .drawing import F32, check_size, drop_small_components, ink_sketch, thin
@@ -206,7 +206,7 @@ def pair_photos(kind: str, photos: str | os.PathLike, out: str | os.PathLike,
         try:
             read_size(p)
             files.append(p)
-        except TranslateError as e:
+        except ImageError as e:
             unreadable.append({"file": p.relative_to(root).as_posix(), "reason": e.reason})
             print(f"skipped: {e}", file=sys.stderr, flush=True)
     if not files:

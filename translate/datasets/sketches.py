@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, cast
 
 import cv2
 import numpy as np
@@ -206,6 +206,7 @@ def _shoe_trim(rng: np.random.Generator, o: SketchObject, style: str, u: int, st
                main: np.ndarray, accent: np.ndarray) -> None:
     """Parts on the upper ``u``: lining, toe cap, heel counter, side stripe."""
     if style != "boot":  # inner lining where the opening shows
+        assert h is not None  # only a boot's outline has no opening height
         o.part(spline([(0.63, st - h * 0.97), (0.8, st - h * 0.86), (0.92, st - h * 0.97),
                        (0.85, st - h * 0.8), (0.7, st - h * 0.8)]),
                _shade(main, 0.4), clip=u, gloss=0.1, name="lining")
@@ -458,11 +459,11 @@ def _cylinder_height(o: SketchObject, label: np.ndarray, obj: np.ndarray) -> np.
     C = label.shape[0]
     yy, xx = pixel_grid(C, C)
     sil = obj & ~np.isin(label, [i for i, p in enumerate(o.parts, 1) if p.name in ("handle", "cap")])
-    rows = sil.any(1)
+    rows = cast(np.ndarray, sil.any(1))  # a 2-d mask's rows: an array (typed as maybe a scalar)
     left = np.argmax(sil, 1).astype(F32)
     right = (C - 1 - np.argmax(sil[:, ::-1], 1)).astype(F32)
-    ctr = np.where(rows, (left + right) / 2, C / 2).astype(F32)
-    hw = np.where(rows, np.maximum((right - left) / 2, 1), 1).astype(F32)
+    ctr: np.ndarray = np.where(rows, (left + right) / 2, C / 2).astype(F32)
+    hw: np.ndarray = np.where(rows, np.maximum((right - left) / 2, 1), 1).astype(F32)
     ctr = cv2.GaussianBlur(ctr.reshape(-1, 1), (1, 0), 3.0 * _SS).ravel()
     hw = cv2.GaussianBlur(hw.reshape(-1, 1), (1, 0), 3.0 * _SS).ravel()
     # the body's silhouette sets the cylinder; handles etc. get the generic bump

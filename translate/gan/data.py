@@ -172,7 +172,7 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
     if (w, h) != (s, s):
         left, top = (w - s) // 2, (h - s) // 2
         img = img.crop((left, top, left + s, top + s))
-    return img if s == size else img.resize((size, size), Image.BICUBIC)
+    return img if s == size else img.resize((size, size), Image.Resampling.BICUBIC)
 
 
 def load_digits_images(size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +273,8 @@ class GanData:
 
     name: str  # ring8, grid25, digits, or the folder's name
     kind: str
-    train: Dataset
-    val: Dataset
+    train: TensorSet | ImageFolderSet
+    val: TensorSet | ImageFolderSet
     classes: list[str]
     channels: int  # image channels (points: their dimension)
     size: int  # image side (0 for points)
@@ -318,7 +318,7 @@ def open_gan_data(data: str, size: int = 16, channels: int = 0, seed: int = 0, v
                    ImageFolderSet(info, size, channels, strict, val_idx or train_idx[:1]), info.classes, channels, size)
 
 
-def stack_images(ds: Dataset, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_images(ds: TensorSet | ImageFolderSet, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, labels) of the first ``limit`` items (all when 0) of a dataset, stacked."""
     n = len(ds) if not limit else min(limit, len(ds))
     if isinstance(ds, TensorSet):

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .networks import Classifier
 
 Features = Callable[[torch.Tensor], torch.Tensor]
 
@@ -50,7 +51,7 @@ class FeatureNetwork:
         return torch.cat(out)
 
 
-def classifier_features(classifier: nn.Module, name: str) -> FeatureNetwork:
+def classifier_features(classifier: Classifier, name: str) -> FeatureNetwork:
     """Penultimate-layer features of a :class:`translate.gan.networks.Classifier`."""
     classifier.eval()
     return FeatureNetwork(f"{name}_classifier", classifier.features)

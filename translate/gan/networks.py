@@ -85,7 +85,7 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         _check_labels(y, self.num_classes, z.shape[0])
-        if self.num_classes:
+        if y is not None:  # given exactly when the network is conditional (checked above)
             z = torch.cat([z, one_hot(y, self.num_classes, z.dtype)], 1)
         return self.main(z.reshape(z.shape[0], -1, 1, 1))
 
@@ -108,7 +108,7 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         _check_labels(y, self.num_classes, x.shape[0])
-        if self.num_classes:
+        if y is not None:  # given exactly when the network is conditional (checked above)
             planes = one_hot(y, self.num_classes, x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
             x = torch.cat([x, planes], 1)
         return self.main(x).reshape(-1)
@@ -132,7 +132,7 @@ class MLPGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         _check_labels(y, self.num_classes, z.shape[0])
-        if self.num_classes:
+        if y is not None:  # given exactly when the network is conditional (checked above)
             z = torch.cat([z, one_hot(y, self.num_classes, z.dtype)], 1)
         return self.main(z)
 
@@ -147,7 +147,7 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         _check_labels(y, self.num_classes, x.shape[0])
-        if self.num_classes:
+        if y is not None:  # given exactly when the network is conditional (checked above)
             x = torch.cat([x, one_hot(y, self.num_classes, x.dtype)], 1)
         return self.main(x).reshape(-1)
 
