@@ -70,7 +70,7 @@ def output_name(rel: str | os.PathLike, fmt: str) -> Path:
 
 def _open(fp, source: str, max_pixels: int, min_side: int = 0) -> Image.Image:
     try:
-        img = Image.open(fp)
+        img: Image.Image = Image.open(fp)
     except UnidentifiedImageError:  # its message repeats the file object: say what it means
         raise ImageError(source, "not a readable image (not a format we read, or its header is damaged)") from None
     except Exception as e:  # PIL raises OSError, SyntaxError...

@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -43,7 +44,7 @@ DEMOS = (
     DemoModel("sketches", count=400, share=0.55, columns=("sketch (input)", "translated", "photo (target)"),
               title="sketch &rarr; photo"),
 )
-TRAIN = dict(workers=1, val_every=200, sample_every=200, checkpoint_every=200)  # the rest: each set's preset
+TRAIN: dict[str, Any] = dict(workers=1, val_every=200, sample_every=200, checkpoint_every=200)  # the rest: each set's preset
 MAX_STEPS = 3000
 DOODLES = ("mug", "box", "bottle")  # drawn as a hand draws them in the page, the sketches model's input
 
@@ -58,6 +59,7 @@ def seconds_per_step(preset: str = "maps") -> float:
 
     cfg = Pix2PixConfig(data="-", preset=preset)
     method = Pix2Pix(cfg, torch.device("cpu"))
+    assert cfg.batch_size and cfg.size  # preset fields, resolved when the config is made
     batch = {k: torch.rand(cfg.batch_size, 3, cfg.size, cfg.size) * 2 - 1 for k in "AB"}
     for _ in range(3):  # warm-up: the first steps build kernels and caches
         method.step(batch)
