@@ -23,9 +23,9 @@ def _cmd_serve(args) -> None:
     from serving.local_service import serve_until_interrupted  # lazy: Ray
 
     options = {k: v for k, v in given(args, ServiceConfig).items() if k != "store"}  # --store: the root below
-    # the interpreter's last garbage collection over Ray's, FastAPI's and pydantic's objects took 4 to 6 s on a
-    # busy 2-CPU machine after the service had stopped: frozen at exit, it is skipped (1 s), so a stop stays
-    # within 10 s. Registered first, it runs last, after every other exit handler
+    # the interpreter's last garbage collection over Ray's, FastAPI's and pydantic's objects takes seconds on a
+    # busy machine after the service has stopped: frozen at exit, it is skipped, so a stop stays prompt.
+    # Registered first, it runs last, after every other exit handler
     atexit.register(gc.freeze)
     serve_until_interrupted(_store(args).url, host=args.host, port=args.port, **options)
 
