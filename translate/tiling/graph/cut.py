@@ -7,7 +7,8 @@ whose 4-D inputs and outputs are all at stride >= S) runs once on the whole imag
 maps, so its normalisation statistics and its context are the whole image's; the *outer* part
 runs tile by tile and reads the inner part's output for its tile from the stored maps.
 :func:`probe` measures every tensor's channels and stride; :func:`macs_per_pixel` what each
-convolution costs; :func:`extract` and :class:`Prefixes` cut sub-graphs.
+convolution costs; :class:`Cut` is the cut chosen for a model and its parts' costs; :func:`extract`
+and :class:`Prefixes` cut sub-graphs.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import ModelError
+
+MAX_HELD = 2.0  # float32 values per input pixel the held maps at the cut may take
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,56 @@ def find_split(model, tensors: dict[str, Tensor], stride: int) -> Split | None:
     channels = {t: tensors[t].channels for t in ins + outs}
     fpp = sum(tensors[t].channels / tensors[t].stride ** 2 for t in ins + outs)
     return Split(stride, ins, outs, inside, pre, post, channels, fpp)
+
+
+class Cut:
+    """Where a model's graph is cut for tiling, and what its parts cost. Layers are numbered as
+    :func:`translate.tiling.graph.norms.statistics_graph` numbers them: InstanceNormalization nodes
+    in graph order.
+
+    The cut is at the shallowest stride whose held maps stay within ``MAX_HELD`` float32 values per
+    input pixel; without such a cut (e.g. a ResNet, whose normalised layers all sit at stride <= 4)
+    ``split`` is None and every layer is outer. ``pre`` / ``post``: the outer layers before the cut
+    (the maps at the cut depend on them) and after it.
+    """
+
+    def __init__(self, model_bytes: bytes, input_nc: int, probe_side: int):
+        import onnx
+
+        self.model = model = onnx.load_from_string(model_bytes)
+        tensors = probe(model, input_nc, probe_side)
+        self.macs = macs_per_pixel(model, tensors)
+        self.total = sum(self.macs.values()) or 1.0
+        self.split = None
+        for stride in sorted({t.stride for t in tensors.values() if t.stride > 1}):
+            split = find_split(model, tensors, stride)
+            if split is not None and split.floats_per_pixel <= MAX_HELD:
+                self.split = split
+                break
+        self.norm_inputs = [nd.input[0] for nd in model.graph.node if nd.op_type == "InstanceNormalization"]
+        split = self.split
+        inner = set(split.inner) if split else set()
+        self.outer = [k for k in range(len(self.norm_inputs)) if k not in inner]
+        self.inner = sorted(inner)
+        self.pre = [k for k in self.outer if split and k in split.pre]
+        self.post = [k for k in self.outer if k not in self.pre]
+        self.held = list(split.outputs) if split else []
+        self.output = model.graph.output[0].name
+        self.producer = {o: nd for nd in model.graph.node for o in nd.output}
+
+    def cost(self, names: Sequence[str]) -> float:
+        """Network-equivalents per input pixel (Conv / ConvTranspose multiply-adds) of the tiled
+        part that ``names`` need."""
+        seen, stack, c = set(), list(names), 0.0
+        while stack:
+            t = stack.pop()
+            if t in seen or t in self.held or t not in self.producer:
+                continue
+            seen.add(t)
+            c += self.macs.get(t, 0.0)
+            stack.extend(self.producer[t].input)
+        return c / self.total
+
+    def layer_cost(self, k: int) -> float:
+        """What a pass measuring layer ``k`` costs: the graph up to its input."""
+        return self.cost([self.norm_inputs[k]])

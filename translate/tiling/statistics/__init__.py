@@ -8,9 +8,10 @@ else ``exact``.
 """
 from __future__ import annotations
 
+from ..graph.cut import Cut
 from .base import Network, Statistics
 from .passes import Estimate, ExactByLayer, PerTile, Plain
-from .split import Cut, ExactSplit, Hybrid
+from .split import ExactSplit, Hybrid
 
 ON_TILES = {mode.name: mode for mode in (PerTile, Estimate, ExactByLayer)}  # the whole graph over the tiles
 ON_SPLIT = {mode.name: mode for mode in (Hybrid, ExactSplit)}  # the deep part once, on the whole image
@@ -24,7 +25,7 @@ def choose(name: str, net: Network, model_bytes: bytes, graph: bytes) -> Statist
     if not net.layers:
         return Plain(net, graph)
     if name == AUTO or name in ON_SPLIT:  # these look for a cut first
-        cut = Cut(net, model_bytes)
+        cut = Cut(model_bytes, net.input_nc, net.probe_side)
         if cut.split is not None:
             return ON_SPLIT["hybrid" if name == AUTO else name](net, graph, cut)
         if name == "hybrid":  # asked of a graph without a cut: every layer outer, from exact passes or the sample

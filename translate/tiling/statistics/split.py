@@ -34,65 +34,13 @@ import numpy as np
 
 from ..band import Band, Emit
 from ..geometry import TilePlan, fit_tiles, sample_windows
-from ..graph.cut import Split, extract, find_split, macs_per_pixel, probe
+from ..graph.cut import Cut, Split, extract
 from ..graph.norms import affine_graph
 from .base import Network, Read, Statistics, run
 from .moments import Moments
 
-MAX_HELD = 2.0  # float32 values per input pixel the held maps at the cut may take
 EXACT_BUDGET = 0.1  # hybrid: exact passes for the leading outer layers while they cost <= this of the network
 SAMPLE_WINDOW, SAMPLE_HALO = 128, 16  # hybrid: sample window side and the edge band it does not count
-
-
-class Cut:
-    """Where the graph is cut and what its parts cost.
-
-    The cut is at the shallowest stride whose held maps stay within ``MAX_HELD`` float32 values per
-    input pixel; without such a cut (e.g. a ResNet, whose normalised layers all sit at stride <= 4)
-    ``split`` is None and every layer is outer. ``pre`` / ``post``: the outer layers before the cut
-    (the maps at the cut depend on them) and after it.
-    """
-
-    def __init__(self, net: Network, model_bytes: bytes):
-        import onnx
-
-        self.model = model = onnx.load_from_string(model_bytes)
-        tensors = probe(model, net.input_nc, net.probe_side)
-        self.macs = macs_per_pixel(model, tensors)
-        self.total = sum(self.macs.values()) or 1.0
-        self.split = None
-        for stride in sorted({t.stride for t in tensors.values() if t.stride > 1}):
-            split = find_split(model, tensors, stride)
-            if split is not None and split.floats_per_pixel <= MAX_HELD:
-                self.split = split
-                break
-        split = self.split
-        inner = set(split.inner) if split else set()
-        self.outer = [k for k in range(len(net.layers)) if k not in inner]
-        self.inner = sorted(inner)
-        self.pre = [k for k in self.outer if split and k in split.pre]
-        self.post = [k for k in self.outer if k not in self.pre]
-        self.held = list(split.outputs) if split else []
-        self.output = model.graph.output[0].name
-        self.producer = {o: nd for nd in model.graph.node for o in nd.output}
-        self.norm_inputs = [nd.input[0] for nd in model.graph.node if nd.op_type == "InstanceNormalization"]
-
-    def cost(self, names: Sequence[str]) -> float:
-        """Network-equivalents per input pixel (Conv / ConvTranspose multiply-adds) of the tiled
-        part that ``names`` need."""
-        seen, stack, c = set(), list(names), 0.0
-        while stack:
-            t = stack.pop()
-            if t in seen or t in self.held or t not in self.producer:
-                continue
-            seen.add(t)
-            c += self.macs.get(t, 0.0)
-            stack.extend(self.producer[t].input)
-        return c / self.total
-
-    def layer_cost(self, k: int) -> float:
-        """What a pass measuring layer ``k`` costs: the graph up to its input."""
-        return self.cost([self.norm_inputs[k]])
 
 
 @dataclass
@@ -198,8 +146,10 @@ class SplitStatistics(Statistics):
         return [k for k in self.post if k in self.sampled]
 
     @property
-    def stride(self) -> int:
-        """Tiles and windows start at multiples of this: the cut's stride (every tiled layer's grid lines up)."""
+    def align(self) -> int:
+        """Tiles and windows start at multiples of this: the cut's stride on a split graph (every
+        tiled layer's grid lines up; the layers inside the cut run on the whole image), else the
+        network's alignment."""
         return self.split.stride if self.split else self.net.align
 
     # ------------------------------------------------------------ one image
@@ -207,7 +157,7 @@ class SplitStatistics(Statistics):
         """Fitted tiles; a pass per exact layer, one for the maps at the cut, the render (the sample's
         runs are not passes over the tiles)."""
         cfg, (H, W) = self.net.config, canvas
-        (th, rows), (tw, cols) = (fit_tiles(n, max(cfg.tile, self.net.min_size), cfg.overlap, self.stride)
+        (th, rows), (tw, cols) = (fit_tiles(n, max(cfg.tile, self.net.min_size), cfg.overlap, self.align)
                                   for n in (H, W))
         overlap = min(cfg.overlap, th // 2, tw // 2)
         return TilePlan((H, W), (th, tw), rows, cols, overlap, len(self.exact) + bool(self.split) + 1,
@@ -244,7 +194,7 @@ class SplitStatistics(Statistics):
             windows, weights = [(0, H, 0, W)], np.ones((1, 1, H, W), np.float32)
         else:  # at least a tile's worth of windows
             windows, weights = sample_windows(H, W, min(1.0, max(cfg.sample, budget / (H * W))), SAMPLE_WINDOW,
-                                              SAMPLE_HALO, self.stride, budget)
+                                              SAMPLE_HALO, self.align, budget)
         per_run = max(1, budget // (weights.shape[2] * weights.shape[3]))
         runs = -(-len(windows) // per_run)
         return Sample(windows, weights, [list(range(g, len(windows), runs)) for g in range(runs)])
