@@ -11,16 +11,20 @@ from translate.errors import ConfigError
 from translate.export import export_generator
 from translate.networks import define_G, to_inference
 from translate.predictor import Predictor
-from translate.tiling import (
-    TileConfig,
+from translate.tiling import TileConfig
+from translate.tiling.config import STATISTICS
+from translate.tiling.geometry import (
     blend_weights,
     fit_tiles,
     plan_tiles,
     sample_windows,
-    statistics_graph,
     tile_origins,
 )
-from translate.tiling_graph import find_split, probe
+from translate.tiling.graph.cut import find_split, probe
+from translate.tiling.graph.norms import statistics_graph
+from translate.tiling.statistics import AUTO, ON_SPLIT, ON_TILES
+from translate.tiling.statistics.passes import ExactByLayer
+from translate.tiling.statistics.split import SplitStatistics
 
 WHOLE = TileConfig(threshold=None)
 
@@ -137,7 +141,7 @@ def test_uint8_and_pil_paths_keep_size_and_alpha(resnet, image):
 
 
 def _spy(tiler, seen):
-    """Record (role, shapes of the 4-D inputs) of every session run the tiler makes."""
+    """Record (role, shapes of the 4-D inputs) of every session run the tiler's mode makes."""
 
     class Spy:
         def __init__(self, session, role):
@@ -150,16 +154,16 @@ def _spy(tiler, seen):
             seen.append((self.role, {k: v.shape for k, v in feeds.items() if np.ndim(v) == 4}))
             return self.session.run(names, feeds)
 
-    make = tiler.make_session
-    tiler.make_session = lambda graph: Spy(make(graph), "tiles")
-    tiler.session = Spy(tiler.session, "tiles")
-    if tiler.hybrid is not None:
-        hy = tiler.hybrid
+    mode = tiler.mode
+    make = mode.net.make_session
+    mode.net.make_session = lambda graph: Spy(make(graph), "tiles")
+    mode.session = Spy(mode.session, "tiles")
+    if isinstance(mode, SplitStatistics):
         for name, role in (("sample_pre", "sample"), ("sample_post", "sample"), ("encode", "tiles"),
-                           ("middle", "maps"), ("render", "tiles")):
-            if getattr(hy, name) is not None:
-                setattr(hy, name, Spy(getattr(hy, name), role))
-        hy.prefix = {k: Spy(v, "tiles") for k, v in hy.prefix.items()}
+                           ("middle", "maps")):
+            if getattr(mode, name) is not None:
+                setattr(mode, name, Spy(getattr(mode, name), role))
+        mode.prefix = {k: Spy(v, "tiles") for k, v in mode.prefix.items()}
 
 
 def test_sessions_never_see_more_than_one_batch_of_tiles(resnet, image):
@@ -169,7 +173,7 @@ def test_sessions_never_see_more_than_one_batch_of_tiles(resnet, image):
     assert p(image).shape == image.shape
     plan = tiler.last_plan
     assert plan.tile == (64, 64) and plan.canvas == (200, 300)  # 200x300 is a multiple of 4 already
-    shapes = [s[tiler.input_name] for _, s in seen]
+    shapes = [s[tiler.mode.input_name] for _, s in seen]
     assert max(s[0] for s in shapes) <= 2 and {s[2:] for s in shapes} == {(64, 64)}
     assert len(seen) == plan.passes * len(plan.rows) * -(-len(plan.cols) // 2)  # batches within a tile row
 
@@ -183,8 +187,8 @@ def test_hybrid_runs_hold_a_tile_at_most(unet, image):
     plan, cut = tiler.last_plan, tiler.last_info["cut_stride"]
     tiles, windows, maps = ([s for role, s in seen if role == r] for r in ("tiles", "sample", "maps"))
     assert tiles and windows and len(maps) == 1  # the deep part runs once, on the maps at the cut
-    assert {s[tiler.input_name] for s in tiles} == {(1, 3, *plan.tile)}
-    assert max(np.prod(s[tiler.input_name]) // 3 for s in windows) <= 64 * 64  # a tile's worth of windows per run
+    assert {s[tiler.mode.input_name] for s in tiles} == {(1, 3, *plan.tile)}
+    assert max(np.prod(s[tiler.mode.input_name]) // 3 for s in windows) <= 64 * 64  # a tile's worth of windows per run
     assert len(windows) > 2  # the sample (60 % of the image) took several runs
     (shape,) = maps[0].values()
     assert shape[2:] == (plan.canvas[0] // cut, plan.canvas[1] // cut)
@@ -305,7 +309,7 @@ def test_resnet_has_no_split_and_keeps_the_layer_by_layer_path(resnet, image):
     whole = Predictor(resnet, tiling=WHOLE).run(x)
     for asked in ("auto", "exact"):
         p = _tiled(resnet, tile=128, overlap=64, statistics=asked)
-        assert p.tiler.hybrid is None and p.tiler.statistics == "exact"
+        assert isinstance(p.tiler.mode, ExactByLayer) and p.tiler.statistics == "exact"
         p.run(x)
         info = p.tiler.last_info
         assert info["statistics"] == "exact" and info["asked"] == asked and "cut_stride" not in info
@@ -358,13 +362,18 @@ def test_an_unknown_statistics_mode_names_the_choices(bad):
     assert all(m in str(e.value) for m in ("auto", "hybrid", "exact", "estimate", "per_tile"))
 
 
+def test_every_statistics_name_is_a_mode():
+    assert set(STATISTICS) == {AUTO} | set(ON_TILES) | set(ON_SPLIT)
+    assert all(mode.name == name for modes in (ON_TILES, ON_SPLIT) for name, mode in modes.items())
+
+
 def test_default_is_auto_and_tiled_sessions_give_memory_back(unet, resnet):
     assert TileConfig().statistics == "auto"
     p = Predictor(unet, tiling=TileConfig(threshold=0, tile=64))
     assert p.tiler.statistics == "hybrid"
     assert Predictor(resnet, tiling=TileConfig(threshold=0)).tiler.statistics == "exact"
     # up to ten sub-graph sessions over a tile each: with arenas, each would keep its peak between images
-    hy = p.tiler.hybrid
-    sessions = [hy.render, hy.encode, hy.middle, *hy.prefix.values(), hy.sample_pre, hy.sample_post]
+    hy = p.tiler.mode
+    sessions = [hy.session, hy.encode, hy.middle, *hy.prefix.values(), hy.sample_pre, hy.sample_post]
     assert all(not s.get_session_options().enable_cpu_mem_arena for s in sessions if s is not None)
     assert p.session.get_session_options().enable_cpu_mem_arena  # the whole-image session keeps its arena

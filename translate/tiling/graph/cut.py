@@ -1,14 +1,14 @@
-"""ONNX graph surgery for split tiling (see :mod:`translate.tiling`, ``statistics="hybrid"``).
+"""Where to cut a generator's graph, and the sub-graphs cut from it (see :mod:`translate.tiling.statistics.split`).
 
 A generator's tensors each live at one resolution: ``stride`` input pixels per feature-map
-pixel. A U-Net's deep levels (stride 32 and more for unet_256) are small enough to hold for
-the whole image, a few channels' worth per input pixel. :func:`find_split` cuts the graph
-there: the *inner* part (every node whose 4-D inputs and outputs are all at stride >= S)
-runs once on the whole image's feature maps, so its normalisation statistics and its
-context are the whole image's; the *outer* part runs tile by tile and reads the inner
-part's output for its tile from the stored maps. :func:`probe` measures every tensor's
-channels and stride; :func:`extract` cuts sub-graphs; :func:`affine_graph` rewrites
-InstanceNormalization to take fixed statistics as inputs, with no reductions.
+pixel. A U-Net's deep levels are small enough to hold for the whole image, a few channels'
+worth per input pixel. :func:`find_split` cuts the graph there: the *inner* part (every node
+whose 4-D inputs and outputs are all at stride >= S) runs once on the whole image's feature
+maps, so its normalisation statistics and its context are the whole image's; the *outer* part
+runs tile by tile and reads the inner part's output for its tile from the stored maps.
+:func:`probe` measures every tensor's channels and stride; :func:`macs_per_pixel` what each
+convolution costs; :class:`Cut` is the cut chosen for a model and its parts' costs; :func:`extract`
+and :class:`Prefixes` cut sub-graphs.
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ModelError
+from ...errors import ModelError
+
+MAX_HELD = 2.0  # float32 values per input pixel the held maps at the cut may take
 
 
 @dataclass(frozen=True)
@@ -102,44 +104,22 @@ def extract(model, inputs: Sequence[str], outputs: Sequence[str]):
     return onnx.helper.make_model(sub, opset_imports=model.opset_import, ir_version=model.ir_version)
 
 
-def affine_graph(model):
-    """A copy of ``model`` whose k-th InstanceNormalization normalises by the inputs
-    ``norm{k}.mean`` / ``norm{k}.var`` (C): two elementwise ops, no reductions."""
-    import onnx
-    from onnx import TensorProto, helper
+class Prefixes:
+    """Sub-graphs of a graph that end at given outputs (one layer's sums: the graph up to that layer)."""
 
-    model = onnx.load_from_string(model.SerializeToString())
-    g = model.graph
-    shape4 = "affine/shape4"
-    nodes = [helper.make_node("Constant", [], [shape4], value=onnx.numpy_helper.from_array(
-        np.asarray([1, -1, 1, 1], np.int64), shape4))]
-    k = 0
-    for n in g.node:
-        if n.op_type != "InstanceNormalization":
-            nodes.append(n)
-            continue
-        x, scale, bias = n.input[:3]
-        eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
-        p, mean, var = f"affine/n{k}/", f"norm{k}.mean", f"norm{k}.var"
-        nodes += [
-            helper.make_node("Constant", [], [p + "eps"], value=onnx.numpy_helper.from_array(
-                np.asarray(eps, np.float32), p + "eps")),
-            helper.make_node("Add", [var, p + "eps"], [p + "var_eps"]),
-            helper.make_node("Sqrt", [p + "var_eps"], [p + "std"]),
-            helper.make_node("Div", [scale, p + "std"], [p + "inv"]),
-            helper.make_node("Mul", [mean, p + "inv"], [p + "mean_inv"]),
-            helper.make_node("Sub", [bias, p + "mean_inv"], [p + "shift"]),
-            helper.make_node("Reshape", [p + "inv", shape4], [p + "inv4"]),
-            helper.make_node("Reshape", [p + "shift", shape4], [p + "shift4"]),
-            helper.make_node("Mul", [x, p + "inv4"], [p + "scaled"]),
-            helper.make_node("Add", [p + "scaled", p + "shift4"], [n.output[0]]),
-        ]
-        g.input.append(helper.make_tensor_value_info(mean, TensorProto.FLOAT, [None]))
-        g.input.append(helper.make_tensor_value_info(var, TensorProto.FLOAT, [None]))
-        k += 1
-    del g.node[:]
-    g.node.extend(nodes)
-    return model
+    def __init__(self, graph):
+        from onnx.utils import Extractor
+
+        self.extractor = Extractor(graph)
+        self.inputs = [i.name for i in graph.graph.input]
+
+    def ending_at(self, outputs: Sequence[str]) -> bytes:
+        sub = self.extractor.extract_model(self.inputs, list(outputs))
+        used = {name for node in sub.graph.node for name in node.input}
+        keep = [i for i in sub.graph.input if i.name in used]
+        del sub.graph.input[:]
+        sub.graph.input.extend(keep)
+        return sub.SerializeToString()
 
 
 @dataclass
@@ -197,3 +177,56 @@ def find_split(model, tensors: dict[str, Tensor], stride: int) -> Split | None:
     channels = {t: tensors[t].channels for t in ins + outs}
     fpp = sum(tensors[t].channels / tensors[t].stride ** 2 for t in ins + outs)
     return Split(stride, ins, outs, inside, pre, post, channels, fpp)
+
+
+class Cut:
+    """Where a model's graph is cut for tiling, and what its parts cost. Layers are numbered as
+    :func:`translate.tiling.graph.norms.statistics_graph` numbers them: InstanceNormalization nodes
+    in graph order.
+
+    The cut is at the shallowest stride whose held maps stay within ``MAX_HELD`` float32 values per
+    input pixel; without such a cut (e.g. a ResNet, whose normalised layers all sit at stride <= 4)
+    ``split`` is None and every layer is outer. ``pre`` / ``post``: the outer layers before the cut
+    (the maps at the cut depend on them) and after it.
+    """
+
+    def __init__(self, model_bytes: bytes, input_nc: int, probe_side: int):
+        import onnx
+
+        self.model = model = onnx.load_from_string(model_bytes)
+        tensors = probe(model, input_nc, probe_side)
+        self.macs = macs_per_pixel(model, tensors)
+        self.total = sum(self.macs.values()) or 1.0
+        self.split = None
+        for stride in sorted({t.stride for t in tensors.values() if t.stride > 1}):
+            split = find_split(model, tensors, stride)
+            if split is not None and split.floats_per_pixel <= MAX_HELD:
+                self.split = split
+                break
+        self.norm_inputs = [nd.input[0] for nd in model.graph.node if nd.op_type == "InstanceNormalization"]
+        split = self.split
+        inner = set(split.inner) if split else set()
+        self.outer = [k for k in range(len(self.norm_inputs)) if k not in inner]
+        self.inner = sorted(inner)
+        self.pre = [k for k in self.outer if split and k in split.pre]
+        self.post = [k for k in self.outer if k not in self.pre]
+        self.held = list(split.outputs) if split else []
+        self.output = model.graph.output[0].name
+        self.producer = {o: nd for nd in model.graph.node for o in nd.output}
+
+    def cost(self, names: Sequence[str]) -> float:
+        """Network-equivalents per input pixel (Conv / ConvTranspose multiply-adds) of the tiled
+        part that ``names`` need."""
+        seen, stack, c = set(), list(names), 0.0
+        while stack:
+            t = stack.pop()
+            if t in seen or t in self.held or t not in self.producer:
+                continue
+            seen.add(t)
+            c += self.macs.get(t, 0.0)
+            stack.extend(self.producer[t].input)
+        return c / self.total
+
+    def layer_cost(self, k: int) -> float:
+        """What a pass measuring layer ``k`` costs: the graph up to its input."""
+        return self.cost([self.norm_inputs[k]])
