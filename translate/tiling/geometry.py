@@ -81,9 +81,9 @@ def blend_weights(length: int, tile: int, origins: Sequence[int], ramp: int) -> 
         r = max(ramp, 1)
         raw.append(np.clip((d - r / 2) / r, 1e-6, 1.0))
     total = np.zeros(length)
-    for o, w in zip(origins, raw):
+    for o, w in zip(origins, raw, strict=True):
         total[o:o + tile] += w
-    return [(w / total[o:o + tile]).astype(np.float32) for o, w in zip(origins, raw)]
+    return [(w / total[o:o + tile]).astype(np.float32) for o, w in zip(origins, raw, strict=True)]
 
 
 def plan_tiles(h: int, w: int, config: TileConfig, align: int,

@@ -56,6 +56,7 @@ class TiledRunner:
         """uint8 H x W x input_nc -> uint8 H x W x output_nc, tiled (``progress`` as in :meth:`translate_source`)."""
         sink = ArraySink(*a.shape[:2])
         self.translate_source(ArraySource(a), sink, progress)
+        assert sink.array is not None  # every row was written
         return sink.array
 
     def translate_source(self, source: TileSource, sink: TileSink,

@@ -47,7 +47,7 @@ def probe(model, input_nc: int, side: int) -> dict[str, Tensor]:
     name = sess.get_inputs()[0].name
     got = sess.run(None, {name: np.zeros((1, input_nc, side, side), np.float32)})
     out = {name: Tensor(input_nc, 1)}
-    for o, a in zip((o.name for o in sess.get_outputs()), got):
+    for o, a in zip((o.name for o in sess.get_outputs()), got, strict=True):
         if np.ndim(a) != 4 or a.shape[2] != a.shape[3] or not a.shape[2]:
             continue
         ratio = side / a.shape[2]

@@ -64,7 +64,7 @@ def _probe_layers(model, norms, input_nc: int, side: int) -> list[tuple[int, int
     sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     got = dict(zip([o.name for o in sess.get_outputs()],
-                   sess.run(None, {name: np.zeros((1, input_nc, side, side), np.float32)})))
+                   sess.run(None, {name: np.zeros((1, input_nc, side, side), np.float32)}), strict=True))
     out = []
     for n in norms:
         a = got[n.input[0]]
@@ -116,7 +116,7 @@ def statistics_graph(model_bytes: bytes, input_nc: int, probe_side: int) -> tupl
     shape4 = const("tiling/shape4", [1, -1, 1, 1], np.int64)
     pooled: dict[int, str] = {}
     layers = []
-    for k, (n, (channels, stride)) in enumerate(zip(norms, shapes)):
+    for k, (n, (channels, stride)) in enumerate(zip(norms, shapes, strict=True)):
         layer = NormLayer(k, channels, stride)
         layers.append(layer)
         x, scale, bias = n.input[0], n.input[1], n.input[2]

@@ -40,7 +40,7 @@ class Network:
 def run(session, feeds: dict, fetch: Sequence[str] | None = None) -> dict:
     """Run ``session`` on the feeds it takes; the fetched outputs (all by default) by name."""
     names = [o.name for o in session.get_outputs()] if fetch is None else list(fetch)
-    return dict(zip(names, session.run(names, {i.name: feeds[i.name] for i in session.get_inputs()})))
+    return dict(zip(names, session.run(names, {i.name: feeds[i.name] for i in session.get_inputs()}), strict=True))
 
 
 class Statistics(ABC):
@@ -79,7 +79,7 @@ class Statistics(ABC):
         feeds: dict[str, Any] = {self.input_name: x}
         if self.layers:
             feeds[WEIGHT_INPUT] = weight
-            for layer, flag, (m, v) in zip(self.layers, own, stats):
+            for layer, flag, (m, v) in zip(self.layers, own, stats, strict=True):
                 feeds[layer.mean], feeds[layer.var] = m.astype(np.float32), v.astype(np.float32)
                 feeds[layer.own] = np.asarray(flag, np.float32)
         return feeds

@@ -77,7 +77,7 @@ class TilePasses(Statistics):
                     for k in p.measure:
                         moments[k].add_outputs(outs, self.layers[k].outputs)
                     if band:
-                        for (x0, wt), yi in zip(chunk, outs[self.output_name]):
+                        for (x0, wt), yi in zip(chunk, outs[self.output_name], strict=True):
                             band.add(yi, x0, wt)
             if band:
                 band.close()

@@ -241,7 +241,7 @@ class SplitStatistics(Statistics):
             for t, v in outs.items():
                 if t not in sums:
                     sums[t] = np.zeros((1, v.shape[1], H // S, W // S), np.float32)
-                for (i, j), wt, vi in zip(chunk, wts, v):
+                for (i, j), wt, vi in zip(chunk, wts, v, strict=True):
                     pooled = wt.reshape(th // S, S, tw // S, S).mean(axis=(1, 3))
                     y0, x0 = plan.rows[i], plan.cols[j]
                     sums[t][0, :, y0 // S:(y0 + th) // S, x0 // S:(x0 + tw) // S] += vi * pooled
@@ -258,7 +258,7 @@ class SplitStatistics(Statistics):
                 x, wts = image.inputs(chunk)
                 feeds = self.feeds(x, None, fixed, image.stats)
                 feeds.update(image.maps(self.held, [plan.window(i, j) for i, j in chunk]))
-                for (_, j), wt, yi in zip(chunk, wts, run(self.session, feeds, [self.output])[self.output]):
+                for (_, j), wt, yi in zip(chunk, wts, run(self.session, feeds, [self.output])[self.output], strict=True):
                     band.add(yi, plan.cols[j], wt)
         band.close()
 
