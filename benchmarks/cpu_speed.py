@@ -401,7 +401,7 @@ def run_group(name: str, variants: list[tuple[str, dict]], args, workdir: Path) 
     ref = Timings(children[0].wall)
     base_id = variants[1][1]["label_id"]
     rows = []
-    for ch, peak in zip(children, peaks):
+    for ch, peak in zip(children, peaks, strict=True):
         if not ch.wall:
             rows.append({"variant": ch.label, "died": ch.died})
             continue

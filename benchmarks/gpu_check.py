@@ -684,7 +684,7 @@ def section_ddp(rep: Report) -> None:
                  f"max weight diff {diff:.2g}; no Ray (Ray Train starts these processes with --processes N)")
     # the CPU is deterministic: the same weights to the bit; cuDNN's kernel choice may differ between two runs,
     # and Adam turns tiny gradient differences near 0 into whole steps of lr, so on the GPU the losses are compared
-    same = diff <= 1e-6 if plan.device == "cpu" else all(abs(x - y) <= 0.01 * abs(y) + 1e-4 for x, y in zip(a, b))
+    same = diff <= 1e-6 if plan.device == "cpu" else all(abs(x - y) <= 0.01 * abs(y) + 1e-4 for x, y in zip(a, b, strict=True))
     if len(a) != len(b) or not all(map(math.isfinite, a)) or not same:
         raise RuntimeError(f"one process in a world does not train as one without (max weight diff {diff:.3g}, "
                            f"G_L1 {a} vs {b})")

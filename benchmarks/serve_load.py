@@ -249,7 +249,7 @@ def main() -> None:
         print(f"serving code from {code}", flush=True)
         endpoint = f"{url}/v1/models/bench/translate"
         asyncio.run(load(endpoint, body, max(args.concurrency), 200))  # warm-up: model loaded, connections open
-        for c, n in zip(args.concurrency, counts):
+        for c, n in zip(args.concurrency, counts, strict=True):
             before = process_cpu_seconds()
             rows.append(asyncio.run(load(endpoint, body, c, n)))
             after = process_cpu_seconds()

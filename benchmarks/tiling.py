@@ -35,6 +35,7 @@ is timed apart.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -102,7 +103,7 @@ def seam_mask(h: int, w: int, info: dict, width: int = 8):
     top, left = (ch - h) // 2, (cw - w) // 2  # the padding is split evenly around the image
     mask = np.zeros((ch, cw), bool)
     for starts, side, axis in ((info["rows"], th, 0), (info["cols"], tw, 1)):
-        for a, b in zip(starts, starts[1:]):
+        for a, b in itertools.pairwise(starts):
             mid = (b + a + side) // 2
             sl = [slice(None), slice(None)]
             sl[axis] = slice(max(mid - width, 0), mid + width)

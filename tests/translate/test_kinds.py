@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import translate
+from serving.store import ModelStore
 from translate import kinds
 from translate.checkpoint import CHECKPOINT_FORMAT, GeneratorSpec
 from translate.errors import ModelError
 from translate.export import export_model
 from translate.generators import generator_kind, load_generator
 from translate.onnx_meta import read_metadata
-from serving.store import ModelStore
 from translate_cli.main import main
 
 from .toy_kind import KIND, Decoder

@@ -1,4 +1,5 @@
 """Tiled prediction: same result as the whole image (whole-image statistics), bounded tiles."""
+import itertools
 import json
 
 import numpy as np
@@ -238,7 +239,7 @@ def test_blend_weights_are_a_partition_of_unity():
         assert origins[0] == 0 and origins[-1] == length - tile
         assert all(o % 4 == 0 for o in origins) and max(np.diff(origins), default=0) <= step
         total = np.zeros(length)
-        for o, w in zip(origins, blend_weights(length, tile, origins, (tile - step) // 2)):
+        for o, w in zip(origins, blend_weights(length, tile, origins, (tile - step) // 2), strict=True):
             total[o:o + tile] += w
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
     (th, tw), rows, cols, step, overlap = plan_tiles(1024, 768, TileConfig(tile=512, overlap=128), 256, 256)
@@ -283,7 +284,7 @@ def _seam_band(plan, shape, width):
     mask = np.zeros(shape, bool)
     th, tw = plan.tile
     for starts, side, axis in ((plan.rows, th, 0), (plan.cols, tw, 1)):
-        for a, b in zip(starts, starts[1:]):
+        for a, b in itertools.pairwise(starts):
             mid = (b + a + side) // 2  # the middle of the overlap of [a, a + side) and [b, b + side)
             sl = [slice(None), slice(None)]
             sl[axis] = slice(max(mid - width, 0), mid + width)
