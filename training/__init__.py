@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from translate.errors import ConfigError
 
 if TYPE_CHECKING:  # the loop imports torch: the registry itself stays importable without it
-    from .loop import Method
+    from .method_base import Method
 
 #: "module:Class" of every trainer, in the order ``translate train --help`` lists them.
 TRAINERS: tuple[str, ...] = (

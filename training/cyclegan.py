@@ -43,7 +43,7 @@ from translate.options import opt, redefault
 
 from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
 from .config import TranslationConfig
-from .loop import Method, _to_device
+from .method_base import Method, to_device
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class CycleGAN(Method):
         acc = qmetrics.MeanMetrics()
         cycle: dict[str, list[torch.Tensor]] = {"cycle_A_l1": [], "cycle_B_l1": []}
         for batch in loader:
-            v = self._cycle(_to_device(batch, self.device), gens)
+            v = self._cycle(to_device(batch, self.device), gens)
             cycle["cycle_A_l1"].append(qmetrics.l1(v["rec_A"].float(), v["real_A"]))
             cycle["cycle_B_l1"].append(qmetrics.l1(v["rec_B"].float(), v["real_B"]))
             if paired:

@@ -49,7 +49,7 @@ from translate.options import opt, redefault
 from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
 from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
 from .config import AdversarialConfig, Preset
-from .loop import Method
+from .method_base import Method
 
 # The tested settings of the built-in sets (BENCHMARKS.md): what `translate train gan --data ring8 --gan-mode wgangp`
 # runs with unless told otherwise. On the 2-D mixtures the MLPs, batch and schedule are shared by the objectives and

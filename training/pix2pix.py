@@ -14,7 +14,7 @@ from translate.options import opt
 
 from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
 from .config import Preset, TranslationConfig
-from .loop import Method
+from .method_base import Method
 
 
 # The tested settings of the built-in sets (translate data make maps|sketches), used by `translate demo` and

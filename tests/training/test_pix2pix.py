@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tests.conftest import tiny_pix2pix_config
-from training.loop import Trainer, lr_lambda
+from training.loop import Trainer
+from training.process_loop import lr_lambda
 from training.pix2pix import Pix2Pix
 from translate.errors import ConfigError
 

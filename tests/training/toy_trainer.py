@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from training.config import TrainConfig
-from training.loop import Method
+from training.method_base import Method
 from translate import data as tdata
 from translate.checkpoint import GeneratorSpec
 from translate.networks import define_G, to_inference
