@@ -1,4 +1,5 @@
-"""The trainers: one module per method on one shared loop (``training.loop``).
+"""The trainers: one module per method on one shared loop (``training.process_loop``, which
+``training.loop.Trainer`` runs).
 
 The registry below is the one list of trainers that the ``translate train`` command, the
 retraining service and the tests read. Adding a trainer is one module (a ``Method`` subclass with

@@ -84,6 +84,7 @@ class CycleGAN(Method):
     name = "cyclegan"
     config_class = CycleGANConfig
     amp_on_cpu = True  # bf16 on CPUs with native bf16: measured faster, loss curve within tolerance (BENCHMARKS.md)
+    exact_settings = dict(pool_size=0, amp=False)  # a pool replays each process's own fakes
 
     def __init__(self, config: CycleGANConfig, device: torch.device):
         super().__init__(config, device)

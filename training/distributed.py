@@ -6,8 +6,11 @@ torch.distributed with gloo on CPU, NCCL on GPU), on a local Ray or an existing 
 (``translate.data.EpochSampler``'s shard), so N processes at batch b see exactly the samples of one
 process at batch N * b, and the learning-rate schedule counts global steps.
 
+Each process is the shared loop (``training.process_loop``) given its :class:`training.world.World`,
+which this module builds from Ray Train's context; the loop knows nothing of Ray.
+
 Gradients are averaged across processes by a hook before every optimizer step
-(:meth:`World.average_gradients`, one flat all-reduce per step, as stylegan2-ada-pytorch does),
+(:meth:`World.average_gradients`, one flat all-reduce per step, as NVlabs' stylegan3 does),
 not by wrapping networks in ``DistributedDataParallel``: a GAN step breaks DDP's assumptions (D
 called several times before one backward, D frozen and not reduced while G's loss flows through
 it, the gradient penalty's double backward, G skipping steps under ``n_critic``), while averaging
@@ -37,6 +40,7 @@ from translate.errors import ConfigError, TranslateError
 from . import method as lookup
 from .process_loop import ProcessLoop, open_run
 from .world import STOP_FILE, World
+
 
 @dataclass(frozen=True)
 class Placement:

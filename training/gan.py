@@ -149,6 +149,7 @@ class GAN(Method):
 
     name = "gan"
     config_class = GANConfig
+    exact_settings = None  # each process draws its own latents
 
     def __init__(self, config: GANConfig, device: torch.device):
         super().__init__(config, device)
@@ -192,10 +193,11 @@ class GAN(Method):
     # ------------------------------------------------------------- the hooks
     @classmethod
     def tiny_config(cls, data: str, out: str, **overrides) -> GANConfig:
-        """On ring8 whatever ``data`` is, without its preset (which would replace an objective's optimiser settings)."""
+        """On ring8 whatever ``data`` is, without its preset (which would replace an objective's optimiser settings),
+        with WGAN-GP: the step with the most parts (a penalty's double backward, G waiting for n_critic D updates)."""
         return GANConfig(**{**dict(data="ring8", out=str(out), points=512, batch_size=16, mlp_width=16, mlp_layers=2,
-                                   eval_samples=100, preset="none", steps=6, progress=False, export=False),
-                            **overrides})
+                                   eval_samples=100, preset="none", gan_mode="wgangp", steps=6, progress=False,
+                                   export=False), **overrides})
 
     def datasets(self):
         return self.data.train, self.data.val

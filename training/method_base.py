@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -26,11 +26,12 @@ class Method:
     """Base class of a training method: its networks, losses and ``step``.
 
     Subclasses implement :meth:`datasets`, :meth:`step`, :meth:`generators`, :meth:`eval_generators`,
-    :meth:`sample_columns` and :meth:`tiny_config`, and keep their networks with :meth:`place` and their
-    optimizers in ``optimizers`` (dicts by paper name); methods without paired targets override
-    :meth:`validate`, :meth:`sample_grid` and :meth:`export`. A method whose networks take their sizes from
-    the data sets ``sized_by_batch`` and builds them in :meth:`size_networks`. Datasets are indexed with
-    ``(index, seed)`` tuples from :class:`translate.data.EpochSampler` and return dicts of tensors.
+    :meth:`sample_columns` and, for the test suite, :meth:`tiny_config` (and ``exact_settings``); they keep
+    their networks with :meth:`place` and their optimizers in ``optimizers`` (dicts by paper name). Methods
+    without paired targets override :meth:`validate`, :meth:`sample_grid` and :meth:`export`. A method whose
+    networks take their sizes from the data sets ``sized_by_batch`` and builds them in :meth:`size_networks`.
+    Datasets are indexed with ``(index, seed)`` tuples from :class:`translate.data.EpochSampler` and return
+    dicts of tensors.
     """
 
     name = ""  # the method's one name: CLI subcommand, run directory prefix, config.json and checkpoint tag
@@ -38,6 +39,10 @@ class Method:
     retrain_on_pairs = False  # the service can fine-tune it on uploaded aligned pairs and score it by L1
     amp_on_cpu = False  # auto AMP includes CPUs with native bf16 (measured faster for this method; see speed.py)
     sized_by_batch = False  # the loop calls size_networks(first batch) before it restores a checkpoint
+    #: Overrides of :meth:`tiny_config` under which a step's math depends on its batch alone, in float32 (no dropout,
+    #: no image pool, per-sample normalisation): the suite then holds two processes at batch b to one at batch 2b.
+    #: None for a method whose step draws random numbers (a GAN's latents): two processes only have to complete.
+    exact_settings: ClassVar[dict[str, Any] | None] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -168,7 +168,7 @@ class ProcessLoop:
 
     def _first_batch(self) -> dict:
         """The first ``batch_size`` training items, collated, on the device: what a method sized by its data
-        measures (read in evaluation order, so the run's sample order and random streams are untouched)."""
+        measures (read by index, outside the sampler's order, which starts untouched)."""
         n = min(self.config.batch_size, len(self.train_set))
         return to_device(torch.utils.data.default_collate([self.train_set[i] for i in range(n)]), self.device)
 
