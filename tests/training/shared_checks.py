@@ -174,13 +174,18 @@ def check_data_parallel(method: type[Method], two: Path, data: Path, tmp: Path) 
         for k, v in ra.items():
             if k not in ("step", "epoch", "lr"):
                 assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-5), (ra["step"], k)
-    # the weights agree as closely as float sums in another order allow: Adam turns the noise on a gradient that
-    # is zero in theory (a conv bias before instance norm) into steps of +-lr, nothing else moves
+    # the weights agree as closely as float sums in another order allow, but for one kind: a bias before a
+    # normalisation layer has a gradient that is zero in theory, and Adam turns the float noise on it into steps of
+    # up to lr either way, so those agree to 2 x lr a step only (the losses and validation above show it is noise)
     wa = load_checkpoint(one / "checkpoints" / "latest.pt")["networks"]
+    noise = 2 * len(rows) * max(r["lr"] for r in rows)
     for net, sd in ckpt["networks"].items():
-        flat_a = torch.cat([v.float().flatten() for v in wa[net].values()])
-        flat_b = torch.cat([v.float().flatten() for v in sd.values()])
-        assert (flat_a - flat_b).norm() < 1e-3 * flat_a.norm(), net
+        weights = [k for k in sd if not k.endswith("bias")]
+        flat_a = torch.cat([wa[net][k].float().flatten() for k in weights])
+        flat_b = torch.cat([sd[k].float().flatten() for k in weights])
+        assert (flat_a - flat_b).norm() < 1e-5 * flat_a.norm(), net
+        for k in set(sd) - set(weights):
+            assert (wa[net][k].float() - sd[k].float()).abs().max() <= noise, (net, k)
     for k, v in _rows(one, "step")[-1].items():  # the validation at the end, on the same weights
         if k.startswith("val/"):
             assert _rows(two, "step")[-1][k] == pytest.approx(v, rel=1e-3, abs=1e-5), k
