@@ -21,7 +21,7 @@ from .config import TranslationConfig
 log = logging.getLogger(__name__)
 
 #: The validation set's own settings: resized to the crop size, neither cropped nor flipped.
-_AS_TESTED = dict(train=False, preprocess="resize")
+_AS_TESTED: dict[str, Any] = dict(train=False, preprocess="resize")
 
 
 def paired_split(c: TranslationConfig) -> tuple[list[PairSource], list[PairSource]]:

@@ -19,9 +19,9 @@ def generator(c: TranslationConfig, input_nc: int | None = None, output_nc: int 
     """(arch, network) of a ``--netG`` generator from ``input_nc`` to ``output_nc`` channels (default: the
     config's A to B), initialised as ``--init-type`` says; the arch is what checkpoints record to rebuild it.
     A ConfigError when ``--size`` does not fit the generator."""
-    arch = dict(name=c.netG, input_nc=c.input_nc if input_nc is None else input_nc,
-                output_nc=c.output_nc if output_nc is None else output_nc, ngf=c.ngf, norm=c.norm,
-                use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
+    arch: dict[str, Any] = dict(name=c.netG, input_nc=c.input_nc if input_nc is None else input_nc,
+                                output_nc=c.output_nc if output_nc is None else output_nc, ngf=c.ngf, norm=c.norm,
+                                use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
     G = define_G(**arch)
     c.check_size(getattr(G, "size_multiple", 1))
     return arch, G
