@@ -1,4 +1,5 @@
-"""The trainers: one module per method on one shared loop (``training.loop``).
+"""The trainers: one module per method on one shared loop (``training.process_loop``, which
+``training.loop.Trainer`` runs).
 
 The registry below is the one list of trainers that the ``translate train`` command, the
 retraining service and the tests read. Adding a trainer is one module (a ``Method`` subclass with
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from translate.errors import ConfigError
 
 if TYPE_CHECKING:  # the loop imports torch: the registry itself stays importable without it
-    from .loop import Method
+    from .method_base import Method
 
 #: "module:Class" of every trainer, in the order ``translate train --help`` lists them.
 TRAINERS: tuple[str, ...] = (

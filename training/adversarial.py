@@ -25,6 +25,12 @@ def make_optimizer(params: Iterable[nn.Parameter], config: AdversarialConfig, fu
     return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2), **({"fused": True} if fused else {}))
 
 
+def optimizers(config: AdversarialConfig, fused: bool = False, **params: Iterable[nn.Parameter]
+               ) -> dict[str, torch.optim.Optimizer]:
+    """The config's optimizer for each group of parameters, by name (``G=..., D=...``)."""
+    return {name: make_optimizer(p, config, fused=fused) for name, p in params.items()}
+
+
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     """Freeze (False) or unfreeze a network: D is frozen while G's loss backpropagates through it."""
     for p in net.parameters():

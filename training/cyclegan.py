@@ -26,26 +26,24 @@ reference), so G_A then translates the data set's B to A and is exported as ``Bt
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
 
 from translate import data as tdata
 from translate import metrics as qmetrics
 from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
 from translate.losses import ImagePool, cycle_loss, identity_loss
-from translate.networks import define_D, define_G, to_inference
+from translate.networks import to_inference
 from translate.options import opt, redefault
 
-from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
+from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .config import TranslationConfig
-from .loop import Method, _to_device
-
-log = logging.getLogger(__name__)
+from .method_base import Method
+from .translation_data import unpaired_sets
+from .translation_networks import discriminator, generator, generator_spec, in_layout
 
 
 @dataclass
@@ -86,79 +84,38 @@ class CycleGAN(Method):
     name = "cyclegan"
     config_class = CycleGANConfig
     amp_on_cpu = True  # bf16 on CPUs with native bf16: measured faster, loss curve within tolerance (BENCHMARKS.md)
+    exact_settings = dict(pool_size=0, amp=False)  # a pool replays each process's own fakes
 
     def __init__(self, config: CycleGANConfig, device: torch.device):
         super().__init__(config, device)
         c = config
-        self.arch_A = dict(name=c.netG, input_nc=c.input_nc, output_nc=c.output_nc, ngf=c.ngf, norm=c.norm,
-                           use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
-        self.arch_B = {**self.arch_A, "input_nc": c.output_nc, "output_nc": c.input_nc}
-        d_args = dict(ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm, init_type=c.init_type, init_gain=c.init_gain,
-                      spectral_norm=c.spectral_norm)
         # the reference's creation order: G_A, G_B, D_A, D_B
-        self.G_A = define_G(**self.arch_A).to(device)
-        self.G_B = define_G(**self.arch_B).to(device)
-        self.D_A = define_D(c.netD, c.output_nc, **d_args).to(device)  # real_B vs fake_B
-        self.D_B = define_D(c.netD, c.input_nc, **d_args).to(device)  # real_A vs fake_A
-        self.networks = {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
-        if c.channels_last:
-            for net in self.networks.values():
-                net.to(memory_format=torch.channels_last)
-        self.optimizers = {
-            "G": make_optimizer(itertools.chain(self.G_A.parameters(), self.G_B.parameters()), c, fused=True),
-            "D": make_optimizer(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), c, fused=True),
-        }
+        self.arch_A, self.G_A = generator(c)
+        self.arch_B, self.G_B = generator(c, input_nc=c.output_nc, output_nc=c.input_nc)
+        self.D_A = discriminator(c, c.output_nc)  # real_B vs fake_B
+        self.D_B = discriminator(c, c.input_nc)  # real_A vs fake_A
+        self.place({"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B},
+                   channels_last=c.channels_last)
+        self.optimizers = optimizers(c, fused=True, G=itertools.chain(self.G_A.parameters(), self.G_B.parameters()),
+                                     D=itertools.chain(self.D_A.parameters(), self.D_B.parameters()))
         self.objective = objective(c)
         self.last_G: dict[str, float] = {}
         self.fake_A_pool = ImagePool(c.pool_size, seed=c.seed + 1)
         self.fake_B_pool = ImagePool(c.pool_size, seed=c.seed + 2)
-        c.check_size(getattr(self.G_A, "size_multiple", 1))
 
-    # ------------------------------------------------------------------ data
+    @classmethod
+    def tiny_config(cls, data: str, out: str, **overrides) -> CycleGANConfig:
+        return CycleGANConfig(**{**dict(data=str(data), out=str(out), size=32, load_size=36, netG="resnet_1blocks", ngf=4,
+                                        ndf=4, batch_size=2, pool_size=4, steps=6, workers=0, progress=False,
+                                        export=False), **overrides})
+
     def datasets(self):
-        c: CycleGANConfig = self.config
-        common = dict(size=c.size, direction=c.direction, input_nc=c.input_nc, output_nc=c.output_nc,
-                      strict=c.strict_data, seed=c.seed)
-        if tdata.has_unaligned_split(c.data, "train"):
-            train_A, train_B = tdata.find_unpaired(c.data, "train")
-            val_split = next((s for s in ("val", "test") if tdata.has_unaligned_split(c.data, s)), None)
-            if val_split:
-                val_A, val_B = tdata.find_unpaired(c.data, val_split)
-            else:
-                train_A, val_A = tdata.split_holdout(train_A, c.val_fraction, c.seed)
-                train_B, val_B = tdata.split_holdout(train_B, c.val_fraction, c.seed + 1)
-            val_A, val_B = self._readable(val_A), self._readable(val_B)
-            val = tdata.UnpairedImages(val_A or train_A[:1], val_B or train_B[:1], train=False, preprocess="resize",
-                                       **common)
-        else:  # a paired layout: train unpaired, validate on pairs
-            pairs = tdata.find_pairs(c.data, "train")
-            if tdata.has_split(c.data, "val"):
-                val_pairs = tdata.find_pairs(c.data, "val")
-            else:
-                pairs, val_pairs = tdata.split_holdout(pairs, c.val_fraction, c.seed)
-            train_A, train_B = tdata.unpair(pairs, c.seed)
-            val_pairs = self._readable(val_pairs)
-            val = tdata.PairedImages(val_pairs or pairs[:1], train=False, preprocess="resize", **common)
-        train = tdata.UnpairedImages(self._readable(train_A), self._readable(train_B),
-                                     load_size=c.load_size, preprocess=c.preprocess, flip=c.flip, train=True,
-                                     **common)
-        return train, val
-
-    def _readable(self, sources: list) -> list:
-        pairs = bool(sources) and isinstance(sources[0], tdata.PairSource)
-        check = tdata.check_readable if pairs else tdata.check_readable_images
-        good, bad = check(sources, strict=self.config.strict_data)
-        if bad:
-            log.warning("skipping %d unreadable files (first: %s: %s); --strict-data makes this fatal", len(bad), *bad[0])
-        return good
+        return unpaired_sets(self.config)
 
     # ------------------------------------------------------------------ step
     def step(self, batch: dict) -> dict[str, float]:
         c: CycleGANConfig = self.config
-        real_A, real_B = batch["A"], batch["B"]
-        if c.channels_last:
-            real_A = real_A.contiguous(memory_format=torch.channels_last)
-            real_B = real_B.contiguous(memory_format=torch.channels_last)
+        real_A, real_B = in_layout(c, batch["A"], batch["B"])
         opt_D = self.optimizers["D"]
         if updates_generator(self.steps_done + 1, c):
             fake_A, fake_B = self._generator_step(real_A, real_B)
@@ -226,12 +183,8 @@ class CycleGAN(Method):
     # ------------------------------------------------------- test-time views
     def generators(self) -> dict[str, GeneratorSpec]:
         c: CycleGANConfig = self.config
-        extra = {"train_size": c.size, "data": c.data}
-        specs = {}
-        for network, arch, direction in (("G_A", self.arch_A, c.direction), ("G_B", self.arch_B, _other(c.direction))):
-            specs[direction] = GeneratorSpec(network=network, arch=arch, batch_stats=c.batch_stats,
-                                             direction=direction, method=self.name, extra=dict(extra))
-        return specs
+        return {direction: generator_spec(c, self.name, network, arch, direction) for network, arch, direction in
+                (("G_A", self.arch_A, c.direction), ("G_B", self.arch_B, _other(c.direction)))}
 
     def eval_generators(self):
         bs, d = self.config.batch_stats, self.config.direction
@@ -254,15 +207,12 @@ class CycleGAN(Method):
     @torch.no_grad()
     def validate(self, val_set, max_images: int) -> dict[str, float]:
         """Cycle L1 both ways; with paired validation data also L1/PSNR/SSIM of A -> B."""
-        n = min(len(val_set), max_images)
-        loader = DataLoader(Subset(val_set, range(n)), batch_size=max(1, self.config.batch_size), shuffle=False,
-                            num_workers=0)
         gens = self.eval_generators()
         paired = isinstance(val_set, tdata.PairedImages)
         acc = qmetrics.MeanMetrics()
         cycle: dict[str, list[torch.Tensor]] = {"cycle_A_l1": [], "cycle_B_l1": []}
-        for batch in loader:
-            v = self._cycle(_to_device(batch, self.device), gens)
+        for batch in self.validation_batches(val_set, max_images):
+            v = self._cycle(batch, gens)
             cycle["cycle_A_l1"].append(qmetrics.l1(v["rec_A"].float(), v["real_A"]))
             cycle["cycle_B_l1"].append(qmetrics.l1(v["rec_B"].float(), v["real_B"]))
             if paired:

@@ -6,8 +6,11 @@ torch.distributed with gloo on CPU, NCCL on GPU), on a local Ray or an existing 
 (``translate.data.EpochSampler``'s shard), so N processes at batch b see exactly the samples of one
 process at batch N * b, and the learning-rate schedule counts global steps.
 
+Each process is the shared loop (``training.process_loop``) given its :class:`training.world.World`,
+which this module builds from Ray Train's context; the loop knows nothing of Ray.
+
 Gradients are averaged across processes by a hook before every optimizer step
-(:meth:`World.average_gradients`, one flat all-reduce per step, as stylegan2-ada-pytorch does),
+(:meth:`World.average_gradients`, one flat all-reduce per step, as NVlabs' stylegan3 does),
 not by wrapping networks in ``DistributedDataParallel``: a GAN step breaks DDP's assumptions (D
 called several times before one backward, D frozen and not reduced while G's loss flows through
 it, the gradient penalty's double backward, G skipping steps under ``n_critic``), while averaging
@@ -31,77 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from translate.errors import ConfigError, TranslateError
 
-STOP_FILE = ".stop"  # in the run directory: the driver's request to stop after the current step
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place in a data-parallel run, and the collectives the loop needs."""
-
-    rank: int
-    size: int
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Replace each gradient by its mean over the processes (one flat all-reduce)."""
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-    def hook_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Average the gradients of ``optimizer``'s parameters across processes before each of its steps."""
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.average_gradients(params))
-
-    def broadcast_module(self, module: torch.nn.Module) -> None:
-        """Rank 0's parameters and buffers everywhere (the processes start from one network)."""
-        with torch.no_grad():
-            for t in list(module.parameters()) + list(module.buffers()):
-                dist.broadcast(t.data, src=0)
-
-    @staticmethod
-    def _device() -> torch.device:
-        """Where the small tensors of collectives live: NCCL reduces only CUDA tensors, gloo CPU ones."""
-        if dist.get_backend() == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-
-    def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """The mean of each value over the processes (same keys everywhere)."""
-        keys = sorted(values)
-        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self._device())
-        dist.all_reduce(t)
-        return {k: float(v) / self.size for k, v in zip(keys, t.tolist())}
-
-    def any(self, flag: bool) -> bool:
-        """True on every process when it is true on one."""
-        t = torch.tensor([1 if flag else 0], device=self._device())
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
-
-    def gather(self, obj: Any) -> list[Any]:
-        """Every process's ``obj``, in rank order (on every process)."""
-        out: list[Any] = [None] * self.size
-        dist.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        dist.barrier()
+from . import method as lookup
+from .process_loop import ProcessLoop, open_run
+from .world import STOP_FILE, World
 
 
 @dataclass(frozen=True)
@@ -278,23 +216,15 @@ def _worker(args: dict) -> None:
     """One training process (a Ray Train worker): the shared loop, told its place in the world."""
     import ray.train
 
-    from . import method as lookup  # lazy: the registry and the loop import this module
-    from .loop import Trainer
-
     ctx = ray.train.get_context()
     world = World(rank=ctx.get_world_rank(), size=ctx.get_world_size(), local_rank=ctx.get_local_rank())
     torch.set_num_threads(args["threads"])
     method = lookup(args["method"])
     if args["resume"]:
-        trainer = Trainer(method, method.config_class(), resume=args["run_dir"], overrides=args["overrides"],
-                          world=world)
+        run = open_run(method, method.config_class(), resume=args["run_dir"], overrides=args["overrides"])
     else:
-        trainer = Trainer(method, method.config_class.from_dict(args["config"]), world=world)
-    trainer.fit()
+        run = open_run(method, method.config_class.from_dict(args["config"]))
+    ProcessLoop(method, run, world).fit()
 
 
-def stop_requested(run_dir: Path) -> bool:
-    return (Path(run_dir) / STOP_FILE).exists()
-
-
-__all__ = ["World", "Placement", "placement", "fit", "stop_requested", "STOP_FILE"]
+__all__ = ["Placement", "placement", "fit"]

@@ -48,9 +48,9 @@ from translate.networks import to_inference
 from translate.options import opt, redefault
 
 from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
-from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
+from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .config import AdversarialConfig, Preset
-from .loop import Method
+from .method_base import Method
 
 # The tested settings of the built-in sets (BENCHMARKS.md): what `translate train gan --data ring8 --gan-mode wgangp`
 # runs with unless told otherwise. On the 2-D mixtures the MLPs, batch and schedule are shared by the objectives and
@@ -150,6 +150,7 @@ class GAN(Method):
 
     name = "gan"
     config_class = GANConfig
+    exact_settings = None  # each process draws its own latents
 
     def __init__(self, config: GANConfig, device: torch.device):
         super().__init__(config, device)
@@ -175,10 +176,10 @@ class GAN(Method):
             self.arch_G = dict(arch="dcgan", nz=c.nz, num_classes=k, nc=self.data.channels, size=c.size, ngf=c.ngf)
             self.arch_D = dict(arch="dcgan", num_classes=k, nc=self.data.channels, size=c.size, ndf=c.ndf,
                                norm=c.d_norm, spectral_norm=c.spectral_norm)
-        self.G = build_generator(**self.arch_G).to(device)
-        self.D = build_discriminator(**self.arch_D).to(device)
-        self.networks = {"G": self.G, "D": self.D}
-        self.optimizers = {"G": make_optimizer(self.G.parameters(), c), "D": make_optimizer(self.D.parameters(), c)}
+        self.G = build_generator(**self.arch_G)
+        self.D = build_discriminator(**self.arch_D)
+        self.place({"G": self.G, "D": self.D})
+        self.optimizers = optimizers(c, G=self.G.parameters(), D=self.D.parameters())
         self.objective = objective(c)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if c.ema_decay > 0 else None
         if self.G_ema is not None:
@@ -191,6 +192,14 @@ class GAN(Method):
         self.grid_z = sample_latents(8 * k if k else 64, c.nz, generator=g)
 
     # ------------------------------------------------------------- the hooks
+    @classmethod
+    def tiny_config(cls, data: str, out: str, **overrides) -> GANConfig:
+        """On ring8 whatever ``data`` is, without its preset (which would replace an objective's optimiser settings),
+        with WGAN-GP: the step with the most parts (a penalty's double backward, G waiting for n_critic D updates)."""
+        return GANConfig(**{**dict(data="ring8", out=str(out), points=512, batch_size=16, mlp_width=16, mlp_layers=2,
+                                   eval_samples=100, preset="none", gan_mode="wgangp", steps=6, progress=False,
+                                   export=False), **overrides})
+
     def datasets(self):
         return self.data.train, self.data.val
 

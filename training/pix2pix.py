@@ -7,14 +7,15 @@ from typing import ClassVar
 
 import torch
 
-from translate import data as tdata
 from translate.checkpoint import GeneratorSpec
-from translate.networks import define_D, define_G, to_inference
+from translate.networks import to_inference
 from translate.options import opt
 
-from .adversarial import constrain, make_optimizer, objective, penalty, set_requires_grad, updates_generator
+from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .config import Preset, TranslationConfig
-from .loop import Method
+from .method_base import Method
+from .translation_data import paired_sets
+from .translation_networks import discriminator, generator, generator_spec, in_layout
 
 
 # The tested settings of the built-in sets (translate data make maps|sketches), used by `translate demo` and
@@ -42,53 +43,29 @@ class Pix2Pix(Method):
     config_class = Pix2PixConfig
     retrain_on_pairs = True
     amp_on_cpu = True  # bf16 on CPUs with native bf16: measured faster, loss curve within tolerance (BENCHMARKS.md)
+    exact_settings = dict(norm="instance", dropout=False, amp=False)  # batch norm and dropout differ per process
 
     def __init__(self, config: Pix2PixConfig, device: torch.device):
         super().__init__(config, device)
         c = config
-        self.arch = dict(name=c.netG, input_nc=c.input_nc, output_nc=c.output_nc, ngf=c.ngf, norm=c.norm,
-                         use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
-        self.G = define_G(**self.arch).to(device)
-        self.D = define_D(c.netD, c.input_nc + c.output_nc, ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm,
-                          init_type=c.init_type, init_gain=c.init_gain, spectral_norm=c.spectral_norm).to(device)
-        if c.channels_last:
-            self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
-        self.networks = {"G": self.G, "D": self.D}
-        self.optimizers = {"G": make_optimizer(self.G.parameters(), c, fused=True),
-                           "D": make_optimizer(self.D.parameters(), c, fused=True)}
+        self.arch, self.G = generator(c)
+        self.D = discriminator(c, c.input_nc + c.output_nc)  # judges (input, output) pairs
+        self.place({"G": self.G, "D": self.D}, channels_last=c.channels_last)
+        self.optimizers = optimizers(c, fused=True, G=self.G.parameters(), D=self.D.parameters())
         self.objective = objective(c)
         self.last_G: dict[str, float] = {}
-        c.check_size(getattr(self.G, "size_multiple", 1))
+
+    @classmethod
+    def tiny_config(cls, data: str, out: str, **overrides) -> Pix2PixConfig:
+        return Pix2PixConfig(**{**dict(data=str(data), out=str(out), size=32, load_size=36, netG="unet_32", ngf=4, ndf=4,
+                                       batch_size=2, steps=6, workers=0, progress=False, export=False), **overrides})
 
     def datasets(self):
-        c: Pix2PixConfig = self.config
-        train_sources = tdata.find_pairs(c.data, "train")
-        if tdata.has_split(c.data, "val"):
-            val_sources = tdata.find_pairs(c.data, "val")
-        else:
-            train_sources, val_sources = tdata.split_holdout(train_sources, c.val_fraction, c.seed)
-        train_sources, bad = tdata.check_readable(train_sources, strict=c.strict_data)
-        val_sources, bad_val = tdata.check_readable(val_sources, strict=c.strict_data)
-        if bad or bad_val:
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "skipping %d unreadable files (first: %s: %s); --strict-data makes this fatal",
-                len(bad) + len(bad_val), *(bad + bad_val)[0])
-        common = dict(size=c.size, direction=c.direction, input_nc=c.input_nc, output_nc=c.output_nc,
-                      strict=c.strict_data, seed=c.seed)
-        train = tdata.PairedImages(train_sources, load_size=c.load_size, preprocess=c.preprocess,
-                                   flip=c.flip, train=True, **common)
-        val = tdata.PairedImages(val_sources or train_sources[:1], train=False, preprocess="resize", **common)
-        return train, val
+        return paired_sets(self.config)
 
     def step(self, batch: dict) -> dict[str, float]:
         c: Pix2PixConfig = self.config
-        real_A, real_B = batch["A"], batch["B"]
-        if c.channels_last:
-            real_A = real_A.contiguous(memory_format=torch.channels_last)
-            real_B = real_B.contiguous(memory_format=torch.channels_last)
+        real_A, real_B = in_layout(c, batch["A"], batch["B"])
         opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
         obj = self.objective
         with self.autocast():
@@ -125,9 +102,7 @@ class Pix2Pix(Method):
 
     def generators(self) -> dict[str, GeneratorSpec]:
         c: Pix2PixConfig = self.config
-        return {c.direction: GeneratorSpec(
-            network="G", arch=self.arch, batch_stats=c.batch_stats, direction=c.direction, method=self.name,
-            extra={"train_size": c.size, "data": c.data})}
+        return {c.direction: generator_spec(c, self.name, "G", self.arch, c.direction)}
 
     def eval_generators(self):
         return {self.config.direction: to_inference(self.G, batch_stats=self.config.batch_stats)}

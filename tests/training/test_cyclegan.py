@@ -1,5 +1,6 @@
-"""CycleGAN on the shared loop: losses as the paper writes them, image pools, exact resume,
-both directions exported, reference CycleGAN checkpoints importable."""
+"""CycleGAN on the shared loop: losses as the paper writes them, image pools, both directions
+exported, reference CycleGAN checkpoints importable. Exact resume (pools included) is every
+method's check: tests/training/test_every_method.py."""
 import copy
 import json
 
@@ -168,29 +169,6 @@ def test_direction_btoa_swaps_the_roles(tiny_unpaired, tmp_path):
     specs = t.method.generators()
     assert (specs["BtoA"].network, specs["AtoB"].network) == ("G_A", "G_B")
     assert t.train_set.a_sources[0].path.parent.name == "trainB"
-
-
-def test_resume_gives_the_same_weights_and_pools(tiny_unpaired, tmp_path):
-    # stopped after the learning-rate decay has begun (it starts at step 4 of 8)
-    kw = dict(steps=8, batch_size=1, pool_size=2, val_every=4, sample_every=4)
-    straight = Trainer(CycleGAN, tiny_config(tiny_unpaired, tmp_path / "a", **kw))
-    straight.fit()
-    first = Trainer(CycleGAN, tiny_config(tiny_unpaired, tmp_path / "b", **kw))
-    first.fit(stop_after=5)
-    resumed = Trainer(CycleGAN, tiny_config(tiny_unpaired, "ignored"), resume=tmp_path / "b")
-    assert resumed.step == 5 and len(resumed.method.fake_B_pool) == 2
-    resumed.fit()
-    for name in ("G_A", "G_B", "D_A", "D_B"):
-        a, b = straight.method.networks[name].state_dict(), resumed.method.networks[name].state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a), name
-    for name in ("G", "D"):
-        sa = straight.method.optimizers[name].state_dict()["state"]
-        sb = resumed.method.optimizers[name].state_dict()["state"]
-        assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
-    for pool in ("fake_A_pool", "fake_B_pool"):
-        pa, pb = getattr(straight.method, pool).state_dict(), getattr(resumed.method, pool).state_dict()
-        assert all(torch.equal(x, y) for x, y in zip(pa["images"], pb["images"]))
-        assert torch.equal(pa["rng_state"], pb["rng_state"])
 
 
 def test_bad_config_fields_are_named(tiny_pairs, tmp_path):

@@ -1,61 +1,22 @@
 """Every objective every adversarial trainer accepts works in it: its losses, its optimizer and
-schedule of D and G updates, and its constraint on D (WGAN's clipping, WGAN-GP's penalty)."""
+schedule of D and G updates, and its constraint on D (WGAN's clipping, WGAN-GP's penalty). The
+trainers are the registry's (tests/training/shared_checks.py)."""
 import pytest
 import torch
 
+import training
 from tests.conftest import tiny_pix2pix_config
+from tests.training.shared_checks import check_objective, objective_cases
 from training.config import TrainConfig
-from training.cyclegan import CycleGAN, CycleGANConfig
-from training.gan import GAN, GANConfig
+from training.gan import GANConfig
 from training.pix2pix import Pix2Pix
-from translate.losses import OBJECTIVES, get_objective
+from translate.losses import OBJECTIVES
 
 
-def _config(trainer, name, data, out):
-    common = dict(gan_mode=name, steps=6, progress=False, export=False, val_every=0, sample_every=100,
-                  checkpoint_every=100, log_every=1)
-    if trainer == "pix2pix":
-        return tiny_pix2pix_config(data, out, netG="unet_32", ngf=4, ndf=4, batch_size=2, **common)
-    if trainer == "cyclegan":
-        return CycleGANConfig(data=str(data), out=str(out), size=32, load_size=36, netG="resnet_1blocks", ngf=4, ndf=4,
-                              batch_size=2, workers=0, pool_size=4, **common)
-    # no preset: ring8's own (tests/training/test_presets.py) would replace the objective's optimiser settings
-    return GANConfig(data="ring8", out=str(out), points=512, batch_size=16, mlp_width=16, mlp_layers=2,
-                     eval_samples=100, preset="none", **common)
-
-
-METHODS = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN, "gan": GAN}
-
-
-@pytest.mark.parametrize("trainer", list(METHODS))
-@pytest.mark.parametrize("name", list(OBJECTIVES))  # "vanilla" is nonsaturating (tests/translate/test_losses.py)
+# "vanilla" is nonsaturating (tests/translate/test_losses.py)
+@pytest.mark.parametrize("trainer, name", objective_cases())
 def test_every_objective_trains_in_every_trainer(trainer, name, tiny_pairs, tmp_path):
-    o = get_objective(name)
-    cfg = _config(trainer, name, tiny_pairs, tmp_path / "run")
-    # the objective's settings, unless overridden
-    assert (cfg.optimizer, cfg.lr, cfg.n_critic, cfg.clip, cfg.lambda_gp) == (
-        o.optimizer, o.lr, o.n_critic, o.clip, o.gradient_penalty)
-    torch.manual_seed(0)
-    m = METHODS[trainer](cfg, torch.device("cpu"))
-    assert {type(opt) for opt in m.optimizers.values()} == {torch.optim.RMSprop if o.optimizer == "rmsprop"
-                                                           else torch.optim.Adam}
-    G = next(n for k, n in m.networks.items() if k.startswith("G"))
-    before = [p.detach().clone() for p in G.parameters()]
-    train, _ = m.datasets()
-    batch_size = cfg.batch_size
-    for i in range(1, 7):  # as the Trainer drives a method
-        batch = torch.utils.data.default_collate([train[(j, 0)] for j in range(i * batch_size, (i + 1) * batch_size)])
-        losses = m.step(batch)
-        m.steps_done = i
-        assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
-        g_unchanged = all(torch.equal(a, b) for a, b in zip(before, G.parameters()))
-        assert g_unchanged == (i < o.n_critic), (i, o.n_critic)  # G waits for its n_critic-th D update
-        assert ("GP" in losses) == (o.gradient_penalty > 0)
-        if o.gradient_penalty:
-            assert losses["GP"] >= 0
-    if o.clip:
-        Ds = [n for k, n in m.networks.items() if k.startswith("D")]
-        assert max(p.abs().max().item() for D in Ds for p in D.parameters()) <= o.clip + 1e-7
+    check_objective(training.method(trainer), name, tiny_pairs, tmp_path / "run")
 
 
 def test_overrides_beat_the_objectives_defaults(tiny_pairs, tmp_path):

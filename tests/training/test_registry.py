@@ -1,13 +1,19 @@
 """One registry of trainers (training/__init__.py) that the CLI, retraining and tests read; adding a
-trainer is one module and one registry line (DESIGN.md's recipe, followed by tests/training/toy_trainer.py)."""
+trainer is one module and one registry line (DESIGN.md's recipe, followed by tests/training/toy_trainer.py
+and, for a method sized by its data, tests/training/toy_sized_trainer.py)."""
 import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import training
+from tests.training.shared_checks import adversarial, check_exact_resume, check_export, registered
+from training.loop import Trainer
 from translate.errors import ConfigError
+
+SIZED_TOY = "tests.training.toy_sized_trainer:SizedToy"
 
 
 def test_every_registered_trainer_names_itself_once():
@@ -50,3 +56,31 @@ def test_a_new_trainer_is_one_module_and_one_registry_line(tiny_pairs, tmp_path,
     main(["train", "toy", "--resume", str(run), "--steps", "6", "--no-progress"])
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in rows) == 6
+
+
+def test_a_new_method_is_held_to_the_shared_checks_by_its_registry_line(tiny_pairs, tmp_path, monkeypatch):
+    """The shared tests (tests/training/test_every_method.py, test_objectives.py, test_distributed.py) are
+    parametrized over the registry: its line puts a method in them, with its own tiny config. Here the checks
+    that need no Ray run for the toy sized by its data (not adversarial: no objective to check); the first toy
+    goes through the command line above."""
+    monkeypatch.setattr(training, "TRAINERS", (*training.TRAINERS, SIZED_TOY))
+    assert "sized_toy" in registered() and "sized_toy" not in adversarial()
+    method = training.method("sized_toy")
+    check_exact_resume(method, tiny_pairs, tmp_path / "resume")
+    check_export(method, tiny_pairs, tmp_path / "export")
+
+
+def test_a_method_sized_by_its_first_batch_is_built_before_weights_load(tiny_pairs, tmp_path, monkeypatch):
+    """The loop calls size_networks once, with a first training batch, before it restores a checkpoint (the
+    resume above) or loads --init-from weights; the network takes the data's channels (grey in, colour out)."""
+    monkeypatch.setattr(training, "TRAINERS", (*training.TRAINERS, SIZED_TOY))
+    method = training.method("sized_toy")
+    base = Trainer(method, method.tiny_config(tiny_pairs, tmp_path / "base", steps=2)).fit()
+    calls = []
+    size_networks = method.size_networks
+    monkeypatch.setattr(method, "size_networks", lambda self, batch: calls.append(batch) or size_networks(self, batch))
+    tuned = Trainer(method, method.tiny_config(tiny_pairs, tmp_path / "tuned", init_from=str(base), seed=5))
+    assert len(calls) == 1 and calls[0]["A"].shape == (2, 1, 32, 32) and calls[0]["B"].shape == (2, 3, 32, 32)
+    assert tuned.method.arch["input_nc"] == 1 and tuned.method.arch["output_nc"] == 3
+    weights = torch.load(base / "checkpoints" / "latest.pt", weights_only=False)["networks"]["G"]
+    assert all(torch.equal(v, weights[k]) for k, v in tuned.method.networks["G"].state_dict().items())

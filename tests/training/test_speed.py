@@ -142,7 +142,7 @@ def test_compile_keeps_checkpoints_and_leaves_test_time_copies_eager(tiny_pairs,
 
 def test_the_compile_flag_compiles_the_networks(tiny_pairs, tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr("training.loop.compile_networks", lambda nets, device=None, **kw: seen.append(sorted(nets)))
+    monkeypatch.setattr("training.method_base.compile_networks", lambda nets, device=None, **kw: seen.append(sorted(nets)))
     Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "on", compile=True))
     Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, tmp_path / "off"))
     assert seen == [["D", "G"]]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from training.config import TrainConfig
-from training.loop import Method
+from training.method_base import Method
 from translate import data as tdata
 from translate.checkpoint import GeneratorSpec
 from translate.networks import define_G, to_inference
@@ -30,9 +30,14 @@ class Toy(Method):
     def __init__(self, config: ToyConfig, device: torch.device):
         super().__init__(config, device)
         self.arch = dict(name="unet_32", ngf=config.ngf, norm="instance", use_dropout=False)
-        self.G = define_G(**self.arch).to(device)
-        self.networks = {"G": self.G}
+        self.G = define_G(**self.arch)
+        self.place({"G": self.G})
         self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), lr=config.lr)}
+
+    @classmethod
+    def tiny_config(cls, data, out, **overrides):
+        return ToyConfig(**{**dict(data=str(data), out=str(out), batch_size=2, steps=6, workers=0, progress=False,
+                                   export=False), **overrides})
 
     def datasets(self):
         c = self.config

@@ -1,0 +1,166 @@
+"""What a training method provides to the shared loop: the :class:`Method` base class.
+
+A method brings its networks, optimizers, losses and ``step``; the loop (``training.process_loop``)
+owns everything else. DESIGN.md ("Adding a trainer") is the recipe.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from translate import metrics as qmetrics
+from translate.checkpoint import GeneratorSpec
+from translate.export import export_run
+
+from .config import TrainConfig
+from .speed import compile_networks
+
+
+class Method:
+    """Base class of a training method: its networks, losses and ``step``.
+
+    Subclasses implement :meth:`datasets`, :meth:`step`, :meth:`generators`, :meth:`eval_generators`,
+    :meth:`sample_columns` and, for the test suite, :meth:`tiny_config` (and ``exact_settings``); they keep
+    their networks with :meth:`place` and their optimizers in ``optimizers`` (dicts by paper name). Methods
+    without paired targets override :meth:`validate`, :meth:`sample_grid` and :meth:`export`. A method whose
+    networks take their sizes from the data sets ``sized_by_batch`` and builds them in :meth:`size_networks`.
+    Datasets are indexed with ``(index, seed)`` tuples from :class:`translate.data.EpochSampler` and return
+    dicts of tensors.
+    """
+
+    name = ""  # the method's one name: CLI subcommand, run directory prefix, config.json and checkpoint tag
+    config_class: type[TrainConfig] = TrainConfig
+    retrain_on_pairs = False  # the service can fine-tune it on uploaded aligned pairs and score it by L1
+    amp_on_cpu = False  # auto AMP includes CPUs with native bf16 (measured faster for this method; see speed.py)
+    sized_by_batch = False  # the loop calls size_networks(first batch) before it restores a checkpoint
+    #: Overrides of :meth:`tiny_config` under which a step's math depends on its batch alone, in float32 (no dropout,
+    #: no image pool, per-sample normalisation): the suite then holds two processes at batch b to one at batch 2b.
+    #: None for a method whose step draws random numbers (a GAN's latents): two processes only have to complete.
+    exact_settings: ClassVar[dict[str, Any] | None] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            cls.config_class.method = cls.name  # written once, here
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.device = device
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        config.resolve_speed(device, amp_on_cpu=self.amp_on_cpu)  # "auto" settings, once the device is known
+        self.use_amp = bool(config.amp)
+        self.steps_done = 0  # loop steps completed before the current one (set by the loop)
+
+    # --- the network preamble every method shares
+    def place(self, networks: dict[str, nn.Module], channels_last: bool = False) -> None:
+        """Make ``networks`` this method's (by the names checkpoints, the data-parallel broadcast and
+        ``--compile`` use): on the run's device, in channels-last memory layout when asked."""
+        for net in networks.values():
+            net.to(self.device)
+            if channels_last:
+                net.to(memory_format=torch.channels_last)
+        self.networks.update(networks)
+
+    def autocast(self):
+        """bf16 autocast on the run's device when AMP is on; a no-op otherwise."""
+        if self.use_amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def compile(self, **options) -> None:
+        """``torch.compile`` the networks in place (``--compile``); their state dicts are unchanged."""
+        compile_networks(self.networks, self.device, **options)
+
+    # --- what a method provides
+    @classmethod
+    def tiny_config(cls, data: str, out: str, **overrides) -> TrainConfig:
+        """The config the test suite trains this method with (tests/training/shared_checks.py): tiny networks,
+        batches of a few images, CPU. ``data`` is a folder of small aligned pairs (a method with data of its own
+        may ignore it); ``overrides`` (steps, logging, export...) win over the method's values."""
+        raise NotImplementedError(f"{cls.__name__} gives no tiny_config: the suite cannot test it")
+
+    def datasets(self) -> tuple[Dataset, Dataset]:
+        """(train set, validation set); items are dicts of tensors."""
+        raise NotImplementedError
+
+    def size_networks(self, batch: dict) -> None:
+        """For a method with ``sized_by_batch``: build (and :meth:`place`) the networks and their optimizers from
+        the shapes of a first training batch (on the run's device). The loop calls it once, after
+        :meth:`datasets` and before it compiles, joins a data-parallel world, restores a checkpoint or loads
+        ``--init-from`` weights, so all of those find the networks built."""
+        raise NotImplementedError
+
+    def step(self, batch: dict) -> dict[str, float]:
+        raise NotImplementedError
+
+    def generators(self) -> dict[str, GeneratorSpec]:
+        """The exportable generators by direction, e.g. {'AtoB': spec}."""
+        raise NotImplementedError
+
+    def eval_generators(self) -> dict[str, nn.Module]:
+        """Test-time copies of the generators (as exported), made once per validation."""
+        raise NotImplementedError
+
+    def sample_columns(self, batch: dict, gens: dict[str, nn.Module]) -> list[torch.Tensor]:
+        """Columns of the sample grid, e.g. [input, output, target] (NCHW in [-1, 1])."""
+        raise NotImplementedError
+
+    def validation_pairs(self, batch: dict, gens: dict[str, nn.Module]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(output, target) to score with L1/PSNR/SSIM, or None when the method has no targets."""
+        return None
+
+    def validation_batches(self, val_set: Dataset, max_images: int) -> Iterator[dict]:
+        """The first ``max_images`` items of ``val_set`` in batches of the run's batch size, on the run's device."""
+        n = min(len(val_set), max_images)
+        loader = DataLoader(Subset(val_set, range(n)), batch_size=max(1, self.config.batch_size), shuffle=False,
+                            num_workers=0)
+        for batch in loader:
+            yield to_device(batch, self.device)
+
+    @torch.no_grad()
+    def validate(self, val_set: Dataset, max_images: int) -> dict[str, float]:
+        """Validation metrics (without the 'val/' prefix). Default: L1/PSNR/SSIM of the
+        test-time generators' outputs against the targets of ``validation_pairs``."""
+        acc = qmetrics.MeanMetrics()
+        gens = self.eval_generators()
+        for batch in self.validation_batches(val_set, max_images):
+            pair = self.validation_pairs(batch, gens)
+            if pair is None:
+                return {}
+            acc.update(pair[0].float().clamp(-1, 1), pair[1].float())
+        return acc.compute()
+
+    @torch.no_grad()
+    def sample_grid(self, batch: dict) -> torch.Tensor:
+        """The sample image (3, H, W) in [0, 1]. Default: one row per item of ``sample_columns``."""
+        import torchvision.utils as vutils
+
+        cols = [c.detach().float().cpu().clamp(-1, 1) for c in self.sample_columns(batch, self.eval_generators())]
+        cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in cols]
+        rows = torch.stack(cols, dim=1).flatten(0, 1)  # n x cols, row-major
+        return vutils.make_grid(rows, nrow=len(cols), padding=2, normalize=True, value_range=(-1, 1))
+
+    def export(self, run_dir: Path, verbose: bool = True) -> None:
+        """Write the run's deployable models at the end of training. Default: ONNX per generator."""
+        export_run(run_dir, verbose=verbose)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A batch's tensors on ``device`` (other values as they are)."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+__all__ = ["Method", "to_device"]

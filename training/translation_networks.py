@@ -1,0 +1,50 @@
+"""The networks of the image-to-image trainers, built from their config: U-Net or ResNet generators
+and PatchGAN discriminators (translate.networks), the memory layout their inputs take, and the spec
+under which a generator is checkpointed and exported."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from translate.checkpoint import GeneratorSpec
+from translate.networks import define_D, define_G
+
+from .config import TranslationConfig
+
+
+def generator(c: TranslationConfig, input_nc: int | None = None, output_nc: int | None = None
+              ) -> tuple[dict[str, Any], nn.Module]:
+    """(arch, network) of a ``--netG`` generator from ``input_nc`` to ``output_nc`` channels (default: the
+    config's A to B), initialised as ``--init-type`` says; the arch is what checkpoints record to rebuild it.
+    A ConfigError when ``--size`` does not fit the generator."""
+    arch: dict[str, Any] = dict(name=c.netG, input_nc=c.input_nc if input_nc is None else input_nc,
+                                output_nc=c.output_nc if output_nc is None else output_nc, ngf=c.ngf, norm=c.norm,
+                                use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
+    G = define_G(**arch)
+    c.check_size(getattr(G, "size_multiple", 1))
+    return arch, G
+
+
+def discriminator(c: TranslationConfig, input_nc: int) -> nn.Module:
+    """A ``--netD`` discriminator of images with ``input_nc`` channels, initialised as ``--init-type`` says."""
+    return define_D(c.netD, input_nc, ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm, init_type=c.init_type,
+                    init_gain=c.init_gain, spectral_norm=c.spectral_norm)
+
+
+def in_layout(c: TranslationConfig, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A step's input images in the networks' memory layout (channels-last when the run uses it)."""
+    if not c.channels_last:
+        return images
+    return tuple(x.contiguous(memory_format=torch.channels_last) for x in images)
+
+
+def generator_spec(c: TranslationConfig, method: str, network: str, arch: dict[str, Any],
+                   direction: str) -> GeneratorSpec:
+    """How the checkpoint describes the generator ``network`` translating in ``direction``, for export and loading."""
+    return GeneratorSpec(network=network, arch=arch, batch_stats=c.batch_stats, direction=direction, method=method,
+                         extra={"train_size": c.size, "data": c.data})
+
+
+__all__ = ["generator", "discriminator", "in_layout", "generator_spec"]
