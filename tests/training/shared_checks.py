@@ -55,7 +55,7 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
             assert_same(a[k], b[k], f"{where}/{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, (where, a, b)
@@ -92,7 +92,7 @@ def check_objective(method: type[Method], name: str, data: Path, out: Path) -> N
         losses = m.step(batch)
         m.steps_done = i
         assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
-        g_unchanged = all(torch.equal(x, y) for x, y in zip(before, G.parameters()))
+        g_unchanged = all(torch.equal(x, y) for x, y in zip(before, G.parameters(), strict=True))
         assert g_unchanged == (i < o.n_critic), (i, o.n_critic)  # G waits for its n_critic-th D update
         assert ("GP" in losses) == (o.gradient_penalty > 0)
         if o.gradient_penalty:

@@ -14,8 +14,8 @@ import translate
 from tests.conftest import make_pairs
 from training.cyclegan import CycleGAN, CycleGANConfig
 from training.loop import Trainer
-from translate.generators import load_generator
 from translate.errors import ConfigError
+from translate.generators import load_generator
 from translate.networks import to_inference
 from translate.predictor import Predictor
 
@@ -140,7 +140,7 @@ def test_sample_grid_shows_both_cycles(trained):
     first = trained.method.sample_columns(trained._fixed_batch(), trained.method.eval_generators())
     tiles = [np.asarray(grid[2 + r * 34: 34 + r * 34, 2: 34]) for r in (0, 1)]
     real = [((first[0][r].permute(1, 2, 0).numpy() + 1) * 127.5).round() for r in (0, 1)]
-    for tile, ref in zip(tiles, real):  # column one alternates real_A and real_B
+    for tile, ref in zip(tiles, real, strict=True):  # column one alternates real_A and real_B
         assert np.abs(tile.astype(float) - ref).max() <= 1
 
 

@@ -1,7 +1,6 @@
 """`translate train --processes 2 --address HOST:PORT` on a Ray cluster of two nodes (each with its own
 CPU, both on this machine), and a clean stop of such a run on SIGTERM (a checkpoint, then exit 0)."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -16,6 +16,7 @@ from translate.gan.metrics import predict
 from translate.gan.networks import sample_labels, sample_latents
 from translate.generators import load_generator
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """These networks are tiny: one thread is 3x faster than two, and kinder to a shared machine."""
@@ -97,9 +98,9 @@ def test_generator_is_updated_every_n_critic_steps():
     before = [p.detach().clone() for p in m.G.parameters()]
     for i in range(2):
         _step(m, _batch(m, offset=32 * i))
-    assert all(torch.equal(a, b) for a, b in zip(before, m.G.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, m.G.parameters(), strict=True))
     _step(m, _batch(m, offset=64))
-    assert not all(torch.equal(a, b) for a, b in zip(before, m.G.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before, m.G.parameters(), strict=True))
     assert m.optimizers["D"].state[next(iter(m.D.parameters()))]["step"] == 3
 
 

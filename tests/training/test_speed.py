@@ -22,7 +22,7 @@ CPU = torch.device("cpu")
 
 def test_amp_auto_follows_the_device_and_the_method(monkeypatch):
     for native in (True, False):
-        monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda: native)
+        monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda native=native: native)  # bound: outlives the loop
         assert speed.resolve_amp(None, CPU, cpu=True) is native  # measured methods: where the CPU has bf16
         assert speed.resolve_amp(None, CPU, cpu=False) is False  # the others: float32 on every CPU
         assert speed.resolve_amp(None, torch.device("cuda")) is True
