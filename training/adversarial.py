@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from translate.losses import Objective, clip_weights, get_objective, gradient_penalty
 
-from .config import AdversarialConfig
+from .config import AdversarialConfig, resolved
 
 
 def objective(config: AdversarialConfig) -> Objective:
@@ -20,9 +20,11 @@ def objective(config: AdversarialConfig) -> Objective:
 def make_optimizer(params: Iterable[nn.Parameter], config: AdversarialConfig, fused: bool = False
                    ) -> torch.optim.Optimizer:
     """The config's optimizer for ``params`` (fused Adam: one kernel per step, faster on CPU and GPU)."""
+    lr = resolved(config.lr)
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=config.lr)
-    return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2), **({"fused": True} if fused else {}))
+        return torch.optim.RMSprop(params, lr=lr)
+    betas = (resolved(config.beta1), resolved(config.beta2))
+    return torch.optim.Adam(params, lr=lr, betas=betas, **({"fused": True} if fused else {}))
 
 
 def optimizers(config: AdversarialConfig, fused: bool = False, **params: Iterable[nn.Parameter]
@@ -52,4 +54,4 @@ def constrain(config: AdversarialConfig, D: nn.Module) -> None:
 
 def updates_generator(iteration: int, config: AdversarialConfig) -> bool:
     """Whether the D update numbered ``iteration`` (from 1) is followed by a G update."""
-    return iteration % config.n_critic == 0
+    return iteration % resolved(config.n_critic) == 0

@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from translate.errors import ConfigError, ModelError
 from translate.checkpoint import torch_load_any
+from translate.errors import ConfigError, ModelError
 from translate.files import atomic_path
+from translate.gan.data import GanData, open_gan_data, stack_images
 from translate.gan.metrics import predict
 from translate.gan.networks import Classifier, build_classifier
-from translate.gan.data import GanData, open_gan_data, stack_images
 
 CLASSIFIER_FILE = "classifier.pt"
 FORMAT = "i2i-translate/classifier/1"
@@ -130,7 +130,7 @@ def classifier_for_run(run_dir: str | os.PathLike, config: dict[str, Any] | None
     return classifier_for_data(data, cached, steps=config.get("classifier_steps", 600), seed=config.get("seed", 0))
 
 
-def edit_toward(G: nn.Module, C: nn.Module, z: torch.Tensor, target: int, steps: int = 20, eta: float = 0.5,
+def edit_toward(G: nn.Module, C: Classifier, z: torch.Tensor, target: int, steps: int = 20, eta: float = 0.5,
                 y: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Gradient ascent in latent space: ``z <- z + eta * d log p_C(target | G(z)) / dz``.
 

@@ -16,7 +16,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from translate.data import DIRECTIONS, PREPROCESS
 from translate.datasets import dataset_kind
@@ -29,6 +29,16 @@ from .speed import resolve_amp, resolve_channels_last
 
 CONFIG_FORMAT = 2  # 2: objectives from one table, None for "auto"
 NO_PRESET = "none"
+
+T = TypeVar("T")
+
+
+def resolved(value: T | None) -> T:
+    """An "auto" or preset option's value (a field typed ``X | None``) once the config has resolved it: in
+    ``__post_init__``, or ``resolve_speed`` for the speed options. Reading one before is a bug, raised here."""
+    if value is None:
+        raise RuntimeError("an option read before the config resolved it")
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,10 @@ class TrainConfig:
 
     data: str = opt("", "dataset folder (see `translate data make` for built-in sets)")
     out: str = opt("", "run directory (default: runs/<method>-<dataset>-NNN)")
-    steps: int = opt(0, "total optimizer steps (overrides --epochs when > 0)")
+    # a trainer's preset may set these: None until __post_init__ (read them through resolved())
+    steps: int | None = opt(0, "total optimizer steps (overrides --epochs when > 0)")
     epochs: int = opt(200, "total epochs (the reference's 100 constant + 100 decaying); --steps overrides")
-    decay_fraction: float = opt(0.5, "fraction of the run over which the learning rate decays linearly to 0")
+    decay_fraction: float | None = opt(0.5, "fraction of the run over which the learning rate decays linearly to 0")
     batch_size: int | None = opt(1, "images per step", preset=True)
     device: str = opt("auto", "where to train", choices=("auto", "cpu", "cuda"))
     amp: bool | None = opt(None, "bf16 autocast (auto: on for CUDA; for pix2pix and cyclegan also on CPUs with "
@@ -153,10 +164,11 @@ class TrainConfig:
         for name in ("batch_size",):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.steps < 0 or self.epochs < 0:
+        if resolved(self.steps) < 0 or self.epochs < 0:
             raise ConfigError("steps", "steps and epochs must be >= 0")
-        if not 0.0 <= self.decay_fraction <= 1.0:
-            raise ConfigError("decay_fraction", f"must be in [0, 1], got {self.decay_fraction}")
+        decay_fraction = resolved(self.decay_fraction)
+        if not 0.0 <= decay_fraction <= 1.0:
+            raise ConfigError("decay_fraction", f"must be in [0, 1], got {decay_fraction}")
         if self.workers < 0:
             raise ConfigError("workers", f"must be >= 0, got {self.workers}")
         if self.processes < 1:
@@ -283,33 +295,34 @@ class TranslationConfig(AdversarialConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.load_size:  # None, or 0 in configs written before None meant auto
-            self.load_size = int(round(self.size * 286 / 256))
+            self.load_size = int(round(resolved(self.size) * 286 / 256))
 
     def resolve_speed(self, device, amp_on_cpu: bool) -> None:
         super().resolve_speed(device, amp_on_cpu)
-        self.channels_last = resolve_channels_last(self.channels_last, self.netG, device)
+        self.channels_last = resolve_channels_last(self.channels_last, resolved(self.netG), device)
 
     def validate(self) -> None:
         super().validate()
-        if self.size < 1:
-            raise ConfigError("size", f"must be positive, got {self.size}")
+        size, load_size = resolved(self.size), resolved(self.load_size)
+        if size < 1:
+            raise ConfigError("size", f"must be positive, got {size}")
         try:
-            parse_generator_name(self.netG)
+            parse_generator_name(resolved(self.netG))
         except ValueError as e:
             raise ConfigError("netG", str(e)) from None
-        if self.load_size < self.size:
-            raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
+        if load_size < size:
+            raise ConfigError("load_size", f"must be >= size ({size}), got {load_size}")
 
     def check_size(self, size_multiple: int) -> None:
         """A ConfigError unless ``size`` fits a generator that needs a multiple of ``size_multiple``; it names
         where ``netG`` came from (a preset picks one the user never typed) and what would fit."""
-        if self.size % size_multiple == 0:
+        size, netG = resolved(self.size), resolved(self.netG)
+        if size % size_multiple == 0:
             return
         origin = f" (the {self.preset} preset's generator)" if "netG" in getattr(self, "from_preset", ()) else ""
-        power_of_two = self.size >= 32 and self.size & (self.size - 1) == 0
-        fix = (f"--netG unet_{self.size} (a U-Net for {self.size} px) or " if self.netG.startswith("unet")
-               and power_of_two else "")
-        raise ConfigError("size", f"{self.netG}{origin} needs a multiple of {size_multiple}, got {self.size}: "
+        power_of_two = size >= 32 and size & (size - 1) == 0
+        fix = f"--netG unet_{size} (a U-Net for {size} px) or " if netG.startswith("unet") and power_of_two else ""
+        raise ConfigError("size", f"{netG}{origin} needs a multiple of {size_multiple}, got {size}: "
                                   f"pass {fix}a --size that is a multiple of {size_multiple}")
 
 

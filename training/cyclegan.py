@@ -25,7 +25,9 @@ reference), so G_A then translates the data set's B to A and is exported as ``Bt
 """
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +42,7 @@ from translate.networks import to_inference
 from translate.options import opt, redefault
 
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
-from .config import TranslationConfig
+from .config import TranslationConfig, resolved
 from .method_base import Method
 from .translation_data import unpaired_sets
 from .translation_networks import discriminator, generator, generator_spec, in_layout
@@ -83,6 +85,7 @@ class CycleGAN(Method):
 
     name = "cyclegan"
     config_class = CycleGANConfig
+    config: CycleGANConfig
     amp_on_cpu = True  # bf16 on CPUs with native bf16: measured faster, loss curve within tolerance (BENCHMARKS.md)
     exact_settings = dict(pool_size=0, amp=False)  # a pool replays each process's own fakes
 
@@ -95,7 +98,7 @@ class CycleGAN(Method):
         self.D_A = discriminator(c, c.output_nc)  # real_B vs fake_B
         self.D_B = discriminator(c, c.input_nc)  # real_A vs fake_A
         self.place({"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B},
-                   channels_last=c.channels_last)
+                   channels_last=resolved(c.channels_last))
         self.optimizers = optimizers(c, fused=True, G=itertools.chain(self.G_A.parameters(), self.G_B.parameters()),
                                      D=itertools.chain(self.D_A.parameters(), self.D_B.parameters()))
         self.objective = objective(c)
@@ -129,7 +132,7 @@ class CycleGAN(Method):
         out = dict(self.last_G)
         out["D_A"], gp_A = self._backward_D(self.D_A, real_B, self.fake_B_pool.query(fake_B))
         out["D_B"], gp_B = self._backward_D(self.D_B, real_A, self.fake_A_pool.query(fake_A))
-        if gp_A is not None:
+        if gp_A is not None and gp_B is not None:  # both or neither: one config
             out["GP"] = gp_A + gp_B
         opt_D.step()
         constrain(c, self.D_A)
@@ -157,7 +160,7 @@ class CycleGAN(Method):
                 idt_A, idt_B = self.G_A(real_B), self.G_B(real_A)
             losses["idt_A"] = identity_loss(idt_A.float(), real_B, c.lambda_B * c.lambda_identity)
             losses["idt_B"] = identity_loss(idt_B.float(), real_A, c.lambda_A * c.lambda_identity)
-        sum(losses.values()).backward()
+        functools.reduce(operator.add, losses.values()).backward()  # their sum: a Tensor, never sum()'s 0
         self.optimizers["G"].step()
         self.last_G = {k: v.item() for k, v in losses.items()}
         return fake_A, fake_B

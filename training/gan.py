@@ -34,22 +34,32 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from translate.gan import data as gan_data
-from translate.gan import metrics as gan_metrics
 from translate.checkpoint import GeneratorSpec, gan_spec_extra, resolve_checkpoint
 from translate.errors import ConfigError
-from translate.gan.networks import (D_NORMS, build_discriminator, build_generator, ema_update, generate,
-                                    sample_labels, sample_latents)
+from translate.gan import data as gan_data
+from translate.gan import metrics as gan_metrics
+from translate.gan.networks import (
+    D_NORMS,
+    Classifier,
+    DCGANGenerator,
+    MLPGenerator,
+    build_discriminator,
+    build_generator,
+    ema_update,
+    generate,
+    sample_labels,
+    sample_latents,
+)
 from translate.generators import load_generator
-from translate.kinds import kind
 from translate.imageio import image_to_tensor
+from translate.kinds import kind
 from translate.losses import ALIASES
 from translate.networks import to_inference
 from translate.options import opt, redefault
 
-from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
-from .config import AdversarialConfig, Preset
+from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
+from .config import AdversarialConfig, Preset, resolved
 from .method_base import Method
 
 # The tested settings of the built-in sets (BENCHMARKS.md): what `translate train gan --data ring8 --gan-mode wgangp`
@@ -138,7 +148,7 @@ class GANConfig(AdversarialConfig):
         super().validate()
         if self.eval_samples <= 0:
             raise ConfigError("eval_samples", f"must be > 0, got {self.eval_samples}")
-        if not 0.0 <= self.ema_decay < 1.0:
+        if not 0.0 <= resolved(self.ema_decay) < 1.0:
             raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         if self.lambda_gp and self.d_norm == "batch":
             raise ConfigError("d_norm", "batch norm makes each critic value depend on the whole batch, which the "
@@ -150,16 +160,18 @@ class GAN(Method):
 
     name = "gan"
     config_class = GANConfig
+    config: GANConfig
     exact_settings = None  # each process draws its own latents
 
     def __init__(self, config: GANConfig, device: torch.device):
         super().__init__(config, device)
         c = config
-        if c.threads > 0:
-            torch.set_num_threads(c.threads)
-        if c.n_critic > 1:  # G's scheduler steps with the loop before G's first update: expected here
+        threads, nz = resolved(c.threads), resolved(c.nz)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        if resolved(c.n_critic) > 1:  # G's scheduler steps with the loop before G's first update: expected here
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
-        self.data = gan_data.open_gan_data(c.data, size=c.size, channels=c.channels, seed=c.seed,
+        self.data = gan_data.open_gan_data(c.data, size=resolved(c.size), channels=c.channels or 0, seed=c.seed,
                                            val_fraction=c.val_fraction, points=c.points, strict=c.strict_data)
         points = self.data.kind == "points"
         if (c.arch == "mlp") != points:
@@ -168,6 +180,10 @@ class GAN(Method):
         if c.conditional and not self.data.labelled:
             raise ConfigError("conditional", f"{c.data} is unlabelled (use one subfolder per class)")
         k = self.data.num_classes if c.conditional else 0
+        self.nz, self.num_classes = nz, k  # G's latents and classes (typed: G is any nn.Module)
+        # the networks' recipes, as checkpoints record them
+        self.arch_G: dict[str, Any]
+        self.arch_D: dict[str, Any]
         if points:
             self.arch_G = dict(arch="mlp", nz=c.nz, num_classes=k, out_dim=2, width=c.mlp_width, layers=c.mlp_layers)
             self.arch_D = dict(arch="mlp", num_classes=k, in_dim=2, width=c.mlp_width, layers=c.mlp_layers,
@@ -181,15 +197,15 @@ class GAN(Method):
         self.place({"G": self.G, "D": self.D})
         self.optimizers = optimizers(c, G=self.G.parameters(), D=self.D.parameters())
         self.objective = objective(c)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if c.ema_decay > 0 else None
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if resolved(c.ema_decay) > 0 else None
         if self.G_ema is not None:
             self.networks["G_ema"] = self.G_ema  # checkpointed with the others; the one exported
         self.last_G: dict[str, float] = {}
-        self.classifier = None
+        self.classifier: Classifier | None = None
         g = torch.Generator().manual_seed(c.seed + 12345)
         # the sample grid: fixed latents, 8 x 8 (conditional: one row of 8 per class)
         self.grid_labels = torch.arange(k).repeat_interleave(8) if k else None
-        self.grid_z = sample_latents(8 * k if k else 64, c.nz, generator=g)
+        self.grid_z = sample_latents(8 * k if k else 64, nz, generator=g)
 
     # ------------------------------------------------------------- the hooks
     @classmethod
@@ -210,7 +226,7 @@ class GAN(Method):
         n = real.shape[0]
         opt_G, opt_D = self.optimizers["G"], self.optimizers["D"]
         with torch.no_grad(), self.autocast():
-            fake = self.G(torch.randn(n, self.G.nz, device=self.device), y).float()
+            fake = self.G(torch.randn(n, self.nz, device=self.device), y).float()
         with self.autocast():
             d_real = self.D(real, y).float()
             d_fake = self.D(fake, y).float()
@@ -228,14 +244,14 @@ class GAN(Method):
         if updates_generator(iteration, c):
             set_requires_grad(self.D, False)
             with self.autocast():
-                fake = self.G(torch.randn(n, self.G.nz, device=self.device), y)
+                fake = self.G(torch.randn(n, self.nz, device=self.device), y)
                 loss_G = self.objective.generator(self.D(fake, y).float())
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
             set_requires_grad(self.D, True)
             if self.G_ema is not None:
-                ema_update(self.G_ema, self.G, c.ema_decay, iteration // c.n_critic - 1)
+                ema_update(self.G_ema, self.G, resolved(c.ema_decay), iteration // resolved(c.n_critic) - 1)
             self.last_G = {"G": loss_G.item()}
         return {**out, **self.last_G}
 
@@ -257,10 +273,10 @@ class GAN(Method):
     @torch.no_grad()
     def samples(self, n: int, seed: int = 0, G: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         G = G or self.eval_G()
-        y = sample_labels(n, G.num_classes)
-        return generate(G, sample_latents(n, G.nz, generator=torch.Generator().manual_seed(seed)), y), y
+        y = sample_labels(n, self.num_classes)
+        return generate(G, sample_latents(n, self.nz, generator=torch.Generator().manual_seed(seed)), y), y
 
-    def get_classifier(self):
+    def get_classifier(self) -> Classifier:
         if self.classifier is None:
             c: GANConfig = self.config
             path = Path(c.out) / CLASSIFIER_FILE if c.out else None
@@ -319,7 +335,7 @@ def _mixture_conditional_accuracy(x: torch.Tensor, y: torch.Tensor, name: str) -
 
 
 @torch.no_grad()
-def image_sample_stats(C: nn.Module, x: torch.Tensor, y: torch.Tensor | None, data: gan_data.GanData,
+def image_sample_stats(C: nn.Module | None, x: torch.Tensor, y: torch.Tensor | None, data: gan_data.GanData,
                        features: gan_metrics.FeatureNetwork | None, real: torch.Tensor | None = None,
                        kid_subsets: int = 100) -> dict[str, Any]:
     """Class histogram of samples ``x`` by classifier ``C`` (and conditional accuracy when ``y``),
@@ -359,6 +375,7 @@ def evaluate_gan(model: str | os.PathLike, data: str | None = None, samples: int
     G, meta = load_generator(ckpt_path)
     if not kind(meta["kind"]).samples:
         raise ConfigError("model", f"{model}: not a GAN run (a {meta['kind']} generator)")
+    assert isinstance(G, (DCGANGenerator, MLPGenerator))  # what the "gan" kind loads
     cfg = meta["config"]
     name = data or cfg["data"]
     out: dict[str, Any] = {"model": str(model), "step": meta["step"], "gan_mode": meta["gan_mode"], "ema": meta["ema"],
@@ -372,6 +389,7 @@ def evaluate_gan(model: str | os.PathLike, data: str | None = None, samples: int
         if y is not None:
             out["conditional_accuracy"] = _mixture_conditional_accuracy(x, y, meta["name"])
         return _finite(out)
+    assert isinstance(G, DCGANGenerator)  # images
     d = gan_data.open_gan_data(name, size=G.size, channels=G.nc, seed=cfg.get("seed", 0),
                                val_fraction=cfg.get("val_fraction", 0.05))
     real, _ = gan_data.stack_images(d.train)

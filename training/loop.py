@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import distributed
-from .config import TrainConfig
+from .config import TrainConfig, resolved
 from .method_base import Method
 from .process_loop import ProcessLoop, open_run
 from .world import World
@@ -51,7 +51,8 @@ class Trainer(ProcessLoop):
             value = getattr(c, name)
             if value and Path(value).exists():
                 setattr(c, name, str(Path(value).resolve()))
-        total = c.steps if c.steps > 0 else None
+        steps = resolved(c.steps)
+        total = steps if steps > 0 else None
         return distributed.fit(self.method_class.name, c, self.run_dir.resolve(), resume=self.checkpoint is not None,
                                overrides=self.overrides, total=total, start=self.step)
 

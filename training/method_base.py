@@ -6,7 +6,7 @@ owns everything else. DESIGN.md ("Adding a trainer") is the recipe.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +18,7 @@ from translate import metrics as qmetrics
 from translate.checkpoint import GeneratorSpec
 from translate.export import export_run
 
-from .config import TrainConfig
+from .config import TrainConfig, resolved
 from .speed import compile_networks
 
 
@@ -118,9 +118,9 @@ class Method:
 
     def validation_batches(self, val_set: Dataset, max_images: int) -> Iterator[dict]:
         """The first ``max_images`` items of ``val_set`` in batches of the run's batch size, on the run's device."""
-        n = min(len(val_set), max_images)
-        loader = DataLoader(Subset(val_set, range(n)), batch_size=max(1, self.config.batch_size), shuffle=False,
-                            num_workers=0)
+        n = min(dataset_size(val_set), max_images)
+        batch_size = max(1, resolved(self.config.batch_size))
+        loader = DataLoader(Subset(val_set, range(n)), batch_size=batch_size, shuffle=False, num_workers=0)
         for batch in loader:
             yield to_device(batch, self.device)
 
@@ -158,9 +158,17 @@ class Method:
         pass
 
 
+def dataset_size(dataset: Dataset) -> int:
+    """The number of items of a method's data set, which is map-style (torch's ``Dataset`` type leaves
+    ``__len__`` out, as iterable data sets have none)."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{type(dataset).__name__} has no length: a method's data sets are map-style")
+    return len(dataset)
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     """A batch's tensors on ``device`` (other values as they are)."""
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
-__all__ = ["Method", "to_device"]
+__all__ = ["Method", "dataset_size", "to_device"]

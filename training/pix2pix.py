@@ -12,11 +12,10 @@ from translate.networks import to_inference
 from translate.options import opt
 
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
-from .config import Preset, TranslationConfig
+from .config import Preset, TranslationConfig, resolved
 from .method_base import Method
 from .translation_data import paired_sets
 from .translation_networks import discriminator, generator, generator_spec, in_layout
-
 
 # The tested settings of the built-in sets (translate data make maps|sketches), used by `translate demo` and
 # measured in BENCHMARKS.md: small enough to learn visibly in a few CPU-minutes at 128 px. Instance norm keeps
@@ -41,6 +40,7 @@ class Pix2Pix(Method):
 
     name = "pix2pix"
     config_class = Pix2PixConfig
+    config: Pix2PixConfig
     retrain_on_pairs = True
     amp_on_cpu = True  # bf16 on CPUs with native bf16: measured faster, loss curve within tolerance (BENCHMARKS.md)
     exact_settings = dict(norm="instance", dropout=False, amp=False)  # batch norm and dropout differ per process
@@ -50,7 +50,7 @@ class Pix2Pix(Method):
         c = config
         self.arch, self.G = generator(c)
         self.D = discriminator(c, c.input_nc + c.output_nc)  # judges (input, output) pairs
-        self.place({"G": self.G, "D": self.D}, channels_last=c.channels_last)
+        self.place({"G": self.G, "D": self.D}, channels_last=resolved(c.channels_last))
         self.optimizers = optimizers(c, fused=True, G=self.G.parameters(), D=self.D.parameters())
         self.objective = objective(c)
         self.last_G: dict[str, float] = {}

@@ -36,8 +36,8 @@ from translate.errors import ConfigError
 from translate.files import atomic_path, write_text_atomic
 from translate.imageio import save_image, tensor_to_array
 
-from .config import TrainConfig
-from .method_base import Method, to_device
+from .config import TrainConfig, resolved
+from .method_base import Method, dataset_size, to_device
 from .world import World, stop_requested
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class ProcessLoop:
     def _first_batch(self) -> dict:
         """The first ``batch_size`` training items, collated, on the device: what a method sized by its data
         measures (read by index, outside the sampler's order, which starts untouched)."""
-        n = min(self.config.batch_size, len(self.train_set))
+        n = min(resolved(self.config.batch_size), dataset_size(self.train_set))
         return to_device(torch.utils.data.default_collate([self.train_set[i] for i in range(n)]), self.device)
 
     def _join(self, world: World) -> None:
@@ -195,21 +195,23 @@ class ProcessLoop:
     # ------------------------------------------------------------------ set-up
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, len(self.train_set) // (self.config.batch_size * self.processes))
+        return max(1, dataset_size(self.train_set) // (resolved(self.config.batch_size) * self.processes))
 
     @property
     def total_steps(self) -> int:
         c = self.config
-        if c.steps > 0:
-            return c.steps
+        steps = resolved(c.steps)
+        if steps > 0:
+            return steps
         if c.epochs > 0:
             return c.epochs * self.steps_per_epoch
         raise ConfigError("steps", "give --steps N or --epochs N")
 
     def _make_schedulers(self) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
         c = self.config
-        units = c.steps if c.steps > 0 else c.epochs
-        rule = lr_lambda(units, c.decay_fraction)
+        steps = resolved(c.steps)
+        units = steps if steps > 0 else c.epochs
+        rule = lr_lambda(units, resolved(c.decay_fraction))
         return {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in self.method.optimizers.items()}
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -223,7 +225,7 @@ class ProcessLoop:
             self.method.load_extra_state(extras[rank])
         self.step = self.method.steps_done = int(ckpt["step"])
         # samples of the global order consumed so far (checkpoints before data-parallel runs: step x batch)
-        self.samples_seen = int(ckpt.get("samples_seen", self.step * self.config.batch_size))
+        self.samples_seen = int(ckpt.get("samples_seen", self.step * resolved(self.config.batch_size)))
         self.last_val = dict(ckpt.get("last_val", {}))
 
     def _init_networks(self, source: str) -> None:
@@ -238,10 +240,11 @@ class ProcessLoop:
 
     def _loader(self) -> DataLoader:
         c = self.config
-        shard = (self.world.rank, self.world.size, c.batch_size) if self.world is not None else None
-        sampler = EpochSampler(len(self.train_set), seed=c.seed, start=self.samples_seen, shard=shard)
+        batch_size = resolved(c.batch_size)
+        shard = (self.world.rank, self.world.size, batch_size) if self.world is not None else None
+        sampler = EpochSampler(dataset_size(self.train_set), seed=c.seed, start=self.samples_seen, shard=shard)
         return DataLoader(
-            self.train_set, batch_size=c.batch_size, sampler=sampler, num_workers=c.workers,
+            self.train_set, batch_size=batch_size, sampler=sampler, num_workers=c.workers,
             pin_memory=self.device.type == "cuda", worker_init_fn=_worker_init if c.workers else None,
             persistent_workers=False, generator=torch.Generator().manual_seed(c.seed),
             prefetch_factor=4 if c.workers else None)
@@ -307,7 +310,7 @@ class ProcessLoop:
 
     # ------------------------------------------------------------ validation
     def _fixed_batch(self, n: int = 4) -> dict:
-        items = [self.val_set[i] for i in range(min(n, len(self.val_set)))]
+        items = [self.val_set[i] for i in range(min(n, dataset_size(self.val_set)))]
         return torch.utils.data.default_collate(items)
 
     @torch.no_grad()
@@ -338,13 +341,14 @@ class ProcessLoop:
             for k, sd in self.checkpoint["schedulers"].items():
                 schedulers[k].load_state_dict(sd)
                 # a new LambdaLR resets the optimizer's rate; put back the decayed one
-                for group, lr in zip(self.method.optimizers[k].param_groups, schedulers[k].get_last_lr()):
+                for group, lr in zip(self.method.optimizers[k].param_groups, schedulers[k].get_last_lr(), strict=True):
                     group["lr"] = lr
             self._restore_rng(self.checkpoint)
         if main:
             self._open_logs()
         fixed = self._fixed_batch()
-        by_step = c.steps > 0
+        by_step = resolved(c.steps) > 0
+        batch_size = resolved(c.batch_size)
         stop = {"now": False}
 
         def on_sigint(signum, frame):
@@ -372,7 +376,7 @@ class ProcessLoop:
                 self.method.steps_done = self.step
                 losses = self.method.step(batch)
                 self.step += 1
-                self.samples_seen += c.batch_size * self.processes
+                self.samples_seen += batch_size * self.processes
                 if by_step or self.step % self.steps_per_epoch == 0:
                     for s in schedulers.values():
                         s.step()

@@ -11,7 +11,7 @@ from torch import nn
 from translate.checkpoint import GeneratorSpec
 from translate.networks import define_D, define_G
 
-from .config import TranslationConfig
+from .config import TranslationConfig, resolved
 
 
 def generator(c: TranslationConfig, input_nc: int | None = None, output_nc: int | None = None
@@ -29,8 +29,8 @@ def generator(c: TranslationConfig, input_nc: int | None = None, output_nc: int 
 
 def discriminator(c: TranslationConfig, input_nc: int) -> nn.Module:
     """A ``--netD`` discriminator of images with ``input_nc`` channels, initialised as ``--init-type`` says."""
-    return define_D(c.netD, input_nc, ndf=c.ndf, n_layers=c.n_layers_D, norm=c.norm, init_type=c.init_type,
-                    init_gain=c.init_gain, spectral_norm=c.spectral_norm)
+    return define_D(c.netD, input_nc, ndf=resolved(c.ndf), n_layers=c.n_layers_D, norm=resolved(c.norm),
+                    init_type=c.init_type, init_gain=c.init_gain, spectral_norm=c.spectral_norm)
 
 
 def in_layout(c: TranslationConfig, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -73,7 +73,7 @@ class World:
         keys = sorted(values)
         t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self._device())
         dist.all_reduce(t)
-        return {k: float(v) / self.size for k, v in zip(keys, t.tolist())}
+        return {k: float(v) / self.size for k, v in zip(keys, t.tolist(), strict=True)}
 
     def any(self, flag: bool) -> bool:
         """True on every process when it is true on one."""
