@@ -64,7 +64,7 @@ def _time_allreduce(config: dict) -> None:
     import ray.train
     import torch
 
-    from training.distributed import World  # lazy: torch, in the Ray Train worker
+    from training.world import World  # lazy: torch, in the Ray Train worker
     from translate.networks import define_D, define_G  # lazy: torch, in the Ray Train worker
 
     ctx = ray.train.get_context()

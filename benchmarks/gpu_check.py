@@ -20,7 +20,7 @@ others still run; the table (and the JSON, with ``--json``) is written whatever 
 * ``service``: the Ray Serve app with one GPU replica, requests/s at concurrency 32 against raw ORT
   CUDA (the predictor on the same GPU, batches of the service's size); target >= 90 %.
 * ``convert``: ``translate convert`` (Ray Data) with one GPU actor.
-* ``ddp``: data-parallel training with one GPU process: the project's own path (training.distributed's
+* ``ddp``: data-parallel training with one GPU process: the project's own path (training.world's
   World: NCCL, gradients all-reduced before each optimizer step), started without Ray, checked against
   the same steps without it.
 
@@ -630,7 +630,7 @@ def section_convert(rep: Report) -> None:
 
 def section_ddp(rep: Report) -> None:
     """The project's data-parallel path with one GPU process: the Trainer joined to a one-process
-    torch.distributed world (NCCL; gloo in the dry run) through training.distributed.World, as each
+    torch.distributed world (NCCL; gloo in the dry run) through training.world.World, as each
     Ray Train worker of ``--processes N`` is, but started here without Ray (World needs only an
     initialised process group). The project averages gradients with an all-reduce before each optimizer
     step rather than wrapping networks in DistributedDataParallel (training/distributed.py says why); this
@@ -638,7 +638,7 @@ def section_ddp(rep: Report) -> None:
     import torch
     import torch.distributed as dist
 
-    from training.distributed import World  # lazy: torch
+    from training.world import World  # lazy: torch
     from training.loop import Trainer  # lazy: torch
     from translate.checkpoint import load_checkpoint  # lazy: torch
 
@@ -678,7 +678,7 @@ def section_ddp(rep: Report) -> None:
                if v.is_floating_point())
     a, b = losses(runs["world"]), losses(runs["plain"])
     rep.row("ddp", f"pix2pix, {plan.ddp_steps} steps of batch {plan.run_batch}",
-            f"training.distributed World, 1 {plan.device} process, {backend}", plan.ddp_steps / seconds["world"],
+            f"training.world World, 1 {plan.device} process, {backend}", plan.ddp_steps / seconds["world"],
             "steps/s (set-up and first steps included)", ratio=seconds["plain"] / seconds["world"],
             note=f"without a world {plan.ddp_steps / seconds['plain']:.3g} steps/s; G_L1 {a[-1]:.4f} vs {b[-1]:.4f}; "
                  f"max weight diff {diff:.2g}; no Ray (Ray Train starts these processes with --processes N)")

@@ -2,7 +2,7 @@
 :class:`GeneratorSpec` that describes each exportable generator.
 
 A training checkpoint (``RUN/checkpoints/*.pt``) holds everything exact resumption
-needs (see ``training.loop``) plus, under ``generators``, a :class:`GeneratorSpec` per
+needs (see ``training.process_loop``) plus, under ``generators``, a :class:`GeneratorSpec` per
 generator: enough for this library alone (no training code) to rebuild it for export,
 prediction and sampling (:mod:`translate.generators`).
 """
