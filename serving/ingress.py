@@ -29,7 +29,6 @@ tile by tile above ``tile_threshold``, translate.tiling). Every refusal is an an
 :mod:`serving.http_layer`.
 """
 import asyncio
-import inspect
 import logging
 import os
 import re
@@ -54,6 +53,8 @@ from serving.config import ServiceConfig
 from serving.http_layer import (RETRY_AFTER_S, TOKEN_ENV, ServiceError, check_retrain_auth, encode_result,
                                 error_response, output_format, read_body, retry_headers, translate_error_status,
                                 upload_fields)
+from serving.retraining import jobs as retraining_jobs
+from serving.retraining import upload as retraining_upload
 from serving.store import ModelStore, check_name
 from serving.translation_jobs import HEARTBEAT_S, JOB_ID, JobGone, JobsFull, JobStore, default_jobs_dir, public_view
 from translate import imageio, uploads
@@ -71,17 +72,6 @@ DOCS_FILES = resources.files("fastapi_offline") / "static"
 
 
 # Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
-def retrain_module():
-    """serving.retraining.jobs, imported lazily (it brings training in); 501 where it is missing."""
-    try:
-        from serving.retraining import jobs  # lazy: brings in training/ and torch
-    except ModuleNotFoundError as e:
-        if e.name not in ("serving.retraining", "serving.retraining.jobs"):
-            raise
-        raise ServiceError(501, "not_implemented", "retraining is not available in this installation") from None
-    return jobs
-
-
 def package_version() -> str:
     try:
         return metadata.version("i2i-translate")
@@ -331,7 +321,7 @@ class Ingress:
                         as_job: bool | None = ASYNC_QUERY):
         check_name(name)
         body = await read_body(request, self.config.max_upload_bytes)
-        data, form = await upload_fields(request, body, "image")
+        data, form = await upload_fields(request, body, ("image", "version"), uploads.is_image)
         del body
         asked = version if version is not None else form.get("version") or None
         version = await self.resolve(name, asked)
@@ -411,14 +401,13 @@ class Ingress:
     async def retrain(self, name: str, request: Request):
         check_name(name)
         check_retrain_auth(request.headers.get("authorization"), os.environ.get(TOKEN_ENV))
-        retrain = retrain_module()
         body = await read_body(request, self.config.max_zip_bytes)
-        data, _ = await upload_fields(request, body, "data")
+        data, _ = await upload_fields(request, body, ("data",), retraining_upload.is_zip)
         if not data:
             raise ServiceError(400, "missing_data", "send a zip of training pairs as the multipart field 'data' "
                                                     "or as the request body")
         try:
-            job = await asyncio.to_thread(retrain.submit_from_zip, self.store, name, data, True)
+            job = await asyncio.to_thread(retraining_jobs.submit_from_zip, self.store, name, data, True)
         except PermissionError as e:
             raise ServiceError(403, "forbidden", str(e)) from None
         return JSONResponse(job, status_code=202)
@@ -427,10 +416,7 @@ class Ingress:
     async def job(self, job_id: str):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", job_id):
             raise ServiceError(400, "bad_job_id", f"{job_id!r} is not a job id")
-        retrain = retrain_module()
-        # the store lets any replica (or a restarted one) find the job's record
-        kw = {"store": self.store} if "store" in inspect.signature(retrain.job_status).parameters else {}
-        try:
-            return await asyncio.to_thread(retrain.job_status, job_id, **kw)
+        try:  # the store lets any replica (or a restarted one) find the job's record
+            return await asyncio.to_thread(retraining_jobs.job_status, job_id, self.store)
         except KeyError:
             raise ServiceError(404, "not_found", f"no job {job_id!r}") from None

@@ -11,10 +11,11 @@ import pytest
 RETRAIN_TOKEN = "test-token-7f3a"
 # tight limits so the refusals are cheap to provoke (max_queued_requests counts requests the router has
 # not yet handed to a replica, so a burst needs room there even when the replica has capacity); uploads up to
-# 4096 x 4096 (the default tiling threshold, 2048 x 2048, is kept: `translate predict` tiles the same way)
+# 4096 x 4096 (the default tiling threshold, 2048 x 2048, is kept: `translate predict` tiles the same way), retraining
+# zips up to 4 MiB
 SERVICE_OPTIONS = dict(max_batch_size=4, batch_wait_timeout_s=0.05, max_queued_requests=8, max_replicas=1,
-                       max_upload_bytes=8 * 2**20, max_pixels=4096 * 4096, request_timeout_s=30,
-                       ingress_num_cpus=0.25, num_cpus=1, max_jobs=6)
+                       max_upload_bytes=8 * 2**20, max_zip_bytes=4 * 2**20, max_pixels=4096 * 4096,
+                       request_timeout_s=30, ingress_num_cpus=0.25, num_cpus=1, max_jobs=6)
 
 
 def tiny_onnx(net: str = "unet_32", seed: int = 0, batch_stats: bool = True) -> bytes:
