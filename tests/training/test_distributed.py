@@ -48,8 +48,8 @@ def test_two_processes_train_the_run_of_one_at_twice_the_batch(pix2pix_two, tiny
     one = tmp_path / "one"
     Trainer(Pix2Pix, tiny_pix2pix_config(tiny_pairs, one, batch_size=4, **PIX2PIX)).fit()
     a, b = _rows(one), _rows(pix2pix_two)
-    assert [r["step"] for r in b] == list(range(1, 7))
-    for ra, rb in zip(a, b):
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 7))
+    for ra, rb in zip(a, b, strict=True):
         for k in ("G_L1", "G_GAN", "D_real", "D_fake"):
             assert rb[k] == pytest.approx(ra[k], rel=1e-4, abs=1e-5), (ra["step"], k)
         assert rb["lr"] == ra["lr"]
@@ -90,7 +90,7 @@ def test_a_run_killed_mid_way_resumes_exactly_and_on_another_process_count(pix2p
     assert resumed.step == done and resumed.launcher  # the run's own 2 processes
     resumed.fit()
     wa, wb = _weights(pix2pix_two), _weights(run)
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # the same weights as the uninterrupted run
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # the uninterrupted run's weights
     assert [r["step"] for r in _rows(run)] == list(range(1, 7))
     # and once more from step 2 on one process: the order of samples is re-split, the run completes
     again = tmp_path / "again"
@@ -112,7 +112,9 @@ def test_cyclegan_and_gan_under_two_processes(local_ray, tiny_pairs, tmp_path):
     one, two = tmp_path / "cg1", tmp_path / "cg2"
     Trainer(CycleGAN, CycleGANConfig(data=str(tiny_pairs), out=str(one), batch_size=4, **common)).fit()
     Trainer(CycleGAN, CycleGANConfig(data=str(tiny_pairs), out=str(two), batch_size=2, processes=2, **common)).fit()
-    for ra, rb in zip(_rows(one), _rows(two)):
+    rows_one, rows_two = _rows(one), _rows(two)
+    assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two] == list(range(1, 5))
+    for ra, rb in zip(rows_one, rows_two, strict=True):
         for k in ("G_A", "cycle_A", "idt_B", "D_A", "D_B"):
             assert rb[k] == pytest.approx(ra[k], rel=1e-4, abs=1e-5), (ra["step"], k)
     pooled = tmp_path / "pooled"  # with pools: one per process, both kept by the checkpoint
