@@ -34,6 +34,17 @@ def tiny_onnx(net: str = "unet_32", seed: int = 0, batch_stats: bool = True) -> 
     return export_generator(G, meta)[0]
 
 
+def aerial_photo(side: int):
+    """A procedural aerial photo (the built-in maps set's A side) as a PIL image, drawn at 1024 px and scaled to
+    ``side``: a full-size scene takes minutes to draw."""
+    import numpy as np
+    from PIL import Image
+
+    from translate.datasets.maps import make_maps_pair
+
+    return Image.fromarray(make_maps_pair(np.random.default_rng(3), 1024)[0]).resize((side, side), Image.BICUBIC)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,30 +75,10 @@ def s3_server(tmp_path_factory):
     (set for the session, so Ray started later passes it to its workers), and an empty bucket."""
     pytest.importorskip("moto.server")
     pytest.importorskip("s3fs")
-    from .s3_server import MotoServer
+    from .s3_server import s3_environment
 
-    server = MotoServer()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": server.endpoint, "AWS_EC2_METADATA_DISABLED": "true", "AWS_PROFILE": None,
-           "AWS_SESSION_TOKEN": None, "TRANSLATE_CACHE": str(tmp_path_factory.mktemp("store-cache"))}
-    saved = {k: os.environ.get(k) for k in env}
-    _set_env(env)
-    try:
-        import fsspec
-
-        fsspec.filesystem("s3", skip_instance_cache=True).mkdir(S3_BUCKET)
+    with s3_environment(tmp_path_factory.mktemp("store-cache"), S3_BUCKET) as server:
         yield server
-    finally:
-        server.stop()
-        _set_env(saved)
-
-
-def _set_env(values: dict) -> None:
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="session", params=["local", "s3"])

@@ -198,6 +198,28 @@ def test_a_large_image_shows_its_progress_and_downloads_at_full_size(page, servi
     assert page.get_attribute("#download", "download") == "large-aerial-translated.png"
 
 
+def test_cancel_deletes_a_running_job_and_the_page_says_so(page, service, tmp_path):
+    import requests
+
+    load(page, service)
+    big = tmp_path / "cancelled-aerial.png"  # 16 tile runs: cancelled while they run
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)).resize((3072, 3072), Image.BICUBIC).save(big)
+    page.select_option("#model", "aerial")
+    page.set_input_files("#file", str(big))
+    page.click("#submit")
+    page.wait_for_function("() => { const p = document.getElementById('progress');"
+                           " return !document.getElementById('job').hidden && p.value > 0 && p.value < 1; }")
+    with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+        page.click("#cancel")
+    assert deleted.value.status == 204
+    page.wait_for_selector("#error:not([hidden])")
+    assert "cancelled: the job and its result were deleted" in page.inner_text("#error")
+    assert page.is_hidden("#job") and page.is_hidden("#result")
+    gone = requests.get(deleted.value.url, timeout=60)  # the job, as any client sees it now
+    assert gone.status_code == 404 and gone.json()["error"] == "not_found"
+
+
 def test_the_api_documentation_renders_without_a_network(page, service):
     page.goto(service.url + "/docs")  # Chromium here reaches no CDN: Swagger UI comes from the service
     page.wait_for_selector(".opblock-summary-path")

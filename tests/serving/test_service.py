@@ -19,7 +19,7 @@ from PIL import Image
 
 from translate import imageio
 
-from .conftest import RETRAIN_TOKEN, SERVICE_OPTIONS, tiny_onnx
+from .conftest import RETRAIN_TOKEN, SERVICE_OPTIONS, aerial_photo, tiny_onnx
 
 TIMEOUT = 60  # every client call is bounded: a hang fails the test instead of the session
 CURL_FORM = "application/x-www-form-urlencoded"  # what curl declares for --data-binary unless told otherwise
@@ -560,14 +560,6 @@ def test_replicas_are_capped_to_what_the_cpus_hold(capsys):
 
 
 # --------------------------------------------------------------------------- large images and jobs
-def aerial_photo(side: int) -> Image.Image:
-    """A procedural aerial photo (the built-in maps set's A side), drawn at 1024 px and scaled to ``side``:
-    a full-size scene takes minutes to draw."""
-    from translate.datasets.maps import make_maps_pair
-
-    return Image.fromarray(make_maps_pair(np.random.default_rng(3), 1024)[0]).resize((side, side), Image.BICUBIC)
-
-
 def follow(service, job: dict, limit_s: float = 900, until=("done", "failed")) -> tuple[dict, list[float]]:
     """Poll a job until its status is one of ``until`` (a hang bound, not a speed check); the progress values seen."""
     seen, deadline = [], time.monotonic() + limit_s
