@@ -8,7 +8,8 @@ that is the file itself (by its magic bytes) taken as it is (:func:`read_body`, 
 bearer token (:func:`check_retrain_auth`).
 """
 import hmac
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from fastapi import Request
@@ -34,7 +35,7 @@ class ServiceError(Exception):
         self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
 
 
-def error_response(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, error: str, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 

@@ -50,9 +50,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import api_docs
 from serving.config import ServiceConfig
-from serving.http_layer import (RETRY_AFTER_S, TOKEN_ENV, ServiceError, check_retrain_auth, encode_result,
-                                error_response, output_format, read_body, retry_headers, translate_error_status,
-                                upload_fields)
+from serving.http_layer import (
+    RETRY_AFTER_S,
+    TOKEN_ENV,
+    ServiceError,
+    check_retrain_auth,
+    encode_result,
+    error_response,
+    output_format,
+    read_body,
+    retry_headers,
+    translate_error_status,
+    upload_fields,
+)
 from serving.retraining import jobs as retraining_jobs
 from serving.retraining import upload as retraining_upload
 from serving.store import ModelStore, check_name
@@ -135,16 +145,18 @@ ASYNC_QUERY = Query(None, alias="async", description="true: answer 202 with a jo
 class Ingress:
     def __init__(self, model_server, config: dict):
         self.config = ServiceConfig(**config)
+        assert self.config.async_pixels is not None  # resolved by ServiceConfig.from_args before the app is built
+        self.async_pixels: int = self.config.async_pixels
         # the promoted version is polled (an object store's is read at most every STORE_POLL_S; a folder's per
         # request), so a promotion from any node reaches every replica without a restart
         self.store = ModelStore(self.config.store, max_staleness_s=STORE_POLL_S)
         self.last_served: dict[str, str] = {}  # per name: the promoted version this replica last served
         self.model_server = model_server
         self.handles: dict[str, Any] = {}  # per model id: options() builds a new handle each time
-        self.page = (STATIC / "index.html").read_text()
+        self.page_html = (STATIC / "index.html").read_text()
         self.jobs = JobStore(self.config.jobs_dir or default_jobs_dir(), self.config.max_jobs, self.config.job_ttl_s)
         self.running: dict[str, asyncio.Task] = {}  # the jobs this replica runs (or queues), by id
-        self.job_slots: asyncio.Semaphore | None = None
+        self.job_slots = asyncio.Semaphore(self.config.job_workers)  # bound to the replica's loop on first use
         self.keeper: asyncio.Task | None = None
         self._openapi: dict | None = None
 
@@ -210,8 +222,6 @@ class Ingress:
 
     # ------------------------------------------------------------------ jobs
     def start_job(self, job: dict, pinned: bool) -> None:
-        if self.job_slots is None:
-            self.job_slots = asyncio.Semaphore(self.config.job_workers)
         if self.keeper is None or self.keeper.done():
             self.keeper = asyncio.create_task(self.keep_jobs())
         self.running[job["id"]] = asyncio.create_task(self.run_job(job, pinned))
@@ -274,7 +284,7 @@ class Ingress:
     # ------------------------------------------------------------------ routes
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(self):
-        return HTMLResponse(self.page)
+        return HTMLResponse(self.page_html)
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self):
@@ -336,7 +346,7 @@ class Ingress:
         else:
             pixels = await asyncio.to_thread(uploads.upload_pixels, data, self.config.max_pixels)
         fmt = output_format(request.headers.get("accept"))
-        if (not as_job and (as_job is not None or pixels <= self.config.async_pixels)
+        if (not as_job and (as_job is not None or pixels <= self.async_pixels)
                 and pixels <= self.config.tile_threshold):
             # the common case: the compressed upload goes to the model replica, which decodes it in the batch
             # and answers encoded bytes (a decoded array is several times larger, and over Ray's 100 KB
@@ -349,7 +359,7 @@ class Ingress:
             image, alpha = await asyncio.to_thread(uploads.decode_upload, data, self.config.max_pixels)
             del data
             h, w = image.shape[:2]
-            if as_job if as_job is not None else h * w > self.config.async_pixels:
+            if as_job if as_job is not None else h * w > self.async_pixels:
                 record = {"model": name, "version": version, "width": w, "height": h, "format": fmt}
                 try:
                     job = await asyncio.to_thread(self.jobs.create, record, image, alpha)

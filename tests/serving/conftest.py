@@ -45,6 +45,35 @@ def aerial_photo(side: int):
     return Image.fromarray(make_maps_pair(np.random.default_rng(3), 1024)[0]).resize((side, side), Image.BICUBIC)
 
 
+@pytest.fixture(scope="module")
+def onnx_a():
+    return tiny_onnx("unet_32", seed=0)
+
+
+@pytest.fixture(scope="module")
+def onnx_b():
+    return tiny_onnx("unet_32", seed=1)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """Aligned pairs to retrain on (16 train, 4 val, 4 test)."""
+    from tests.conftest import make_pairs
+
+    return make_pairs(tmp_path_factory.mktemp("retrain") / "pairs", n_train=16, n_val=4)
+
+
+@pytest.fixture(scope="module")
+def base_run(pairs, tmp_path_factory):
+    """An under-trained tiny Pix2Pix (4 steps) on ``pairs``: the version retraining tests start from."""
+    from tests.conftest import tiny_pix2pix_config
+    from training.loop import Trainer
+    from training.pix2pix import Pix2Pix
+
+    out = tmp_path_factory.mktemp("base") / "run"
+    return Trainer(Pix2Pix, tiny_pix2pix_config(pairs, out, steps=4, lr=1e-3, export=True)).fit()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

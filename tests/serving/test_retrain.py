@@ -13,25 +13,9 @@ from serving.retraining import jobs, upload
 from serving.retraining.jobs import job_status, submit_from_zip
 from serving.retraining.upload import UploadLimits
 from serving.store import ModelStore
-from tests.conftest import make_pairs, tiny_pix2pix_config
 from translate.errors import ConfigError, DataError
 
 NAME = "maps"
-
-
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    return make_pairs(tmp_path_factory.mktemp("retrain") / "pairs", n_train=16, n_val=4)
-
-
-@pytest.fixture(scope="module")
-def base_run(pairs, tmp_path_factory):
-    """An under-trained tiny Pix2Pix (4 steps): the version every test starts from."""
-    from training.loop import Trainer
-    from training.pix2pix import Pix2Pix
-
-    out = tmp_path_factory.mktemp("base") / "run"
-    return Trainer(Pix2Pix, tiny_pix2pix_config(pairs, out, steps=4, lr=1e-3, export=True)).fit()
 
 
 def new_store(root, base_run) -> ModelStore:

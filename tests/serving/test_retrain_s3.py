@@ -4,7 +4,7 @@ from serving.retraining import jobs as retrain
 from serving.store import ModelStore
 
 from .conftest import S3_BUCKET, stored
-from .test_retrain import NAME, assert_checkpoint_is_the_model, base_run, pairs  # noqa: F401 (fixtures)
+from .test_retrain import NAME, assert_checkpoint_is_the_model
 
 
 def test_retrain_and_promote_through_an_s3_store(s3_server, pairs, base_run):

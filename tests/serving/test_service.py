@@ -188,7 +188,7 @@ def test_concurrent_requests_are_batched(service):
         if max(sizes) > 1:
             break
     assert 1 < max(sizes) <= SERVICE_OPTIONS["max_batch_size"]
-    for d, r in zip(uploads, responses):  # per-image normalisation: the batch does not change the pixels
+    for d, r in zip(uploads, responses, strict=True):  # per-image normalisation: the batch does not change the pixels
         got = np.asarray(Image.open(io.BytesIO(r.content))).astype(int)
         assert np.abs(got - reference(service, d).astype(int)).max() <= 1
 

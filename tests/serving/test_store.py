@@ -13,17 +13,7 @@ from translate.errors import ConfigError, ModelError, TranslateError
 from translate.networks import define_G
 from translate_cli.main import main
 
-from .conftest import leftovers, pointer_as_stored, stored, tiny_onnx
-
-
-@pytest.fixture(scope="module")
-def onnx_a():
-    return tiny_onnx("unet_32", seed=0)
-
-
-@pytest.fixture(scope="module")
-def onnx_b():
-    return tiny_onnx("unet_32", seed=1)
+from .conftest import leftovers, pointer_as_stored, stored
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from translate.errors import ConfigError, ModelError
 from translate_cli.main import main
 
 from .conftest import S3_BUCKET, leftovers, stored
-from .test_store import assert_slim_copy_of, fake_checkpoint, onnx_a, onnx_b  # noqa: F401 (fixtures)
+from .test_store import assert_slim_copy_of, fake_checkpoint
 
 
 @pytest.fixture
