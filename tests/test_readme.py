@@ -438,6 +438,8 @@ def test_every_readme_command_runs_as_written(workspace, capsys):
     with rasterio.open("maps/scene.tif") as ds:  # what gdalinfo shows: CRS, geotransform, alpha for the nodata
         assert ds.crs.to_epsg() == 32633 and ds.transform.a == 0.5 and ds.count == 4
         assert (ds.read(4)[:, :6] == 0).all() and (ds.read(4)[:, 6:] == 255).all()
+    with rasterio.open("maps/ortho.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ds.crs.to_epsg() == 32633
     assert sorted(p.name for p in Path("maps_out").rglob("*") if p.is_file() and p.name != "convert_summary.json") \
         == ["a.png", "b.png", "c.png", "t0.tif", "t1.tif"]
     from serving.store import ModelStore
