@@ -24,7 +24,8 @@ class ErrorBody(BaseModel):
 
     error: str = Field(description="a short code: bad_name, bad_version, not_found, too_large, too_many_pixels, "
                                    "unsupported_format, bad_image, missing_image, missing_field, bad_form, "
-                                   "overloaded, too_many_jobs, timeout, model_unavailable, ...",
+                                   "bad_data, bad_job_id, not_ready, unauthorized, retraining_disabled, overloaded, "
+                                   "too_many_jobs, timeout, model_unavailable, unhealthy, no_model, ...",
                        examples=["too_many_pixels"])
     detail: str | list[dict[str, Any]] = Field(description="what was wrong, naming the field or file",
                                                examples=["upload: image is 9000x9000 = 81,000,000 pixels, over "
@@ -93,10 +94,11 @@ def limits(cfg: ServiceConfig) -> dict[str, Any]:
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for refusals, each with the error body."""
     why = {400: "bad input: the field or file is named in detail", 401: "a missing or wrong token",
-           403: "not allowed here", 404: "no such model, version or job",
+           403: "retraining is disabled: the service has no TRANSLATE_RETRAIN_TOKEN",
+           404: "no such model, version or job",
            409: "the job has no result yet (detail says how far it is)",
-           413: "over max_upload_bytes (from Content-Length or as the body arrives) or over max_pixels "
-                "(from the image header, before decoding)",
+           413: "over max_upload_bytes (max_zip_bytes for retraining; from Content-Length or as the body "
+                "arrives) or over max_pixels (from the image header, before decoding)",
            415: "not PNG, JPEG, WebP, BMP or TIFF (by magic bytes)",
            503: "overloaded, too many jobs kept, or the model cannot be loaded; Retry-After says when to retry",
            504: "the model did not answer within request_timeout_s: send large images with async=true"}
@@ -105,8 +107,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 TRANSLATE_BODY = {
     "required": True,
-    "description": "The image: the multipart field `image` (and optionally `version`), or the raw body. "
-                   "EXIF orientation is applied; transparency is set aside and restored (PNG).",
+    "description": "The image: the multipart field `image` (and optionally `version`), or the raw body, which is "
+                   "known by its bytes whatever Content-Type it declares (curl --data-binary declares a urlencoded "
+                   "form). EXIF orientation is applied; transparency is set aside and restored (PNG).",
     "content": {
         "multipart/form-data": {"schema": {
             "type": "object", "required": ["image"],
@@ -129,7 +132,7 @@ TRANSLATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 RETRAIN_BODY = {
     "required": True,
     "description": "A zip of aligned training pairs (A|B images side by side, or A/ and B/ folders): the "
-                   "multipart field `data` or the raw body",
+                   "multipart field `data` or the raw body (known by its bytes whatever Content-Type it declares)",
     "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["data"],
                                                    "properties": {"data": BINARY}}},
                 "application/zip": {"schema": BINARY}},

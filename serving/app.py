@@ -9,7 +9,9 @@ embedded local Ray (``translate serve``).
 """
 import os
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
+
+from ray.serve import Deployment
 
 from serving.config import ServiceConfig
 from serving.ingress import Ingress
@@ -50,10 +52,12 @@ def build_app(store: str | os.PathLike | None = None, *, shutdown_wait_s: float 
     cfg = ServiceConfig.from_args(options, store=str(store or ""))
     cfg.jobs_dir = cfg.jobs_dir or default_jobs_dir()
     deployments = deployment_options(cfg, shutdown_wait_s)
-    model = ModelServer.options(**deployments["ModelServer"]).bind(asdict(cfg))
-    return Ingress.options(**deployments["Ingress"]).bind(model, asdict(cfg))
+    # @serve.deployment made each class a Deployment; mypy keeps a decorated class's own type
+    model = cast(Deployment, ModelServer).options(**deployments["ModelServer"]).bind(asdict(cfg))
+    return cast(Deployment, Ingress).options(**deployments["Ingress"]).bind(model, asdict(cfg))
 
 
 def app_builder(args: dict[str, str]):
     """Entry point for ``serve deploy`` / ``serve run serving.app:app_builder store=...`` (args are strings)."""
-    return build_app(**dict(args or {}))
+    options: dict[str, Any] = dict(args or {})  # strings, typed by ServiceConfig.from_args
+    return build_app(**options)

@@ -33,14 +33,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from training import local_ray
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, is_image_file, is_raster_file, output_name
 from translate.options import opt
 from translate.raster import RasterOptions
 from translate.tiling import TileConfig
-
-from training import local_ray
 
 from . import folder_lock
 
@@ -137,7 +136,8 @@ class Translator:
     def _tiles(self, path: str) -> Callable[[int, int], None] | None:
         """A progress callback that reports a file's tiles to the driver (at most twice a second; the
         last report is waited for, so it is in before the file's result)."""
-        if self.registry is None:
+        registry = self.registry
+        if registry is None:
             return None
         last = [0.0]
 
@@ -146,10 +146,10 @@ class Translator:
             if done >= total:
                 import ray
 
-                ray.get(self.registry.tiles.remote(path, done, total))
+                ray.get(registry.tiles.remote(path, done, total))
             elif now - last[0] >= 0.5:
                 last[0] = now
-                self.registry.tiles.remote(path, done, total)  # fire and forget
+                registry.tiles.remote(path, done, total)  # fire and forget
 
         return report
 
@@ -239,7 +239,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
         from .store import ModelStore, check_name, parse_model_id
 
         models = ModelStore(store)
-        name, version = parse_model_id(model) if "@" in str(model) else (check_name(model), None)
+        name, version = parse_model_id(str(model)) if "@" in str(model) else (check_name(str(model)), None)
         version = models.resolve(name, version)  # NotFoundError before anything is written
         model = f"{name}@{version} in {models.url}"  # what the summary names
     if fmt not in FORMATS:

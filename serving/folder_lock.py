@@ -78,7 +78,8 @@ class FolderLock:
     def acquire(self) -> str:
         """Take the folder for a new run; returns the run id. ConfigError when another live run holds it."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        me = {"run": uuid.uuid4().hex, "pid": os.getpid(), "pid_start": start_time(os.getpid()),
+        run = uuid.uuid4().hex
+        me = {"run": run, "pid": os.getpid(), "pid_start": start_time(os.getpid()),
               "host": _host(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         for _ in range(3):
             try:
@@ -88,8 +89,8 @@ class FolderLock:
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(me))
-            self.run = me["run"]
-            return self.run
+            self.run = run
+            return run
         raise ConfigError("out_dir", f"{self.folder}: could not take {LOCK_NAME} (another run keeps taking it)")
 
     def _take_over_if_stale(self) -> None:

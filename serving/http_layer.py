@@ -2,12 +2,13 @@
 
 Refusals (:class:`ServiceError`, and every typed :class:`~translate.errors.TranslateError` by
 :func:`translate_error_status`) become 4xx/5xx answers with a JSON body ``{"error": CODE, "detail": ...}``;
-overload is a 503 with ``Retry-After``. Bodies are read within a byte limit and multipart forms taken
-apart (:func:`read_body`, :func:`upload_fields`); the answer's format follows ``Accept``
+overload is a 503 with ``Retry-After``. Bodies are read within a byte limit and forms taken apart, a body
+that is the file itself (by its magic bytes) taken as it is (:func:`read_body`, :func:`upload_fields`); the answer's format follows ``Accept``
 (:func:`output_format`) and a translation is encoded for it (:func:`encode_result`); retraining asks for a
 bearer token (:func:`check_retrain_auth`).
 """
 import hmac
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ class ServiceError(Exception):
         self.status, self.error, self.detail, self.headers = status, error, detail, headers or {}
 
 
-def error_response(status: int, error: str, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, error: str, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -117,11 +118,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def upload_fields(request: Request, body: bytes, file_field: str) -> tuple[bytes, dict[str, str]]:
-    """(file bytes, text fields) from a multipart form's ``file_field``, or the raw body."""
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def upload_fields(request: Request, body: bytes, fields: tuple[str, ...],
+                        is_file: Callable[[bytes], bool]) -> tuple[bytes, dict[str, str]]:
+    """(file bytes, text fields): the form's file field ``fields[0]`` (its other ``fields`` are text), or the
+    raw body.
+
+    A body whose bytes are the file itself (``is_file``: its magic bytes) is the file, whatever its declared
+    type: curl's ``--data-binary`` declares every body a urlencoded form. A multipart body is parsed as a
+    form (a malformed one is a 400); a urlencoded one is a form when it parses and names one of ``fields``,
+    else it is the raw body, refused or taken by what its bytes are."""
     ctype = request.headers.get("content-type", "").lower()
-    if not ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if is_file(body) or not ctype.startswith(FORM_TYPES):
         return body, {}
+    multipart = ctype.startswith(FORM_TYPES[0])
     sent = False
 
     async def replay() -> dict:
@@ -134,7 +146,13 @@ async def upload_fields(request: Request, body: bytes, file_field: str) -> tuple
     try:
         form = await Request(request.scope, replay).form(max_files=4, max_fields=32)
     except Exception as e:  # malformed multipart: starlette raises its own HTTP or parser errors
+        if not multipart:
+            return body, {}
         raise ServiceError(400, "bad_form", f"the form data cannot be parsed ({getattr(e, 'detail', e)})") from None
+    if not multipart and not any(k in form for k in fields):
+        await form.close()
+        return body, {}
+    file_field = fields[0]
     text = {k: v for k, v in form.items() if isinstance(v, str)}
     upload = form.get(file_field)
     if upload is None:

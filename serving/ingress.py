@@ -29,7 +29,6 @@ tile by tile above ``tile_threshold``, translate.tiling). Every refusal is an an
 :mod:`serving.http_layer`.
 """
 import asyncio
-import inspect
 import logging
 import os
 import re
@@ -51,9 +50,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import api_docs
 from serving.config import ServiceConfig
-from serving.http_layer import (RETRY_AFTER_S, TOKEN_ENV, ServiceError, check_retrain_auth, encode_result,
-                                error_response, output_format, read_body, retry_headers, translate_error_status,
-                                upload_fields)
+from serving.http_layer import (
+    RETRY_AFTER_S,
+    TOKEN_ENV,
+    ServiceError,
+    check_retrain_auth,
+    encode_result,
+    error_response,
+    output_format,
+    read_body,
+    retry_headers,
+    translate_error_status,
+    upload_fields,
+)
+from serving.retraining import jobs as retraining_jobs
+from serving.retraining import upload as retraining_upload
 from serving.store import ModelStore, check_name
 from serving.translation_jobs import HEARTBEAT_S, JOB_ID, JobGone, JobsFull, JobStore, default_jobs_dir, public_view
 from translate import imageio, uploads
@@ -71,17 +82,6 @@ DOCS_FILES = resources.files("fastapi_offline") / "static"
 
 
 # Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
-def retrain_module():
-    """serving.retraining.jobs, imported lazily (it brings training in); 501 where it is missing."""
-    try:
-        from serving.retraining import jobs  # lazy: brings in training/ and torch
-    except ModuleNotFoundError as e:
-        if e.name not in ("serving.retraining", "serving.retraining.jobs"):
-            raise
-        raise ServiceError(501, "not_implemented", "retraining is not available in this installation") from None
-    return jobs
-
-
 def package_version() -> str:
     try:
         return metadata.version("i2i-translate")
@@ -145,16 +145,18 @@ ASYNC_QUERY = Query(None, alias="async", description="true: answer 202 with a jo
 class Ingress:
     def __init__(self, model_server, config: dict):
         self.config = ServiceConfig(**config)
+        assert self.config.async_pixels is not None  # resolved by ServiceConfig.from_args before the app is built
+        self.async_pixels: int = self.config.async_pixels
         # the promoted version is polled (an object store's is read at most every STORE_POLL_S; a folder's per
         # request), so a promotion from any node reaches every replica without a restart
         self.store = ModelStore(self.config.store, max_staleness_s=STORE_POLL_S)
         self.last_served: dict[str, str] = {}  # per name: the promoted version this replica last served
         self.model_server = model_server
         self.handles: dict[str, Any] = {}  # per model id: options() builds a new handle each time
-        self.page = (STATIC / "index.html").read_text()
+        self.page_html = (STATIC / "index.html").read_text()
         self.jobs = JobStore(self.config.jobs_dir or default_jobs_dir(), self.config.max_jobs, self.config.job_ttl_s)
         self.running: dict[str, asyncio.Task] = {}  # the jobs this replica runs (or queues), by id
-        self.job_slots: asyncio.Semaphore | None = None
+        self.job_slots = asyncio.Semaphore(self.config.job_workers)  # bound to the replica's loop on first use
         self.keeper: asyncio.Task | None = None
         self._openapi: dict | None = None
 
@@ -220,8 +222,6 @@ class Ingress:
 
     # ------------------------------------------------------------------ jobs
     def start_job(self, job: dict, pinned: bool) -> None:
-        if self.job_slots is None:
-            self.job_slots = asyncio.Semaphore(self.config.job_workers)
         if self.keeper is None or self.keeper.done():
             self.keeper = asyncio.create_task(self.keep_jobs())
         self.running[job["id"]] = asyncio.create_task(self.run_job(job, pinned))
@@ -284,7 +284,7 @@ class Ingress:
     # ------------------------------------------------------------------ routes
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(self):
-        return HTMLResponse(self.page)
+        return HTMLResponse(self.page_html)
 
     @api.get("/openapi.json", include_in_schema=False)
     async def openapi(self):
@@ -331,7 +331,7 @@ class Ingress:
                         as_job: bool | None = ASYNC_QUERY):
         check_name(name)
         body = await read_body(request, self.config.max_upload_bytes)
-        data, form = await upload_fields(request, body, "image")
+        data, form = await upload_fields(request, body, ("image", "version"), uploads.is_image)
         del body
         asked = version if version is not None else form.get("version") or None
         version = await self.resolve(name, asked)
@@ -346,7 +346,7 @@ class Ingress:
         else:
             pixels = await asyncio.to_thread(uploads.upload_pixels, data, self.config.max_pixels)
         fmt = output_format(request.headers.get("accept"))
-        if (not as_job and (as_job is not None or pixels <= self.config.async_pixels)
+        if (not as_job and (as_job is not None or pixels <= self.async_pixels)
                 and pixels <= self.config.tile_threshold):
             # the common case: the compressed upload goes to the model replica, which decodes it in the batch
             # and answers encoded bytes (a decoded array is several times larger, and over Ray's 100 KB
@@ -359,7 +359,7 @@ class Ingress:
             image, alpha = await asyncio.to_thread(uploads.decode_upload, data, self.config.max_pixels)
             del data
             h, w = image.shape[:2]
-            if as_job if as_job is not None else h * w > self.config.async_pixels:
+            if as_job if as_job is not None else h * w > self.async_pixels:
                 record = {"model": name, "version": version, "width": w, "height": h, "format": fmt}
                 try:
                     job = await asyncio.to_thread(self.jobs.create, record, image, alpha)
@@ -411,14 +411,13 @@ class Ingress:
     async def retrain(self, name: str, request: Request):
         check_name(name)
         check_retrain_auth(request.headers.get("authorization"), os.environ.get(TOKEN_ENV))
-        retrain = retrain_module()
         body = await read_body(request, self.config.max_zip_bytes)
-        data, _ = await upload_fields(request, body, "data")
+        data, _ = await upload_fields(request, body, ("data",), retraining_upload.is_zip)
         if not data:
             raise ServiceError(400, "missing_data", "send a zip of training pairs as the multipart field 'data' "
                                                     "or as the request body")
         try:
-            job = await asyncio.to_thread(retrain.submit_from_zip, self.store, name, data, True)
+            job = await asyncio.to_thread(retraining_jobs.submit_from_zip, self.store, name, data, True)
         except PermissionError as e:
             raise ServiceError(403, "forbidden", str(e)) from None
         return JSONResponse(job, status_code=202)
@@ -427,10 +426,7 @@ class Ingress:
     async def job(self, job_id: str):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", job_id):
             raise ServiceError(400, "bad_job_id", f"{job_id!r} is not a job id")
-        retrain = retrain_module()
-        # the store lets any replica (or a restarted one) find the job's record
-        kw = {"store": self.store} if "store" in inspect.signature(retrain.job_status).parameters else {}
-        try:
-            return await asyncio.to_thread(retrain.job_status, job_id, **kw)
+        try:  # the store lets any replica (or a restarted one) find the job's record
+            return await asyncio.to_thread(retraining_jobs.job_status, job_id, self.store)
         except KeyError:
             raise ServiceError(404, "not_found", f"no job {job_id!r}") from None

@@ -10,6 +10,7 @@ tile above ``tile_threshold`` (translate.tiling), streaming their progress.
 import asyncio
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 from ray import serve
@@ -50,7 +51,7 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
                 continue
             arrays.append(a)
         index.append(i)
-    for i, y in zip(index, model.translate_arrays(arrays) if arrays else []):
+    for i, y in zip(index, model.translate_arrays(arrays) if arrays else [], strict=True):
         item = items[i]
         if isinstance(item, np.ndarray):
             results[i] = {"image": y}
@@ -77,8 +78,9 @@ class ModelServer:
     def __init__(self, config: dict):
         self.config = ServiceConfig(**config)
         self.store = ModelStore(self.config.store)
-        self.translate_batch.set_max_batch_size(self.config.max_batch_size)
-        self.translate_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        batch: Any = self.translate_batch  # Serve's batching wrapper: its setters are not in its declared type
+        batch.set_max_batch_size(self.config.max_batch_size)
+        batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def load_model(self, model_id: str):

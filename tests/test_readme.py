@@ -1,23 +1,44 @@
-"""Every command README.md shows runs here, shortened (fewer steps, smaller images and networks), in the README's
-order in one folder, as a new user would type them: the README cannot drift from the code.
+"""Every command README.md shows runs here as written, in the README's order in one folder, as a new user types them:
+the README cannot drift from the code.
 
-The commands are read from the README's ``bash`` and ``python`` code blocks. :data:`TABLE` says how each one is
-shortened (:class:`Run`), or which test covers it when it needs a running service or object storage
-(:class:`Covered`), or that it only sets up the shell (:class:`Shell`). A command the table does not know fails
-the test: add it to the table when you add it to the README.
+The commands are read from the README's ``bash`` and ``python`` code blocks. :data:`TABLE` says how each one runs:
+
+- :class:`Run`: a `translate` command, in this process, shortened only by flags the README shows as optional (fewer
+  steps, smaller images and networks, on the built-in data sets);
+- :class:`Serve`: a `translate serve` line, started as its own process as a user starts it (on a free port: the
+  suite cannot own port 8000 on a shared machine); it serves the lines after it until its block ends, then is
+  stopped with Ctrl-C and must exit 0. :class:`Serving`: a serve line whose service that one is;
+- :class:`Curl`: a curl line, run with curl itself against that service and the README's own files, real-sized (a
+  256 x 256 aerial photo of the built-in maps set, a 4096 x 4096 one, a zip of 80 pairs). What changes is the
+  address (the served port), the job ids the README elides (from the answers of the lines before) and
+  `--silent --show-error --write-out` to read the status;
+- :class:`NotRun`: not run here, and why (a cluster's address, a file of the user's, a tool that is not this
+  project's); :class:`Shell`: a line that only sets up the user's shell.
+
+A README command the table does not know fails the test, and so does an entry for a command the README no longer
+shows, or a runnable entry that did not run.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import re
 import shlex
+import subprocess
+import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from tests.serving.conftest import aerial_photo, free_port, tiny_onnx
+from tests.serving.serve_process import ServeProcess
 from translate_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PIX2PIX = ("--size", "32", "--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--workers", "0", "--no-progress",
                 "--val-every", "2", "--sample-every", "2")
 TINY_GAN = ("--points", "2000", "--eval-samples", "200", "--no-progress")
+README_URL = "http://127.0.0.1:8000"  # where the README's curl lines find the service
+PORT = "{port}"  # in a Serve entry: the free port the service is started on
+S3_STORE = "s3://my-models/translate"
 
 
 @dataclass(frozen=True)
@@ -39,10 +63,39 @@ class Run:
 
 
 @dataclass(frozen=True)
-class Covered:
-    """Not run here: ``by`` names the test (file::function) that runs it, and ``why`` says why not here."""
+class Serve:
+    """Start the `translate serve` line as its own process, flags replaced and added as in :class:`Run` (``PORT``:
+    the free port), with ``env`` added to its environment; ``current``: the promoted versions it must list."""
+
+    set: dict[str, str] = field(default_factory=dict)
+    add: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    current: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A serve line the service started by ``by`` (a :class:`Serve` line of the same block) already is: the same
+    flags (the README's ``...``), and this line's environment, which that entry sets."""
 
     by: str
+
+
+@dataclass(frozen=True)
+class Curl:
+    """Run with curl against the served process: ``status`` is the answer's; ``until``: (JSON field, the value that
+    ends, the value that fails) to run it again until then, as the README's user does ("once done");
+    ``sets``: (the placeholder the README writes for an id, the JSON field of this answer that gives it)."""
+
+    status: int
+    until: tuple[str, str, str] | None = None
+    sets: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class NotRun:
+    """Not run here: ``why``."""
+
     why: str
 
 
@@ -53,16 +106,11 @@ class Shell:
     why: str
 
 
-SERVICE = "needs a running service: the test starts the same app on a local Ray"
-S3 = "needs object storage: the test runs it against a moto S3 server"
-RASTER = "needs a GeoTIFF: the test writes one with rasterio (CRS, transform, nodata) and reads the result back"
-RAY_TRAIN = "starts processes on Ray Train: the test runs the same training on a local Ray"
-
-TABLE: dict[str, Run | Covered | Shell] = {
-    "make demo": Covered("tests/cli/test_demo.py::test_the_demo_trains_registers_and_reuses_both_models",
-                         "`translate demo` with a tiny budget and tiny sets; `make` only installs first"),
-    "make test": Covered("tests/test_layers.py::test_the_layer_contracts_are_kept",
-                         "this suite is `make test`; with the layer contracts, which that test checks"),
+TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
+    "make demo": NotRun("creates .venv with pip (from the network), then trains both demo models for 4 minutes on 2 "
+                        "CPUs and serves them until Ctrl-C: beyond this suite's time; `translate demo` is its last "
+                        "step"),
+    "make test": NotRun("it is this suite (after creating .venv with pip, from the network)"),
     "translate data make maps maps/ --count 400 --size 256 --seed 0": Run({"--count": "12", "--size": "32"}),
     "translate data make sketches sketches/": Run(add=("--count", "12", "--size", "32")),
     "translate data pair edges photos/ pairs/ --size 256": Run({"--size": "32"}),
@@ -82,33 +130,27 @@ TABLE: dict[str, Run | Covered | Shell] = {
         {"--steps": "2"}, TINY_PIX2PIX),
     "translate export runs/my-sketches --out my-sketches.onnx --register sketches --store demo/models": Run(),
     "translate models promote sketches v0002 --store demo/models": Run(),
-    "translate serve --store demo/models": Covered(
-        "tests/serving/test_service.py::test_upload_comes_back_equal_to_the_predictor", SERVICE),
+    "translate serve --store demo/models": Serve(add=("--port", PORT), current={"sketches": "v0002"}),
     "translate data pair gray photos/ colourise/": Run(add=("--size", "32")),
     "translate data pair downscale photos/ superres/ --factor 4": Run(add=("--size", "32")),
     "translate data pair mask photos/ inpaint/": Run(add=("--size", "32")),
-    "translate train pix2pix --data maps/ --out runs/maps2 --batch-size 2 --processes 2": Covered(
-        "tests/training/test_distributed.py::test_two_processes_train_the_run_of_one_at_twice_the_batch", RAY_TRAIN),
-    "translate train pix2pix --resume runs/maps2 --processes 4": Covered(
-        "tests/training/test_distributed.py::test_a_run_killed_mid_way_resumes_exactly_and_on_another_process_count",
-        RAY_TRAIN),
-    "ray start --head --port 6379 ...; translate train cyclegan --data h2z/ --processes 8 --address HEAD:6379": Covered(
-        "tests/training/test_distributed_cluster.py::test_training_on_a_two_node_cluster_stops_cleanly_on_sigterm",
-        "needs a Ray cluster: the test starts one of two nodes"),
+    "translate train pix2pix --data maps/ --out runs/maps2 --batch-size 2 --processes 2": Run(
+        add=("--steps", "2", *TINY_PIX2PIX)),
+    "translate train pix2pix --resume runs/maps2 --processes 1": Run(add=("--steps", "3", "--no-progress")),
+    "ray start --head --port 6379 ...; translate train cyclegan --data h2z/ --processes 8 --address HEAD:6379": NotRun(
+        "needs a Ray cluster (its head's address) with 8 CPUs"),
     "translate train pix2pix --data maps/ --out runs/maps-fp32 --steps 20000 --no-amp": Run(
         {"--steps": "2"}, TINY_PIX2PIX),
     "translate predict maps.onnx photos/ --out translated/ --threads 1 --no-spinning": Run(),
-    "translate convert maps.onnx aerials/ maps_out/ --workers 2": Covered(
-        "tests/serving/test_convert.py::test_cli_jpg_with_more_workers_than_cpus", "starts Ray Data"),
+    "translate convert maps.onnx aerials/ maps_out/ --workers 2": Run(),
     "translate train gan --data ring8 --gan-mode wgangp": Run(add=("--steps", "20", *TINY_GAN)),
     "translate train gan --data grid25 --gan-mode wgangp": Run(add=("--steps", "20", *TINY_GAN)),
     "translate train gan --data digits --conditional": Run(add=(
         "--steps", "6", "--ngf", "8", "--ndf", "8", "--classifier-steps", "30", *TINY_GAN)),
     "translate train gan --help": Run(exit=0),
     "translate evaluate runs/gan-digits-001": Run(add=("--samples", "200")),
-    "translate evaluate runs/gan-faces-001 --inception weights-inception-2015-12-05-6726825d.pth": Covered(
-        "tests/translate/gan/test_networks.py::test_inception_features_load_offline_from_a_weights_file",
-        "needs the user's Inception weights file (nothing downloads)"),
+    "translate evaluate runs/gan-faces-001 --inception weights-inception-2015-12-05-6726825d.pth": NotRun(
+        "needs the user's Inception weights file (nothing downloads) and a run on their face images"),
     "translate sample runs/gan-digits-001 --n 64 --class 3 --truncation 0.7 --out threes.png": Run(),
     "translate edit runs/gan-digits-001 --toward 7 --out toward7.png": Run(),
     "translate export runs/maps --out maps.onnx --register maps": Run(),
@@ -116,53 +158,35 @@ TABLE: dict[str, Run | Covered | Shell] = {
     # the README's user has registered a second version by then
     "translate models promote maps v0002": Run(before=(
         ("models", "register", "maps", "maps.onnx", "--checkpoint", "runs/maps"),)),
-    "translate serve --store models --port 8000": Covered(
-        "tests/serving/test_service.py::test_upload_comes_back_equal_to_the_predictor", SERVICE),
-    "curl -F image=@aerial.png http://127.0.0.1:8000/v1/models/maps/translate -o map.png": Covered(
-        "tests/serving/test_service.py::test_upload_comes_back_equal_to_the_predictor", SERVICE),
+    # with the token of the block's second serve line (`...` = these flags): one start serves every curl line
+    "translate serve --store models --port 8000": Serve(
+        {"--port": PORT}, env={"TRANSLATE_RETRAIN_TOKEN": "secret"}, current={"maps": "v0002"}),
+    "curl -F image=@aerial.png http://127.0.0.1:8000/v1/models/maps/translate -o map.png": Curl(200),
     "curl -H Accept: image/jpeg --data-binary @aerial.png "
-    "http://127.0.0.1:8000/v1/models/maps/translate?version=v0001 -o map.jpg": Covered(
-        "tests/serving/test_service.py::test_jpeg_when_the_client_asks_for_it", SERVICE),
+    "http://127.0.0.1:8000/v1/models/maps/translate?version=v0001 -o map.jpg": Curl(200),
+    "curl -F image=@aerial-4096.jpg http://127.0.0.1:8000/v1/models/maps/translate": Curl(202, sets=("4f0c...", "id")),
+    "curl http://127.0.0.1:8000/v1/translations/4f0c...": Curl(200, until=("status", "done", "failed")),
+    "curl http://127.0.0.1:8000/v1/translations/4f0c.../result -o map-4096.png": Curl(200),
+    "curl -X DELETE http://127.0.0.1:8000/v1/translations/4f0c...": Curl(204),
     "translate retrain maps --data new_pairs/ --steps 200": Run({"--steps": "2"}, ("--quiet",)),
-    "TRANSLATE_RETRAIN_TOKEN=secret translate serve ...": Covered(
-        "tests/serving/test_service.py::test_retraining_needs_the_token", SERVICE),
+    "TRANSLATE_RETRAIN_TOKEN=secret translate serve ...": Serving("translate serve --store models --port 8000"),
     "curl -H Authorization: Bearer secret --data-binary @pairs.zip "
-    "http://127.0.0.1:8000/v1/models/maps/retrain": Covered(
-        "tests/serving/test_service.py::test_retraining_needs_the_token", SERVICE),
-    "curl http://127.0.0.1:8000/v1/jobs/<job id>": Covered(
-        "tests/serving/test_retrain.py::test_retrain_promotes_a_better_version_and_reports_progress",
-        "a job's status, as the route answers it"),
-    "translate predict maps.onnx scene.tif --out maps/ --bands 3,2,1": Covered(
-        "tests/cli/test_cli.py::test_predict_a_multiband_16_bit_geotiff_keeps_its_position", RASTER),
-    "translate predict maps.onnx ortho.tif --out maps/ --cog": Covered(
-        "tests/translate/test_raster.py::test_cog_output_and_bytes_in_and_out", RASTER),
-    "translate convert maps.onnx tiles/ maps_out/": Covered(
-        "tests/serving/test_convert.py::test_a_folder_of_rasters_converts_georeferenced_resumably_and_counts_tiles",
-        "starts Ray Data on a folder of GeoTIFFs the test writes"),
-    "gdalinfo maps/scene.tif": Shell("GDAL's own tool, to look at the result; the tests read it back with rasterio"),
-    "curl -F image=@aerial-4096.jpg http://127.0.0.1:8000/v1/models/maps/translate": Covered(
-        "tests/serving/test_service.py::test_a_4096_aerial_photo_over_http_is_the_same_size_and_equal_to_translate_predict",
-        SERVICE),
-    "curl http://127.0.0.1:8000/v1/translations/4f0c...": Covered(
-        "tests/serving/test_service.py::test_a_4096_aerial_photo_over_http_is_the_same_size_and_equal_to_translate_predict",
-        SERVICE),
-    "curl http://127.0.0.1:8000/v1/translations/4f0c.../result -o map-4096.png": Covered(
-        "tests/serving/test_service.py::test_a_4096_aerial_photo_over_http_is_the_same_size_and_equal_to_translate_predict",
-        SERVICE),
-    "curl -X DELETE http://127.0.0.1:8000/v1/translations/4f0c...": Covered(
-        "tests/serving/test_service.py::test_a_small_image_as_a_job_gives_the_same_pixels_and_can_be_deleted", SERVICE),
-    "export AWS_PROFILE=models": Shell("the credentials of the storage commands below"),
-    "translate export runs/maps --out maps.onnx --register maps --store s3://my-models/translate": Covered(
-        "tests/serving/test_store_object.py::test_cli_on_s3_as_a_new_user_runs_it", S3),
-    "translate serve --store s3://my-models/translate": Covered(
-        "tests/serving/test_service_s3.py::test_a_promotion_from_another_process_reaches_the_replicas_without_a_failed_request",
-        S3),
-    "translate models promote maps v0002 --store s3://my-models/translate": Covered(
-        "tests/serving/test_store_object.py::test_cli_on_s3_as_a_new_user_runs_it", S3),
-    "translate convert maps aerials/ maps_out/ --store s3://my-models/translate": Covered(
-        "tests/serving/test_convert.py::test_a_stored_version_is_converted_from_an_s3_store", S3),
-    "translate retrain maps --data new_pairs/ --store s3://my-models/translate": Covered(
-        "tests/serving/test_retrain_s3.py::test_retrain_and_promote_through_an_s3_store", S3),
+    "http://127.0.0.1:8000/v1/models/maps/retrain": Curl(202, sets=("<job id>", "job_id")),
+    "curl http://127.0.0.1:8000/v1/jobs/<job id>": Curl(200, until=("state", "succeeded", "failed")),
+    "translate predict maps.onnx scene.tif --out maps/ --bands 3,2,1": Run(),
+    "translate predict maps.onnx ortho.tif --out maps/ --cog": Run(),
+    "translate convert maps.onnx tiles/ maps_out/": Run(),
+    "gdalinfo maps/scene.tif": NotRun("GDAL's own tool (gdal-bin), not installed with this project; the test reads "
+                                      "what it would show with rasterio"),
+    "export AWS_PROFILE=models": Shell("the user's credentials; here the S3 server's test credentials are in the "
+                                       "environment instead"),
+    f"translate export runs/maps --out maps.onnx --register maps --store {S3_STORE}": Run(),
+    f"translate serve --store {S3_STORE}": Serve(add=("--port", PORT), current={"maps": "v0001"}),
+    # the README's user has registered a second version by then
+    f"translate models promote maps v0002 --store {S3_STORE}": Run(before=(
+        ("models", "register", "maps", "maps.onnx", "--checkpoint", "runs/maps", "--store", S3_STORE),)),
+    f"translate convert maps aerials/ maps_out/ --store {S3_STORE}": Run(),
+    f"translate retrain maps --data new_pairs/ --store {S3_STORE}": Run(add=("--steps", "2", "--quiet")),
 }
 
 # the README's Python blocks, by their first line: replacements that shorten them (each must apply)
@@ -173,18 +197,22 @@ PYTHON: dict[str, list[tuple[str, str]]] = {
          'workers=0, progress=False)'),
     ],
 }
+RUNS = (Run, Serve, Serving, Curl)  # the entries whose command runs here
+
+
+def readme_blocks(text: str) -> list[list[tuple[str, list[str]]]]:
+    """The README's bash blocks, each a list of (command, its words) (continued lines joined, comments dropped);
+    the command is its words joined by spaces (quotes gone), as :data:`TABLE` knows it."""
+    blocks = []
+    for lang, body in re.findall(r"```(\w+)\n(.*?)```", text, re.S):
+        if lang == "bash":
+            lines = (shlex.split(line, comments=True) for line in re.sub(r"\\\n\s*", " ", body).splitlines())
+            blocks.append([(" ".join(tokens), tokens) for tokens in lines if tokens])
+    return blocks
 
 
 def readme_commands(text: str) -> list[str]:
-    """The shell commands of the README's bash blocks (continued lines joined, comments dropped), in order."""
-    commands = []
-    for lang, body in re.findall(r"```(\w+)\n(.*?)```", text, re.S):
-        if lang == "bash":
-            for line in re.sub(r"\\\n\s*", " ", body).splitlines():
-                tokens = shlex.split(line, comments=True)
-                if tokens:
-                    commands.append(" ".join(tokens))
-    return commands
+    return [command for block in readme_blocks(text) for command, _ in block]
 
 
 def readme_python(text: str) -> list[str]:
@@ -197,85 +225,198 @@ README = (ROOT / "README.md").read_text()
 def test_the_table_knows_every_readme_command_and_no_other():
     commands = readme_commands(README)
     unknown = [c for c in commands if c not in TABLE]
-    assert not unknown, f"README.md commands this test does not know how to shorten (add them to TABLE): {unknown}"
+    assert not unknown, f"README.md commands this test does not know how to run (add them to TABLE): {unknown}"
     gone = set(TABLE) - set(commands)
     assert not gone, f"TABLE lists commands README.md no longer shows: {gone}"
     assert sorted(b.splitlines()[0] for b in readme_python(README)) == sorted(PYTHON)
     assert len(commands) > 40  # the parser found the README's blocks
+    for block in readme_blocks(README):  # a Serving line names a Serve line before it in its block
+        serves = [c for c, _ in block if isinstance(TABLE[c], Serve)]
+        for command, _ in block:
+            entry = TABLE[command]
+            if isinstance(entry, Serving):
+                assert entry.by in serves[:1] and serves.index(entry.by) < [c for c, _ in block].index(command)
 
 
-def test_every_covering_test_exists():
-    for command, entry in TABLE.items():
-        if isinstance(entry, Covered):
-            path, name = entry.by.split("::")
-            assert f"def {name}(" in (ROOT / path).read_text(), f"{command!r}: {entry.by} does not exist"
-
-
-def shortened(command: str, run: Run) -> list[str]:
-    tokens = shlex.split(command)
+def shortened(tokens: list[str], set_: dict[str, str], add: tuple[str, ...]) -> list[str]:
+    command = " ".join(tokens)
     assert tokens[0] == "translate", command
     argv = tokens[1:]
-    for flag, value in run.set.items():
+    for flag, value in set_.items():
         assert flag in argv, f"{command!r} has no {flag} to shorten"
         argv[argv.index(flag) + 1] = value
-    return argv + list(run.add)
+    return argv + list(add)
+
+
+def run_cli(argv: list[str], expected: int, capsys) -> None:
+    """``translate ARGV`` in this process; the exit status must be ``expected``."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    assert code == expected, f"translate {' '.join(argv)}: exit {code}\n{capsys.readouterr().err[-2000:]}"
+
+
+class Served:
+    """A README serve line, running as its own process (ServeProcess) in the workspace until its block ends."""
+
+    def __init__(self, command: str, tokens: list[str], entry: Serve, stack: contextlib.ExitStack, log: Path):
+        import requests
+
+        self.command, self.env = command, entry.env
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        args = [a.replace(PORT, str(port)) for a in shortened(tokens, entry.set, entry.add)]
+        assert args[0] == "serve", command
+        self.process = stack.enter_context(ServeProcess(args[1:], log, env={**os.environ, **entry.env},
+                                                        cwd=Path.cwd()))
+        self.process.wait_started()
+        listing = requests.get(self.url + "/v1/models", timeout=120).json()["models"]
+        assert {m["name"]: m["current"] for m in listing if m["name"] in entry.current} == entry.current, listing
+
+    def stop(self) -> None:
+        assert self.process.stop() == 0, self.process.text()  # Ctrl-C
+
+
+def run_curl(command: str, tokens: list[str], entry: Curl, served: Served | None, ids: dict[str, str]) -> dict:
+    """The curl line, run with curl (again until its ``until``); its last answer's JSON ({} when it has none)."""
+    assert served is not None, f"{command!r}: no service is running (a Serve line before it in its block)"
+    words = "\0".join(tokens).replace(README_URL, served.url)
+    for placeholder, value in ids.items():  # a placeholder may be two words ("<job id>")
+        words = words.replace(placeholder.replace(" ", "\0"), value)
+    argv = words.split("\0")
+    assert argv[0] == "curl" and not [t for t in argv if "8000" in t or "..." in t or "<" in t], argv
+    argv[1:1] = ["--silent", "--show-error", "--write-out", "\n%{http_code}"]
+    deadline = time.monotonic() + 900  # a hang bound for the lines run until a job ends, not a speed check
+    while True:
+        done = subprocess.run(argv, capture_output=True, timeout=300)
+        assert done.returncode == 0, (argv, done.stderr)
+        body, _, status = done.stdout.rpartition(b"\n")
+        assert int(status) == entry.status, (command, status, body[-2000:])
+        answer = json.loads(body) if body.strip() else {}
+        if entry.until is None:
+            break
+        key, end, failed = entry.until
+        assert answer[key] != failed, (command, answer)
+        if answer[key] == end:
+            break
+        assert time.monotonic() < deadline, (command, answer)
+        time.sleep(0.5)
+    if entry.sets is not None:
+        placeholder, key = entry.sets
+        ids[placeholder] = answer[key]
+    return answer
+
+
+def write_geotiff(path: Path, bands: np.ndarray, **kw) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    count, height, width = bands.shape
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=count, dtype=bands.dtype,
+                       crs="EPSG:32633", transform=from_origin(500000, 4100000, 0.5, 0.5), **kw) as ds:
+        ds.write(bands)
+
+
+def pairs_zip() -> bytes:
+    """80 aligned A | B pairs of the built-in maps set (128 px sides, JPEG), zipped: about 1.2 MB."""
+    from translate.datasets import make_pair
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(80):
+            pair = Image.fromarray(np.concatenate(make_pair("maps", i, size=128, seed=11), axis=1))
+            jpeg = io.BytesIO()
+            pair.save(jpeg, "JPEG", quality=90)
+            zf.writestr(f"new-maps/{i:03d}.jpg", jpeg.getvalue())
+    return buf.getvalue()
 
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    """A folder holding what the README's user has before typing its commands: photos, an aerial photo, an
-    unpaired horse2zebra set, new pairs, and the demo's model store."""
-    from tests.serving.conftest import tiny_onnx
+    """A folder holding what the README's user has before typing its commands: photos, aerial photos (one 256 x 256,
+    one 4096 x 4096), GeoTIFFs, an unpaired horse2zebra set, new pairs (a folder and a zip), the demo's model
+    store; and an S3-compatible server with the bucket `my-models` (AWS_ENDPOINT_URL, as for any such server)."""
+    pytest.importorskip("moto.server")
+    from serving.store import ModelStore
+    from tests.serving.s3_server import s3_environment
     from translate.datasets import make_dataset, make_pair
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TRANSLATE_STORE", raising=False)
+    monkeypatch.delenv("TRANSLATE_RETRAIN_TOKEN", raising=False)
     for folder in ("photos", "my_photos"):
         Path(folder).mkdir()
         for i in range(5):
             Image.fromarray(make_pair("sketches", i, size=48, seed=1)[1]).save(f"{folder}/photo{i}.png")
         Image.fromarray(make_pair("sketches", 9, size=60, seed=1)[1]).save(f"{folder}/photo9.jpg")
-    aerial = Image.fromarray(make_pair("maps", 0, size=40, seed=2)[0])
-    for name in ("aerial1.png", "aerial.png", "x.png"):
-        aerial.save(name)
+    aerial = make_pair("maps", 0, size=256, seed=2)[0]
+    Image.fromarray(aerial).save("aerial.png")  # what the curl lines upload
+    for name in ("aerial1.png", "x.png"):
+        Image.fromarray(aerial).resize((40, 40)).save(name)
+    aerial_photo(4096).save("aerial-4096.jpg", "JPEG", quality=92)
+    Path("pairs.zip").write_bytes(pairs_zip())
+    Path("aerials", "sub").mkdir(parents=True)
+    for i, name in enumerate(("a.png", "b.jpg", "sub/c.png")):
+        Image.fromarray(make_pair("maps", i, size=48, seed=3)[0]).save(f"aerials/{name}")
+    rng = np.random.default_rng(3)
+    scene = rng.integers(200, 4000, (4, 40, 56), dtype=np.uint16)  # 4 bands of 12-bit values in 16 bits
+    scene[:, :, :6] = 0  # a nodata collar
+    write_geotiff(Path("scene.tif"), scene, nodata=0)
+    write_geotiff(Path("ortho.tif"), np.moveaxis(make_pair("maps", 5, size=64, seed=3)[0], 2, 0))
+    Path("tiles").mkdir()
+    for i in range(2):
+        write_geotiff(Path(f"tiles/t{i}.tif"), np.moveaxis(make_pair("maps", 6 + i, size=40, seed=3)[0], 2, 0))
     for side, colour in (("trainA", (150, 110, 60)), ("trainB", (40, 40, 40))):
         Path("horse2zebra", side).mkdir(parents=True)
         for i in range(4):
             Image.new("RGB", (40, 40), tuple(c + 10 * i for c in colour)).save(f"horse2zebra/{side}/{i}.jpg")
     Image.new("RGB", (30, 20), (240, 240, 240)).save("zebra.jpg")
     make_dataset("maps", "new_pairs", count=10, size=32, seed=5, progress=False)
-    from serving.store import ModelStore
-
     ModelStore("demo/models").register("sketches", tiny_onnx())  # what `make demo` left: sketches v0001
     before = torch.get_num_threads()
-    yield tmp_path
+    with s3_environment(tmp_path / "node-cache", "my-models"):
+        yield tmp_path
     torch.set_num_threads(before)  # the mixtures' preset trains on one thread
 
 
-def test_every_readme_command_runs_shortened(workspace, capsys):
-    ran = []
-    for command in readme_commands(README):
-        entry = TABLE[command]
-        if not isinstance(entry, Run):
-            continue
-        for argv in entry.before:
-            main(list(argv))
-        argv = shortened(command, entry)
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        captured = capsys.readouterr()
-        expected = 0 if entry.exit is None else entry.exit
-        assert code == expected, f"{command!r} as {argv}: exit {code}\n{captured.err[-2000:]}"
-        ran.append(command)
+def test_every_readme_command_runs_as_written(workspace, capsys):
+    ran, answers, ids = [], {}, {}
+    logs = workspace / "logs"
+    logs.mkdir()
+    for block in readme_blocks(README):
+        with contextlib.ExitStack() as stack:
+            served: Served | None = None
+            for command, tokens in block:
+                entry = TABLE[command]
+                if isinstance(entry, Run):
+                    for argv in entry.before:
+                        main(list(argv))
+                    run_cli(shortened(tokens, entry.set, entry.add), 0 if entry.exit is None else entry.exit, capsys)
+                elif isinstance(entry, Serve):
+                    assert served is None, f"{command!r}: a second service in one block"
+                    served = Served(command, tokens, entry, stack, logs / f"serve-{len(ran)}.log")
+                elif isinstance(entry, Serving):
+                    assert served is not None and served.command == entry.by, command
+                    assign = tokens[:tokens.index("translate")]  # VAR=value ... before the command
+                    assert dict(a.split("=", 1) for a in assign) == served.env and tokens[-1] == "...", command
+                elif isinstance(entry, Curl):
+                    answers[command] = run_curl(command, tokens, entry, served, ids)
+                else:
+                    continue
+                capsys.readouterr()
+                ran.append(command)
+            if served is not None:
+                served.stop()
     for body in readme_python(README):
         code = body
         for old, new in PYTHON[body.splitlines()[0]]:
             assert old in code, f"the README's Python block no longer has {old!r}"
             code = code.replace(old, new)
         exec(compile(code, "README.md", "exec"), {})
+    assert sorted(ran) == sorted(c for c, e in TABLE.items() if isinstance(e, RUNS))  # each ran, once
+
     # what the commands made is what the README says they make
     assert Path("maps.onnx").is_file() and Path("translated/aerial1.png").is_file()
     assert len(list(Path("translated").glob("photo*.png"))) == 6 and Path("out/zebra.png").is_file()
@@ -286,8 +427,23 @@ def test_every_readme_command_runs_shortened(workspace, capsys):
     for data, run in (("ring8", "runs/gan-ring8-001"), ("grid25", "runs/gan-grid25-001")):
         assert json.loads(Path(run, "config.json").read_text())["preset"] == data
     assert Path("threes.png").is_file() and Path("toward7.png").is_file() and Path("runs/maps-api/model.onnx").is_file()
+    assert json.loads(Path("runs/maps2/config.json").read_text())["processes"] == 1  # resumed on one
+    for name, size, fmt in (("map.png", 256, "PNG"), ("map.jpg", 256, "JPEG"), ("map-4096.png", 4096, "PNG")):
+        with Image.open(name) as img:
+            assert img.size == (size, size) and img.format == fmt, name
+    retrained = answers["curl http://127.0.0.1:8000/v1/jobs/<job id>"]
+    assert retrained["data"]["train"] + retrained["data"]["val"] == 80
+    import rasterio
+
+    with rasterio.open("maps/scene.tif") as ds:  # what gdalinfo shows: CRS, geotransform, alpha for the nodata
+        assert ds.crs.to_epsg() == 32633 and ds.transform.a == 0.5 and ds.count == 4
+        assert (ds.read(4)[:, :6] == 0).all() and (ds.read(4)[:, 6:] == 255).all()
+    with rasterio.open("maps/ortho.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ds.crs.to_epsg() == 32633
+    assert sorted(p.name for p in Path("maps_out").rglob("*") if p.is_file() and p.name != "convert_summary.json") \
+        == ["a.png", "b.png", "c.png", "t0.tif", "t1.tif"]
     from serving.store import ModelStore
 
     assert ModelStore("demo/models").current("sketches") == "v0002"
-    assert ModelStore("models").current("maps") in ("v0002", "v0003")  # promoted; retrained, kept if no worse
-    assert len(ran) > 25
+    assert ModelStore("models").current("maps") == retrained["outcome"]["current_version"]
+    assert ModelStore(S3_STORE).current("maps") in ("v0002", "v0003")  # promoted; retrained, kept if no worse

@@ -8,8 +8,9 @@ subclass a service can map to its answer: a format an upload may have, from the 
 :mod:`translate.raster`'s rules, as ``translate predict`` reads the file; every other format by
 :mod:`translate.imageio`.
 
-:func:`upload_pixels` is the header-only half, cheap enough to run before an upload is accepted;
-:func:`decode_upload` runs the same checks and decodes.
+:func:`is_image` tells from the first bytes alone whether bytes are an image of those formats (a service takes
+such a body as the image whatever type it declares); :func:`upload_pixels` is the header-only half, cheap
+enough to run before an upload is accepted; :func:`decode_upload` runs the same checks and decodes.
 """
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ class UnsupportedFormat(ImageError):
 
     def __str__(self) -> str:  # the reason alone, as the service's 415 has always said it: it quotes the bytes
         return self.reason
+
+
+def is_image(data: bytes) -> bool:
+    """Whether ``data`` starts as an image in one of the :data:`UPLOAD_FORMATS` does (its magic bytes; nothing
+    else is read)."""
+    return imageio.sniff_format(data) in UPLOAD_FORMATS
 
 
 def _check_header(data: bytes, max_pixels: int, source: str) -> tuple[str, int]:

@@ -36,7 +36,7 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
@@ -269,7 +269,8 @@ def _start(root: Path, job_id: str, background: str, threads: int) -> None:
 
         worker = ray.remote(num_cpus=0, max_restarts=0)(_RetrainWorker).options(
             name=f"retrain-{job_id}", lifetime="detached")
-        worker.remote().run.remote(str(root), job_id, threads)
+        handle: Any = worker.remote()  # Ray types an actor's methods as plain functions, without .remote
+        handle.run.remote(str(root), job_id, threads)
     else:
         threading.Thread(target=run_job, args=(root, job_id), name=f"retrain-{job_id}", daemon=True).start()
 

@@ -53,6 +53,8 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
 
     name, job_id, run = job["name"], job["id"], Path(job["run"])
     ckpt_path = store.checkpoint_path(name, job["base_version"])
+    if ckpt_path is None:  # checked when the job was queued; a version's files can still go
+        raise ConfigError("name", f"{name} {job['base_version']} has no training checkpoint to fine-tune from")
     ckpt = load_checkpoint(ckpt_path)
     method = trainer(ckpt["method"])
     config = method.config_class.from_dict({k: v for k, v in ckpt["config"].items() if k != "method"})

@@ -30,6 +30,7 @@ from typing import Callable
 from translate import imageio
 from translate.errors import DataError, ImageError
 
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # a member first, an empty archive, a spanned one
 HOLDOUT_FRACTION = 0.1  # of an upload without val/ or test/, held out for the comparison
 SPLITS = ("train", "val", "test")
 
@@ -57,6 +58,11 @@ class Entry:
     size: int  # declared size (the zip header; may lie)
     read: Callable[[int], bytes]  # read at most n bytes
     is_link: bool = False
+
+
+def is_zip(data: bytes) -> bool:
+    """Whether ``data`` starts as a zip archive does (its magic bytes; nothing else is read)."""
+    return data.startswith(ZIP_MAGIC)
 
 
 def zip_entries(zip_bytes: bytes) -> list[Entry]:

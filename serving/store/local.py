@@ -25,8 +25,21 @@ from typing import Any, Iterator
 
 from translate.files import write_text_atomic
 
-from .vocabulary import (CURRENT_FILE, META_FILE, MODEL_FILE, NAME_RE, VERSION_RE, FileSource, NotFoundError,
-                         Pointer, PromotionConflict, StoreBackend, sort_versions, utc_now, version_number)
+from .vocabulary import (
+    CURRENT_FILE,
+    META_FILE,
+    MODEL_FILE,
+    NAME_RE,
+    VERSION_RE,
+    FileSource,
+    NotFoundError,
+    Pointer,
+    PromotionConflict,
+    StoreBackend,
+    sort_versions,
+    utc_now,
+    version_number,
+)
 
 
 @contextlib.contextmanager

@@ -16,8 +16,17 @@ from translate.onnx_meta import read_metadata
 
 from .local import LocalBackend
 from .object_storage import ObjectBackend
-from .vocabulary import (CHECKPOINT_FILE, MODEL_FILE, FileSource, NotFoundError, PromotionConflict, StoreBackend,
-                         check_name, check_version, sha256_file)
+from .vocabulary import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    FileSource,
+    NotFoundError,
+    PromotionConflict,
+    StoreBackend,
+    check_name,
+    check_version,
+    sha256_file,
+)
 
 # the keys of a training checkpoint a fine-tuning run needs (no optimizer, scheduler or RNG state)
 SLIM_CHECKPOINT_KEYS = ("format", "method", "config", "step", "networks", "generators")

@@ -49,8 +49,20 @@ from urllib.parse import urlsplit
 from translate.errors import ConfigError, ModelError, TranslateError
 
 from .cache import BlobCache, cache_root
-from .vocabulary import (NAME_RE, VERSION_RE, FileSource, NotFoundError, Pointer, PromotionConflict, StoreBackend,
-                         StoreError, sha256_file, sort_versions, utc_now, version_number)
+from .vocabulary import (
+    NAME_RE,
+    VERSION_RE,
+    FileSource,
+    NotFoundError,
+    Pointer,
+    PromotionConflict,
+    StoreBackend,
+    StoreError,
+    sha256_file,
+    sort_versions,
+    utc_now,
+    version_number,
+)
 
 MANIFEST_FORMAT = "i2i-translate/version-manifest/1"
 KEEP_PROMOTIONS = 20

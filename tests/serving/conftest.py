@@ -11,10 +11,11 @@ import pytest
 RETRAIN_TOKEN = "test-token-7f3a"
 # tight limits so the refusals are cheap to provoke (max_queued_requests counts requests the router has
 # not yet handed to a replica, so a burst needs room there even when the replica has capacity); uploads up to
-# 4096 x 4096 (the default tiling threshold, 2048 x 2048, is kept: `translate predict` tiles the same way)
+# 4096 x 4096 (the default tiling threshold, 2048 x 2048, is kept: `translate predict` tiles the same way), retraining
+# zips up to 4 MiB
 SERVICE_OPTIONS = dict(max_batch_size=4, batch_wait_timeout_s=0.05, max_queued_requests=8, max_replicas=1,
-                       max_upload_bytes=8 * 2**20, max_pixels=4096 * 4096, request_timeout_s=30,
-                       ingress_num_cpus=0.25, num_cpus=1, max_jobs=6)
+                       max_upload_bytes=8 * 2**20, max_zip_bytes=4 * 2**20, max_pixels=4096 * 4096,
+                       request_timeout_s=30, ingress_num_cpus=0.25, num_cpus=1, max_jobs=6)
 
 
 def tiny_onnx(net: str = "unet_32", seed: int = 0, batch_stats: bool = True) -> bytes:
@@ -31,6 +32,46 @@ def tiny_onnx(net: str = "unet_32", seed: int = 0, batch_stats: bool = True) -> 
     meta = {"method": "pix2pix", "direction": "AtoB", "arch": {"name": net, "ngf": 8}, "batch_stats": batch_stats,
             "config": {"netG": net, "ngf": 8}}
     return export_generator(G, meta)[0]
+
+
+def aerial_photo(side: int):
+    """A procedural aerial photo (the built-in maps set's A side) as a PIL image, drawn at 1024 px and scaled to
+    ``side``: a full-size scene takes minutes to draw."""
+    import numpy as np
+    from PIL import Image
+
+    from translate.datasets.maps import make_maps_pair
+
+    return Image.fromarray(make_maps_pair(np.random.default_rng(3), 1024)[0]).resize((side, side), Image.BICUBIC)
+
+
+@pytest.fixture(scope="module")
+def onnx_a():
+    return tiny_onnx("unet_32", seed=0)
+
+
+@pytest.fixture(scope="module")
+def onnx_b():
+    return tiny_onnx("unet_32", seed=1)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """Aligned pairs to retrain on (16 train, 4 val, 4 test)."""
+    from tests.conftest import make_pairs
+
+    return make_pairs(tmp_path_factory.mktemp("retrain") / "pairs", n_train=16, n_val=4)
+
+
+@pytest.fixture(scope="module")
+def base_run(pairs, tmp_path_factory):
+    """An under-trained tiny Pix2Pix (4 steps) on ``pairs``: the version retraining tests start from."""
+    from tests.conftest import tiny_pix2pix_config
+    from training.loop import Trainer
+    from training.pix2pix import Pix2Pix
+
+    out = tmp_path_factory.mktemp("base") / "run"
+    return Trainer(Pix2Pix, tiny_pix2pix_config(pairs, out, steps=4, lr=1e-3, export=True)).fit()
 
 
 def free_port() -> int:
@@ -63,30 +104,10 @@ def s3_server(tmp_path_factory):
     (set for the session, so Ray started later passes it to its workers), and an empty bucket."""
     pytest.importorskip("moto.server")
     pytest.importorskip("s3fs")
-    from .s3_server import MotoServer
+    from .s3_server import s3_environment
 
-    server = MotoServer()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": server.endpoint, "AWS_EC2_METADATA_DISABLED": "true", "AWS_PROFILE": None,
-           "AWS_SESSION_TOKEN": None, "TRANSLATE_CACHE": str(tmp_path_factory.mktemp("store-cache"))}
-    saved = {k: os.environ.get(k) for k in env}
-    _set_env(env)
-    try:
-        import fsspec
-
-        fsspec.filesystem("s3", skip_instance_cache=True).mkdir(S3_BUCKET)
+    with s3_environment(tmp_path_factory.mktemp("store-cache"), S3_BUCKET) as server:
         yield server
-    finally:
-        server.stop()
-        _set_env(saved)
-
-
-def _set_env(values: dict) -> None:
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="session", params=["local", "s3"])

@@ -2,11 +2,14 @@
 port, and a TCP proxy in front of it that can go down (mid-request) and come back, for outage tests.
 
 The clients find it the way users point them at any S3-compatible server: ``AWS_ENDPOINT_URL`` and
-the usual credential variables in the environment (set by the ``s3_server`` fixture in conftest).
+the usual credential variables in the environment (:func:`s3_environment`, which the ``s3_server`` fixture in
+conftest and the README test use).
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import select
 import socket
 import subprocess
@@ -62,6 +65,37 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@contextlib.contextmanager
+def s3_environment(cache: os.PathLike, *buckets: str):
+    """A :class:`MotoServer` with ``buckets``, and the environment every client (and Ray started later, and its
+    workers) finds it by: AWS_ENDPOINT_URL, test credentials, no profile; the node cache in ``cache``. The
+    environment is restored afterwards."""
+    server = MotoServer()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": server.endpoint, "AWS_EC2_METADATA_DISABLED": "true", "AWS_PROFILE": None,
+           "AWS_SESSION_TOKEN": None, "TRANSLATE_CACHE": str(cache)}
+    saved = {k: os.environ.get(k) for k in env}
+    _set_env(env)
+    try:
+        import fsspec
+
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        for bucket in buckets:
+            fs.mkdir(bucket)
+        yield server
+    finally:
+        server.stop()
+        _set_env(saved)
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 class TcpProxy:

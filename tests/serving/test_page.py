@@ -77,11 +77,11 @@ def wait_for_result(page, w, h):
         return !r.hidden && r.complete && r.naturalWidth === {w} && r.naturalHeight === {h}; }}""")
 
 
-def test_upload_shows_the_result_at_the_input_size(page, tmp_path):
+def test_upload_shows_the_result_at_the_input_size(page, service, tmp_path):
     img = tmp_path / "aerial.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 46, 3), dtype=np.uint8)).save(img)
     options = page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
-    assert {"resnet", "unet"} <= set(options) and options == sorted(options)  # the store's names
+    assert options == service.store.names()  # the store's names, each once, in order
     page.select_option("#model", "unet")
     page.set_input_files("#file", str(img))
     page.click("#submit")
@@ -196,6 +196,28 @@ def test_a_large_image_shows_its_progress_and_downloads_at_full_size(page, servi
     assert page.is_hidden("#job") and page.is_hidden("#error")
     assert Image.open(io.BytesIO(shown_result(page))).size == (2304, 2176)
     assert page.get_attribute("#download", "download") == "large-aerial-translated.png"
+
+
+def test_cancel_deletes_a_running_job_and_the_page_says_so(page, service, tmp_path):
+    import requests
+
+    load(page, service)
+    big = tmp_path / "cancelled-aerial.png"  # 16 tile runs: cancelled while they run
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8)).resize((3072, 3072), Image.BICUBIC).save(big)
+    page.select_option("#model", "aerial")
+    page.set_input_files("#file", str(big))
+    page.click("#submit")
+    page.wait_for_function("() => { const p = document.getElementById('progress');"
+                           " return !document.getElementById('job').hidden && p.value > 0 && p.value < 1; }")
+    with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+        page.click("#cancel")
+    assert deleted.value.status == 204
+    page.wait_for_selector("#error:not([hidden])")
+    assert "cancelled: the job and its result were deleted" in page.inner_text("#error")
+    assert page.is_hidden("#job") and page.is_hidden("#result")
+    gone = requests.get(deleted.value.url, timeout=60)  # the job, as any client sees it now
+    assert gone.status_code == 404 and gone.json()["error"] == "not_found"
 
 
 def test_the_api_documentation_renders_without_a_network(page, service):

@@ -4,7 +4,7 @@ from serving.retraining import jobs as retrain
 from serving.store import ModelStore
 
 from .conftest import S3_BUCKET, stored
-from .test_retrain import NAME, base_run, pairs  # noqa: F401 (fixtures)
+from .test_retrain import NAME, assert_checkpoint_is_the_model
 
 
 def test_retrain_and_promote_through_an_s3_store(s3_server, pairs, base_run):
@@ -20,7 +20,8 @@ def test_retrain_and_promote_through_an_s3_store(s3_server, pairs, base_run):
     assert other_node.current(NAME) == "v0002" and other_node.versions(NAME) == ["v0001", "v0002"]
     meta = other_node.meta(NAME, "v0002")
     assert meta["source"] == "retrain" and meta["evaluation"]["compared_with"]["version"] == "v0001"
-    assert meta["has_checkpoint"] and other_node.checkpoint_path(NAME) is not None
+    assert meta["has_checkpoint"]
+    assert_checkpoint_is_the_model(other_node, NAME, "v0002")
     # the job's own files (upload, run, record) are in the store's local work folder, not in the bucket
     assert not [k for k in stored(other_node, NAME) if not k.startswith(("files/", "versions/", "promotions/"))]
     assert (store.root / ".jobs" / f"{status['id']}.json").is_file()

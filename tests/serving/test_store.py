@@ -13,17 +13,7 @@ from translate.errors import ConfigError, ModelError, TranslateError
 from translate.networks import define_G
 from translate_cli.main import main
 
-from .conftest import leftovers, pointer_as_stored, stored, tiny_onnx
-
-
-@pytest.fixture(scope="module")
-def onnx_a():
-    return tiny_onnx("unet_32", seed=0)
-
-
-@pytest.fixture(scope="module")
-def onnx_b():
-    return tiny_onnx("unet_32", seed=1)
+from .conftest import leftovers, pointer_as_stored, stored
 
 
 @pytest.fixture
@@ -41,6 +31,17 @@ def fake_checkpoint(path, seed=0):
                 "schedulers": {}, "rng": {"torch": 1}, "extra": {}, "last_val": {"l1": 0.25},
                 "generators": {"AtoB": GeneratorSpec("G", arch, batch_stats=True).to_dict()}}, path)
     return path
+
+
+def assert_slim_copy_of(stored, ckpt) -> None:
+    """``stored`` is the slim copy of the training checkpoint ``ckpt``: its model's part, every weight equal."""
+    slim, full = torch.load(stored, weights_only=False), torch.load(ckpt, weights_only=False)
+    assert set(slim) == {"format", "method", "config", "step", "networks", "generators"}
+    assert {k: slim[k] for k in slim if k != "networks"} == {k: full[k] for k in slim if k != "networks"}
+    assert slim["networks"].keys() == full["networks"].keys()
+    for net, weights in full["networks"].items():
+        assert slim["networks"][net].keys() == weights.keys()
+        assert all(torch.equal(slim["networks"][net][k], w) for k, w in weights.items()), net
 
 
 def test_first_version_is_promoted_and_meta_read_from_the_model(store, onnx_a, onnx_b):
@@ -114,8 +115,7 @@ def test_register_from_a_file_with_a_slim_checkpoint(store, onnx_a, tmp_path):
     (tmp_path / "m.onnx").write_bytes(onnx_a)
     ckpt = fake_checkpoint(tmp_path / "step.pt")
     v = store.register("maps", tmp_path / "m.onnx", checkpoint=ckpt)
-    slim = torch.load(store.checkpoint_path("maps", v), weights_only=False)
-    assert set(slim) == {"format", "method", "config", "step", "networks", "generators"}
+    assert_slim_copy_of(store.checkpoint_path("maps", v), ckpt)
     assert store.meta("maps", v)["metrics"] == {"l1": 0.25}  # the run's last validation scores
 
 
@@ -200,7 +200,7 @@ def test_cli_export_register_and_models_commands(tmp_path, capsys):
         main(["export", str(ckpt), "--out", str(tmp_path / "m.onnx"), "--register", "maps", "--store", str(store)])
     out = capsys.readouterr().out
     assert "registered maps v0001" in out and "registered maps v0002" in out
-    assert ModelStore(store).checkpoint_path("maps", "v0002") is not None
+    assert_slim_copy_of(ModelStore(store).checkpoint_path("maps", "v0002"), ckpt)
     main(["models", "promote", "maps", "v0002", "--store", str(store)])
     main(["models", "list", "--json", "--store", str(store)])
     listing = json.loads(capsys.readouterr().out.split("\n", 1)[1])

@@ -2,6 +2,9 @@
 corrupted objects, lost responses, the local cache, store URLs, and the CLI as a new user runs it.
 (The behaviour both backends share is tested in test_store.py, on a folder and on S3.)"""
 import json
+import os
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,7 +14,7 @@ from translate.errors import ConfigError, ModelError
 from translate_cli.main import main
 
 from .conftest import S3_BUCKET, leftovers, stored
-from .test_store import fake_checkpoint, onnx_a, onnx_b  # noqa: F401 (fixtures)
+from .test_store import assert_slim_copy_of, fake_checkpoint
 
 
 @pytest.fixture
@@ -43,7 +46,8 @@ def test_an_outage_mid_upload_leaves_no_version_and_a_retry_completes(s3_server,
         proxy.up()  # the server is back: the same call completes
         assert store.register("maps", onnx_a, checkpoint=ckpt) == "v0001"
         assert direct.versions("maps") == ["v0001"] and direct.current("maps") == "v0001"
-        assert direct.model_path("maps").read_bytes() == onnx_a and direct.checkpoint_path("maps") is not None
+        assert direct.model_path("maps").read_bytes() == onnx_a
+        assert_slim_copy_of(direct.checkpoint_path("maps"), ckpt)
         # what the failed attempt uploaded is swept once it is old enough; the version's files stay
         assert direct.backend.sweep("maps", older_than_s=3600) == 0
         assert direct.backend.sweep("maps", older_than_s=0) == 1
@@ -114,18 +118,42 @@ def test_a_server_that_ignores_conditional_writes_is_refused(s3_url, onnx_a, mon
     assert store.names() == [] and stored(store, "maps") == []
 
 
-def test_readers_poll_the_pointer_at_most_as_often_as_allowed(s3_url, onnx_a, onnx_b):
-    import time
+def test_readers_poll_the_pointer_at_most_as_often_as_allowed(s3_url, onnx_a, onnx_b, monkeypatch):
+    from serving.store import model_store
 
+    now = [1000.0]  # the reader's clock, moved by hand: the test cannot be slower than the window
+    monkeypatch.setattr(model_store, "time", SimpleNamespace(monotonic=lambda: now[0]))
     writer, reader = ModelStore(s3_url), ModelStore(s3_url, max_staleness_s=0.5)
     writer.register("maps", onnx_a)
     writer.register("maps", onnx_b)
     assert reader.current("maps") == "v0001"
     writer.promote("maps", "v0002")
+    now[0] += 0.4
     assert reader.current("maps") == "v0001"  # a read less than max_staleness_s old
-    time.sleep(0.6)
+    now[0] += 0.2
     assert reader.current("maps") == "v0002"
     assert ModelStore(s3_url, max_staleness_s=5).current("maps") == "v0002"  # a new reader reads afresh
+
+
+def test_a_nodes_cache_holds_at_most_TRANSLATE_CACHE_MAX_BYTES(s3_url, onnx_a, onnx_b, tmp_path, monkeypatch):
+    """As the README tells an operator: $TRANSLATE_CACHE is the node's cache, $TRANSLATE_CACHE_MAX_BYTES its bound,
+    least recently used files removed first."""
+    writer = ModelStore(s3_url)
+    writer.register("maps", onnx_a)
+    writer.register("maps", onnx_b)
+    monkeypatch.setenv("TRANSLATE_CACHE", str(tmp_path / "node"))
+    monkeypatch.setenv("TRANSLATE_CACHE_MAX_BYTES", str(max(len(onnx_a), len(onnx_b)) + 1000))  # room for one
+    node = ModelStore(s3_url)  # a replica on another node
+    first = node.model_path("maps", "v0001")
+    assert first.is_relative_to(tmp_path / "node") and first.read_bytes() == onnx_a
+    os.utime(first, (time.time() - 3600,) * 2)  # last used an hour ago
+    second = node.model_path("maps", "v0002")
+    assert node.backend.cache.files() == [second] and second.read_bytes() == onnx_b  # v0001's file went
+    assert node.model_path("maps", "v0001").read_bytes() == onnx_a  # downloaded again when asked for
+    assert node.backend.cache.files() == [first]
+    monkeypatch.setenv("TRANSLATE_CACHE_MAX_BYTES", "lots")
+    with pytest.raises(ConfigError, match="TRANSLATE_CACHE_MAX_BYTES"):
+        ModelStore(s3_url)
 
 
 def test_the_cache_is_bounded_verified_and_shared(tmp_path):
