@@ -24,6 +24,8 @@ ifeq ($(CHROMIUM),)
 	-(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser test will be skipped"
 endif
 	$(VENV)/bin/lint-imports    # the layers (pyproject.toml [tool.importlinter]): an import back up fails here
+	$(VENV)/bin/ruff check .    # pyflakes, import order, bugbear (pyproject.toml [tool.ruff])
+	$(VENV)/bin/mypy            # the packages' types (pyproject.toml [tool.mypy])
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

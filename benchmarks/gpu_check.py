@@ -638,8 +638,8 @@ def section_ddp(rep: Report) -> None:
     import torch
     import torch.distributed as dist
 
-    from training.world import World  # lazy: torch
     from training.loop import Trainer  # lazy: torch
+    from training.world import World  # lazy: torch
     from translate.checkpoint import load_checkpoint  # lazy: torch
 
     need("torchmetrics", METRICS_WHY)

@@ -42,6 +42,7 @@ from translate.raster import RasterOptions
 from translate.tiling import TileConfig
 
 from . import folder_lock
+from .store import ModelStore, check_name, parse_model_id
 
 SUMMARY_NAME = "convert_summary.json"
 FORMATS = ("png", "jpg")
@@ -236,8 +237,6 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     from translate.loading import model_source  # lazy: torch, for checkpoints
 
     if store is not None:
-        from .store import ModelStore, check_name, parse_model_id
-
         models = ModelStore(store)
         name, version = parse_model_id(str(model)) if "@" in str(model) else (check_name(str(model)), None)
         version = models.resolve(name, version)  # NotFoundError before anything is written

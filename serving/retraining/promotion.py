@@ -20,7 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from translate.checkpoint import load_checkpoint
 from translate.errors import ConfigError
+from translate.predictor import Predictor
 
 from ..store import ModelStore, PromotionConflict
 
@@ -46,10 +48,8 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
     ``record(**fields)`` updates the job's record as the phases change (evaluate, register).
     """
     from training.loop import Trainer  # lazy: torch and the trainers, only in the job
-    from translate.checkpoint import load_checkpoint
-    from translate.evaluate import evaluate
-    from translate.metrics import METRIC_NAMES
-    from translate.predictor import Predictor
+    from translate.evaluate import evaluate  # lazy: torch
+    from translate.metrics import METRIC_NAMES  # lazy: torch
 
     name, job_id, run = job["name"], job["id"], Path(job["run"])
     ckpt_path = store.checkpoint_path(name, job["base_version"])

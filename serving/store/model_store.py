@@ -36,7 +36,7 @@ STORE_ENV = "TRANSLATE_STORE"
 def is_url(location: str | os.PathLike) -> bool:
     """True for an object-storage URL (``s3://...``); False for a folder (a path or ``file://``)."""
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", str(location))
-    return bool(scheme) and scheme.group(1).lower() not in ("file", "local")
+    return scheme is not None and scheme.group(1).lower() not in ("file", "local")
 
 
 def open_backend(location: str | os.PathLike) -> StoreBackend:
