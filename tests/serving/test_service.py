@@ -193,6 +193,30 @@ def test_concurrent_requests_are_batched(service):
         assert np.abs(got - reference(service, d).astype(int)).max() <= 1
 
 
+def test_interleaved_requests_for_two_models_never_get_each_others_answer(service):
+    """Batches never mix models (Ray before 2.54 could put requests for two multiplexed models in one
+    batch, ray-project/ray#56633): requests alternating between two models, sent at once, each come back
+    as their own model's translation, told apart by pixels the two models never share."""
+    uploads = [encode(noise(32, 32, seed=100 + i)) for i in range(4 * SERVICE_OPTIONS["max_batch_size"])]
+    names = ["unet" if i % 2 == 0 else "resnet" for i in range(len(uploads))]
+    expected = [reference(service, d, name).astype(int) for d, name in zip(uploads, names, strict=True)]
+    for d, name, want in zip(uploads, names, expected, strict=True):  # a crossed answer would be seen
+        other = reference(service, d, "resnet" if name == "unet" else "unet").astype(int)
+        assert np.abs(want - other).mean() > 10
+    sizes = []
+    for _ in range(3):  # a loaded machine may spread one burst thin; a working batcher fills within three
+        with ThreadPoolExecutor(len(uploads)) as pool:
+            responses = list(pool.map(lambda a: post(service, a[1], data=a[0]), zip(uploads, names, strict=True)))
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+        for name, want, r in zip(names, expected, responses, strict=True):
+            got = np.asarray(Image.open(io.BytesIO(r.content))).astype(int)
+            assert np.abs(got - want).max() <= 1, f"a request for {name} was answered by another model"
+        sizes += [int(r.headers["x-batch-size"]) for r in responses]
+        if max(sizes) > 1:
+            break
+    assert max(sizes) > 1  # the requests did share batches with others
+
+
 def test_one_undecodable_upload_fails_alone_in_its_batch():
     """The model replica decodes and encodes a batch's uploads (serving.model_server.translate_items): a bad one gets
     its own 400, the others their images; arrays (jobs, the health probe) come back as arrays."""
