@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
+from translate import data as tdata
 from translate.evaluate import evaluate
 from translate.export import export_generator
 from translate.networks import define_G, to_inference
@@ -15,10 +17,20 @@ def _identity_like_predictor():
 
 
 def test_evaluate_reports_means_and_per_image(tiny_pairs):
-    res = evaluate(_identity_like_predictor(), tiny_pairs, split="test", progress=False)
-    assert res["count"] == 4 and len(res["per_image"]) == 4
-    assert np.isclose(res["l1"], np.mean([r["l1"] for r in res["per_image"]]), atol=1e-5)
-    assert 0 < res["psnr"] < 100 and -1 <= res["ssim"] <= 1 and res["skipped"] == []
+    predictor = _identity_like_predictor()
+    res = evaluate(predictor, tiny_pairs, split="test", progress=False)
+    assert res["count"] == 4 and len(res["per_image"]) == 4 and res["skipped"] == []
+    # each image's L1 (on [-1, 1]) and PSNR (on [0, 1]) computed here by hand from its output and target
+    for src, row in zip(tdata.find_pairs(tiny_pairs, "test"), res["per_image"], strict=True):
+        a, b = tdata.load_pair(src, "AtoB", 3, 3)
+        out = predictor.translate_array(np.asarray(a)).astype(np.float64)
+        target = np.asarray(b).astype(np.float64)
+        assert row["name"] == src.name
+        assert row["l1"] == pytest.approx(np.abs(out - target).mean() / 127.5, abs=1e-5)
+        assert row["psnr"] == pytest.approx(10 * np.log10(1 / np.mean(((out - target) / 255) ** 2)), abs=1e-3)
+        assert -1 <= row["ssim"] <= 1
+    for k in ("l1", "psnr", "ssim"):  # the summary is the mean of the images
+        assert res[k] == pytest.approx(np.mean([r[k] for r in res["per_image"]]), abs=1e-5)
 
 
 def test_evaluate_skips_corrupt_files_and_names_them(tiny_pairs, tmp_path):
