@@ -197,7 +197,8 @@ def test_interleaved_requests_for_two_models_never_get_each_others_answer(servic
     """Batches never mix models (Ray before 2.54 could put requests for two multiplexed models in one
     batch, ray-project/ray#56633): requests alternating between two models, sent at once, each come back
     as their own model's translation, told apart by pixels the two models never share."""
-    uploads = [encode(noise(32, 32, seed=100 + i)) for i in range(4 * SERVICE_OPTIONS["max_batch_size"])]
+    # as many as the deployment takes without refusals (see test_concurrent_requests_are_batched)
+    uploads = [encode(noise(32, 32, seed=100 + i)) for i in range(2 * SERVICE_OPTIONS["max_batch_size"])]
     names = ["unet" if i % 2 == 0 else "resnet" for i in range(len(uploads))]
     expected = [reference(service, d, name).astype(int) for d, name in zip(uploads, names, strict=True)]
     for d, name, want in zip(uploads, names, expected, strict=True):  # a crossed answer would be seen
