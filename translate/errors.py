@@ -40,3 +40,8 @@ class ModelError(TranslateError, ValueError):
 class CudaProviderError(ModelError):
     """CUDA was asked for, but ONNX Runtime cannot run the model with its CUDA provider (the CPU build is
     installed, its CUDA libraries do not load, no GPU is visible): the message names which."""
+
+
+class StorageError(TranslateError):
+    """Object storage could not be read or written: no such bucket, a refused request (credentials,
+    permissions), an endpoint that does not answer. The message names the URL and which."""

@@ -25,20 +25,13 @@ from pathlib import Path
 from typing import Callable
 
 from translate.errors import ConfigError, ModelError
+from translate.object_storage import cache_root
 
 from .vocabulary import sha256_file
 
-CACHE_ENV, CACHE_MAX_ENV = "TRANSLATE_CACHE", "TRANSLATE_CACHE_MAX_BYTES"
+CACHE_MAX_ENV = "TRANSLATE_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 4 << 30
 REFUSAL_COOLDOWN_S = 30.0
-
-
-def cache_root() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "i2i-translate"
 
 
 def _max_bytes_from_env() -> int:

@@ -44,9 +44,9 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
 
-from translate.errors import ConfigError, ModelError, TranslateError
+from translate import object_storage
+from translate.errors import ModelError, TranslateError
 
 from .cache import BlobCache, cache_root
 from .vocabulary import (
@@ -68,43 +68,15 @@ MANIFEST_FORMAT = "i2i-translate/version-manifest/1"
 KEEP_PROMOTIONS = 20
 PROMOTION_RE = re.compile(r"\d{12}")
 FILE_KEY_RE = re.compile(r"files/[0-9a-f]{32}/(model\.onnx|checkpoint\.pt)")
-PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
-            "abfss": "adlfs"}
-# errors of the storage libraries that mean "could not talk to the store" (reported as StoreError)
-_STORAGE_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "azure", "google", "fsspec")
 _conditional_writes_checked: set[str] = set()  # store URLs whose server was seen refusing a second create
-
-
-def _storage_error(e: BaseException) -> bool:
-    return isinstance(e, (OSError, TimeoutError)) or type(e).__module__.split(".")[0] in _STORAGE_MODULES
 
 
 class ObjectBackend(StoreBackend):
     cheap_reads = False
 
     def __init__(self, url: str):
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if parts.username or parts.password:
-            raise ConfigError("store", f"{scheme}://...: credentials do not belong in the store URL (they would "
-                                       "end up in shell history and logs); use the storage library's environment "
-                                       "or config (e.g. AWS_PROFILE or ~/.aws/credentials for s3://)")
-        if parts.query or parts.fragment:
-            raise ConfigError("store", f"{url}: a store URL takes no query or fragment; endpoint and options come "
-                                       "from the environment (e.g. AWS_ENDPOINT_URL)")
-        try:
-            import fsspec
-
-            self.fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True, use_listings_cache=False)
-        except ImportError as e:
-            package = PACKAGES.get(scheme, "the fsspec implementation for it")
-            raise ConfigError("store", f"{url}: {scheme}:// stores need the package {package} "
-                                       f"(pip install {package}) ({e})") from None
-        except ValueError as e:
-            raise ConfigError("store", f"{url}: not a store URL fsspec knows ({e})") from None
-        self.base = path.strip("/")
-        if not self.base or "//" in self.base or any(p in (".", "..") for p in self.base.split("/")):
-            raise ConfigError("store", f"{url}: expected {scheme}://BUCKET or {scheme}://BUCKET/PREFIX")
+        scheme, self.base = object_storage.split_url(url, "store")
+        self.fs, _ = object_storage.filesystem(url, "store")
         self.url = f"{scheme}://{self.base}"
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.url)[:80]
         self.root = cache_root() / "work" / f"{slug}-{hashlib.sha1(self.url.encode()).hexdigest()[:8]}"
@@ -133,9 +105,9 @@ class ObjectBackend(StoreBackend):
         except (FileExistsError, TranslateError):
             raise
         except Exception as e:
-            if not _storage_error(e):
+            if not object_storage.is_storage_error(e):
                 raise
-            raise StoreError(f"{self.url}: cannot {what} ({e.__class__.__name__}: {e})") from e
+            raise StoreError(f"{self.url}: cannot {what}: {object_storage.describe(e, self.url)}") from e
 
     def _ls(self, *parts: str, what: str) -> list[str]:
         """Base names under a prefix ([] when there is nothing)."""

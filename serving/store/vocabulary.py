@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Union
 
-from translate.errors import ConfigError, TranslateError
+from translate.errors import ConfigError, StorageError, TranslateError
 
 NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 VERSION_RE = r"^v\d{4,}$"
@@ -36,7 +36,7 @@ class PromotionConflict(TranslateError):
     """Another promotion changed the pointer between our read and our write: nothing was changed."""
 
 
-class StoreError(TranslateError):
+class StoreError(StorageError):
     """The store could not be read or written (unreachable, refused, misconfigured); the service answers 503."""
 
 
