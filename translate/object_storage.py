@@ -58,9 +58,9 @@ def split_url(url: str, field: str = "url") -> tuple[str, str]:
     parts = urlsplit(str(url))
     scheme = parts.scheme.lower()
     if parts.username or parts.password:
-        raise ConfigError(field, f"{scheme}://...: credentials do not belong in the {field} URL (they would end up in shell "
-                                 "history and logs); use the storage library's environment or config (e.g. "
-                                 "AWS_PROFILE or ~/.aws/credentials for s3://)")
+        raise ConfigError(field, f"{scheme}://...: credentials do not belong in the {field} URL (they would end up "
+                                 "in shell history and logs); use the storage library's environment or config "
+                                 "(e.g. AWS_PROFILE or ~/.aws/credentials for s3://)")
     if parts.query or parts.fragment:
         raise ConfigError(field, f"{url}: takes no query or fragment; endpoint and options come from the environment "
                                  "(e.g. AWS_ENDPOINT_URL)")
@@ -91,7 +91,7 @@ def filesystem(url: str, field: str = "url") -> tuple[Any, str]:
                 fs = fsspec.filesystem(scheme, skip_instance_cache=True, use_listings_cache=False)
             except ImportError as e:
                 package = PACKAGES.get(scheme, "the fsspec implementation for it")
-                raise ConfigError(field, f"{url}: {scheme}:// needs the package {package} (pip install {package}) "
+                raise ConfigError(field, f"{url}: {scheme}:// object stores need the package {package} (pip install {package}) "
                                          f"({e})") from None
             except ValueError as e:
                 raise ConfigError(field, f"{url}: not a URL fsspec knows ({e})") from None

@@ -199,7 +199,7 @@ def test_a_missing_storage_package_is_named(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if not installed
-    with pytest.raises(ConfigError, match=r"gs:// stores need the package gcsfs \(pip install gcsfs\)"):
+    with pytest.raises(ConfigError, match=r"gs:// object stores need the package gcsfs \(pip install gcsfs\)"):
         ModelStore("gs://bucket/models")
 
 
