@@ -23,6 +23,7 @@ from translate.datasets import dataset_kind
 from translate.errors import ConfigError
 from translate.losses import OBJECTIVE_NAMES, get_objective
 from translate.networks import D_NAMES, parse_generator_name
+from translate.object_storage import data_path, is_url
 from translate.options import opt, plain_default
 
 from .speed import resolve_amp, resolve_channels_last
@@ -63,8 +64,12 @@ class Preset:
 class TrainConfig:
     """What every trainer shares: data, schedule length, device, logging, checkpoints."""
 
-    data: str = opt("", "dataset folder (see `translate data make` for built-in sets)")
-    out: str = opt("", "run directory (default: runs/<method>-<dataset>-NNN)")
+    data: str = opt("", "dataset folder, or an object-storage prefix s3://BUCKET/PREFIX (see `translate data make` "
+                    "for built-in sets)")
+    data_cache_gb: float = opt(0.0, "with --data in object storage: keep up to this many GB of its images on each "
+                               "node's disk ($TRANSLATE_CACHE/data) instead of fetching them every epoch; 0: no cache")
+    out: str = opt("", "run directory, or an object-storage prefix s3://BUCKET/PREFIX (written locally, uploaded at "
+                   "each checkpoint) (default: runs/<method>-<dataset>-NNN)")
     # a trainer's preset may set these: None until __post_init__ (read them through resolved())
     steps: int | None = opt(0, "total optimizer steps (overrides --epochs when > 0)")
     epochs: int = opt(200, "total epochs (the reference's 100 constant + 100 decaying); --steps overrides")
@@ -129,7 +134,7 @@ class TrainConfig:
         ``dataset.json`` records; ``"none"`` when there is none."""
         if self.data in self.presets:
             return self.data
-        kind = dataset_kind(self.data) if self.data and Path(self.data).is_dir() else None
+        kind = dataset_kind(self.data) if self.data and (is_url(self.data) or Path(self.data).is_dir()) else None
         return kind if kind in self.presets else NO_PRESET
 
     @classmethod
@@ -169,10 +174,16 @@ class TrainConfig:
         decay_fraction = resolved(self.decay_fraction)
         if not 0.0 <= decay_fraction <= 1.0:
             raise ConfigError("decay_fraction", f"must be in [0, 1], got {decay_fraction}")
+        if self.data_cache_gb < 0:
+            raise ConfigError("data_cache_gb", f"must be >= 0, got {self.data_cache_gb}")
         if self.workers < 0:
             raise ConfigError("workers", f"must be >= 0, got {self.workers}")
         if self.processes < 1:
             raise ConfigError("processes", f"must be >= 1, got {self.processes}")
+
+    def data_root(self):
+        """``data`` as the data code reads it: a folder, or a listed object-storage prefix with this run's cache."""
+        return data_path(self.data, int(self.data_cache_gb * 2**30))
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "config_format": CONFIG_FORMAT, **dataclasses.asdict(self)}

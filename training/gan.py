@@ -172,7 +172,8 @@ class GAN(Method):
         if resolved(c.n_critic) > 1:  # G's scheduler steps with the loop before G's first update: expected here
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
         self.data = gan_data.open_gan_data(c.data, size=resolved(c.size), channels=c.channels or 0, seed=c.seed,
-                                           val_fraction=c.val_fraction, points=c.points, strict=c.strict_data)
+                                           val_fraction=c.val_fraction, points=c.points, strict=c.strict_data,
+                                           cache_bytes=int(c.data_cache_gb * 2**30))
         points = self.data.kind == "points"
         if (c.arch == "mlp") != points:
             raise ConfigError("arch", f"{c.arch} does not fit {self.data.kind} ({c.data}): use mlp for 2-D mixtures, "

@@ -6,7 +6,9 @@ a folder that holds none raises a DataError naming it and the layouts it would t
 reads ``DIR/val`` (paired) or ``DIR/valA`` + ``DIR/valB``, else ``DIR/testA`` + ``DIR/testB``
 (unaligned) when the folder has them, else a seeded held-out part of the training images
 (``--val-fraction``). Files that cannot be read are skipped with one warning, or stop the run at
-the first with ``--strict-data``.
+the first with ``--strict-data``. ``--data`` may be an object-storage prefix: it is listed once, its objects are not
+read up front (each process fetches the samples it trains on), and an unreadable one is named and skipped when it is
+met.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from translate import data as tdata
 from translate.data import ImageSource, PairedImages, PairSource, UnpairedImages
+from translate.object_storage import ObjectPath
 
 from .config import TranslationConfig
 
@@ -26,9 +29,10 @@ _AS_TESTED: dict[str, Any] = dict(train=False, preprocess="resize")
 
 def paired_split(c: TranslationConfig) -> tuple[list[PairSource], list[PairSource]]:
     """(train, validation) pairs of ``c.data``: its ``val`` split when it has one, else a held-out part of train."""
-    train = tdata.find_pairs(c.data, "train")
-    if tdata.has_split(c.data, "val"):
-        return train, tdata.find_pairs(c.data, "val")
+    root = c.data_root()
+    train = tdata.find_pairs(root, "train")
+    if tdata.has_split(root, "val"):
+        return train, tdata.find_pairs(root, "val")
     return tdata.split_holdout(train, c.val_fraction, c.seed)
 
 
@@ -36,10 +40,11 @@ def unaligned_split(c: TranslationConfig) -> tuple[tuple[list[ImageSource], list
                                                    tuple[list[ImageSource], list[ImageSource]]]:
     """((train A, train B), (validation A, validation B)) of a folder in the unaligned layout: its
     ``valA``/``valB`` or ``testA``/``testB`` when it has them, else a held-out part of each side."""
-    train_A, train_B = tdata.find_unpaired(c.data, "train")
-    val_split = next((s for s in ("val", "test") if tdata.has_unaligned_split(c.data, s)), None)
+    root = c.data_root()
+    train_A, train_B = tdata.find_unpaired(root, "train")
+    val_split = next((s for s in ("val", "test") if tdata.has_unaligned_split(root, s)), None)
     if val_split:
-        return (train_A, train_B), tdata.find_unpaired(c.data, val_split)
+        return (train_A, train_B), tdata.find_unpaired(root, val_split)
     train_A, val_A = tdata.split_holdout(train_A, c.val_fraction, c.seed)
     train_B, val_B = tdata.split_holdout(train_B, c.val_fraction, c.seed + 1)
     return (train_A, train_B), (val_A, val_B)
@@ -50,6 +55,9 @@ def readable(strict: bool, *source_lists: list) -> tuple[list, ...]:
     given), with one warning for all that were dropped; with ``strict`` the first unreadable file raises."""
     kept, dropped = [], []
     for sources in source_lists:
+        if sources and _in_object_storage(sources[0]):  # headers would be a request per object per process
+            kept.append(list(sources))
+            continue
         pairs = bool(sources) and isinstance(sources[0], PairSource)
         good, bad = (tdata.check_readable if pairs else tdata.check_readable_images)(sources, strict=strict)
         kept.append(good)
@@ -58,6 +66,10 @@ def readable(strict: bool, *source_lists: list) -> tuple[list, ...]:
         log.warning("skipping %d unreadable files (first: %s: %s); --strict-data makes this fatal", len(dropped),
                     *dropped[0])
     return tuple(kept)
+
+
+def _in_object_storage(source: PairSource | ImageSource) -> bool:
+    return isinstance(source.a if isinstance(source, PairSource) else source.path, ObjectPath)
 
 
 def _common(c: TranslationConfig) -> dict[str, Any]:
@@ -85,7 +97,7 @@ def unpaired_sets(c: TranslationConfig) -> tuple[UnpairedImages, UnpairedImages 
     training (its pairs shuffled and split in halves, A sides from one and B sides from the other, so no pair is
     seen together: translate.data.unpair) and validates on pairs, so that outputs can be scored against targets.
     """
-    if tdata.has_unaligned_split(c.data, "train"):
+    if tdata.has_unaligned_split(c.data_root(), "train"):
         (train_A, train_B), (val_A, val_B) = unaligned_split(c)
         val_A, val_B = readable(c.strict_data, val_A, val_B)
         val: UnpairedImages | PairedImages = UnpairedImages(val_A or train_A[:1], val_B or train_B[:1], **_AS_TESTED,

@@ -9,6 +9,9 @@ Layouts read, for a split such as ``train``:
 Unpaired sets (CycleGAN) read ``DIR/trainA`` + ``DIR/trainB`` (the reference's unaligned
 layout), or any paired layout made unpaired (see :func:`find_unpaired`, :class:`UnpairedImages`).
 
+``DIR`` may be a local folder or an object-storage prefix (``s3://BUCKET/PREFIX``, any fsspec URL): the prefix is
+listed once (:func:`translate.object_storage.data_path`) and each object is fetched when a sample needs it.
+
 Augmentation is one albumentations pipeline applied with the same random parameters
 to A and B (resize to the load size, random crop, horizontal flip), so the pair stays
 pixel-aligned. Each sample's randomness comes from a seed the sampler hands out with
@@ -21,7 +24,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -31,6 +34,7 @@ from torch.utils.data import Dataset, Sampler
 
 from . import imageio
 from .errors import ConfigError, DataError, ImageError
+from .object_storage import ObjectPath, data_path
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -45,8 +49,8 @@ DIRECTIONS = ("AtoB", "BtoA")
 class PairSource:
     """Where one training pair comes from: an aligned A|B file, or two files."""
 
-    a: Path
-    b: Path | None = None  # None: ``a`` holds A|B side by side
+    a: Path | ObjectPath
+    b: Path | ObjectPath | None = None  # None: ``a`` holds A|B side by side
 
     @property
     def name(self) -> str:
@@ -56,11 +60,11 @@ class PairSource:
         return str(self.a) if self.b is None else f"{self.a} + {self.b}"
 
 
-def _images_in(folder: Path) -> list[Path]:
+def _images_in(folder: Path | ObjectPath) -> list:
     return sorted(p for p in folder.iterdir() if p.is_file() and imageio.is_image_file(p))
 
 
-def _paired_folders(a_dir: Path, b_dir: Path) -> list[PairSource]:
+def _paired_folders(a_dir: Path | ObjectPath, b_dir: Path | ObjectPath) -> list[PairSource]:
     a_files = {p.stem: p for p in _images_in(a_dir)}
     b_files = {p.stem: p for p in _images_in(b_dir)}
     common = sorted(a_files.keys() & b_files.keys())
@@ -71,13 +75,14 @@ def _paired_folders(a_dir: Path, b_dir: Path) -> list[PairSource]:
     return [PairSource(a_files[s], b_files[s]) for s in common]
 
 
-def find_pairs(root: str | os.PathLike, split: str = "train") -> list[PairSource]:
-    """List the pairs of ``split`` under ``root`` in any supported layout (see module doc)."""
-    root = Path(root)
+def find_pairs(root: str | os.PathLike | ObjectPath, split: str = "train") -> list[PairSource]:
+    """List the pairs of ``split`` under ``root`` (a folder, a URL, a listed prefix) in any supported layout (see
+    module doc)."""
+    root = data_path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     split_dir = root / split
-    candidates: list[tuple[Path, Path | None]] = []
+    candidates: list[tuple[Any, Any]] = []
     if split_dir.is_dir():
         candidates.append((split_dir / "A", split_dir / "B"))
         candidates.append((split_dir, None))
@@ -101,7 +106,7 @@ def find_pairs(root: str | os.PathLike, split: str = "train") -> list[PairSource
     )
 
 
-def has_split(root: str | os.PathLike, split: str) -> bool:
+def has_split(root: str | os.PathLike | ObjectPath, split: str) -> bool:
     try:
         find_pairs(root, split)
         return True
@@ -120,7 +125,7 @@ def check_readable(sources: Sequence[PairSource], strict: bool = False,
     for src in sources:
         try:
             for p in [q for q in (src.a, src.b) if q is not None]:
-                with Image.open(p) as im:
+                with p.open("rb") as f, Image.open(f) as im:
                     w, h = im.size
                     if w * h > max_pixels:
                         raise ImageError(p, f"{w}x{h} pixels is over the limit of {max_pixels:,}")
@@ -313,7 +318,7 @@ def split_holdout(sources: Sequence[_Item], fraction: float = 0.05, seed: int = 
 class ImageSource:
     """One image of an unpaired set: a whole file, or the A or B half of an aligned A|B file."""
 
-    path: Path
+    path: Path | ObjectPath
     half: str | None = None  # 'A' or 'B': that half of an aligned file; None: the whole file
 
     @property
@@ -332,9 +337,9 @@ def load_image(src: ImageSource, channels: int = 3) -> Image.Image:
     return a if src.half == "A" else b
 
 
-def has_unaligned_split(root: str | os.PathLike, split: str) -> bool:
+def has_unaligned_split(root: str | os.PathLike | ObjectPath, split: str) -> bool:
     """Whether ``root`` has the reference's unaligned layout for ``split``: ``{split}A/`` and ``{split}B/``."""
-    root = Path(root)
+    root = data_path(root)
     return all((root / f"{split}{s}").is_dir() and _images_in(root / f"{split}{s}") for s in "AB")
 
 
@@ -354,11 +359,11 @@ def unpair(pairs: Sequence[PairSource], seed: int = 0) -> tuple[list[ImageSource
     return a_side, b_side
 
 
-def find_unpaired(root: str | os.PathLike, split: str = "train",
+def find_unpaired(root: str | os.PathLike | ObjectPath, split: str = "train",
                   seed: int = 0) -> tuple[list[ImageSource], list[ImageSource]]:
     """The A and B images of ``split``: ``DIR/{split}A`` + ``DIR/{split}B`` (any file names, any
     counts), or else any paired layout of :func:`find_pairs`, made unpaired by :func:`unpair`."""
-    root = Path(root)
+    root = data_path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     if has_unaligned_split(root, split):

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 from .files import atomic_path
+from .object_storage import ObjectPath
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # GeoTIFF and other GDAL rasters (ERDAS Imagine, JPEG 2000, GDAL virtual rasters): read by windows
@@ -53,8 +54,8 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def is_image_file(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+def is_image_file(path: str | os.PathLike | ObjectPath) -> bool:
+    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
 
 
 def is_raster_file(path: str | os.PathLike) -> bool:
@@ -139,29 +140,30 @@ def decode(data: bytes, source: str = "<upload>", max_pixels: int = MAX_PIXELS) 
     return _open(io.BytesIO(data), source, max_pixels)
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, channels: int = 3,
+def read_image(path: str | os.PathLike | ObjectPath, max_pixels: int = MAX_PIXELS, channels: int = 3,
                min_side: int = 0) -> Image.Image:
     """Read an image file as 8-bit RGB (channels=3) or L (channels=1).
 
     ``min_side``: the caller needs the image only at this size (its shorter side): a large JPEG is then
-    decoded at a reduced scale, several times faster, its shorter side still at least ``min_side``."""
-    path = Path(path)
+    decoded at a reduced scale, several times faster, its shorter side still at least ``min_side``.
+    ``path``: a file, or an object of a listed prefix (:class:`translate.object_storage.ObjectPath`)."""
+    path = path if isinstance(path, ObjectPath) else Path(path)
     try:
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             img = _open(f, str(path), max_pixels, min_side)
     except OSError as e:
         raise ImageError(path, f"cannot open ({e.strerror or e})") from None
     return convert_channels(img, channels)
 
 
-def read_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+def read_size(path: str | os.PathLike | ObjectPath, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """(width, height) of an image file from its header, no pixel decoded; ImageError (naming the file) when it
     is empty, not an image, or over ``max_pixels``. Damaged pixel data is found only by :func:`read_image`."""
-    path = Path(path)
+    path = path if isinstance(path, ObjectPath) else Path(path)
     try:
-        if path.stat().st_size == 0:
+        if (path.size if isinstance(path, ObjectPath) else path.stat().st_size) == 0:
             raise ImageError(path, "empty file")
-        with Image.open(path) as img:
+        with path.open("rb") as f, Image.open(f) as img:
             w, h = img.size
     except ImageError:
         raise

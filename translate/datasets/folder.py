@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..errors import ConfigError
 from ..files import atomic_path, write_text_atomic
+from ..object_storage import data_path
 
 SPLITS = ("train", "val", "test")
 GENERATOR = "translate.datasets"
@@ -131,7 +132,7 @@ def _images(out: Path) -> list[Path]:
 def read_summary(out: str | os.PathLike) -> dict | None:
     """``out/dataset.json`` of a folder we wrote (what :func:`write_dataset` returned), else None."""
     try:
-        summary = json.loads((Path(out) / "dataset.json").read_text("utf-8"))
+        summary = json.loads((data_path(out) / "dataset.json").read_text("utf-8"))
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) and summary.get("generator") in OUR_GENERATORS else None

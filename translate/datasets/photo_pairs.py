@@ -29,7 +29,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -37,6 +36,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, ImageError, TranslateError
 from ..imageio import image_to_array, is_image_file, read_image, read_size
+from ..object_storage import data_path, is_url
 from ..options import opt
 from .drawing import F32, check_size, drop_small_components, ink_sketch, thin
 from .folder import Pair, split_counts, write_dataset
@@ -173,12 +173,13 @@ def pair_photo(kind: str, photo: np.ndarray, size: int = 256, seed: int = 0, nam
     return pairing.make(b, _square(photo, 2 * size), rng, o), b
 
 
-def find_photos(photos: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[Path]:
-    """The image files under ``photos`` (sub-folders too, hidden ones not), sorted; none under ``exclude``."""
-    root = Path(photos)
+def find_photos(photos: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list:
+    """The image files under ``photos`` (a folder, or an object-storage prefix: listed once) (sub-folders too,
+    hidden ones not), sorted; none under ``exclude``."""
+    root = data_path(photos)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder of photos")
-    skip = Path(exclude).resolve() if exclude is not None else None
+    skip = data_path(exclude).resolve() if exclude is not None and is_url(exclude) == is_url(photos) else None
     found = []
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
@@ -200,7 +201,7 @@ def pair_photos(kind: str, photos: str | os.PathLike, out: str | os.PathLike,
     pairing = _pairing(kind)
     o = options or PairOptions()
     o.validate()
-    root = Path(photos)
+    root = data_path(photos)
     files, unreadable = [], []
     for p in find_photos(photos, exclude=out):  # headers first, so the splits share out the readable photos
         try:

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 from .. import imageio
 from ..data import split_holdout
 from ..errors import ConfigError, DataError, ImageError
+from ..object_storage import ObjectPath, data_path
 from .metrics import reverse_kl_uniform
 
 log = logging.getLogger(__name__)
@@ -194,14 +195,15 @@ def digits_dataset(size: int = 16) -> TensorSet:
 
 @dataclass(frozen=True)
 class FolderInfo:
-    files: list[Path]
+    files: list[Path | ObjectPath]
     labels: list[int]  # -1 for unlabelled
     classes: list[str]  # empty when unlabelled
 
 
-def scan_image_folder(root: str | os.PathLike) -> FolderInfo:
-    """A flat folder of images (unlabelled) or one subfolder per class (labelled)."""
-    root = Path(root)
+def scan_image_folder(root: str | os.PathLike | ObjectPath) -> FolderInfo:
+    """A flat folder of images (unlabelled) or one subfolder per class (labelled); a local folder, or an
+    object-storage prefix listed once (:func:`translate.object_storage.data_path`)."""
+    root = data_path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found (built-in sets: {', '.join(BUILTIN)})")
     flat = sorted(p for p in root.iterdir() if p.is_file() and imageio.is_image_file(p))
@@ -289,12 +291,13 @@ class GanData:
 
 
 def open_gan_data(data: str, size: int = 16, channels: int = 0, seed: int = 0, val_fraction: float = 0.05,
-                  points: int = 100_000, strict: bool = False) -> GanData:
+                  points: int = 100_000, strict: bool = False, cache_bytes: int = 0) -> GanData:
     """Open a built-in set (``ring8``, ``grid25``, ``digits``) or an image folder.
 
     Mixtures: ``points`` fixed training points and :data:`EVAL_SAMPLES` validation points, both
     drawn from ``seed``. Images: a deterministic ``val_fraction`` of the files is held out.
-    ``channels`` 0 means 1 for digits and 3 for folders.
+    ``channels`` 0 means 1 for digits and 3 for folders. ``cache_bytes``: of a folder in object storage, how many
+    bytes this node may keep (:class:`translate.object_storage.ObjectTree`).
     """
 
     if data in MIXTURES:
@@ -311,9 +314,10 @@ def open_gan_data(data: str, size: int = 16, channels: int = 0, seed: int = 0, v
     channels = channels or 3
     if channels not in (1, 3):
         raise ConfigError("channels", f"must be 1 or 3, got {channels}")
-    info = scan_image_folder(data)
+    root = data_path(data, cache_bytes)
+    info = scan_image_folder(root)
     train_idx, val_idx = split_holdout(list(range(len(info.files))), val_fraction, seed)
-    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(data).resolve().name) or "folder"
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in root.resolve().name) or "folder"
     return GanData(name, "images", ImageFolderSet(info, size, channels, strict, train_idx),
                    ImageFolderSet(info, size, channels, strict, val_idx or train_idx[:1]), info.classes, channels, size)
 
