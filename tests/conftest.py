@@ -46,3 +46,18 @@ def local_ray():
     yield
     if own:
         ray.shutdown()
+
+
+S3_BUCKET = "i2i-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server in its own process, found by the clients through the standard AWS environment
+    (set for the session, so Ray started later passes it to its workers), and an empty bucket."""
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    from tests.s3_server import s3_environment
+
+    with s3_environment(tmp_path_factory.mktemp("store-cache"), S3_BUCKET) as server:
+        yield server

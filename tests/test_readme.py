@@ -340,7 +340,7 @@ def workspace(tmp_path, monkeypatch):
     store; and an S3-compatible server with the bucket `my-models` (AWS_ENDPOINT_URL, as for any such server)."""
     pytest.importorskip("moto.server")
     from serving.store import ModelStore
-    from tests.serving.s3_server import s3_environment
+    from tests.s3_server import s3_environment
     from translate.datasets import make_dataset, make_pair
 
     monkeypatch.chdir(tmp_path)

@@ -94,7 +94,8 @@ def fit(method_name: str, config, run_dir: Path, resume: bool, overrides: dict[s
     try:
         place = placement(config, ray.cluster_resources().get("CPU", 0.0), local=config.address is None)
         (run_dir / STOP_FILE).unlink(missing_ok=True)
-        args = dict(method=method_name, config=config.to_dict(), run_dir=str(run_dir), resume=resume,
+        # the processes open the run where it lives: a folder every node sees, or its object storage
+        args = dict(method=method_name, config=config.to_dict(), run_dir=config.out, resume=resume,
                     overrides=overrides, threads=place.threads)
         print(f"training on {place.processes} processes ({place.cpus:g} CPU" + (f", {place.gpus:g} GPU" if place.gpus
               else "") + f" each, {place.backend}); the run writes to {run_dir}", flush=True)
@@ -220,10 +221,12 @@ def _worker(args: dict) -> None:
     world = World(rank=ctx.get_world_rank(), size=ctx.get_world_size(), local_rank=ctx.get_local_rank())
     torch.set_num_threads(args["threads"])
     method = lookup(args["method"])
+    writes = world.rank == 0  # the one process that writes the run (downloads its files, checks a new one)
     if args["resume"]:
-        run = open_run(method, method.config_class(), resume=args["run_dir"], overrides=args["overrides"])
+        run = open_run(method, method.config_class(), resume=args["run_dir"], overrides=args["overrides"],
+                       run_files=writes)
     else:
-        run = open_run(method, method.config_class.from_dict(args["config"]))
+        run = open_run(method, method.config_class.from_dict(args["config"]), run_files=writes)
     ProcessLoop(method, run, world).fit()
 
 

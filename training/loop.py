@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from translate.object_storage import is_url
+
 from . import distributed
 from .config import TrainConfig, resolved
 from .method_base import Method
@@ -46,7 +48,8 @@ class Trainer(ProcessLoop):
 
     def _launch(self) -> Path:
         c = self.config
-        c.out = str(self.run_dir.resolve())
+        if not is_url(c.out):
+            c.out = str(self.run_dir.resolve())
         for name in ("data", "init_from"):  # the processes run in other working directories
             value = getattr(c, name)
             if value and Path(value).exists():

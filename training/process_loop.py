@@ -35,9 +35,11 @@ from translate.data import EpochSampler
 from translate.errors import ConfigError
 from translate.files import atomic_path, write_text_atomic
 from translate.imageio import save_image, tensor_to_array
+from translate.object_storage import is_url
 
 from .config import TrainConfig, resolved
 from .method_base import Method, dataset_size, to_device
+from .run_storage import RunStorage
 from .world import World, stop_requested
 
 log = logging.getLogger(__name__)
@@ -102,11 +104,13 @@ def _worker_init(_: int) -> None:
 @dataclass
 class OpenRun:
     """A run ready to train: its config (a resumed run's own, with the overrides a resume may make), its
-    directory, and the checkpoint it resumes from (None: it starts)."""
+    directory (for a run in object storage: its local working copy), the checkpoint it resumes from (None: it
+    starts), and the object storage it is uploaded to (None: it stays on disk)."""
 
     config: TrainConfig
     run_dir: Path
     checkpoint: dict[str, Any] | None = None
+    storage: RunStorage | None = None
 
     @property
     def step(self) -> int:
@@ -115,12 +119,19 @@ class OpenRun:
 
 
 def open_run(method_class: type[Method], config: TrainConfig, resume: str | os.PathLike | None = None,
-             overrides: dict[str, Any] | None = None) -> OpenRun:
+             overrides: dict[str, Any] | None = None, run_files: bool = True) -> OpenRun:
     """A new run of ``config`` (validated; its directory must not hold a run), or with ``resume`` the run in that
-    directory, from its latest checkpoint, with ``overrides`` of the fields a resume may change."""
-    checkpoint = None
-    if resume is not None:
+    directory, from its latest checkpoint, with ``overrides`` of the fields a resume may change.
+
+    A directory that is an object-storage URL is worked on in a local copy (training.run_storage); ``run_files``:
+    this process writes the run (rank 0), so it downloads the run's files too, not only the checkpoint."""
+    checkpoint, storage = None, None
+    if resume is not None and is_url(resume):
+        storage = RunStorage(str(resume))
+        run_dir = storage.download(run_files)
+    elif resume is not None:
         run_dir = Path(resume)
+    if resume is not None:
         ckpt_path = latest_checkpoint(run_dir)
         checkpoint = load_checkpoint(ckpt_path)
         if checkpoint["method"] != method_class.name:
@@ -130,13 +141,19 @@ def open_run(method_class: type[Method], config: TrainConfig, resume: str | os.P
             if k not in RESUMABLE_OVERRIDES:
                 raise ConfigError(k, "cannot be changed when resuming (it would change the run's math)")
             setattr(config, k, v)
+    elif is_url(config.out):
+        config.validate()
+        storage = RunStorage(config.out)
+        if run_files:
+            storage.check_new()
+        run_dir = storage.local
     else:
         config.validate()
         run_dir = new_run_dir(config)
         if (run_dir / "checkpoints" / "latest.pt").exists():
             raise ConfigError("out", f"{run_dir} already holds a run: use --resume {run_dir}")
-    config.out = str(run_dir)
-    return OpenRun(config, run_dir, checkpoint)
+    config.out = storage.url if storage is not None else str(run_dir)
+    return OpenRun(config, run_dir, checkpoint, storage)
 
 
 class ProcessLoop:
@@ -146,6 +163,7 @@ class ProcessLoop:
         """``world``: this process's place in a data-parallel run (given by training.distributed's workers)."""
         self.method_class, self.world = method_class, world
         self.config, self.run_dir, self.checkpoint, self.step = run.config, run.run_dir, run.checkpoint, run.step
+        self.storage = run.storage
         config = self.config
         self.device = resolve_device(config.device)
         if self.device.type == "cuda":
@@ -285,6 +303,8 @@ class ProcessLoop:
         numbered = sorted(ckpt_dir.glob("step_*.pt"))
         for old in numbered[: max(0, len(numbered) - self.config.keep_checkpoints)]:
             old.unlink()
+        if self.storage is not None:  # the run's files, then the checkpoint, then its marker
+            self.storage.upload_checkpoint(path, self.config.keep_checkpoints)
         return path
 
     # ---------------------------------------------------------------- logging
@@ -412,7 +432,7 @@ class ProcessLoop:
                     self.save_checkpoint(schedulers)
                 if halt:
                     pbar.write(f"stopped at step {self.step}/{total}; resume with: translate train "
-                               f"{self.method.name} --resume {self.run_dir}")
+                               f"{self.method.name} --resume {self.storage.url if self.storage else self.run_dir}")
                     break
         finally:
             pbar.close()
@@ -427,6 +447,8 @@ class ProcessLoop:
             log.warning("%d unreadable files were skipped during training", len(skipped))
         if self.step == total and c.export and main:
             self.method.export(self.run_dir, verbose=c.progress)
+        if main and self.storage is not None:  # the exported models, and anything written since the checkpoint
+            self.storage.upload_files()
         if self.world is not None:
             self.world.barrier()  # the run is whole (exported) before any process reports done
         return self.run_dir

@@ -8,6 +8,8 @@ import socket
 
 import pytest
 
+from tests.conftest import S3_BUCKET  # noqa: F401  (the modules here import it from this conftest)
+
 RETRAIN_TOKEN = "test-token-7f3a"
 # tight limits so the refusals are cheap to provoke (max_queued_requests counts requests the router has
 # not yet handed to a replica, so a burst needs room there even when the replica has capacity); uploads up to
@@ -93,21 +95,6 @@ class Service:
         if path not in self._predictors:
             self._predictors[path] = Predictor(path, device="cpu")
         return self._predictors[path]
-
-
-S3_BUCKET = "i2i-test"
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """moto's S3 server in its own process, found by the clients through the standard AWS environment
-    (set for the session, so Ray started later passes it to its workers), and an empty bucket."""
-    pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
-    from .s3_server import s3_environment
-
-    with s3_environment(tmp_path_factory.mktemp("store-cache"), S3_BUCKET) as server:
-        yield server
 
 
 @pytest.fixture(scope="session", params=["local", "s3"])

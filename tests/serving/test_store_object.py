@@ -24,7 +24,7 @@ def s3_url(s3_server):
 
 def test_an_outage_mid_upload_leaves_no_version_and_a_retry_completes(s3_server, s3_url, onnx_a, tmp_path,
                                                                      monkeypatch):
-    from .s3_server import TcpProxy
+    from tests.s3_server import TcpProxy
 
     direct = ModelStore(s3_url)
     assert direct.names() == []  # its client exists now, with the server's own address
