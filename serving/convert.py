@@ -17,6 +17,12 @@ stopped. Failed files are reported on stderr as they happen and listed (path and
 ``OUT_DIR/convert_summary.json``. The progress bar counts files, and a second one the tiles
 of the rasters being translated (actors report them to the run's registry actor).
 
+Either folder may be an object-storage prefix (``s3://BUCKET/PREFIX``, any fsspec URL): the input prefix is listed
+once and each actor fetches the files it translates; the output prefix is listed once at the start, so what is done
+is known from the output side and a second run continues the first; each output is translated into a local
+temporary file and uploaded as one object (a PUT is all or nothing: no half outputs). An output prefix has no lock or
+fence: an object is whole whoever writes it, and two runs would write the same ones.
+
 :class:`ConvertOptions` holds the command's settings (its flags) and their defaults.
 """
 from __future__ import annotations
@@ -26,6 +32,7 @@ import glob
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +44,7 @@ from training import local_ray
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, is_image_file, is_raster_file, output_name
+from translate.object_storage import ObjectPath, ObjectTree, get_file, is_url, put_bytes, put_file
 from translate.options import opt
 from translate.raster import RasterOptions
 from translate.tiling import TileConfig
@@ -68,12 +76,21 @@ class ConvertSummary:
         return json.dumps(asdict(self), indent=2)
 
 
-def output_path(out_dir: Path, rel: Path, fmt: str) -> Path:
+def output_path(out_dir: Path | ObjectPath, rel: Path, fmt: str) -> Path | ObjectPath:
     return out_dir / output_name(rel, fmt)
 
 
-def plan(in_dir: Path, out_dir: Path, fmt: str) -> tuple[list[Path], list[Path], list[dict[str, str]], int]:
+def folder(value: str | os.PathLike, field: str) -> Path | ObjectPath:
+    """A folder of convert's: a local one (absolute), or an object-storage prefix listed now (never a listing cached
+    from before: the output side is what tells a resumed run what is done)."""
+    return ObjectTree(str(value), field=field).root() if is_url(value) else Path(value).resolve()
+
+
+def plan(in_dir: Any, out_dir: Any, fmt: str) -> tuple[list, list, list[dict[str, str]], int]:
     """(files to convert, files already converted, failures known up front, image files found).
+
+    ``in_dir``, ``out_dir``: what :func:`folder` gives (a :class:`Path` or an :class:`ObjectPath`, the same
+    interface here).
 
     Files are absolute; temporary files a killed run left next to an output still to
     write are removed; two inputs that would write the same output (``a.png``, ``a.jpg``)
@@ -81,7 +98,7 @@ def plan(in_dir: Path, out_dir: Path, fmt: str) -> tuple[list[Path], list[Path],
     """
     files = sorted(f for f in in_dir.rglob("*") if f.is_file() and (is_image_file(f) or is_raster_file(f))
                    and not _inside(f, out_dir))
-    by_output: dict[Path, list[Path]] = {}
+    by_output: dict[Any, list] = {}
     for f in files:
         by_output.setdefault(output_path(out_dir, f.relative_to(in_dir), fmt), []).append(f)
     todo, done, failed = [], [], []
@@ -97,8 +114,20 @@ def plan(in_dir: Path, out_dir: Path, fmt: str) -> tuple[list[Path], list[Path],
     return todo, done, failed, len(files)
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def _inside(path: Path | ObjectPath, folder: Path | ObjectPath) -> bool:
     return folder == path or folder in path.parents
+
+
+class _Unlocked:
+    """The lock of an output prefix in object storage: none (see the module doc)."""
+
+    run = ""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
 
 
 class Translator:
@@ -117,7 +146,7 @@ class Translator:
 
             model = ray.get(model)
         self.predictor = Predictor(model, device=device, threads=threads, tiling=tiling)
-        self.in_dir, self.out_dir, self.fmt, self.run = Path(in_dir), Path(out_dir), fmt, run
+        self.in_dir, self.out_dir, self.fmt, self.run = in_dir.rstrip("/"), out_dir.rstrip("/"), fmt, run
         self.raster, self.model_name = raster or RasterOptions(), model_name or None
         self.registry = None
         if registry:  # tell the driver who we are, so an interrupted run can stop us
@@ -129,10 +158,34 @@ class Translator:
             self.registry = ray.get_actor(registry)
             ray.get(self.registry.add.remote(me, socket.gethostname(), os.getpid()))
         if run:
-            folder_lock.check(self.out_dir, run)  # the run ended while this actor started: no work
+            folder_lock.check(Path(self.out_dir), run)  # the run ended while this actor started: no work
 
     def _guard(self):
-        return folder_lock.fenced(self.out_dir, self.run) if self.run else contextlib.nullcontext()
+        return folder_lock.fenced(Path(self.out_dir), self.run) if self.run else contextlib.nullcontext()
+
+    def _translate(self, path: str, rel: str, progress) -> None:
+        """Translate ``path`` (``rel`` under the input folder) into its output, fetching and uploading the files that
+        live in object storage through a local temporary folder."""
+        from translate.raster import translate_path  # lazy: GDAL, in the actor process
+
+        dst = f"{self.out_dir}/{output_name(rel, self.fmt).as_posix()}"
+        if not is_url(path) and not is_url(dst):
+            translate_path(self.predictor, path, dst, self.raster, model=self.model_name, write_guard=self._guard,
+                           progress=progress)
+            return
+        with tempfile.TemporaryDirectory(prefix="i2i-convert-") as tmp:
+            src = Path(tmp, "in", Path(rel).name) if is_url(path) else Path(path)
+            if is_url(path):
+                get_file(path, src)
+            out = Path(tmp, "out", Path(dst).name) if is_url(dst) else Path(dst)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                translate_path(self.predictor, src, out, self.raster, model=self.model_name,
+                               write_guard=self._guard if not is_url(dst) else None, progress=progress)
+            except TranslateError as e:  # name the file the user knows, not its local copy
+                raise TranslateError(str(e).replace(str(src), path)) from None
+            if is_url(dst):
+                put_file(out, dst)
 
     def _tiles(self, path: str) -> Callable[[int, int], None] | None:
         """A progress callback that reports a file's tiles to the driver (at most twice a second; the
@@ -155,17 +208,14 @@ class Translator:
         return report
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from translate.raster import translate_path  # lazy: GDAL, in the actor process
-
         paths, errors = [], []
         for path in batch["path"]:
             path = str(path)
-            dst = output_path(self.out_dir, Path(path).relative_to(self.in_dir), self.fmt)
+            rel = path[len(self.in_dir) + 1:] if is_url(path) else Path(path).relative_to(self.in_dir).as_posix()
             try:
                 if self.run:
-                    folder_lock.check(self.out_dir, self.run)  # ended: do not spend the CPU
-                translate_path(self.predictor, path, dst, self.raster, model=self.model_name,
-                               write_guard=self._guard, progress=self._tiles(path))
+                    folder_lock.check(Path(self.out_dir), self.run)  # ended: do not spend the CPU
+                self._translate(path, rel, self._tiles(path))
                 errors.append("")
             except folder_lock.RunCancelled as e:
                 errors.append(f"{CANCELLED}: {e}")
@@ -245,10 +295,11 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
         raise ConfigError("--format", f"expected one of {FORMATS}, got {fmt!r}")
     if workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
-    in_root, out_root = Path(in_dir).resolve(), Path(out_dir).resolve()
+    in_root, out_root = folder(in_dir, "in_dir"), folder(out_dir, "out_dir")
     if not in_root.is_dir():
         raise DataError(f"{in_dir}: no such folder")
-    lock = folder_lock.FolderLock(out_root)
+    lock: folder_lock.FolderLock | _Unlocked = folder_lock.FolderLock(out_root) if isinstance(out_root, Path) \
+        else _Unlocked()
     lock.acquire()  # ConfigError naming the owner when another run is writing here
     summary = None
     started = time.perf_counter()
@@ -271,7 +322,10 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     finally:
         if summary is not None:  # also what an interrupted run did before it stopped
             summary.seconds = round(time.perf_counter() - started, 3)
-            write_text_atomic(out_root / SUMMARY_NAME, summary.to_json())
+            if isinstance(out_root, Path):
+                write_text_atomic(out_root / SUMMARY_NAME, summary.to_json())
+            else:
+                put_bytes(f"{out_root}/{SUMMARY_NAME}", summary.to_json().encode())
         lock.release()
     return summary
 
@@ -357,8 +411,10 @@ def stop_workers(registry, timeout: float = 30.0) -> list[int]:
     return pending
 
 
-def _remove_temps(dst: Path) -> None:
-    """Remove the temporary files a killed writer of ``dst`` left (see files.atomic_path)."""
+def _remove_temps(dst: Path | ObjectPath) -> None:
+    """Remove the temporary files a killed writer of ``dst`` left (see files.atomic_path); an object has none."""
+    if isinstance(dst, ObjectPath):
+        return
     for stale in dst.parent.glob(f".{glob.escape(dst.stem)}.*.tmp{dst.suffix}") if dst.parent.is_dir() else []:
         stale.unlink(missing_ok=True)
 

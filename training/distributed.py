@@ -36,9 +36,11 @@ from typing import Any
 import torch
 
 from translate.errors import ConfigError, TranslateError
+from translate.object_storage import is_url
 
 from . import method as lookup
 from .process_loop import ProcessLoop, open_run
+from .run_storage import RunStorage
 from .world import STOP_FILE, World
 
 
@@ -91,17 +93,18 @@ def fit(method_name: str, config, run_dir: Path, resume: bool, overrides: dict[s
     own = not ray.is_initialized()
     if own:
         init_ray(address=config.address)  # None: a local Ray for this run
+    stop = _StopRequest(run_dir, RunStorage(config.out) if is_url(config.out) else None)
     try:
         place = placement(config, ray.cluster_resources().get("CPU", 0.0), local=config.address is None)
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        stop.clear()
         # the processes open the run where it lives: a folder every node sees, or its object storage
         args = dict(method=method_name, config=config.to_dict(), run_dir=config.out, resume=resume,
                     overrides=overrides, threads=place.threads)
         print(f"training on {place.processes} processes ({place.cpus:g} CPU" + (f", {place.gpus:g} GPU" if place.gpus
               else "") + f" each, {place.backend}); the run writes to {run_dir}", flush=True)
-        _run_and_watch(_trainer(args, place, run_dir), run_dir, total, start, bar=config.progress)
+        _run_and_watch(_trainer(args, place, run_dir), run_dir, total, start, stop, bar=config.progress)
     finally:
-        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        stop.clear()
         shutil.rmtree(run_dir / ".ray_train", ignore_errors=True)  # Ray Train's own records of the run
         if own:
             ray.shutdown()
@@ -122,7 +125,27 @@ def _trainer(args: dict, place: Placement, run_dir: Path):
         run_config=RunConfig(storage_path=str(run_dir / ".ray_train"), name="train"))
 
 
-def _run_and_watch(trainer, run_dir: Path, total: int | None, start: int, bar: bool = True) -> None:
+class _StopRequest:
+    """The driver's request that every process stop after the current step: a file in the run directory, or an
+    object in the run's object storage (rank 0 may run on a node that does not see this one's disk)."""
+
+    def __init__(self, run_dir: Path, storage: RunStorage | None):
+        self.run_dir, self.storage = run_dir, storage
+
+    def make(self) -> None:
+        if self.storage is not None:
+            self.storage.request_stop()
+        else:
+            (self.run_dir / STOP_FILE).write_text("stop after this step\n")
+
+    def clear(self) -> None:
+        if self.storage is not None:
+            self.storage.clear_stop()
+        (self.run_dir / STOP_FILE).unlink(missing_ok=True)
+
+
+def _run_and_watch(trainer, run_dir: Path, total: int | None, start: int, stop: _StopRequest,
+                   bar: bool = True) -> None:
     """``trainer.fit()`` in a thread while this one follows the run (a progress bar unless ``bar`` is False, as
     ``--no-progress`` asks; validation lines either way) and turns Ctrl-C into a clean stop."""
     outcome: dict[str, BaseException | None] = {"error": None}
@@ -146,7 +169,7 @@ def _run_and_watch(trainer, run_dir: Path, total: int | None, start: int, bar: b
                 if stopping:
                     raise
                 stopping = True
-                (run_dir / STOP_FILE).write_text("stop after this step\n")
+                stop.make()
                 progress.write("interrupted: every process finishes this step, then a checkpoint is written "
                                "(Ctrl-C again to kill them)")
     finally:

@@ -424,7 +424,7 @@ class ProcessLoop:
                     self.write_samples(fixed)
                 halt = (stop["now"] or (c.time_limit > 0 and time.monotonic() - started > c.time_limit * 60)
                         or (stop_after is not None and self.step - first_step >= stop_after)
-                        or (main and self.world is not None and stop_requested(self.run_dir)))
+                        or (main and self.world is not None and self._stop_requested()))
                 if self.world is not None:  # every process stops at the same step
                     halt = self.world.any(halt)
                 halt = halt and not last
@@ -452,6 +452,10 @@ class ProcessLoop:
         if self.world is not None:
             self.world.barrier()  # the run is whole (exported) before any process reports done
         return self.run_dir
+
+    def _stop_requested(self) -> bool:
+        """The driver's request to stop: in the run's object storage, or a file in its directory."""
+        return self.storage.stop_requested() if self.storage is not None else stop_requested(self.run_dir)
 
     def _restore_rng(self, ckpt: dict[str, Any]) -> None:
         rank = self.world.rank if self.world is not None else 0

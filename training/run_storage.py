@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from translate import object_storage
@@ -29,6 +30,8 @@ from translate.errors import ConfigError, StorageError
 from translate.files import atomic_path
 
 CHECKPOINTS = "checkpoints"
+STOP_KEY = ".stop"  # the driver's request to stop after the current step (no node but its own sees its disk)
+STOP_CHECK_S = 2.0  # rank 0 looks for it at most this often: a request, not a file's stat
 _STEP_RE = re.compile(r"step_(\d{8})\.(pt|done)")
 
 
@@ -49,6 +52,7 @@ class RunStorage:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.url)[:80]
         self.local = object_storage.cache_root() / "runs" / f"{slug}-{hashlib.sha1(self.url.encode()).hexdigest()[:8]}"
         self._uploaded: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns) as last uploaded
+        self._stop_checked = 0.0
 
     def __repr__(self) -> str:
         return f"RunStorage({self.url!r})"
@@ -85,7 +89,7 @@ class RunStorage:
         if run_files:
             shutil.rmtree(self.local, ignore_errors=True)  # what a killed run left here is not the run
             for rel in files:
-                if not rel.startswith(CHECKPOINTS + "/"):
+                if not rel.startswith((CHECKPOINTS + "/", ".")):
                     object_storage.get_file(f"{self.url}/{rel}", self.local / rel)
         ckpt_dir = self.local / CHECKPOINTS
         local = ckpt_dir / f"step_{step:08d}.pt"
@@ -106,6 +110,25 @@ class RunStorage:
             if path.is_file():
                 st = path.stat()
                 self._uploaded[path.relative_to(self.local).as_posix()] = (st.st_size, st.st_mtime_ns)
+
+    # ------------------------------------------------------------------ stopping
+    def request_stop(self) -> None:
+        object_storage.put_bytes(f"{self.url}/{STOP_KEY}", b"stop after this step\n")
+
+    def clear_stop(self) -> None:
+        object_storage.remove(f"{self.url}/{STOP_KEY}")
+
+    def stop_requested(self) -> bool:
+        """Whether the driver asked the run to stop (looked up at most every ``STOP_CHECK_S`` seconds)."""
+        now = time.monotonic()
+        if now - self._stop_checked < STOP_CHECK_S:
+            return False
+        self._stop_checked = now
+        try:
+            object_storage.read_bytes(f"{self.url}/{STOP_KEY}")
+            return True
+        except FileNotFoundError:
+            return False
 
     # ------------------------------------------------------------------ uploading
     def upload_files(self) -> None:

@@ -23,7 +23,8 @@ class ConfigError(TranslateError, ValueError):
 class ImageError(TranslateError, ValueError):
     """An image could not be read, or is refused (too large, wrong format, corrupt)."""
 
-    def __init__(self, source: str | os.PathLike, reason: str):
+    def __init__(self, source: str | os.PathLike | object, reason: str):
+        """``source``: what the image came from (a file, an object-storage URL, an upload's name)."""
         self.source = str(source)
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")

@@ -58,9 +58,9 @@ def is_image_file(path: str | os.PathLike | ObjectPath) -> bool:
     return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def is_raster_file(path: str | os.PathLike) -> bool:
+def is_raster_file(path: str | os.PathLike | ObjectPath) -> bool:
     """A GeoTIFF or another GDAL raster: read and written by windows through :mod:`translate.raster`."""
-    return Path(path).suffix.lower() in RASTER_EXTENSIONS
+    return os.path.splitext(str(path))[1].lower() in RASTER_EXTENSIONS
 
 
 def output_name(rel: str | os.PathLike, fmt: str) -> Path:

@@ -292,13 +292,13 @@ class ObjectPath:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ObjectPath) and str(self) == str(other)
 
-    def __lt__(self, other: ObjectPath) -> bool:
-        return str(self) < str(other)
+    def __lt__(self, other: ObjectPath) -> bool:  # as pathlib orders paths: part by part
+        return (self.tree.url, self.rel.split("/")) < (other.tree.url, other.rel.split("/"))
 
     def __hash__(self) -> int:
         return hash(str(self))
 
-    def __truediv__(self, name: str) -> ObjectPath:
+    def __truediv__(self, name: str | os.PathLike) -> ObjectPath:
         return ObjectPath(self.tree, f"{self.rel}/{name}" if self.rel else str(name))
 
     @property

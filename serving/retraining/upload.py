@@ -205,6 +205,7 @@ def import_pairs(entries: list[Entry], dest: Path, source: str, limits: UploadLi
             _, held = tdata.split_holdout(tdata.find_pairs(tmp, "train"), HOLDOUT_FRACTION, seed=0)
             (tmp / "val").mkdir()
             for src in held:
+                assert isinstance(src.a, Path)  # a folder's pairs
                 src.a.rename(tmp / "val" / src.a.name)
             counts["train"] -= len(held)
             counts["val"] = len(held)

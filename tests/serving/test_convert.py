@@ -216,6 +216,39 @@ def test_a_stored_version_is_converted_from_an_s3_store(local_ray, s3_server, mo
         convert("maps@v0009", folder, tmp_path / "out2", store=url)
 
 
+def test_s3_to_s3_resumes_from_what_the_output_prefix_holds(local_ray, s3_server, model, folder, tmp_path):
+    """Input and output prefixes in object storage: an interrupted run leaves whole objects only, the next one
+    skips the outputs it finds there, the bad file is named by its URL, and the pixels are predict's."""
+    from serving.convert import SUMMARY_NAME, convert
+    from translate import object_storage
+
+    from .conftest import S3_BUCKET
+
+    src, out = s3_server.new_url(S3_BUCKET, "convert-in"), s3_server.new_url(S3_BUCKET, "convert-out")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            object_storage.put_file(path, f"{src}/{path.relative_to(folder).as_posix()}")
+
+    def stop_after_first(path, error):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(model, src, out, workers=1, progress=False, on_result=stop_after_first, batch_size=1)
+    before = {k for k in object_storage.list_files(out) if k != SUMMARY_NAME}
+    assert before and before < set(GOOD)
+    summary = convert(model, src, out, workers=1, progress=False)
+    assert summary.skipped == len(before) and summary.written == len(GOOD) - len(before) and summary.total == 9
+    assert summary.failed == [{"path": f"{src}/sub/bad.png", "reason": summary.failed[0]["reason"]}]
+    assert f"{src}/sub/bad.png" in summary.failed[0]["reason"]
+    stored = json.loads(object_storage.read_bytes(f"{out}/{SUMMARY_NAME}"))
+    assert stored["written"] == summary.written and stored["out_dir"] == out
+    reference = tmp_path / "predicted"
+    _predict(model, folder, reference)
+    assert sorted(k for k in object_storage.list_files(out) if k != SUMMARY_NAME) == GOOD
+    for name in GOOD:
+        assert object_storage.read_bytes(f"{out}/{name}") == (reference / name).read_bytes(), name
+
+
 def test_bad_arguments_are_typed_errors(model, folder, tmp_path):
     from serving.convert import convert
     from translate.errors import ConfigError, DataError, ModelError

@@ -76,17 +76,17 @@ def test_a_run_on_s3_stopped_killed_mid_upload_and_resumed_elsewhere_is_the_run_
 
 
 def test_two_processes_on_s3_data_writing_to_s3_stop_and_resume(local_ray, s3_server, s3_pairs, tiny_pairs, tmp_path):
-    from training.world import STOP_FILE
+    from training.run_storage import RunStorage
 
     out = s3_server.new_url(S3_BUCKET, "ddp")
     trainer = Trainer(Pix2Pix, parallel_config(Pix2Pix, s3_pairs, out))
     assert trainer.launcher
 
-    def stop_at_the_first_checkpoint():  # as Ctrl-C in the driver asks every process to stop
+    def stop_at_the_first_checkpoint():
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and "checkpoints/step_00000002.done" not in _keys(out):
             time.sleep(0.2)
-        (trainer.run_dir / STOP_FILE).write_text("stop after this step\n")
+        RunStorage(out).request_stop()  # what Ctrl-C in the driver does for a run in object storage
 
     watcher = threading.Thread(target=stop_at_the_first_checkpoint, daemon=True)
     watcher.start()

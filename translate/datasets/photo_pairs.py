@@ -29,7 +29,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -176,7 +176,7 @@ def pair_photo(kind: str, photo: np.ndarray, size: int = 256, seed: int = 0, nam
 def find_photos(photos: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list:
     """The image files under ``photos`` (a folder, or an object-storage prefix: listed once) (sub-folders too,
     hidden ones not), sorted; none under ``exclude``."""
-    root = data_path(photos)
+    root: Any = data_path(photos)  # a Path or an ObjectPath: the same interface here
     if not root.is_dir():
         raise DataError(f"{root}: no such folder of photos")
     skip = data_path(exclude).resolve() if exclude is not None and is_url(exclude) == is_url(photos) else None
