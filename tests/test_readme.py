@@ -137,6 +137,16 @@ TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
     "translate train pix2pix --data maps/ --out runs/maps2 --batch-size 2 --processes 2": Run(
         add=("--steps", "2", *TINY_PIX2PIX)),
     "translate train pix2pix --resume runs/maps2 --processes 1": Run(add=("--steps", "3", "--no-progress")),
+    "export RAY_ADDRESS=HEAD:6379": Shell("points the commands after it at a Ray cluster; here they run on this "
+                                          "machine, against the test's S3 server"),
+    "translate data pair edges s3://my-data/photos/ s3://my-data/pairs/ --size 256": Run({"--size": "32"}),
+    "translate train pix2pix --data s3://my-data/pairs --out s3://my-data/runs/edges --processes 8 --steps 20000": Run(
+        {"--processes": "1", "--steps": "2"}, TINY_PIX2PIX),
+    "translate train pix2pix --resume s3://my-data/runs/edges": Run(add=("--steps", "3", "--no-progress")),
+    "translate evaluate s3://my-data/runs/edges/model.onnx --data s3://my-data/pairs --split test": Run(
+        add=("--quiet",)),
+    "translate convert s3://my-data/runs/edges/model.onnx s3://my-data/photos/ s3://my-data/edges/ --workers 8": Run(
+        {"--workers": "1"}),
     "ray start --head --port 6379 ...; translate train cyclegan --data h2z/ --processes 8 --address HEAD:6379": NotRun(
         "needs a Ray cluster (its head's address) with 8 CPUs"),
     "translate train pix2pix --data maps/ --out runs/maps-fp32 --steps 20000 --no-amp": Run(
@@ -376,7 +386,11 @@ def workspace(tmp_path, monkeypatch):
     make_dataset("maps", "new_pairs", count=10, size=32, seed=5, progress=False)
     ModelStore("demo/models").register("sketches", tiny_onnx())  # what `make demo` left: sketches v0001
     before = torch.get_num_threads()
-    with s3_environment(tmp_path / "node-cache", "my-models"):
+    with s3_environment(tmp_path / "node-cache", "my-models", "my-data"):
+        from translate import object_storage
+
+        for photo in sorted(Path("photos").iterdir()):  # the photos of the cluster section, in their bucket
+            object_storage.put_file(photo, f"s3://my-data/photos/{photo.name}")
         yield tmp_path
     torch.set_num_threads(before)  # the mixtures' preset trains on one thread
 

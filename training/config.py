@@ -182,8 +182,12 @@ class TrainConfig:
             raise ConfigError("processes", f"must be >= 1, got {self.processes}")
 
     def data_root(self):
-        """``data`` as the data code reads it: a folder, or a listed object-storage prefix with this run's cache."""
-        return data_path(self.data, int(self.data_cache_gb * 2**30))
+        """``data`` as the data code reads it: a folder, or an object-storage prefix with this run's cache (listed
+        once for the config: every data set of the run shares the listing)."""
+        key = (self.data, self.data_cache_gb)
+        if getattr(self, "_data_root", (None,))[0] != key:
+            self._data_root = (key, data_path(self.data, int(self.data_cache_gb * 2**30)))
+        return self._data_root[1]
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "config_format": CONFIG_FORMAT, **dataclasses.asdict(self)}

@@ -11,14 +11,22 @@ import os
 from pathlib import Path
 
 from .checkpoint import resolve_model_path
+from .errors import ModelError
 from .kinds import kind
+from .object_storage import is_url, read_bytes
 from .predictor import Predictor, RuntimeOptions
 from .tiling import TileConfig
 
 
 def model_source(path: str | os.PathLike, direction: str | None = None) -> Path | bytes:
-    """The ONNX model behind an ONNX file, a run directory or a checkpoint (ours or the reference's):
-    a path to an .onnx file, or the bytes of the in-memory export of a PyTorch generator."""
+    """The ONNX model behind an ONNX file (also one in object storage: ``s3://.../model.onnx``), a run directory or a
+    checkpoint (ours or the reference's): a path to an .onnx file, or the bytes of an ONNX model (downloaded, or the
+    in-memory export of a PyTorch generator)."""
+    if is_url(path) and str(path).endswith(".onnx"):
+        try:
+            return read_bytes(str(path))
+        except FileNotFoundError:
+            raise ModelError(f"{path}: no such object") from None
     path = Path(path)
     if path.is_dir() and direction and (path / f"{direction}.onnx").exists():
         return path / f"{direction}.onnx"

@@ -375,22 +375,14 @@ class ObjectPath:
         return io.BytesIO(self.read_bytes())
 
 
-_trees: dict[tuple[str, int], ObjectTree] = {}
-
-
 def data_path(value: str | os.PathLike | ObjectPath, cache_bytes: int = 0, field: str = "data") -> Path | ObjectPath:
-    """A data set's root as the data code reads it: a local :class:`Path`, or the :class:`ObjectPath` of a URL (its
-    tree listed once per process and cache size)."""
+    """A data set's root as the data code reads it: a local :class:`Path`, or the :class:`ObjectPath` of a URL (a
+    new tree, listed on first use: keep the path to list once)."""
     if isinstance(value, ObjectPath):
         return value
     if not is_url(value):
         return Path(value)
-    scheme, path = split_url(str(value), field)
-    key = (f"{scheme}://{path}", int(cache_bytes))
-    tree = _trees.get(key)
-    if tree is None:
-        tree = _trees[key] = ObjectTree(key[0], cache_bytes, field)
-    return tree.root()
+    return ObjectTree(str(value), cache_bytes, field).root()
 
 
 __all__ = ["is_url", "cache_root", "split_url", "filesystem", "is_storage_error", "describe", "storage_errors",

@@ -7,6 +7,11 @@ built-in set's pair function (:mod:`translate.datasets`) or a pairing of photos
 how the set was made, including the generator that wrote it: a folder written by us
 (now or before :mod:`translate.datasets` existed) may be written again, and its images
 that the new run does not write are removed; a folder holding other images is refused.
+
+``OUT`` may be an object-storage prefix (``s3://BUCKET/PREFIX``): the set is written to a local temporary folder,
+then uploaded, ``dataset.json`` last (so a set is taken as ours only once it is whole), and the same rules hold
+there: a prefix holding objects and no ``dataset.json`` of ours is refused, our images the new set does not have
+are removed.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +29,7 @@ from PIL import Image
 
 from ..errors import ConfigError
 from ..files import atomic_path, write_text_atomic
-from ..object_storage import data_path
+from ..object_storage import data_path, is_url, list_files, put_file, remove
 
 SPLITS = ("train", "val", "test")
 GENERATOR = "translate.datasets"
@@ -62,6 +68,10 @@ def write_dataset(out: str | os.PathLike, pair_at: Callable[[int], Pair], counts
     the ``skipped`` the caller found before;
     ``counts`` and ``count`` are those written; ``sources`` maps each written file to ``source_of(i)``.
     """
+    if is_url(out):
+        return _write_to_object_storage(str(out).rstrip("/"), lambda local: write_dataset(
+            local, pair_at, counts, kind=kind, size=size, seed=seed, splits=splits, sides=sides, progress=progress,
+            skip_errors=skip_errors, extra=extra, source_of=source_of, skipped=skipped))
     out = Path(out)
     names = _prepare_folder(out, counts)
     label = (f"synthetic {kind}" if progress is True else progress) or None
@@ -87,6 +97,26 @@ def write_dataset(out: str | os.PathLike, pair_at: Callable[[int], Pair], counts
     if source_of is not None:
         summary["sources"] = {f"{split}/{idx:05d}.png": source_of(idx) for split, idx in written}
     write_text_atomic(out / "dataset.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _write_to_object_storage(url: str, write: Callable[[Path], dict]) -> dict:
+    """``write`` a set into a local temporary folder, then upload it to ``url`` (``dataset.json`` last)."""
+    existing = [k for k in list_files(url) if k != "dataset.json"]
+    if existing and read_summary(url) is None:
+        raise ConfigError("out", f"{url} already holds objects ({url}/{existing[0]}) and is not a data set written "
+                                 "here; choose a new or empty prefix")
+    with tempfile.TemporaryDirectory(prefix="i2i-dataset-") as tmp:
+        summary = write(Path(tmp))
+        summary["out"] = url
+        write_text_atomic(Path(tmp, "dataset.json"), json.dumps(summary, indent=2) + "\n")
+        written = {p.relative_to(tmp).as_posix() for p in _images(Path(tmp))}
+        for rel in sorted(written):
+            put_file(Path(tmp, rel), f"{url}/{rel}")
+        for rel in existing:  # ours, left over from an earlier run with another count or split
+            if rel not in written and re.fullmatch(r"(train|val|test)/\d{5}\.png", rel):
+                remove(f"{url}/{rel}")
+        put_file(Path(tmp, "dataset.json"), f"{url}/dataset.json")
     return summary
 
 
