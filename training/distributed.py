@@ -244,12 +244,11 @@ def _worker(args: dict) -> None:
     world = World(rank=ctx.get_world_rank(), size=ctx.get_world_size(), local_rank=ctx.get_local_rank())
     torch.set_num_threads(args["threads"])
     method = lookup(args["method"])
-    writes = world.rank == 0  # the one process that writes the run (downloads its files, checks a new one)
-    if args["resume"]:
+    if args["resume"]:  # the writer (rank 0) needs the run's files where it runs; the others, the checkpoint
         run = open_run(method, method.config_class(), resume=args["run_dir"], overrides=args["overrides"],
-                       run_files=writes)
-    else:
-        run = open_run(method, method.config_class.from_dict(args["config"]), run_files=writes)
+                       run_files=world.rank == 0)
+    else:  # the driver opened it (checked that the URL holds no run)
+        run = open_run(method, method.config_class.from_dict(args["config"]), run_files=False)
     ProcessLoop(method, run, world).fit()
 
 

@@ -124,7 +124,8 @@ def open_run(method_class: type[Method], config: TrainConfig, resume: str | os.P
     directory, from its latest checkpoint, with ``overrides`` of the fields a resume may change.
 
     A directory that is an object-storage URL is worked on in a local copy (training.run_storage); ``run_files``:
-    this process writes the run (rank 0), so it downloads the run's files too, not only the checkpoint."""
+    this process opens the run for its writer (alone, the driver, or rank 0 on resume): a new run's URL is checked
+    and its working copy started empty, a resumed run's files are downloaded, not only its checkpoint."""
     checkpoint, storage = None, None
     if resume is not None and is_url(resume):
         storage = RunStorage(str(resume))

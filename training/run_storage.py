@@ -13,7 +13,8 @@ A checkpoint without its marker is not one: a run killed before the marker lande
 last checkpoint that has one, and the checksum is verified after the download, so a partial or changed object is
 never taken. Older checkpoints beyond ``--keep-checkpoints`` are removed marker first. Resuming downloads the run's
 files and its latest marked checkpoint into the working copy (the first process of a node; the others only the
-checkpoint), so the loop resumes from a local run directory exactly as from a run that never left the disk.
+checkpoint), so the loop resumes from a local run directory exactly as from a run that never left the disk; what
+a killed run left in a working copy beyond its last marked checkpoint is replaced or never uploaded.
 """
 from __future__ import annotations
 
@@ -86,8 +87,7 @@ class RunStorage:
         step = steps[-1]
         name = f"{CHECKPOINTS}/step_{step:08d}"
         marker = json.loads(object_storage.read_bytes(f"{self.url}/{name}.done"))
-        if run_files:
-            shutil.rmtree(self.local, ignore_errors=True)  # what a killed run left here is not the run
+        if run_files:  # each replaced whole (another process of this node may be reading the copy)
             for rel in files:
                 if not rel.startswith((CHECKPOINTS + "/", ".")):
                     object_storage.get_file(f"{self.url}/{rel}", self.local / rel)
