@@ -88,7 +88,8 @@ def main() -> None:
     disk, s3 = statistics.median(wall["disk"]), statistics.median(wall["s3"])
     print_table(["data", "Pix2Pix step (median)", "min", "steps timed"])
     for name, times in wall.items():
-        print_row(f"{name} ({args.images} JPEG A|B, {args.size} px, {args.net}, {args.workers} loader workers)",
+        print_row(f"{name} ({args.images} aligned JPEG pairs, {args.size} px, {args.net}, data loader workers: "
+                  f"{args.workers})",
                   f"{1000 * statistics.median(times):.1f} ms", f"{1000 * min(times):.1f} ms", len(times))
     print(f"\nS3 vs disk: {100 * (s3 - disk) / disk:+.1f} % of a step")
 

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, StorageError, TranslateError
+from .files import atomic_path, write_bytes_atomic
 
 PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
             "abfss": "adlfs"}
@@ -162,8 +163,6 @@ def put_file(local: str | os.PathLike, url: str) -> None:
 
 def get_file(url: str, local: str | os.PathLike) -> None:
     """Download one object into ``local`` (written to a temporary name and renamed: never half a file)."""
-    from .files import atomic_path
-
     fs, path = filesystem(url)
     with storage_errors(url, "download it"), atomic_path(local) as tmp:
         fs.get_file(path, str(tmp))
@@ -260,8 +259,6 @@ class ObjectTree:
             folder = self._cache_dir()
             self._cached_bytes = sum(f.stat().st_size for f in folder.iterdir()) if folder.is_dir() else 0
         if self._cached_bytes + len(data) <= self.cache_bytes:
-            from .files import write_bytes_atomic
-
             with contextlib.suppress(OSError):  # a full disk only costs the cache
                 write_bytes_atomic(local, data)
                 self._cached_bytes += len(data)
