@@ -77,7 +77,8 @@ class TrainConfig:
     workers: int = opt(2, "data loading worker processes (0: load in the main process)")
     seed: int = opt(0, "seed for weights, data order and augmentation")
     log_every: int = opt(10, "write losses to metrics.jsonl / TensorBoard every N steps")
-    val_every: int = opt(200, "validate (L1, PSNR, SSIM) every N steps; 0 = only at the end")
+    val_every: int = opt(200, "validate every N steps (L1, PSNR, SSIM and the task's score: class IoU with a "
+                         "palette, else L1), keeping the best checkpoint by the score; 0 = only at the end")
     sample_every: int = opt(200, "write a sample grid every N steps")
     checkpoint_every: int = opt(500, "write a checkpoint every N steps (and always at the end)")
     keep_checkpoints: int = opt(3, "numbered checkpoints to keep besides latest.pt")

@@ -21,7 +21,7 @@ from pathlib import Path
 import training
 import translate
 from serving.store import ModelStore
-from translate.checkpoint import load_checkpoint, resolve_checkpoint
+from translate.checkpoint import load_checkpoint
 from translate.errors import ModelError, TranslateError
 from translate.kinds import kind
 from translate.options import add_arguments, given
@@ -62,19 +62,20 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from translate.export import ExportOptions, export_model  # lazy: torch
+    from translate.export import ExportOptions, export_model, export_source  # lazy: torch
     from translate.generators import generator_kind  # lazy: torch
 
-    k = generator_kind(args.model)  # an ONNX file's kind is the store's to check
+    options = ExportOptions(**given(args, ExportOptions))
+    source = export_source(args.model, options.checkpoint)  # a run directory: its best checkpoint, unless asked
+    k = generator_kind(source)  # an ONNX file's kind is the store's to check
     if args.register and k != "onnx" and not kind(k).translates:
         raise kind(k).refusal(args.model, "the model store (--register)")
-    options = ExportOptions(**given(args, ExportOptions))
-    diff = export_model(args.model, args.out, direction=options.direction, tolerance=options.tolerance)
-    print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
+    diff = export_model(source, args.out, direction=options.direction, tolerance=options.tolerance)
+    print(f"wrote {args.out} from {source}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
     if args.register:
         try:  # our training checkpoints are kept for fine-tuning; a reference .pth is not one
-            ckpt = resolve_checkpoint(args.model)
-            load_checkpoint(ckpt)
+            load_checkpoint(source)
+            ckpt: Path | None = source
         except ModelError:
             ckpt = None
         store = ModelStore(args.store)
