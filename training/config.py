@@ -289,6 +289,9 @@ class TranslationConfig(AdversarialConfig):
     spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
     channels_last: bool | None = opt(None, "channels-last memory layout for the networks (same math; auto: on "
                                      "CUDA for U-Nets, off on CPU, where it measured slower: BENCHMARKS.md)")
+    palette: str = opt("", "the targets' classes when they are colour-coded class maps (validation then scores their "
+                       "class IoU and keeps the best checkpoint by it): a palette JSON file, 'auto' to find them from "
+                       "the training targets, or empty for DIR/palette.json when it is the target side's (else L1)")
     test_norm: str = opt("auto", "batch norm at test time: 'per-image' statistics (what the reference does at "
                          "batch size 1 without --eval), 'running' statistics, or 'auto' (per-image when "
                          "batch_size is 1)", choices=("auto", "per-image", "running"))

@@ -44,7 +44,7 @@ from translate.options import opt, redefault
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .config import TranslationConfig, resolved
 from .method_base import Method, Validation, scored
-from .translation_data import unpaired_sets
+from .translation_data import target_palette, unpaired_sets
 from .translation_networks import discriminator, generator, generator_spec, in_layout
 
 
@@ -113,6 +113,7 @@ class CycleGAN(Method):
                                         export=False), **overrides})
 
     def datasets(self):
+        self.palette = target_palette(self.config)
         return unpaired_sets(self.config)
 
     # ------------------------------------------------------------------ step
@@ -208,7 +209,7 @@ class CycleGAN(Method):
                 _interleave(v["rec_A"], v["rec_B"])]
 
     @torch.no_grad()
-    def validation(self, val_set, max_images: int, palette=None) -> Validation:
+    def validation(self, val_set, max_images: int) -> Validation:
         """Cycle L1 both ways; with paired validation data also L1/PSNR/SSIM of A -> B and the task's score."""
         gens = self.eval_generators()
         paired = isinstance(val_set, tdata.PairedImages)
@@ -227,4 +228,4 @@ class CycleGAN(Method):
         out = {k: torch.cat(vals).mean().item() for k, vals in cycle.items()}
         if not paired:
             return Validation(out)
-        return scored({**out, **acc.compute()}, outputs, targets, palette)
+        return scored({**out, **acc.compute()}, outputs, targets, self.palette)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from translate import metrics as qmetrics
 from translate.checkpoint import GeneratorSpec
+from translate.class_maps import Palette
 from translate.export import export_run
 from translate.task_score import Score, task_score
 
@@ -69,6 +70,9 @@ class Method:
         config.resolve_speed(device, amp_on_cpu=self.amp_on_cpu)  # "auto" settings, once the device is known
         self.use_amp = bool(config.amp)
         self.steps_done = 0  # loop steps completed before the current one (set by the loop)
+        #: the palette of the targets when they are class maps (set with the data sets): validation's score is then
+        #: their class IoU, and checkpoints keep it for retraining's promotion gate
+        self.palette: Palette | None = None
 
     # --- the network preamble every method shares
     def place(self, networks: dict[str, nn.Module], channels_last: bool = False) -> None:
@@ -137,9 +141,9 @@ class Method:
             yield to_device(batch, self.device)
 
     @torch.no_grad()
-    def validation(self, val_set: Dataset, max_images: int, palette: Any = None) -> Validation:
-        """Validation metrics and the task's score (:func:`translate.task_score.task_score`: class IoU with a
-        ``palette``, else L1). Default: L1/PSNR/SSIM and the score of the test-time generators' outputs against
+    def validation(self, val_set: Dataset, max_images: int) -> Validation:
+        """Validation metrics and the task's score (:func:`translate.task_score.task_score`: class IoU where the
+        targets are class maps of :attr:`palette`, else L1). Default: L1/PSNR/SSIM and the score of the test-time generators' outputs against
         the targets of ``validation_pairs``; a method without targets gives :meth:`validate`'s metrics, no score."""
         acc = qmetrics.MeanMetrics()
         gens = self.eval_generators()
@@ -152,7 +156,7 @@ class Method:
             acc.update(output, target)
             outputs.append(output.cpu())
             targets.append(target.cpu())
-        return scored(acc.compute(), outputs, targets, palette)
+        return scored(acc.compute(), outputs, targets, self.palette)
 
     @torch.no_grad()
     def validate(self, val_set: Dataset, max_images: int) -> dict[str, float]:
@@ -181,7 +185,7 @@ class Method:
 
 
 def scored(metrics: dict[str, float], outputs: list[torch.Tensor], targets: list[torch.Tensor],
-           palette: Any = None) -> Validation:
+           palette: Palette | None = None) -> Validation:
     """``metrics`` with the task's score of the validation ``outputs`` against their ``targets`` beside them."""
     if not outputs:
         return Validation(metrics)

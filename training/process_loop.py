@@ -277,6 +277,8 @@ class ProcessLoop:
             "rng": rng,
             "last_val": self.last_val,
             "best": self.best,
+            # what the run scores its targets' class maps by: retraining's promotion gate scores the same way
+            "palette": self.method.palette.to_json() if self.method.palette is not None else None,
             "generators": {d: spec.to_dict() for d, spec in self.method.generators().items()},
         }
         if self.world is not None:  # the other processes', for an exact resume on as many

@@ -113,7 +113,7 @@ def test_a_set_made_by_our_data_tools_is_accepted_as_it_is(tmp_path):
     counts = upload.import_pairs(upload.folder_entries(tmp_path / "new_pairs"), tmp_path / "imported", "new_pairs",
                                  upload.FOLDER_LIMITS)
     assert {s: counts[s] for s in ("train", "val", "test")} == made["counts"] and counts["eval_split"] == "test"
-    assert not (tmp_path / "imported" / "dataset.json").exists()
+    assert not (tmp_path / "imported" / "dataset.json").exists() and not (tmp_path / "imported" / "palette.json").exists()
 
 
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
@@ -170,6 +170,8 @@ def test_retrain_promotes_a_better_version_and_reports_progress(pairs, base_run,
     out = status["outcome"]
     assert out["promoted"] and out["new_version"] == "v0002" and out["current_version"] == "v0002"
     assert out["metric"] == "l1" and out["new_metric"] < 0.7 * out["current_metric"], out
+    assert out["decided_by"] == "l1 (mean L1 on [-1, 1]; lower is better)" and out["reason"].startswith(
+        f"decided by {out['decided_by']}: held-out l1")
     assert store.current(NAME) == "v0002"
     assert_checkpoint_is_the_model(store, NAME, "v0002")
     meta = store.meta(NAME, "v0002")

@@ -29,7 +29,7 @@ def rigged(monkeypatch):
     seen: dict[int, dict[str, torch.Tensor]] = {}
     scores = dict(RIGGED)
 
-    def validation(self, val_set, max_images, palette=None):
+    def validation(self, val_set, max_images):
         step = self.steps_done + 1
         seen[step] = {k: v.clone() for k, v in self.G.state_dict().items()}
         return Validation({"l1": scores[step]}, Score("l1", scores[step], higher_is_better=False))
@@ -71,7 +71,7 @@ def test_the_best_validation_score_keeps_its_step_beside_the_latest(rigged, tiny
 def test_a_score_that_goes_higher_is_better_keeps_the_highest(monkeypatch, tiny_pairs, tmp_path):
     ious = {2: 0.2, 4: 0.1, 6: 0.7, 8: 0.5}
 
-    def validation(self, val_set, max_images, palette=None):
+    def validation(self, val_set, max_images):
         value = ious[self.steps_done + 1]
         return Validation({"mean_iou": value}, Score("mean_iou", value, higher_is_better=True))
 
@@ -97,7 +97,7 @@ def test_a_resume_keeps_the_best_through_later_worse_scores(rigged, tiny_pairs, 
 
 
 def test_a_run_without_a_score_keeps_no_best(monkeypatch, tiny_pairs, tmp_path, capsys):
-    monkeypatch.setattr(Pix2Pix, "validation", lambda self, val_set, max_images, palette=None: Validation({}))
+    monkeypatch.setattr(Pix2Pix, "validation", lambda self, val_set, max_images: Validation({}))
     run = Trainer(Pix2Pix, _config(tiny_pairs, tmp_path / "run")).fit()
     assert not (run / "best.json").exists() and not (run / "checkpoints" / "best.pt").exists()
     main(["export", run, "--out", tmp_path / "m.onnx"])  # the latest, the only one there is
@@ -135,3 +135,49 @@ def test_export_takes_the_best_by_default_latest_or_a_kept_step_when_asked(rigge
     with pytest.raises(SystemExit):
         main(["export", run / "model.onnx", "--out", tmp_path / "x.onnx", "--checkpoint", "best"])
     assert "model.onnx is a file: --checkpoint picks one of a run directory's checkpoints" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the task's score with class maps
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory):
+    """The built-in maps set at 32 px: its map side (B) is class maps, its palette.json says so."""
+    from translate.datasets import make_dataset
+
+    root = tmp_path_factory.mktemp("maps") / "maps"
+    make_dataset("maps", root, count=12, size=32, progress=False)
+    return root
+
+
+def test_class_map_targets_are_validated_by_class_iou(maps, tmp_path):
+    run = Trainer(Pix2Pix, _config(maps, tmp_path / "run", steps=4)).fit()
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    ious = [r["val/mean_iou"] for r in rows if "val/l1" in r]
+    assert len(ious) == 2 and all(0 <= v <= 1 for v in ious)  # beside L1, PSNR, SSIM, as a curve
+    best = _best(run)
+    assert best["score"] == "mean_iou" and best["higher_is_better"] and best["value"] == max(ious)
+    assert best["step"] == 2 * (1 + ious.index(max(ious)))
+    # the palette the run scored with goes with its checkpoints (retraining's promotion gate scores the same way)
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["palette"] == json.loads((maps / "palette.json").read_text())
+
+
+def test_the_other_direction_has_no_class_maps_to_score(maps, tmp_path):
+    run = Trainer(Pix2Pix, _config(maps, tmp_path / "run", steps=2, direction="BtoA")).fit()  # map -> aerial photo
+    assert _best(run)["score"] == "l1" and load_checkpoint(run / "checkpoints" / "latest.pt")["palette"] is None
+
+
+def test_palette_auto_finds_the_classes_of_the_training_targets(maps, tmp_path):
+    t = Trainer(Pix2Pix, _config(maps, tmp_path / "run", steps=2, palette="auto"))
+    shipped = json.loads((maps / "palette.json").read_text())["classes"]
+    found = {tuple(int(v) for v in c) for c in t.method.palette.colours}
+    assert t.method.palette.side == "B" and len(found & {tuple(c["colour"]) for c in shipped}) >= 3
+
+
+def test_a_palette_that_is_not_the_targets_is_refused_naming_the_file(maps, tiny_pairs, tmp_path):
+    from translate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train/000\.png: side B \(the target of --direction AtoB\) is no class map "
+                                          r"of .*palette\.json: \d+% of its pixels are far"):
+        Trainer(Pix2Pix, _config(tiny_pairs, tmp_path / "a", palette=str(maps / "palette.json")))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json: not JSON"):
+        Trainer(Pix2Pix, _config(tiny_pairs, tmp_path / "b", palette=str(tmp_path / "bad.json")))
