@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .files import write_text_atomic
 
 __all__ = ["Palette", "PALETTE_FILE", "FAR_DISTANCE", "MAX_FAR_SHARE", "load_palette", "save_palette",
-           "palette_beside", "find_palette", "snap", "far_share", "border_mask", "ConfusionMatrix"]
+           "palette_beside", "find_palette", "snap", "label_map", "far_share", "border_mask", "ConfusionMatrix"]
 
 PALETTE_FILE = "palette.json"  # beside a data set's splits: where evaluate and training look for it
 FAR_DISTANCE = 48.0  # RGB (0..255) Euclidean distance beyond which a pixel matches no palette colour
@@ -180,6 +180,19 @@ def far_share(image: np.ndarray, palette: Palette) -> float:
     return float((nearest > FAR_DISTANCE ** 2).mean())
 
 
+def label_map(image: np.ndarray, palette: Palette, source: str | os.PathLike = "label image",
+              advice: str = "give this data's palette (--palette FILE, or --palette auto to find it from the "
+                            "targets) or check --direction") -> np.ndarray:
+    """:func:`snap` of a label map, refused (ConfigError naming ``source``, ending in ``advice``) when more than
+    :data:`MAX_FAR_SHARE` of its pixels are far from every palette colour: then it is no label map of this palette."""
+    dist = _distances(_rgb(image, str(source)), palette)
+    share = float((dist.min(axis=2) > FAR_DISTANCE ** 2).mean())
+    if share > MAX_FAR_SHARE:
+        raise ConfigError(str(source), f"{share:.0%} of its pixels are far from every colour of the palette (more "
+                          f"than {MAX_FAR_SHARE:.0%}): not a label map of it; {advice}")
+    return dist.argmin(axis=2).astype(np.int64)
+
+
 def border_mask(labels: np.ndarray, width: int = 1) -> np.ndarray:
     """(H, W) bool: pixels with a pixel of another class within ``width`` (8-neighbourhood)."""
     labels = np.asarray(labels)
@@ -219,13 +232,7 @@ class ConfusionMatrix:
             raise ValueError(f"a palette of {len(palette)} classes for a matrix of {self.num_classes}")
         if not self._named:
             self.names, self._named = palette.names, True
-        dist = _distances(target_rgb, palette)
-        share = float((dist.min(axis=2) > FAR_DISTANCE ** 2).mean())
-        if share > MAX_FAR_SHARE:
-            raise ConfigError(name, f"{share:.0%} of its pixels are far from every colour of the palette (more than "
-                              f"{MAX_FAR_SHARE:.0%}): not a label map of it; give this data's palette "
-                              "(--palette FILE, or --palette auto to find it from the targets) or check --direction")
-        target = dist.argmin(axis=2)
+        target = label_map(target_rgb, palette, name)
         self.update_labels(snap(pred_rgb, palette), target, ignore_border)
 
     def update_labels(self, pred: np.ndarray, target: np.ndarray, ignore_border: int = 1) -> None:
