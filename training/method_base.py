@@ -143,8 +143,11 @@ class Method:
     @torch.no_grad()
     def validation(self, val_set: Dataset, max_images: int) -> Validation:
         """Validation metrics and the task's score (:func:`translate.task_score.task_score`: class IoU where the
-        targets are class maps of :attr:`palette`, else L1). Default: L1/PSNR/SSIM and the score of the test-time generators' outputs against
-        the targets of ``validation_pairs``; a method without targets gives :meth:`validate`'s metrics, no score."""
+        targets are class maps of :attr:`palette`, else L1). Default: L1/PSNR/SSIM and the score of the test-time
+        generators' outputs against the targets of ``validation_pairs``; a method without them (or whose
+        ``validation_pairs`` gives None) gives :meth:`validate`'s metrics and no score."""
+        if type(self).validation_pairs is Method.validation_pairs:
+            return Validation(self.validate(val_set, max_images))
         acc = qmetrics.MeanMetrics()
         gens = self.eval_generators()
         outputs, targets = [], []

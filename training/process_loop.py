@@ -419,13 +419,13 @@ class ProcessLoop:
                 improved = False
                 if (c.val_every and self.step % c.val_every == 0) or last:
                     if main:
-                        v = self.validate()
-                        improved = self.keep_if_best(v.score)
-                        if v.metrics:
-                            self.log(v.metrics)
-                            self.last_val = v.metrics
-                            pbar.write(f"step {self.step}: " + ", ".join(f"{k} {x:.4g}" for k, x in v.metrics.items())
-                                       + (" (best)" if improved else ""))
+                        validation = self.validate()
+                        improved = self.keep_if_best(validation.score)
+                        if validation.metrics:
+                            self.log(validation.metrics)
+                            self.last_val = validation.metrics
+                            pbar.write(f"step {self.step}: " + ", ".join(
+                                f"{k} {x:.4g}" for k, x in validation.metrics.items()) + (" (best)" if improved else ""))
                     if self.world is not None:  # every process writes the best's checkpoint with rank 0
                         improved = self.world.any(improved)
                 if main and (self.step % c.sample_every == 0 or last):

@@ -73,6 +73,7 @@ class Segmenter(Method):
     name = "segmenter"
     config_class = SegmenterConfig
     config: SegmenterConfig
+    palette: Palette  # its classes: the palette of its targets' class maps, always one
     exact_settings = dict(norm="instance", amp=False)
 
     def __init__(self, config: SegmenterConfig, device: torch.device):

@@ -123,9 +123,10 @@ def target_palette(c: TranslationConfig) -> Palette | None:
     if c.palette:
         palette, source = load_palette(c.palette), c.palette
     else:
-        palette, source = palette_beside(c.data), f"{c.data}/palette.json"
-        if palette is None or palette.side != side:
+        shipped, source = palette_beside(c.data), f"{c.data}/palette.json"
+        if shipped is None or shipped.side != side:
             return None
+        palette = shipped
     for src in pairs[:_PALETTE_CHECK]:
         share = far_share(_target(c, src), palette)
         if share > MAX_FAR_SHARE:

@@ -305,3 +305,32 @@ def test_a_failed_job_prunes_too(pairs, base_run, tmp_path, monkeypatch):
     status = jobs.run_job(store.root, job["job_id"])
     assert status["state"] == "failed" and status["data_pruned"]
     assert not list((store.root / ".data").iterdir())
+
+
+def test_a_class_map_model_is_promoted_by_class_iou(tmp_path, capsys):
+    """A model trained on class maps (the maps set ships its palette.json) keeps its palette in its checkpoint; its
+    retraining validates and promotes by the class IoU of the held-out maps, and says that this score decided."""
+    from tests.conftest import tiny_pix2pix_config
+    from training.loop import Trainer
+    from training.pix2pix import Pix2Pix
+    from translate.checkpoint import load_checkpoint
+    from translate.datasets import make_dataset
+    from translate_cli.main import main
+
+    make_dataset("maps", tmp_path / "maps", count=12, size=32, progress=False)
+    base = Trainer(Pix2Pix, tiny_pix2pix_config(tmp_path / "maps", tmp_path / "base", steps=2, export=True)).fit()
+    assert load_checkpoint(base / "checkpoints" / "best.pt")["palette"]["side"] == "B"
+    store = ModelStore(tmp_path / "store")
+    store.register(NAME, base / "model.onnx", checkpoint=base / "checkpoints" / "best.pt")
+    capsys.readouterr()
+    main(["retrain", NAME, "--data", tmp_path / "maps", "--store", store.root, "--steps", "2", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["metric"] == "mean_iou"
+    assert out["decided_by"] == "mean_iou (class IoU of the outputs' class maps; higher is better)"
+    assert out["promoted"] == (out["new_metric"] >= out["current_metric"])
+    for side in ("new", "current"):
+        m = out[f"{side}_metrics"]
+        assert m["mean_iou"] == out[f"{side}_metric"] and 0 <= m["mean_iou"] <= 1 and {"l1", "pixel_accuracy"} <= set(m)
+    # the fine-tuning validated by the same score
+    run = store.root / ".runs" / f"{NAME}-{out['job_id']}"
+    assert any("val/mean_iou" in json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())
