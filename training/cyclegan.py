@@ -43,8 +43,8 @@ from translate.options import opt, redefault
 
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .config import TranslationConfig, resolved
-from .method_base import Method
-from .translation_data import unpaired_sets
+from .method_base import Method, Validation, scored
+from .translation_data import target_palette, unpaired_sets
 from .translation_networks import discriminator, generator, generator_spec, in_layout
 
 
@@ -113,6 +113,7 @@ class CycleGAN(Method):
                                         export=False), **overrides})
 
     def datasets(self):
+        self.palette = target_palette(self.config)
         return unpaired_sets(self.config)
 
     # ------------------------------------------------------------------ step
@@ -208,19 +209,23 @@ class CycleGAN(Method):
                 _interleave(v["rec_A"], v["rec_B"])]
 
     @torch.no_grad()
-    def validate(self, val_set, max_images: int) -> dict[str, float]:
-        """Cycle L1 both ways; with paired validation data also L1/PSNR/SSIM of A -> B."""
+    def validation(self, val_set, max_images: int) -> Validation:
+        """Cycle L1 both ways; with paired validation data also L1/PSNR/SSIM of A -> B and the task's score."""
         gens = self.eval_generators()
         paired = isinstance(val_set, tdata.PairedImages)
         acc = qmetrics.MeanMetrics()
         cycle: dict[str, list[torch.Tensor]] = {"cycle_A_l1": [], "cycle_B_l1": []}
+        outputs, targets = [], []
         for batch in self.validation_batches(val_set, max_images):
             v = self._cycle(batch, gens)
             cycle["cycle_A_l1"].append(qmetrics.l1(v["rec_A"].float(), v["real_A"]))
             cycle["cycle_B_l1"].append(qmetrics.l1(v["rec_B"].float(), v["real_B"]))
             if paired:
-                acc.update(v["fake_B"].float().clamp(-1, 1), v["real_B"].float())
+                output, target = v["fake_B"].float().clamp(-1, 1), v["real_B"].float()
+                acc.update(output, target)
+                outputs.append(output.cpu())
+                targets.append(target.cpu())
         out = {k: torch.cat(vals).mean().item() for k, vals in cycle.items()}
-        if paired:
-            out.update(acc.compute())
-        return out
+        if not paired:
+            return Validation(out)
+        return scored({**out, **acc.compute()}, outputs, targets, self.palette)

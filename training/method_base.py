@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sized
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,10 +17,21 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from translate import metrics as qmetrics
 from translate.checkpoint import GeneratorSpec
+from translate.class_maps import Palette
 from translate.export import export_run
+from translate.task_score import Score, task_score
 
 from .config import TrainConfig, resolved
 from .speed import compile_networks
+
+
+@dataclass
+class Validation:
+    """What one validation found: its metrics (names without the 'val/' prefix) and the task's score, which the
+    loop keeps the best checkpoint by (None: the method has no targets to score, and the run keeps no best)."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    score: Score | None = None
 
 
 class Method:
@@ -28,7 +40,8 @@ class Method:
     Subclasses implement :meth:`datasets`, :meth:`step`, :meth:`generators`, :meth:`eval_generators`,
     :meth:`sample_columns` and, for the test suite, :meth:`tiny_config` (and ``exact_settings``); they keep
     their networks with :meth:`place` and their optimizers in ``optimizers`` (dicts by paper name). Methods
-    without paired targets override :meth:`validate`, :meth:`sample_grid` and :meth:`export`. A method whose
+    without paired targets override :meth:`validate` (or :meth:`validation`, to give a score), :meth:`sample_grid`
+    and :meth:`export`. A method whose
     networks take their sizes from the data sets ``sized_by_batch`` and builds them in :meth:`size_networks`.
     Datasets are indexed with ``(index, seed)`` tuples from :class:`translate.data.EpochSampler` and return
     dicts of tensors.
@@ -57,6 +70,9 @@ class Method:
         config.resolve_speed(device, amp_on_cpu=self.amp_on_cpu)  # "auto" settings, once the device is known
         self.use_amp = bool(config.amp)
         self.steps_done = 0  # loop steps completed before the current one (set by the loop)
+        #: the palette of the targets when they are class maps (set with the data sets): validation's score is then
+        #: their class IoU, and checkpoints keep it for retraining's promotion gate
+        self.palette: Palette | None = None
 
     # --- the network preamble every method shares
     def place(self, networks: dict[str, nn.Module], channels_last: bool = False) -> None:
@@ -125,17 +141,30 @@ class Method:
             yield to_device(batch, self.device)
 
     @torch.no_grad()
-    def validate(self, val_set: Dataset, max_images: int) -> dict[str, float]:
-        """Validation metrics (without the 'val/' prefix). Default: L1/PSNR/SSIM of the
-        test-time generators' outputs against the targets of ``validation_pairs``."""
+    def validation(self, val_set: Dataset, max_images: int) -> Validation:
+        """Validation metrics and the task's score (:func:`translate.task_score.task_score`: class IoU where the
+        targets are class maps of :attr:`palette`, else L1). Default: L1/PSNR/SSIM and the score of the test-time
+        generators' outputs against the targets of ``validation_pairs``; a method without them (or whose
+        ``validation_pairs`` gives None) gives :meth:`validate`'s metrics and no score."""
+        if type(self).validation_pairs is Method.validation_pairs:
+            return Validation(self.validate(val_set, max_images))
         acc = qmetrics.MeanMetrics()
         gens = self.eval_generators()
+        outputs, targets = [], []
         for batch in self.validation_batches(val_set, max_images):
             pair = self.validation_pairs(batch, gens)
             if pair is None:
-                return {}
-            acc.update(pair[0].float().clamp(-1, 1), pair[1].float())
-        return acc.compute()
+                return Validation(self.validate(val_set, max_images))
+            output, target = pair[0].float().clamp(-1, 1), pair[1].float()
+            acc.update(output, target)
+            outputs.append(output.cpu())
+            targets.append(target.cpu())
+        return scored(acc.compute(), outputs, targets, self.palette)
+
+    @torch.no_grad()
+    def validate(self, val_set: Dataset, max_images: int) -> dict[str, float]:
+        """Validation metrics (without the 'val/' prefix) of a method without paired targets; default none."""
+        return {}
 
     @torch.no_grad()
     def sample_grid(self, batch: dict) -> torch.Tensor:
@@ -158,6 +187,15 @@ class Method:
         pass
 
 
+def scored(metrics: dict[str, float], outputs: list[torch.Tensor], targets: list[torch.Tensor],
+           palette: Palette | None = None) -> Validation:
+    """``metrics`` with the task's score of the validation ``outputs`` against their ``targets`` beside them."""
+    if not outputs:
+        return Validation(metrics)
+    score = task_score(torch.cat(outputs), torch.cat(targets), palette=palette)
+    return Validation({**metrics, score.name: score.value}, score)
+
+
 def dataset_size(dataset: Dataset) -> int:
     """The number of items of a method's data set, which is map-style (torch's ``Dataset`` type leaves
     ``__len__`` out, as iterable data sets have none)."""
@@ -171,4 +209,4 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
-__all__ = ["Method", "dataset_size", "to_device"]
+__all__ = ["Method", "Validation", "dataset_size", "scored", "to_device"]

@@ -14,7 +14,7 @@ from translate.options import opt
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .config import Preset, TranslationConfig, resolved
 from .method_base import Method
-from .translation_data import paired_sets
+from .translation_data import paired_sets, target_palette
 from .translation_networks import discriminator, generator, generator_spec, in_layout
 
 # The tested settings of the built-in sets (translate data make maps|sketches), used by `translate demo` and
@@ -61,6 +61,7 @@ class Pix2Pix(Method):
                                        batch_size=2, steps=6, workers=0, progress=False, export=False), **overrides})
 
     def datasets(self):
+        self.palette = target_palette(self.config)
         return paired_sets(self.config)
 
     def step(self, batch: dict) -> dict[str, float]:

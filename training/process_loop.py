@@ -3,8 +3,9 @@
 A method (see :class:`training.method_base.Method`) brings its networks, optimizers, losses and
 ``step``; this loop owns the rest: device and AMP, data loading in worker processes with a
 resumable order, the learning-rate schedule, checkpoints (atomic, complete enough for exact
-resumption), metrics JSONL + TensorBoard, sample grids, validation, progress bar, a clean stop
-on Ctrl-C or a time limit, and the ONNX export at the end.
+resumption), metrics JSONL + TensorBoard, sample grids, validation by the task's score with the best
+checkpoint kept beside the latest, progress bar, a clean stop on Ctrl-C or a time limit, and the ONNX
+export at the end (of the best checkpoint when the run kept one).
 
 It runs alone, or as one process of a data-parallel run when it is given a
 :class:`training.world.World` (gradients averaged, rank 0 writing the run directory). It never
@@ -30,15 +31,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from translate.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, resolve_checkpoint
+from translate.checkpoint import BEST_RECORD, CHECKPOINT_FORMAT, load_checkpoint, resolve_checkpoint
 from translate.data import EpochSampler
 from translate.errors import ConfigError
 from translate.files import atomic_path, write_text_atomic
 from translate.imageio import save_image, tensor_to_array
 from translate.object_storage import is_url
+from translate.task_score import Score
 
 from .config import TrainConfig, resolved
-from .method_base import Method, dataset_size, to_device
+from .method_base import Method, Validation, dataset_size, to_device
 from .run_storage import RunStorage
 from .world import World, stop_requested
 
@@ -177,6 +179,7 @@ class ProcessLoop:
         if config.compile:
             self.method.compile()
         self.last_val: dict[str, float] = {}
+        self.best: dict[str, Any] | None = None  # the best validation score's step and score (best_record)
         self.samples_seen = 0
         if world is not None:
             self._join(world)
@@ -246,6 +249,7 @@ class ProcessLoop:
         # samples of the global order consumed so far (checkpoints before data-parallel runs: step x batch)
         self.samples_seen = int(ckpt.get("samples_seen", self.step * resolved(self.config.batch_size)))
         self.last_val = dict(ckpt.get("last_val", {}))
+        self.best = ckpt.get("best")
 
     def _init_networks(self, source: str) -> None:
         ckpt = load_checkpoint(resolve_checkpoint(source))
@@ -269,8 +273,9 @@ class ProcessLoop:
             prefetch_factor=4 if c.workers else None)
 
     # -------------------------------------------------------------- checkpoints
-    def save_checkpoint(self, schedulers) -> Path | None:
-        """Write a checkpoint (rank 0; every process takes part: each one's RNG and own state are kept)."""
+    def save_checkpoint(self, schedulers, best: bool = False) -> Path | None:
+        """Write a checkpoint (rank 0; every process takes part: each one's RNG and own state are kept); ``best``:
+        it is also the run's best (``checkpoints/best.pt``, its step and score in ``best.json``)."""
         rng, extra = _rng_state(), self.method.extra_state()
         if self.world is not None:
             rngs, extras = self.world.gather(rng), self.world.gather(extra)
@@ -290,6 +295,9 @@ class ProcessLoop:
             "extra": extra,
             "rng": rng,
             "last_val": self.last_val,
+            "best": self.best,
+            # what the run scores its targets' class maps by: retraining's promotion gate scores the same way
+            "palette": self.method.palette.to_json() if self.method.palette is not None else None,
             "generators": {d: spec.to_dict() for d, spec in self.method.generators().items()},
         }
         if self.world is not None:  # the other processes', for an exact resume on as many
@@ -297,10 +305,12 @@ class ProcessLoop:
         path = ckpt_dir / f"step_{self.step:08d}.pt"
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
-        latest = ckpt_dir / "latest.pt"
-        with atomic_path(latest) as tmp:
-            tmp.unlink()
-            os.link(path, tmp)
+        for name in ("latest", "best") if best else ("latest",):
+            with atomic_path(ckpt_dir / f"{name}.pt") as tmp:
+                tmp.unlink()
+                os.link(path, tmp)
+        if best:
+            write_text_atomic(self.run_dir / BEST_RECORD, json.dumps(self.best, indent=1) + "\n")
         numbered = sorted(ckpt_dir.glob("step_*.pt"))
         for old in numbered[: max(0, len(numbered) - self.config.keep_checkpoints)]:
             old.unlink()
@@ -335,9 +345,21 @@ class ProcessLoop:
         return torch.utils.data.default_collate(items)
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        vals = self.method.validate(self.val_set, self.config.max_val_images)
-        return {f"val/{k}": float(v) for k, v in vals.items()}
+    def validate(self) -> Validation:
+        """The method's validation, its metrics named 'val/...' (the task's score among them)."""
+        v = self.method.validation(self.val_set, self.config.max_val_images)
+        return Validation({f"val/{k}": float(x) for k, x in v.metrics.items()}, v.score)
+
+    def keep_if_best(self, score: Score | None) -> bool:
+        """Whether ``score`` beats the run's best so far (then it is the best, at this step)."""
+        if score is None or not math.isfinite(score.value):
+            return False
+        best = self.best
+        if best is not None and best["score"] == score.name and \
+                not score.better_than(Score(best["score"], best["value"], best["higher_is_better"])):
+            return False
+        self.best = best_record(self.step, score)
+        return True
 
     @torch.no_grad()
     def write_samples(self, batch: dict) -> Path:
@@ -415,12 +437,18 @@ class ProcessLoop:
                               "it_per_s": count / max(now - t_log, 1e-9)})
                     pbar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
                     sums, count, t_log = {}, 0, now
-                if main and ((c.val_every and self.step % c.val_every == 0) or last):
-                    vals = self.validate()
-                    if vals:
-                        self.log(vals)
-                        self.last_val = vals
-                        pbar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items()))
+                improved = False
+                if (c.val_every and self.step % c.val_every == 0) or last:
+                    if main:
+                        validation = self.validate()
+                        improved = self.keep_if_best(validation.score)
+                        if validation.metrics:
+                            self.log(validation.metrics)
+                            self.last_val = validation.metrics
+                            pbar.write(f"step {self.step}: " + ", ".join(
+                                f"{k} {x:.4g}" for k, x in validation.metrics.items()) + (" (best)" if improved else ""))
+                    if self.world is not None:  # every process writes the best's checkpoint with rank 0
+                        improved = self.world.any(improved)
                 if main and (self.step % c.sample_every == 0 or last):
                     self.write_samples(fixed)
                 halt = (stop["now"] or (c.time_limit > 0 and time.monotonic() - started > c.time_limit * 60)
@@ -429,8 +457,8 @@ class ProcessLoop:
                 if self.world is not None:  # every process stops at the same step
                     halt = self.world.any(halt)
                 halt = halt and not last
-                if self.step % c.checkpoint_every == 0 or last or halt:
-                    self.save_checkpoint(schedulers)
+                if self.step % c.checkpoint_every == 0 or last or halt or improved:
+                    self.save_checkpoint(schedulers, best=improved)
                 if halt:
                     pbar.write(f"stopped at step {self.step}/{total}; resume with: translate train "
                                f"{self.method.name} --resume {self.storage.url if self.storage else self.run_dir}")
@@ -467,6 +495,12 @@ class ProcessLoop:
             _seed_everything(self.config.seed + 1_000_003 * rank + self.step)
 
 
+def best_record(step: int, score: Score) -> dict[str, Any]:
+    """What a run records of its best checkpoint (in its checkpoints and ``best.json``)."""
+    return {"step": step, "score": score.name, "value": score.value, "higher_is_better": score.higher_is_better,
+            "checkpoint": "checkpoints/best.pt"}
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / "latest.pt"
@@ -491,5 +525,5 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True)
 
 
-__all__ = ["OpenRun", "open_run", "ProcessLoop", "lr_lambda", "resolve_device", "latest_checkpoint",
+__all__ = ["OpenRun", "open_run", "ProcessLoop", "lr_lambda", "resolve_device", "best_record", "latest_checkpoint",
            "RESUMABLE_OVERRIDES"]

@@ -15,19 +15,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+
 from translate import data as tdata
+from translate.class_maps import MAX_FAR_SHARE, Palette, far_share, find_palette, load_palette, palette_beside
 from translate.data import ImageSource, PairedImages, PairSource, UnpairedImages
+from translate.errors import ConfigError
 from translate.object_storage import ObjectPath
 
-from .config import TranslationConfig
+from .config import SegmenterConfig, TranslationConfig
 
 log = logging.getLogger(__name__)
+
+_PALETTE_SAMPLE = 64  # training targets read to find a palette (--palette auto)
+_PALETTE_CHECK = 4  # training targets checked against a palette before the run starts
 
 #: The validation set's own settings: resized to the crop size, neither cropped nor flipped.
 _AS_TESTED: dict[str, Any] = dict(train=False, preprocess="resize")
 
 
-def paired_split(c: TranslationConfig) -> tuple[list[PairSource], list[PairSource]]:
+def paired_split(c: TranslationConfig | SegmenterConfig) -> tuple[list[PairSource], list[PairSource]]:
     """(train, validation) pairs of ``c.data``: its ``val`` split when it has one, else a held-out part of train."""
     root = c.data_root()
     train = tdata.find_pairs(root, "train")
@@ -72,18 +79,18 @@ def _in_object_storage(source: PairSource | ImageSource) -> bool:
     return isinstance(source.a if isinstance(source, PairSource) else source.path, ObjectPath)
 
 
-def _common(c: TranslationConfig) -> dict[str, Any]:
+def _common(c: TranslationConfig | SegmenterConfig) -> dict[str, Any]:
     """What the training and the validation set of a run share."""
     return dict(size=c.size, direction=c.direction, input_nc=c.input_nc, output_nc=c.output_nc, strict=c.strict_data,
                 seed=c.seed)
 
 
-def _augmented(c: TranslationConfig) -> dict[str, Any]:
+def _augmented(c: TranslationConfig | SegmenterConfig) -> dict[str, Any]:
     """The training set's own settings: resized to the load size, cropped, flipped."""
     return dict(load_size=c.load_size, preprocess=c.preprocess, flip=c.flip, train=True)
 
 
-def paired_sets(c: TranslationConfig) -> tuple[PairedImages, PairedImages]:
+def paired_sets(c: TranslationConfig | SegmenterConfig) -> tuple[PairedImages, PairedImages]:
     """(train, validation) sets of aligned pairs, for a method that learns A -> B from pairs."""
     train, val = readable(c.strict_data, *paired_split(c))
     return (PairedImages(train, **_augmented(c), **_common(c)),
@@ -111,4 +118,38 @@ def unpaired_sets(c: TranslationConfig) -> tuple[UnpairedImages, UnpairedImages 
     return UnpairedImages(train_A, train_B, **_augmented(c), **_common(c)), val
 
 
-__all__ = ["paired_split", "unaligned_split", "readable", "paired_sets", "unpaired_sets"]
+def target_palette(c: TranslationConfig) -> Palette | None:
+    """The palette of the targets' class maps, which validation scores by class IoU: ``--palette FILE``, ``auto``
+    (found from the training targets), or by default ``DIR/palette.json`` when it says the target side holds the
+    class maps; None (validation scores L1) when there is none, or the data has no aligned pairs to score. A
+    ConfigError names a training target that is far from the palette's colours, before the run starts."""
+    side = "B" if c.direction == "AtoB" else "A"
+    if tdata.has_unaligned_split(c.data_root(), "train"):
+        if c.palette:
+            raise ConfigError("palette", f"{c.data} has no aligned pairs: validation scores no class maps there")
+        return None
+    pairs = paired_split(c)[0]
+    if c.palette == "auto":
+        found = find_palette(_target(c, src) for src in pairs[:_PALETTE_SAMPLE])
+        return Palette(found.colours, found.names, side)
+    if c.palette:
+        palette, source = load_palette(c.palette), c.palette
+    else:
+        shipped, source = palette_beside(c.data_root()), f"{c.data}/palette.json"
+        if shipped is None or shipped.side != side:
+            return None
+        palette = shipped
+    for src in pairs[:_PALETTE_CHECK]:
+        share = far_share(_target(c, src), palette)
+        if share > MAX_FAR_SHARE:
+            raise ConfigError(str(src), f"side {side} (the target of --direction {c.direction}) is no class map of "
+                              f"{source}: {share:.0%} of its pixels are far from every colour; check --direction, "
+                              "or give this data's palette (--palette FILE, or --palette auto)")
+    return Palette(palette.colours, palette.names, side)
+
+
+def _target(c: TranslationConfig, src: PairSource) -> np.ndarray:
+    return np.asarray(tdata.load_pair(src, c.direction, c.input_nc, c.output_nc)[1])
+
+
+__all__ = ["paired_split", "unaligned_split", "readable", "paired_sets", "unpaired_sets", "target_palette"]

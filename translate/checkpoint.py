@@ -13,10 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .kinds import kind
 
 CHECKPOINT_FORMAT = "i2i-translate/checkpoint/1"
+BEST_RECORD = "best.json"  # in a run directory: the step and validation score of checkpoints/best.pt
+CHECKPOINT_CHOICES = "latest, best or a step number"
 
 
 @dataclass
@@ -131,6 +133,34 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if not path.exists():
         raise ModelError(f"{path}: no such checkpoint")
     return path
+
+
+def run_checkpoint(run_dir: str | os.PathLike, which: str | None = None) -> Path:
+    """One of a run directory's checkpoints: ``"latest"``, ``"best"`` (the best validation score, kept when the run
+    had a score to validate by) or a step number (a numbered checkpoint the run kept); None: the best when the run
+    kept one, else the latest. A ConfigError for ``--checkpoint`` names what the run holds."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "checkpoints"
+    if which is None:
+        which = "best" if (folder / "best.pt").exists() else "latest"
+    if which in ("latest", "best"):
+        path = folder / f"{which}.pt"
+        if not path.exists():
+            raise ConfigError("checkpoint", f"{run_dir} has no checkpoints/{which}.pt (it holds: {_kept(folder)})")
+        return path
+    if not which.isdigit():
+        raise ConfigError("checkpoint", f"must be {CHECKPOINT_CHOICES}, got {which!r}")
+    path = folder / f"step_{int(which):08d}.pt"
+    if not path.exists():
+        raise ConfigError("checkpoint", f"{run_dir} kept no checkpoint of step {int(which)} (it holds: {_kept(folder)})")
+    return path
+
+
+def _kept(folder: Path) -> str:
+    """What a run's checkpoints folder holds, as ``--checkpoint`` names them."""
+    names = [n for n in ("latest", "best") if (folder / f"{n}.pt").exists()]
+    names += [str(int(p.stem.removeprefix("step_"))) for p in sorted(folder.glob("step_*.pt"))]
+    return ", ".join(names) or "no checkpoints"
 
 
 def torch_load_any(path: Path) -> Any:

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import generator_specs, load_checkpoint, resolve_checkpoint
-from .errors import ModelError
+from .checkpoint import CHECKPOINT_CHOICES, generator_specs, load_checkpoint, resolve_checkpoint, run_checkpoint
+from .errors import ConfigError, ModelError
 from .files import atomic_path
 from .gan.networks import DCGANGenerator, MLPGenerator
 from .generators import load_generator
@@ -64,7 +64,7 @@ def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
 
     multiple = getattr(G, "size_multiple", 1)
     props = {
-        "kind": KINDS["translation"].onnx_name,
+        "kind": kind(meta.get("kind", "translation")).onnx_name,  # a translator, or a segmenter built alike
         "size_multiple": multiple,
         # the ResNet blocks reflect-pad their 1/4-scale maps, which needs at least 2 pixels there
         "min_size": 2 * multiple if isinstance(G, ResnetGenerator) else multiple,
@@ -143,6 +143,8 @@ class ExportOptions:
     """The settings of ``translate export`` (its flags, through :func:`translate.options.add_arguments`)."""
 
     direction: str | None = opt(None, "AtoB or BtoA, for checkpoints holding both")
+    checkpoint: str | None = opt(None, f"which checkpoint of a run directory: {CHECKPOINT_CHOICES} (default: best "
+                                 "when the run kept one, else latest)")
     tolerance: float = opt(TOLERANCE, "largest absolute difference from PyTorch allowed on [-1, 1] outputs")
 
 
@@ -156,17 +158,28 @@ def export_model(path: str | os.PathLike, out: str | os.PathLike, direction: str
     return kind(meta["kind"]).call("export")(G, meta, out, tolerance)[1]
 
 
+def export_source(model: str | os.PathLike, checkpoint: str | None = None) -> Path:
+    """What ``translate export MODEL [--checkpoint C]`` exports: a run directory's checkpoint
+    (:func:`translate.checkpoint.run_checkpoint`: by default the best when the run kept one), or the file named."""
+    if Path(model).is_dir():
+        return run_checkpoint(model, checkpoint)
+    if checkpoint is not None:
+        raise ConfigError("checkpoint", f"{model} is a file: --checkpoint picks one of a run directory's checkpoints")
+    return resolve_checkpoint(model)
+
+
 def export_run(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, float]:
-    """Export every generator of a run: ``model.onnx`` for one, ``AtoB.onnx``/``BtoA.onnx`` for two."""
+    """Export every generator of a run, from its best checkpoint when it kept one, else its latest: ``model.onnx``
+    for one, ``AtoB.onnx``/``BtoA.onnx`` for two."""
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoints" / "latest.pt"
+    ckpt = run_checkpoint(run_dir)
     dirs = directions_of(ckpt)
     diffs = {}
     for d in dirs:
         out = run_dir / ("model.onnx" if len(dirs) == 1 else f"{d}.onnx")
         diffs[d] = export_model(ckpt, out, d)
         if verbose:
-            print(f"exported {out} (max abs diff vs PyTorch {diffs[d]:.2e})")
+            print(f"exported {out} from {ckpt.relative_to(run_dir)} (max abs diff vs PyTorch {diffs[d]:.2e})")
     return diffs
 
 

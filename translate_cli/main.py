@@ -21,7 +21,7 @@ from pathlib import Path
 import training
 import translate
 from serving.store import ModelStore
-from translate.checkpoint import load_checkpoint, resolve_checkpoint
+from translate.checkpoint import load_checkpoint
 from translate.errors import ModelError, TranslateError
 from translate.kinds import kind
 from translate.options import add_arguments, given
@@ -62,19 +62,20 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from translate.export import ExportOptions, export_model  # lazy: torch
+    from translate.export import ExportOptions, export_model, export_source  # lazy: torch
     from translate.generators import generator_kind  # lazy: torch
 
-    k = generator_kind(args.model)  # an ONNX file's kind is the store's to check
+    options = ExportOptions(**given(args, ExportOptions))
+    source = export_source(args.model, options.checkpoint)  # a run directory: its best checkpoint, unless asked
+    k = generator_kind(source)  # an ONNX file's kind is the store's to check
     if args.register and k != "onnx" and not kind(k).translates:
         raise kind(k).refusal(args.model, "the model store (--register)")
-    options = ExportOptions(**given(args, ExportOptions))
-    diff = export_model(args.model, args.out, direction=options.direction, tolerance=options.tolerance)
-    print(f"wrote {args.out}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
+    diff = export_model(source, args.out, direction=options.direction, tolerance=options.tolerance)
+    print(f"wrote {args.out} from {source}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
     if args.register:
         try:  # our training checkpoints are kept for fine-tuning; a reference .pth is not one
-            ckpt = resolve_checkpoint(args.model)
-            load_checkpoint(ckpt)
+            load_checkpoint(source)
+            ckpt: Path | None = source
         except ModelError:
             ckpt = None
         store = ModelStore(args.store)
@@ -154,13 +155,30 @@ def _cmd_evaluate(args) -> None:
 
 def evaluate_translation(args) -> None:
     """``translate evaluate`` of an image translator: scores on the paired data of ``--data``."""
-    from translate.evaluate import evaluate  # lazy: torch
+    from translate.evaluate import evaluate, summary_table  # lazy: torch
+    from translate.segmenter import load_segmenter  # lazy: torch
 
     if not args.data:
         raise TranslateError("--data: required to evaluate a translation model")
+    segmenter = load_segmenter(args.segmenter) if args.segmenter else None
     predictor = translate.load(args.model, device=args.device, direction=args.direction)
-    result = evaluate(predictor, args.data, split=args.split, limit=args.limit, progress=not args.quiet)
+    result = evaluate(predictor, args.data, split=args.split, limit=args.limit, progress=not args.quiet,
+                      palette=args.palette, segmenter=segmenter)
     print(json.dumps(result, indent=None if args.compact else 2))
+    print(summary_table(result), file=sys.stderr)  # stdout stays one JSON document
+
+
+def evaluate_segmenter(args) -> None:
+    """``translate evaluate`` of a segmenter: what it recognises in the real photos of ``--data``."""
+    from translate.evaluate import evaluate_segmenter as score  # lazy: torch
+    from translate.evaluate import summary_table  # lazy: torch
+    from translate.segmenter import load_segmenter  # lazy: torch
+
+    if not args.data:
+        raise TranslateError("--data: required to evaluate a segmenter (photos and their label maps)")
+    result = score(load_segmenter(args.model), args.data, split=args.split, limit=args.limit, progress=not args.quiet)
+    print(json.dumps(result, indent=None if args.compact else 2))
+    print(summary_table(result), file=sys.stderr)
 
 
 def _cmd_demo(args) -> None:
@@ -246,12 +264,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_arguments(pr, RuntimeOptions)
     pr.set_defaults(func=_cmd_predict)
 
-    ev = sub.add_parser("evaluate", help="L1 / PSNR / SSIM on a paired split, as JSON")
+    ev = sub.add_parser("evaluate", help="L1 / PSNR / SSIM on a paired split, and class-map, FCN and Frechet "
+                        "scores where the data has class maps, as JSON (and a short table on stderr)")
     ev.add_argument("model")
     ev.add_argument("--data", help="paired data set (translation models; GAN runs: real images to compare with)")
     ev.add_argument("--split", default="test")
     ev.add_argument("--direction")
     ev.add_argument("--limit", type=int, default=0, help="evaluate at most N pairs (0: all)")
+    ev.add_argument("--palette", help="the targets are class maps of this palette (a JSON file; 'auto': find it "
+                    "from the training targets); default: DATA/palette.json when it describes the target side")
+    ev.add_argument("--segmenter", help="run or checkpoint of `translate train segmenter`: score translations into "
+                    "photos by what it recognises in them (FCN score) and by a Frechet distance of its features")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ev.add_argument("--compact", action="store_true", help="one-line JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,4 +1,5 @@
-"""`translate retrain NAME --data DIR`: fine-tune a stored model on new pairs, promote it if no worse."""
+"""`translate retrain NAME --data DIR`: fine-tune a stored model on new pairs, promote it if no worse by the task's
+score."""
 from __future__ import annotations
 
 import contextlib
@@ -24,11 +25,14 @@ def register(subparsers) -> None:
     from serving.retraining.upload import HOLDOUT_FRACTION  # lazy: PIL
 
     p = subparsers.add_parser(
-        "retrain", help="fine-tune a stored model on new paired data; promote it if no worse (held-out L1)",
+        "retrain", help="fine-tune a stored model on new paired data; promote it if no worse (held-out class IoU where "
+             "the model's run had a palette, else L1)",
         description="Fine-tune the current version of NAME from its checkpoint on DIR (aligned A|B pairs, flat "
                     "or in train/ [val/ test/]), score old and new on the held-out pairs (DIR's test/ or val/, "
                     f"else a fixed {HOLDOUT_FRACTION:.0%} of its pairs), register the new version and promote it "
-                    "if its L1 is no worse. Prints the outcome as JSON.")
+                    "if its task score is no worse: the class IoU of its outputs' class maps where the model's "
+                    "training run had a palette, else L1. Prints the outcome as JSON, the score that decided "
+                    "under 'decided_by'.")
     p.add_argument("name", help="model name in the store")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of aligned A|B pairs")
     p.add_argument("--store", metavar="DIR|URL", help="model store: a folder or s3://BUCKET/PREFIX "

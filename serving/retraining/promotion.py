@@ -1,34 +1,41 @@
 """The promotion policy of a retraining job: fine-tune the current version from its checkpoint,
-score old and new on the same held-out pairs, register the new version, promote it only if it
-is no worse.
+score old and new on the same held-out pairs by the task's score, register the new version, promote
+it only if it is no worse.
 
 - **Fine-tune**: :class:`training.loop.Trainer` with the checkpoint's config, ``data`` = the
   upload, ``init_from`` = the current version's checkpoint (networks loaded, fresh optimizers
   and schedule), ``steps`` (default ``DEFAULT_STEPS``), export to ONNX at the end. The trainer
-  comes from the checkpoint's method name (:func:`trainer`).
+  comes from the checkpoint's method name (:func:`trainer`). The palette the checkpoint's run scored
+  its targets' class maps with (``palette`` in the checkpoint) goes with it, so the fine-tuning
+  validates the same way.
 - **Evaluate** the current version's model and the new one with
   :func:`translate.evaluate.evaluate` on the same held-out pairs.
-- **Register and decide**. The metric is mean L1 on the [-1, 1] scale (lower is better). The
-  new version is promoted iff ``new L1 <= current L1`` (a tie promotes: same quality, fresher
-  data). A worse version is still registered, not promoted, so it can be inspected or promoted
-  by hand; the outcome says so and why.
+- **Register and decide** by the task's score, as training keeps its best checkpoint
+  (:mod:`translate.task_score`): the class IoU of the outputs' class maps where the checkpoint has a
+  palette (higher is better), else mean L1 on the [-1, 1] scale (lower is better), which L1 alone
+  cannot tell a map from the mean map. The new version is promoted iff its score is no worse than
+  the current version's (a tie promotes: same quality, fresher data). A worse version is still
+  registered, not promoted, so it can be inspected or promoted by hand; the outcome names the
+  score that decided (``metric``, ``decided_by``), and says so and why.
 """
 from __future__ import annotations
 
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from translate.checkpoint import load_checkpoint
+from translate.class_maps import PALETTE_FILE, Palette, save_palette
 from translate.errors import ConfigError
 from translate.predictor import Predictor
+from translate.task_score import Score
 
 from ..store import ModelStore, PromotionConflict
 
 DEFAULT_STEPS = 200
-METRIC = "l1"  # mean L1 on [-1, 1]; lower is better
-# trainers that can fine-tune on paired data, by checkpoint method name
+
+
 def trainer(method: str):
     """The trainer that fine-tunes checkpoints of ``method`` on uploaded pairs (training's registry)."""
     import training  # lazy: torch, only when a job runs
@@ -59,25 +66,35 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
     method = trainer(ckpt["method"])
     config = method.config_class.from_dict({k: v for k, v in ckpt["config"].items() if k != "method"})
     steps = job["steps"]
+    palette = None  # the palette the checkpoint's run scored its targets' class maps with, where it had one
+    if ckpt.get("palette"):
+        run.mkdir(parents=True, exist_ok=True)
+        palette = save_palette(Palette.from_json(ckpt["palette"], str(ckpt_path)), run / PALETTE_FILE)
     config = dataclasses.replace(
         config, data=job["data_dir"], out=str(run), init_from=str(ckpt_path), steps=steps, workers=0, device="auto",
         progress=progress, export=True, strict_data=True, time_limit=0.0, log_every=1, val_every=0,
-        sample_every=steps, checkpoint_every=steps, keep_checkpoints=1)
+        sample_every=steps, checkpoint_every=steps, keep_checkpoints=1, palette=str(palette or ""))
     Trainer(method, config).fit()
 
     record(phase="evaluate", progress={"step": steps, "total": steps})
     current = store.current(name)  # what serves now (normally the version we started from)
     split = job["data"]["eval_split"]
 
-    def score(model: Path) -> tuple[dict, int]:
-        res = evaluate(Predictor(model, threads=threads), job["data_dir"], split=split, progress=progress)
-        return {k: res[k] for k in METRIC_NAMES}, res["count"]
+    def score(model: Path) -> tuple[Score, dict, int]:
+        res = evaluate(Predictor(model, threads=threads), job["data_dir"], split=split, progress=progress,
+                       palette=str(palette) if palette else None)
+        found = {k: res[k] for k in METRIC_NAMES}
+        if "class_map" in res:
+            found.update({k: res["class_map"][k] for k in ("pixel_accuracy", "mean_class_accuracy", "mean_iou")})
+        return held_out_score(found), found, res["count"]
 
-    (new, count), (cur, _) = score(run / "model.onnx"), score(store.model_path(name, current))
-    promote = new[METRIC] <= cur[METRIC]
+    (new_score, new, count), (cur_score, cur, _) = score(run / "model.onnx"), score(store.model_path(name, current))
+    promote = not cur_score.better_than(new_score)
+    metric = new_score.name
 
     record(phase="register")
-    evaluation = {"metric": METRIC, "split": split, "held_out": job["data"]["held_out"], "count": count,
+    evaluation = {"metric": metric, "decided_by": decided_by(new_score), "split": split,
+                  "held_out": job["data"]["held_out"], "count": count,
                   "compared_with": {"version": current, "metrics": cur}, "promoted": promote}
     meta = {"source": "retrain", "job_id": job_id, "base_version": job["base_version"], "steps": steps,
             "data": job["data"], "metrics": new, "evaluation": evaluation}
@@ -93,11 +110,26 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     (run / "model.onnx").unlink(missing_ok=True)
     verdict = "no worse than" if promote else "worse than"
-    reason = (f"held-out {METRIC} {new[METRIC]:.4f} (new) vs {cur[METRIC]:.4f} ({current}) on {count} "
-              f"pairs of '{split}': {verdict} the current version, "
+    reason = (f"decided by {decided_by(new_score)}: held-out {metric} {new_score.value:.4f} (new) vs "
+              f"{cur_score.value:.4f} ({current}) on {count} pairs of '{split}': {verdict} the current version, "
               + (f"{version} promoted" if promote else f"{version} registered but not promoted; {current} stays")
               + conflict)
     return {"promoted": promote, "new_version": version, "current_version": store.current(name),
-            "compared_with": current, "metric": METRIC, "new_metric": new[METRIC], "current_metric": cur[METRIC],
+            "compared_with": current, "metric": metric, "decided_by": decided_by(new_score),
+            "new_metric": new_score.value, "current_metric": cur_score.value,
             "new_metrics": new, "current_metrics": cur, "eval_split": split, "eval_count": count,
             "reason": reason}
+
+
+def held_out_score(metrics: dict[str, Any]) -> Score:
+    """The task's score among a version's held-out metrics (:func:`translate.evaluate.evaluate`'s): the class IoU
+    where its outputs were scored as class maps, else mean L1, the order of :func:`translate.task_score.task_score`."""
+    if "mean_iou" in metrics:
+        return Score("mean_iou", metrics["mean_iou"], higher_is_better=True)
+    return Score("l1", metrics["l1"], higher_is_better=False)
+
+
+def decided_by(score: Score) -> str:
+    """What decided a promotion, in words."""
+    what = "class IoU of the outputs' class maps" if score.name == "mean_iou" else "mean L1 on [-1, 1]"
+    return f"{score.name} ({what}; {'higher' if score.higher_is_better else 'lower'} is better)"

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from translate import imageio
+from translate.class_maps import PALETTE_FILE
 from translate.errors import DataError, ImageError
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")  # a member first, an empty archive, a spanned one
@@ -100,9 +101,10 @@ def folder_entries(root: Path) -> list[Entry]:
 
 
 def _ignored(parts: tuple[str, ...]) -> bool:
-    """Skipped, not refused: archive clutter (macOS resource forks, hidden files) and the ``dataset.json`` that
-    ``translate data make`` and ``translate data pair`` write next to their pairs."""
-    return parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts) or parts[-1] == "dataset.json"
+    """Skipped, not refused: archive clutter (macOS resource forks, hidden files), the ``dataset.json`` that
+    ``translate data make`` and ``translate data pair`` write next to their pairs and the ``palette.json`` of a set of
+    class maps (the job scores class maps with the palette its model's training run kept)."""
+    return parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts) or parts[-1] in ("dataset.json", PALETTE_FILE)
 
 
 def _safe_parts(name: str) -> tuple[str, ...]:

@@ -28,8 +28,9 @@ from .vocabulary import (
     sha256_file,
 )
 
-# the keys of a training checkpoint a fine-tuning run needs (no optimizer, scheduler or RNG state)
-SLIM_CHECKPOINT_KEYS = ("format", "method", "config", "step", "networks", "generators")
+# the keys of a training checkpoint a fine-tuning run needs (no optimizer, scheduler or RNG state); the palette its
+# run scored class maps with is retraining's too (serving.retraining.promotion)
+SLIM_CHECKPOINT_KEYS = ("format", "method", "config", "step", "networks", "generators", "palette")
 STORE_ENV = "TRANSLATE_STORE"
 
 

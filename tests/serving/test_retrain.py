@@ -113,7 +113,7 @@ def test_a_set_made_by_our_data_tools_is_accepted_as_it_is(tmp_path):
     counts = upload.import_pairs(upload.folder_entries(tmp_path / "new_pairs"), tmp_path / "imported", "new_pairs",
                                  upload.FOLDER_LIMITS)
     assert {s: counts[s] for s in ("train", "val", "test")} == made["counts"] and counts["eval_split"] == "test"
-    assert not (tmp_path / "imported" / "dataset.json").exists()
+    assert not (tmp_path / "imported" / "dataset.json").exists() and not (tmp_path / "imported" / "palette.json").exists()
 
 
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
@@ -170,6 +170,8 @@ def test_retrain_promotes_a_better_version_and_reports_progress(pairs, base_run,
     out = status["outcome"]
     assert out["promoted"] and out["new_version"] == "v0002" and out["current_version"] == "v0002"
     assert out["metric"] == "l1" and out["new_metric"] < 0.7 * out["current_metric"], out
+    assert out["decided_by"] == "l1 (mean L1 on [-1, 1]; lower is better)" and out["reason"].startswith(
+        f"decided by {out['decided_by']}: held-out l1")
     assert store.current(NAME) == "v0002"
     assert_checkpoint_is_the_model(store, NAME, "v0002")
     meta = store.meta(NAME, "v0002")
@@ -303,3 +305,32 @@ def test_a_failed_job_prunes_too(pairs, base_run, tmp_path, monkeypatch):
     status = jobs.run_job(store.root, job["job_id"])
     assert status["state"] == "failed" and status["data_pruned"]
     assert not list((store.root / ".data").iterdir())
+
+
+def test_a_class_map_model_is_promoted_by_class_iou(tmp_path, capsys):
+    """A model trained on class maps (the maps set ships its palette.json) keeps its palette in its checkpoint; its
+    retraining validates and promotes by the class IoU of the held-out maps, and says that this score decided."""
+    from tests.conftest import tiny_pix2pix_config
+    from training.loop import Trainer
+    from training.pix2pix import Pix2Pix
+    from translate.checkpoint import load_checkpoint
+    from translate.datasets import make_dataset
+    from translate_cli.main import main
+
+    make_dataset("maps", tmp_path / "maps", count=12, size=32, progress=False)
+    base = Trainer(Pix2Pix, tiny_pix2pix_config(tmp_path / "maps", tmp_path / "base", steps=2, export=True)).fit()
+    assert load_checkpoint(base / "checkpoints" / "best.pt")["palette"]["side"] == "B"
+    store = ModelStore(tmp_path / "store")
+    store.register(NAME, base / "model.onnx", checkpoint=base / "checkpoints" / "best.pt")
+    capsys.readouterr()
+    main(["retrain", NAME, "--data", tmp_path / "maps", "--store", store.root, "--steps", "2", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["metric"] == "mean_iou"
+    assert out["decided_by"] == "mean_iou (class IoU of the outputs' class maps; higher is better)"
+    assert out["promoted"] == (out["new_metric"] >= out["current_metric"])
+    for side in ("new", "current"):
+        m = out[f"{side}_metrics"]
+        assert m["mean_iou"] == out[f"{side}_metric"] and 0 <= m["mean_iou"] <= 1 and {"l1", "pixel_accuracy"} <= set(m)
+    # the fine-tuning validated by the same score
+    run = store.root / ".runs" / f"{NAME}-{out['job_id']}"
+    assert any("val/mean_iou" in json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines())

@@ -22,13 +22,14 @@ def store(store_factory):
 
 
 def fake_checkpoint(path, seed=0):
-    """A training checkpoint as training.loop writes it (with the optimizer state a slim copy drops)."""
+    """A training checkpoint as training.loop writes it (with the optimizer state a slim copy drops; a run without
+    class maps has no palette)."""
     torch.manual_seed(seed)
     G = define_G("unet_32", ngf=8)
     arch = {"name": "unet_32", "ngf": 8}
     torch.save({"format": CHECKPOINT_FORMAT, "method": "pix2pix", "config": {"netG": "unet_32", "lr": 2e-4},
                 "step": 7, "networks": {"G": G.state_dict()}, "optimizers": {"G": {"state": {}}},
-                "schedulers": {}, "rng": {"torch": 1}, "extra": {}, "last_val": {"l1": 0.25},
+                "schedulers": {}, "rng": {"torch": 1}, "extra": {}, "last_val": {"l1": 0.25}, "palette": None,
                 "generators": {"AtoB": GeneratorSpec("G", arch, batch_stats=True).to_dict()}}, path)
     return path
 
@@ -36,7 +37,7 @@ def fake_checkpoint(path, seed=0):
 def assert_slim_copy_of(stored, ckpt) -> None:
     """``stored`` is the slim copy of the training checkpoint ``ckpt``: its model's part, every weight equal."""
     slim, full = torch.load(stored, weights_only=False), torch.load(ckpt, weights_only=False)
-    assert set(slim) == {"format", "method", "config", "step", "networks", "generators"}
+    assert set(slim) == {"format", "method", "config", "step", "networks", "generators", "palette"}
     assert {k: slim[k] for k in slim if k != "networks"} == {k: full[k] for k in slim if k != "networks"}
     assert slim["networks"].keys() == full["networks"].keys()
     for net, weights in full["networks"].items():

@@ -104,7 +104,8 @@ def check_objective(method: type[Method], name: str, data: Path, out: Path) -> N
 
 def check_exact_resume(method: type[Method], data: Path, tmp: Path) -> None:
     """A run stopped after 5 of 8 steps (the learning rate already decaying) and resumed ends where the run that
-    was never stopped ends, to the bit: networks, optimizers, the method's own state, every logged value."""
+    was never stopped ends, to the bit: networks, optimizers, the method's own state, every logged value, the best
+    checkpoint's step and score (validated at 3, 6 and 8: the stop at 5 comes between two)."""
     kw = dict(steps=8, decay_fraction=0.5, log_every=1, val_every=3, sample_every=100, checkpoint_every=100)
     straight = Trainer(method, method.tiny_config(data, tmp / "a", **kw))
     straight.fit()
@@ -122,6 +123,12 @@ def check_exact_resume(method: type[Method], data: Path, tmp: Path) -> None:
     assert_same(a.extra_state(), b.extra_state(), "extra state")
     # what was logged after the last checkpoint of the stopped run is not kept twice; the rest is the same
     assert _rows(tmp / "a", "step") == _rows(tmp / "b", "step")
+    best = [load_checkpoint(run / "checkpoints" / "latest.pt")["best"] for run in (tmp / "a", tmp / "b")]
+    assert best[0] == best[1], best
+    if best[0] is not None:  # a method with a score to validate by
+        assert [json.loads((run / "best.json").read_text()) for run in (tmp / "a", tmp / "b")] == best
+        assert_same(load_checkpoint(tmp / "a" / "checkpoints" / "best.pt")["networks"],
+                    load_checkpoint(tmp / "b" / "checkpoints" / "best.pt")["networks"], "best networks")
 
 
 def check_export(method: type[Method], data: Path, tmp: Path) -> Path:

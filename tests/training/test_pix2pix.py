@@ -19,7 +19,7 @@ def test_short_training_lowers_validation_l1(tiny_pairs, tmp_path):
     cfg = tiny_pix2pix_config(tiny_pairs, tmp_path / "run", steps=120, val_every=10, lr=1e-3, export=True)
     torch.manual_seed(0)
     t = Trainer(Pix2Pix, cfg)
-    start = t.validate()["val/l1"]
+    start = t.validate().metrics["val/l1"]
     run = t.fit()
     end = _val_l1(run)[-1]
     assert end < 0.5 * start, (start, _val_l1(run))
