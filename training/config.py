@@ -337,17 +337,8 @@ class TranslationConfig(AdversarialConfig):
             raise ConfigError("diffaugment", str(e)) from None
 
     def check_size(self, size_multiple: int) -> None:
-        """A ConfigError unless ``size`` fits a generator that needs a multiple of ``size_multiple``; it names
-        where ``netG`` came from (a preset picks one the user never typed) and what would fit."""
-        size, netG = resolved(self.size), resolved(self.netG)
-        if size % size_multiple == 0:
-            return
-        origin = f" (the {self.preset} preset's generator)" if "netG" in getattr(self, "from_preset", ()) else ""
-        power_of_two = size >= 32 and size & (size - 1) == 0
-        fix = f"--netG unet_{size} (a U-Net for {size} px) or " if netG.startswith("unet") and power_of_two else ""
-        raise ConfigError("size", f"{netG}{origin} needs a multiple of {size_multiple}, got {size}: "
-                                  f"pass {fix}a --size that is a multiple of {size_multiple}")
-
+        """A ConfigError unless ``size`` fits a generator that needs a multiple of ``size_multiple``."""
+        check_size(self, size_multiple)
 
     @property
     def batch_stats(self) -> bool:
@@ -357,3 +348,77 @@ class TranslationConfig(AdversarialConfig):
         if self.test_norm == "auto":
             return self.batch_size == 1
         return self.test_norm == "per-image"
+
+
+@dataclass
+class SegmenterConfig(TrainConfig):
+    """The segmenter of the FCN-score protocol (``translate train segmenter``): real photos to the classes of
+    their label maps, per-pixel cross-entropy. No adversary, so none of the GAN options."""
+
+    direction: str = opt("AtoB", "which side is the photo: AtoB = A is the photo and B its label map, BtoA the "
+                         "reverse", choices=DIRECTIONS)
+    palette: str = opt("", "the label maps' classes: a palette JSON file, 'auto' to find them from the training "
+                       "label maps, or empty for DIR/palette.json when the data set ships one (else auto)")
+    size: int | None = opt(256, "crop size the segmenter trains on", preset=True)
+    load_size: int | None = opt(None, "resize to this before the random crop (auto: size * 286/256)")
+    preprocess: str = opt("resize_and_crop", "how training images are scaled and cropped", choices=PREPROCESS)
+    flip: bool = opt(True, "random horizontal flips (same for photo and labels)")
+    input_nc: int = opt(3, "photo channels (1 = grayscale, 3 = RGB)", choices=(1, 3))
+    output_nc: int = opt(3, "label map channels as stored (RGB colours of the palette)", choices=(3,))
+    netG: str | None = opt("unet_256", "the segmenter's U-Net: unet_<N> (any power of two >= 32)", preset=True)
+    ngf: int | None = opt(32, "filters in the U-Net's last conv layer", preset=True)
+    norm: str = opt("instance", "normalisation layers", choices=("batch", "instance", "none"))
+    dropout: bool = False  # a generator option the U-Net builder takes; a segmenter trains without
+    init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
+    init_gain: float = opt(0.02, "scale of the weight init")
+    lr: float = opt(1e-3, "Adam learning rate")
+    channels_last: bool | None = opt(None, "channels-last memory layout (same math; auto: on CUDA, off on CPU)")
+
+    # the built-in maps set at the size its translators train (Pix2Pix's preset): a small U-Net learns its classes
+    presets: typing.ClassVar[dict[str, Preset]] = {
+        "maps": Preset(dict(size=128, netG="unet_128", ngf=16, batch_size=4), source="tests/training/test_segmenter.py"),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.load_size:
+            self.load_size = int(round(resolved(self.size) * 286 / 256))
+
+    def resolve_speed(self, device, amp_on_cpu: bool) -> None:
+        super().resolve_speed(device, amp_on_cpu)
+        self.channels_last = resolve_channels_last(self.channels_last, resolved(self.netG), device)
+
+    def validate(self) -> None:
+        super().validate()
+        netG = resolved(self.netG)
+        try:
+            parse_generator_name(netG)
+        except ValueError as e:
+            raise ConfigError("netG", str(e)) from None
+        if not netG.startswith("unet"):
+            raise ConfigError("netG", f"the segmenter is a U-Net (unet_<N>), got {netG!r}")
+        if self.lr <= 0:
+            raise ConfigError("lr", f"must be > 0, got {self.lr}")
+        if resolved(self.load_size) < resolved(self.size):
+            raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
+
+    def check_size(self, size_multiple: int) -> None:
+        """As a translator's U-Net: the same rule and advice."""
+        check_size(self, size_multiple)
+
+    @property
+    def batch_stats(self) -> bool:
+        return self.norm == "batch" and self.batch_size == 1
+
+
+def check_size(c: TranslationConfig | SegmenterConfig, size_multiple: int) -> None:
+    """A ConfigError unless ``size`` fits a generator that needs a multiple of ``size_multiple``; it names
+    where ``netG`` came from (a preset picks one the user never typed) and what would fit."""
+    size, netG = resolved(c.size), resolved(c.netG)
+    if size % size_multiple == 0:
+        return
+    origin = f" (the {c.preset} preset's generator)" if "netG" in getattr(c, "from_preset", ()) else ""
+    power_of_two = size >= 32 and size & (size - 1) == 0
+    fix = f"--netG unet_{size} (a U-Net for {size} px) or " if netG.startswith("unet") and power_of_two else ""
+    raise ConfigError("size", f"{netG}{origin} needs a multiple of {size_multiple}, got {size}: "
+                              f"pass {fix}a --size that is a multiple of {size_multiple}")

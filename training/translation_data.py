@@ -16,7 +16,7 @@ from typing import Any
 from translate import data as tdata
 from translate.data import ImageSource, PairedImages, PairSource, UnpairedImages
 
-from .config import TranslationConfig
+from .config import SegmenterConfig, TranslationConfig
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 _AS_TESTED: dict[str, Any] = dict(train=False, preprocess="resize")
 
 
-def paired_split(c: TranslationConfig) -> tuple[list[PairSource], list[PairSource]]:
+def paired_split(c: TranslationConfig | SegmenterConfig) -> tuple[list[PairSource], list[PairSource]]:
     """(train, validation) pairs of ``c.data``: its ``val`` split when it has one, else a held-out part of train."""
     train = tdata.find_pairs(c.data, "train")
     if tdata.has_split(c.data, "val"):
@@ -60,18 +60,18 @@ def readable(strict: bool, *source_lists: list) -> tuple[list, ...]:
     return tuple(kept)
 
 
-def _common(c: TranslationConfig) -> dict[str, Any]:
+def _common(c: TranslationConfig | SegmenterConfig) -> dict[str, Any]:
     """What the training and the validation set of a run share."""
     return dict(size=c.size, direction=c.direction, input_nc=c.input_nc, output_nc=c.output_nc, strict=c.strict_data,
                 seed=c.seed)
 
 
-def _augmented(c: TranslationConfig) -> dict[str, Any]:
+def _augmented(c: TranslationConfig | SegmenterConfig) -> dict[str, Any]:
     """The training set's own settings: resized to the load size, cropped, flipped."""
     return dict(load_size=c.load_size, preprocess=c.preprocess, flip=c.flip, train=True)
 
 
-def paired_sets(c: TranslationConfig) -> tuple[PairedImages, PairedImages]:
+def paired_sets(c: TranslationConfig | SegmenterConfig) -> tuple[PairedImages, PairedImages]:
     """(train, validation) sets of aligned pairs, for a method that learns A -> B from pairs."""
     train, val = readable(c.strict_data, *paired_split(c))
     return (PairedImages(train, **_augmented(c), **_common(c)),

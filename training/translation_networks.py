@@ -12,10 +12,10 @@ from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
 from translate.networks import define_D, define_G
 
-from .config import TranslationConfig, resolved
+from .config import SegmenterConfig, TranslationConfig, resolved
 
 
-def generator(c: TranslationConfig, input_nc: int | None = None, output_nc: int | None = None
+def generator(c: TranslationConfig | SegmenterConfig, input_nc: int | None = None, output_nc: int | None = None
               ) -> tuple[dict[str, Any], nn.Module]:
     """(arch, network) of a ``--netG`` generator from ``input_nc`` to ``output_nc`` channels (default: the
     config's A to B), initialised as ``--init-type`` says; the arch is what checkpoints record to rebuild it.
@@ -47,7 +47,7 @@ def discriminator(c: TranslationConfig, input_nc: int) -> nn.Module:
     return D
 
 
-def in_layout(c: TranslationConfig, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def in_layout(c: TranslationConfig | SegmenterConfig, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """A step's input images in the networks' memory layout (channels-last when the run uses it)."""
     if not c.channels_last:
         return images

@@ -64,7 +64,7 @@ def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
 
     multiple = getattr(G, "size_multiple", 1)
     props = {
-        "kind": KINDS["translation"].onnx_name,
+        "kind": kind(meta.get("kind", "translation")).onnx_name,  # a translator, or a segmenter built alike
         "size_multiple": multiple,
         # the ResNet blocks reflect-pad their 1/4-scale maps, which needs at least 2 pixels there
         "min_size": 2 * multiple if isinstance(G, ResnetGenerator) else multiple,

@@ -69,6 +69,11 @@ KINDS: dict[str, GeneratorKind] = {
         load="translate.generators:load_gan_generator", export="translate.export:export_gan_generator",
         evaluate="translate_cli.gan_commands:cmd_evaluate", translates=False, samples=True,
         use_instead="use `translate sample` / `translate edit` with the run", onnx_kind="gan_generator"),
+    "segmenter": GeneratorKind(  # translate/segmenter.py: the FCN-score's judge, a U-Net like a translator's
+        name="segmenter", summary="a photo in, the class scores of its label map out", inputs=("image",),
+        load="translate.generators:load_translation_generator", export="translate.export:export_generator",
+        evaluate="translate_cli.main:evaluate_segmenter", translates=False,
+        use_instead="it scores translations into photos: `translate evaluate MODEL --data DIR --segmenter RUN`"),
 }
 
 

@@ -183,7 +183,7 @@ def test_make_dataset_layout(tmp_path):
     assert summary["out"] == str(out)
     assert json.loads((out / "dataset.json").read_text()) == summary
     expected = [f"train/{i:05d}.png" for i in range(8)] + ["val/00008.png", "test/00009.png"]
-    assert _files(out) == sorted(expected + ["dataset.json"])  # and no temporary files left
+    assert _files(out) == sorted(expected + ["dataset.json", "palette.json"])  # and no temporary files left
     for name in expected:
         with Image.open(out / name) as im:
             assert im.size == (64, 32) and im.mode == "RGB"
@@ -208,8 +208,10 @@ def test_rerun_replaces_earlier_dataset(tmp_path):
     make_dataset("maps", out, count=10, size=32, progress=False)
     summary = make_dataset("maps", out, count=5, size=32, splits=(0.6, 0.2, 0.2), progress=False)
     assert summary["counts"] == {"train": 3, "val": 1, "test": 1}
-    assert _files(out) == ["dataset.json", "test/00004.png", "train/00000.png", "train/00001.png",
+    assert _files(out) == ["dataset.json", "palette.json", "test/00004.png", "train/00000.png", "train/00001.png",
                            "train/00002.png", "val/00003.png"]
+    make_dataset("sketches", out, count=5, size=32, progress=False)
+    assert "palette.json" not in _files(out)  # a set of photos has no class map: the maps set's palette goes
 
 
 def test_rerun_accepts_a_folder_written_before_the_package(tmp_path):
@@ -220,7 +222,7 @@ def test_rerun_accepts_a_folder_written_before_the_package(tmp_path):
     assert meta["generator"] == "translate.datasets"
     (out / "dataset.json").write_text(json.dumps({**meta, "generator": "translate.synthetic"}))
     make_dataset("maps", out, count=4, size=32, splits=(0.5, 0.25, 0.25), progress=False)
-    assert _files(out) == ["dataset.json", "test/00003.png", "train/00000.png", "train/00001.png", "val/00002.png"]
+    assert _files(out) == ["dataset.json", "palette.json", "test/00003.png", "train/00000.png", "train/00001.png", "val/00002.png"]
     assert json.loads((out / "dataset.json").read_text())["generator"] == "translate.datasets"
 
 

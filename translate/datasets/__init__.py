@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..class_maps import PALETTE_FILE, Palette, save_palette
 from ..errors import ConfigError
 from ..options import opt
 from . import maps, sketches
@@ -48,10 +50,11 @@ class DatasetKind:
     a: str  # what side A shows (recorded in dataset.json)
     b: str  # what side B shows
     pair: Callable[[np.random.Generator, int], Pair]  # (rng, size) -> pixel-aligned uint8 (A, B)
+    palette: Palette | None = None  # the classes of its class-map side, written beside the set as palette.json
 
 
 KINDS: dict[str, DatasetKind] = {k.name: k for k in (
-    DatasetKind("maps", a="aerial photo", b="map", pair=maps.make_maps_pair),
+    DatasetKind("maps", a="aerial photo", b="map", pair=maps.make_maps_pair, palette=maps.MAPS_PALETTE),
     DatasetKind("sketches", a="sketch", b="photo", pair=sketches.make_sketches_pair),
 )}
 
@@ -92,15 +95,21 @@ def make_dataset(kind: str, out: str | os.PathLike, count: int = 400, size: int 
     indices run over train, then val, then test. Image ``i`` depends only on
     (``kind``, ``seed``, ``i``, ``size``), never on ``count``. Each file is written atomically.
     ``out`` may be new, empty, or an earlier built-in set (whose images are replaced);
-    a folder holding other images is refused rather than mixed into.
+    a folder holding other images is refused rather than mixed into. A set whose one side is a class map
+    gets its palette beside the splits (``out/palette.json``), for evaluation and training to find.
     """
     entry = _kind(kind)
     size = check_size(size)
     seed = _check_seed(seed)
     counts = split_counts(count, splits)
-    return write_dataset(out, lambda i: entry.pair(np.random.default_rng([seed, i]), size), counts,
-                         kind=entry.name, size=size, seed=seed, splits=splits, sides=(entry.a, entry.b),
-                         progress=progress)
+    summary = write_dataset(out, lambda i: entry.pair(np.random.default_rng([seed, i]), size), counts,
+                            kind=entry.name, size=size, seed=seed, splits=splits, sides=(entry.a, entry.b),
+                            progress=progress)
+    if entry.palette is not None:
+        save_palette(entry.palette, Path(out) / PALETTE_FILE)
+    else:  # the folder may hold an earlier set of another kind
+        (Path(out) / PALETTE_FILE).unlink(missing_ok=True)
+    return summary
 
 
 def dataset_kind(folder: str | os.PathLike) -> str | None:

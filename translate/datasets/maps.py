@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..class_maps import Palette
 from .drawing import (
     F32,
     check_size,
@@ -32,7 +33,7 @@ from .drawing import (
     value_noise,
 )
 
-__all__ = ["make_maps_pair", "MapScene", "MAP_BG", "MAP_PARK", "MAP_WATER", "MAP_BUILDING", "MAP_BUILDING_LINE",
+__all__ = ["make_maps_pair", "MAPS_PALETTE", "MapScene", "MAP_BG", "MAP_PARK", "MAP_WATER", "MAP_BUILDING", "MAP_BUILDING_LINE",
            "MAP_ROAD", "MAP_ROAD_LINE"]
 
 # map palette (Google Maps style of the pix2pix maps set)
@@ -43,6 +44,12 @@ MAP_BUILDING = rgb(228, 222, 213)
 MAP_BUILDING_LINE = rgb(211, 203, 193)
 MAP_ROAD = {1: rgb(255, 255, 255), 2: rgb(253, 216, 138), 3: rgb(247, 176, 84)}
 MAP_ROAD_LINE = {1: rgb(206, 201, 194), 2: rgb(226, 178, 96), 3: rgb(206, 134, 56)}
+
+# the classes of the map side (B), for its class-map scores; the thin outlines are not classes of
+# their own: they snap to the nearest class, and lie at the class borders that scoring ignores
+MAPS_PALETTE = Palette(np.array([MAP_BG, MAP_PARK, MAP_WATER, MAP_BUILDING, MAP_ROAD[1], MAP_ROAD[2], MAP_ROAD[3]],
+                                np.uint8),
+                       ("background", "park", "water", "building", "street", "main road", "highway"), side="B")
 
 # aerial roof palette: greys, browns, reds, light industrial
 _ROOFS = np.array([
