@@ -49,8 +49,12 @@ def penalty(config: AdversarialConfig, D: Callable[[Tensor], Tensor], real: Tens
     """The gradient penalty to add to D's loss (None when ``lambda_gp`` is 0). Computed in float32."""
     if not config.lambda_gp:
         return None
-    return gradient_penalty(lambda x: torch.cat([p.flatten(1) for p in scales(D(x))], 1), real.float(), fake.float(),
-                            lambda_gp=config.lambda_gp)[0]
+    return gradient_penalty(lambda x: _joined(D(x)), real.float(), fake.float(), lambda_gp=config.lambda_gp)[0]
+
+
+def _joined(prediction: Tensor | list[Tensor]) -> Tensor:
+    """A multi-scale D's outputs as one tensor (the penalty differentiates their sum); a single output as it is."""
+    return torch.cat([p.flatten() for p in prediction]) if isinstance(prediction, list) else prediction
 
 
 def constrain(config: AdversarialConfig, D: nn.Module) -> None:

@@ -200,7 +200,7 @@ class GAN(Method):
         self.optimizers = optimizers(c, G=self.G.parameters(), D=self.D.parameters())
         self.objective = objective(c)
         self.keep_averages(resolved(c.ema_decay), "G")  # G_ema: checkpointed with the others; the one exported
-        self.ema = "G_ema" in self.networks
+        self.G_ema = self.networks.get("G_ema")
         self.last_G: dict[str, float] = {}
         self.classifier: Classifier | None = None
         g = torch.Generator().manual_seed(c.seed + 12345)
@@ -261,7 +261,7 @@ class GAN(Method):
                                    direction="", method=self.name, kind="gan",
                                    extra=gan_spec_extra(self.data.classes if self.G.num_classes else [],
                                                         self.config.data, self.data.name, self.data.kind,
-                                                        self.ema))}
+                                                        self.G_ema is not None))}
 
     def eval_generators(self) -> dict[str, nn.Module]:
         return {}
@@ -315,8 +315,8 @@ class GAN(Method):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         s = state.get("gan", {})
         self.last_G = dict(s.get("last_G", {}))
-        if self.ema and s.get("G_ema") is not None:  # written before G_ema was a network
-            self.networks["G_ema"].load_state_dict(s["G_ema"])
+        if self.G_ema is not None and s.get("G_ema") is not None:  # written before G_ema was a network
+            self.G_ema.load_state_dict(s["G_ema"])
 
 
 # ---------------------------------------------------------------------- helpers
