@@ -38,7 +38,7 @@ def discriminator(c: TranslationConfig, input_nc: int) -> nn.Module:
         try:
             with torch.no_grad():
                 D.eval()(torch.zeros(1, input_nc, size, size))
-        except RuntimeError:
+        except (RuntimeError, ValueError):  # a convolution's output of no pixels; a normalisation of one
             coarsest = size >> (c.num_d - 1)
             raise ConfigError("num_d", f"{c.num_d} scales of {size} px leave about {coarsest} px for the coarsest "
                                        f"discriminator, too small for netD {c.netD}: use fewer, or a larger --size") from None
