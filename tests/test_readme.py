@@ -135,6 +135,10 @@ TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
     "translate data pair gray photos/ colourise/": Run(add=("--size", "32")),
     "translate data pair downscale photos/ superres/ --factor 4": Run(add=("--size", "32")),
     "translate data pair mask photos/ inpaint/": Run(add=("--size", "32")),
+    # two scales of a 32 px image need a shallower PatchGAN than the 70x70 one
+    "translate train pix2pix --data maps/ --out runs/maps-recipe --ema-decay 0.999 --diffaugment "
+    "color,translation,cutout --num-d 2 --feature-matching 10 --gan-mode hinge --spectral-norm --lr-d 4e-4": Run(
+        add=("--steps", "2", *TINY_PIX2PIX, "--netD", "n_layers", "--n-layers-D", "2")),
     "translate train pix2pix --data maps/ --out runs/maps2 --batch-size 2 --processes 2": Run(
         add=("--steps", "2", *TINY_PIX2PIX)),
     "translate train pix2pix --resume runs/maps2 --processes 1": Run(add=("--steps", "3", "--no-progress")),

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from translate.data import DIRECTIONS, PREPROCESS
 from translate.datasets import dataset_kind
+from translate.diffaugment import parse_policy
 from translate.errors import ConfigError
 from translate.losses import OBJECTIVE_NAMES, get_objective
 from translate.networks import D_NAMES, parse_generator_name
@@ -239,6 +240,10 @@ class AdversarialConfig(TrainConfig):
                              "(auto: the objective's: 0.01 for wgan, else off)")
     lambda_gp: float | None = opt(None, "weight of the gradient penalty on D, 0 = off "
                                   "(auto: the objective's: 10 for wgangp, else off)")
+    lr_d: float | None = opt(None, "D's own learning rate (two time-scale updates, TTUR; auto: --lr)")
+    ema_decay: float | None = opt(0.0, "keep an exponential moving average of G's weights and normalisation "
+                                  "statistics with this decay (e.g. 0.999, warmed up over the first updates; 0 = "
+                                  "off); the average is what is sampled, validated and exported", preset=True)
 
     def __post_init__(self) -> None:
         try:
@@ -254,6 +259,8 @@ class AdversarialConfig(TrainConfig):
                            ("clip", o.clip), ("lambda_gp", o.gradient_penalty)):
             if getattr(self, name) is None:
                 setattr(self, name, auto)
+        if self.lr_d is None:
+            self.lr_d = self.lr
 
     @classmethod
     def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
@@ -271,12 +278,14 @@ class AdversarialConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("lr", "n_critic"):
+        for name in ("lr", "lr_d", "n_critic"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
         for name in ("clip", "lambda_gp"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= resolved(self.ema_decay) < 1.0:
+            raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass
@@ -302,6 +311,12 @@ class TranslationConfig(AdversarialConfig):
     init_type: str = opt("normal", "weight init", choices=("normal", "xavier", "kaiming", "orthogonal"))
     init_gain: float = opt(0.02, "scale of the weight init")
     spectral_norm: bool = opt(False, "spectral normalisation on the discriminator's convolutions")
+    num_d: int = opt(1, "discriminators, the same --netD at 1, 1/2, 1/4... of the image (multi-scale, pix2pixHD); "
+                     "their objectives are summed")
+    feature_matching: float = opt(0.0, "weight of the feature-matching loss: L1 between D's features of real and "
+                                  "generated images (pix2pixHD: 10; 0 = off)")
+    diffaugment: str = opt("", "DiffAugment policy before the discriminator, e.g. 'color,translation,cutout' "
+                           "(Zhao et al. 2020; differentiable, on real and generated images; empty = off)")
     channels_last: bool | None = opt(None, "channels-last memory layout for the networks (same math; auto: on "
                                      "CUDA for U-Nets, off on CPU, where it measured slower: BENCHMARKS.md)")
     palette: str = opt("", "the targets' classes when they are colour-coded class maps (validation then scores their "
@@ -331,6 +346,14 @@ class TranslationConfig(AdversarialConfig):
             raise ConfigError("netG", str(e)) from None
         if load_size < size:
             raise ConfigError("load_size", f"must be >= size ({size}), got {load_size}")
+        if self.num_d < 1:
+            raise ConfigError("num_d", f"must be >= 1, got {self.num_d}")
+        if self.feature_matching < 0:
+            raise ConfigError("feature_matching", f"must be >= 0, got {self.feature_matching}")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as e:
+            raise ConfigError("diffaugment", str(e)) from None
 
     def check_size(self, size_multiple: int) -> None:
         """A ConfigError unless ``size`` fits a generator that needs a multiple of ``size_multiple``."""

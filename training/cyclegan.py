@@ -41,7 +41,16 @@ from translate.losses import ImagePool, cycle_loss, identity_loss
 from translate.networks import to_inference
 from translate.options import opt, redefault
 
-from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
+from .adversarial import (
+    Critic,
+    constrain,
+    generator_updates_before,
+    objective,
+    optimizers,
+    penalty,
+    set_requires_grad,
+    updates_generator,
+)
 from .config import TranslationConfig, resolved
 from .method_base import Method, Validation, scored
 from .translation_data import target_palette, unpaired_sets
@@ -102,6 +111,10 @@ class CycleGAN(Method):
         self.optimizers = optimizers(c, fused=True, G=itertools.chain(self.G_A.parameters(), self.G_B.parameters()),
                                      D=itertools.chain(self.D_A.parameters(), self.D_B.parameters()))
         self.objective = objective(c)
+        # each judges one domain, augmented per domain; a fake has no real counterpart to match features with
+        self.critic_A = Critic(c, self.D_A, self.objective, paired=False)
+        self.critic_B = Critic(c, self.D_B, self.objective, paired=False)
+        self.keep_averages(resolved(c.ema_decay), "G_A", "G_B")
         self.last_G: dict[str, float] = {}
         self.fake_A_pool = ImagePool(c.pool_size, seed=c.seed + 1)
         self.fake_B_pool = ImagePool(c.pool_size, seed=c.seed + 2)
@@ -131,8 +144,8 @@ class CycleGAN(Method):
         set_requires_grad(self.D_B, True)
         opt_D.zero_grad(set_to_none=True)
         out = dict(self.last_G)
-        out["D_A"], gp_A = self._backward_D(self.D_A, real_B, self.fake_B_pool.query(fake_B))
-        out["D_B"], gp_B = self._backward_D(self.D_B, real_A, self.fake_A_pool.query(fake_A))
+        out["D_A"], gp_A = self._backward_D(self.critic_A, real_B, self.fake_B_pool.query(fake_B))
+        out["D_B"], gp_B = self._backward_D(self.critic_B, real_A, self.fake_A_pool.query(fake_A))
         if gp_A is not None and gp_B is not None:  # both or neither: one config
             out["GP"] = gp_A + gp_B
         opt_D.step()
@@ -151,11 +164,13 @@ class CycleGAN(Method):
             rec_A = self.G_B(fake_B)
             fake_A = self.G_B(real_B)
             rec_B = self.G_A(fake_A)
-            loss_G_A = self.objective.generator(self.D_A(fake_B))
-            loss_G_B = self.objective.generator(self.D_B(fake_A))
+            loss_G_A, fm_A = self.critic_A.generator_loss(fake_B, real_B)
+            loss_G_B, fm_B = self.critic_B.generator_loss(fake_A, real_A)
         losses = {"G_A": loss_G_A, "G_B": loss_G_B,
                   "cycle_A": cycle_loss(rec_A.float(), real_A, c.lambda_A),
                   "cycle_B": cycle_loss(rec_B.float(), real_B, c.lambda_B)}
+        if fm_A is not None and fm_B is not None:  # both or neither: one config
+            losses.update(FM_A=fm_A, FM_B=fm_B)
         if c.lambda_identity > 0:
             with self.autocast():
                 idt_A, idt_B = self.G_A(real_B), self.G_B(real_A)
@@ -163,14 +178,15 @@ class CycleGAN(Method):
             losses["idt_B"] = identity_loss(idt_B.float(), real_A, c.lambda_A * c.lambda_identity)
         functools.reduce(operator.add, losses.values()).backward()  # their sum: a Tensor, never sum()'s 0
         self.optimizers["G"].step()
+        self.update_averages(generator_updates_before(self.steps_done + 1, c))
         self.last_G = {k: v.item() for k, v in losses.items()}
         return fake_A, fake_B
 
-    def _backward_D(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float | None]:
+    def _backward_D(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float | None]:
         """D's loss (halved, as in the paper, plus its penalty if any) backpropagated: (loss, penalty)."""
         with self.autocast():
-            loss_D = 0.5 * (self.objective.real(D(real)) + self.objective.fake(D(fake.detach())))
-        gp = penalty(self.config, D, real, fake)
+            loss_D = 0.5 * (critic.judge(self.objective.real, real) + critic.judge(self.objective.fake, fake.detach()))
+        gp = penalty(self.config, critic.D, real, fake)
         if gp is not None:
             loss_D = loss_D + gp
         loss_D.backward()
@@ -187,12 +203,14 @@ class CycleGAN(Method):
     # ------------------------------------------------------- test-time views
     def generators(self) -> dict[str, GeneratorSpec]:
         c: CycleGANConfig = self.config
-        return {direction: generator_spec(c, self.name, network, arch, direction) for network, arch, direction in
+        return {direction: generator_spec(c, self.name, self.averaged_name(network), arch, direction)
+                for network, arch, direction in
                 (("G_A", self.arch_A, c.direction), ("G_B", self.arch_B, _other(c.direction)))}
 
     def eval_generators(self):
         bs, d = self.config.batch_stats, self.config.direction
-        return {d: to_inference(self.G_A, batch_stats=bs), _other(d): to_inference(self.G_B, batch_stats=bs)}
+        return {d: to_inference(self.averaged("G_A"), batch_stats=bs), _other(d): to_inference(self.averaged("G_B"),
+                                                                                                 batch_stats=bs)}
 
     def _cycle(self, batch: dict, gens: dict) -> dict[str, torch.Tensor]:
         """real, fake and reconstructed images both ways, with the test-time generators."""

@@ -23,7 +23,6 @@ samples, and FID in that classifier's features, labelled ``fid_<data>_classifier
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 import warnings
@@ -45,7 +44,6 @@ from translate.gan.networks import (
     MLPGenerator,
     build_discriminator,
     build_generator,
-    ema_update,
     generate,
     sample_labels,
     sample_latents,
@@ -57,7 +55,15 @@ from translate.losses import ALIASES
 from translate.networks import to_inference
 from translate.options import opt, redefault
 
-from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
+from .adversarial import (
+    constrain,
+    generator_updates_before,
+    objective,
+    optimizers,
+    penalty,
+    set_requires_grad,
+    updates_generator,
+)
 from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
 from .config import AdversarialConfig, Preset, resolved
 from .method_base import Method
@@ -112,9 +118,6 @@ class GANConfig(AdversarialConfig):
     spectral_norm: bool = opt(False, "spectral normalisation of every D layer")
     conditional: bool = opt(False, "class-conditional G and D (needs labelled data)")
     gan_mode: str = redefault(AdversarialConfig, "gan_mode", "nonsaturating")
-    ema_decay: float | None = opt(0.0, "keep an exponential moving average of G's weights with this decay (e.g. "
-                                  "0.999; 0 = off); the average is what is sampled, validated and exported",
-                                  preset=True)
     eval_samples: int = opt(gan_data.EVAL_SAMPLES, "samples drawn for validation (2,500 in the mixture protocol)")
     val_classifier: bool = opt(True, "labelled images: train a small classifier (RUN/classifier.pt) at the first "
                                "validation for the class histogram of samples")
@@ -148,8 +151,6 @@ class GANConfig(AdversarialConfig):
         super().validate()
         if self.eval_samples <= 0:
             raise ConfigError("eval_samples", f"must be > 0, got {self.eval_samples}")
-        if not 0.0 <= resolved(self.ema_decay) < 1.0:
-            raise ConfigError("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         if self.lambda_gp and self.d_norm == "batch":
             raise ConfigError("d_norm", "batch norm makes each critic value depend on the whole batch, which the "
                               "per-sample gradient penalty forbids: use layer, instance or none")
@@ -162,6 +163,7 @@ class GAN(Method):
     config_class = GANConfig
     config: GANConfig
     exact_settings = None  # each process draws its own latents
+    average_buffers = False  # G_ema takes G's batch norm statistics as they are (its measured presets were so)
 
     def __init__(self, config: GANConfig, device: torch.device):
         super().__init__(config, device)
@@ -198,9 +200,8 @@ class GAN(Method):
         self.place({"G": self.G, "D": self.D})
         self.optimizers = optimizers(c, G=self.G.parameters(), D=self.D.parameters())
         self.objective = objective(c)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if resolved(c.ema_decay) > 0 else None
-        if self.G_ema is not None:
-            self.networks["G_ema"] = self.G_ema  # checkpointed with the others; the one exported
+        self.keep_averages(resolved(c.ema_decay), "G")  # G_ema: checkpointed with the others; the one exported
+        self.G_ema = self.networks.get("G_ema")
         self.last_G: dict[str, float] = {}
         self.classifier: Classifier | None = None
         g = torch.Generator().manual_seed(c.seed + 12345)
@@ -251,14 +252,13 @@ class GAN(Method):
             loss_G.backward()
             opt_G.step()
             set_requires_grad(self.D, True)
-            if self.G_ema is not None:
-                ema_update(self.G_ema, self.G, resolved(c.ema_decay), iteration // resolved(c.n_critic) - 1)
+            self.update_averages(generator_updates_before(iteration, c))
             self.last_G = {"G": loss_G.item()}
         return {**out, **self.last_G}
 
     def generators(self) -> dict[str, GeneratorSpec]:
         """G (its moving average when kept) as a ``"gan"`` generator: latents in, samples out."""
-        return {"G": GeneratorSpec(network="G_ema" if self.G_ema is not None else "G", arch=self.arch_G,
+        return {"G": GeneratorSpec(network=self.averaged_name("G"), arch=self.arch_G,
                                    direction="", method=self.name, kind="gan",
                                    extra=gan_spec_extra(self.data.classes if self.G.num_classes else [],
                                                         self.config.data, self.data.name, self.data.kind,
@@ -269,7 +269,7 @@ class GAN(Method):
 
     def eval_G(self) -> nn.Module:
         """The generator as sampled and exported: the EMA weights when kept, eval mode, a copy."""
-        return to_inference(self.G_ema if self.G_ema is not None else self.G, batch_stats=False)
+        return to_inference(self.averaged("G"), batch_stats=False)
 
     @torch.no_grad()
     def samples(self, n: int, seed: int = 0, G: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from translate import metrics as qmetrics
 from translate.checkpoint import GeneratorSpec
 from translate.class_maps import Palette
+from translate.ema import averaged_copy, ema_update
 from translate.export import export_run
 from translate.task_score import Score, task_score
 
@@ -56,6 +57,9 @@ class Method:
     #: no image pool, per-sample normalisation): the suite then holds two processes at batch b to one at batch 2b.
     #: None for a method whose step draws random numbers (a GAN's latents): two processes only have to complete.
     exact_settings: ClassVar[dict[str, Any] | None] = {}
+    #: Whether a weight average (:meth:`keep_averages`) averages the networks' floating-point buffers (batch norm's
+    #: running statistics) with their weights, or copies them from the trained network.
+    average_buffers: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -73,6 +77,8 @@ class Method:
         #: the palette of the targets when they are class maps (set with the data sets): validation's score is then
         #: their class IoU, and checkpoints keep it for retraining's promotion gate
         self.palette: Palette | None = None
+        self.averages: dict[str, str] = {}  # weight average's network name -> the network it averages
+        self.ema_decay = 0.0
 
     # --- the network preamble every method shares
     def place(self, networks: dict[str, nn.Module], channels_last: bool = False) -> None:
@@ -83,6 +89,34 @@ class Method:
             if channels_last:
                 net.to(memory_format=torch.channels_last)
         self.networks.update(networks)
+
+    def keep_averages(self, decay: float, *names: str) -> None:
+        """With ``decay`` > 0 (``--ema-decay``), keep an exponential moving average (translate.ema) of each network
+        named, as one more network of the method (``G`` -> ``G_ema``): checkpointed, restored and broadcast with the
+        others, and started from its network by a fine-tuning run whose source kept none. The method calls
+        :meth:`update_averages` after each update of those networks and samples, validates and exports
+        :meth:`averaged`. Call it after :meth:`place`."""
+        if decay <= 0:
+            return
+        self.ema_decay = decay
+        for name in names:
+            self.averages[f"{name}_ema"] = name
+            self.networks[f"{name}_ema"] = averaged_copy(self.networks[name])
+
+    def update_averages(self, num_updates: int) -> None:
+        """Move each kept average toward its network; ``num_updates``: updates of the average before this one (its
+        decay warms up over them, translate.ema.decay_at), counted from the steps done so a resume continues it."""
+        for average, name in self.averages.items():
+            ema_update(self.networks[average], self.networks[name], self.ema_decay, num_updates,
+                       average_buffers=self.average_buffers)
+
+    def averaged_name(self, name: str) -> str:
+        """The name of the network that stands for ``name`` at test time: its average when kept, else itself."""
+        return f"{name}_ema" if f"{name}_ema" in self.averages else name
+
+    def averaged(self, name: str) -> nn.Module:
+        """The network that stands for ``name`` at test time (samples, validation, export): its average when kept."""
+        return self.networks[self.averaged_name(name)]
 
     def autocast(self):
         """bf16 autocast on the run's device when AMP is on; a no-op otherwise."""

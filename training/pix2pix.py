@@ -11,7 +11,16 @@ from translate.checkpoint import GeneratorSpec
 from translate.networks import to_inference
 from translate.options import opt
 
-from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
+from .adversarial import (
+    Critic,
+    constrain,
+    generator_updates_before,
+    objective,
+    optimizers,
+    penalty,
+    set_requires_grad,
+    updates_generator,
+)
 from .config import Preset, TranslationConfig, resolved
 from .method_base import Method
 from .translation_data import paired_sets, target_palette
@@ -53,6 +62,8 @@ class Pix2Pix(Method):
         self.place({"G": self.G, "D": self.D}, channels_last=resolved(c.channels_last))
         self.optimizers = optimizers(c, fused=True, G=self.G.parameters(), D=self.D.parameters())
         self.objective = objective(c)
+        self.critic = Critic(c, self.D, self.objective, groups=(c.input_nc, c.output_nc))  # pairs augmented as one
+        self.keep_averages(resolved(c.ema_decay), "G")
         self.last_G: dict[str, float] = {}
 
     @classmethod
@@ -77,8 +88,8 @@ class Pix2Pix(Method):
         with self.autocast():
             fake_AB = torch.cat((real_A, fake_B.detach()), 1)
             real_AB = torch.cat((real_A, real_B), 1)
-            loss_D_fake = obj.fake(self.D(fake_AB))
-            loss_D_real = obj.real(self.D(real_AB))
+            loss_D_fake = self.critic.judge(obj.fake, fake_AB)
+            loss_D_real = self.critic.judge(obj.real, real_AB)
             loss_D = 0.5 * (loss_D_fake + loss_D_real)
         gp = penalty(c, self.D, real_AB, fake_AB)  # the reference's wgangp never applied it; here it does
         if gp is not None:
@@ -93,20 +104,22 @@ class Pix2Pix(Method):
         set_requires_grad(self.D, False)
         opt_G.zero_grad(set_to_none=True)
         with self.autocast():
-            loss_G_GAN = obj.generator(self.D(torch.cat((real_A, fake_B), 1)))
+            loss_G_GAN, loss_G_FM = self.critic.generator_loss(torch.cat((real_A, fake_B), 1), real_AB)
             loss_G_L1 = torch.nn.functional.l1_loss(fake_B.float(), real_B) * c.lambda_L1
-            loss_G = loss_G_GAN + loss_G_L1
+            loss_G = loss_G_GAN + loss_G_L1 if loss_G_FM is None else loss_G_GAN + loss_G_L1 + loss_G_FM
         loss_G.backward()
         opt_G.step()
-        self.last_G = {"G_GAN": loss_G_GAN.item(), "G_L1": loss_G_L1.item()}
+        self.update_averages(generator_updates_before(self.steps_done + 1, c))
+        self.last_G = {"G_GAN": loss_G_GAN.item(), "G_L1": loss_G_L1.item(),
+                       **({"G_FM": loss_G_FM.item()} if loss_G_FM is not None else {})}
         return {**self.last_G, **out}
 
     def generators(self) -> dict[str, GeneratorSpec]:
         c: Pix2PixConfig = self.config
-        return {c.direction: generator_spec(c, self.name, "G", self.arch, c.direction)}
+        return {c.direction: generator_spec(c, self.name, self.averaged_name("G"), self.arch, c.direction)}
 
     def eval_generators(self):
-        return {self.config.direction: to_inference(self.G, batch_stats=self.config.batch_stats)}
+        return {self.config.direction: to_inference(self.averaged("G"), batch_stats=self.config.batch_stats)}
 
     def validation_pairs(self, batch, gens):
         return gens[self.config.direction](batch["A"]), batch["B"]

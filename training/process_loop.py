@@ -256,8 +256,10 @@ class ProcessLoop:
         if ckpt["method"] != self.method.name:
             raise ConfigError("init_from", f"{source} is a {ckpt['method']} checkpoint, not {self.method.name}")
         for k, net in self.method.networks.items():
+            # a weight average the source did not keep starts from the network it averages
+            source = k if k in ckpt["networks"] or k not in self.method.averages else self.method.averages[k]
             try:
-                net.load_state_dict(ckpt["networks"][k])
+                net.load_state_dict(ckpt["networks"][source])
             except (KeyError, RuntimeError) as e:
                 raise ConfigError("init_from", f"{source}: network {k} does not fit this config ({e})") from None
 

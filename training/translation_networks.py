@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from translate.checkpoint import GeneratorSpec
+from translate.errors import ConfigError
 from translate.networks import define_D, define_G
 
 from .config import SegmenterConfig, TranslationConfig, resolved
@@ -28,9 +29,22 @@ def generator(c: TranslationConfig | SegmenterConfig, input_nc: int | None = Non
 
 
 def discriminator(c: TranslationConfig, input_nc: int) -> nn.Module:
-    """A ``--netD`` discriminator of images with ``input_nc`` channels, initialised as ``--init-type`` says."""
-    return define_D(c.netD, input_nc, ndf=resolved(c.ndf), n_layers=c.n_layers_D, norm=resolved(c.norm),
-                    init_type=c.init_type, init_gain=c.init_gain, spectral_norm=c.spectral_norm)
+    """A ``--netD`` discriminator of images with ``input_nc`` channels (``--num-d`` of them at halved scales),
+    initialised as ``--init-type`` says. A ConfigError when its coarsest scale is too small for ``--netD``."""
+    D = define_D(c.netD, input_nc, ndf=resolved(c.ndf), n_layers=c.n_layers_D, norm=resolved(c.norm),
+                 init_type=c.init_type, init_gain=c.init_gain, spectral_norm=c.spectral_norm, num_d=c.num_d)
+    if c.num_d > 1:
+        size = resolved(c.size)
+        try:
+            with torch.no_grad():
+                D.eval()(torch.zeros(1, input_nc, size, size))
+        except (RuntimeError, ValueError):  # a convolution's output of no pixels; a normalisation of one
+            coarsest = size >> (c.num_d - 1)
+            raise ConfigError("num_d", f"{c.num_d} scales of {size} px leave about {coarsest} px for the coarsest "
+                                       f"discriminator, too small for netD {c.netD}: use fewer, or a larger --size") from None
+        finally:
+            D.train()
+    return D
 
 
 def in_layout(c: TranslationConfig | SegmenterConfig, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:

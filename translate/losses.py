@@ -23,6 +23,7 @@ __all__ = [
     "ImagePool",
     "clip_weights",
     "cycle_loss",
+    "feature_matching_loss",
     "get_objective",
     "gradient_penalty",
     "identity_loss",
@@ -189,6 +190,24 @@ def l1_loss(a: Tensor, b: Tensor) -> Tensor:
 def cycle_loss(rec: Tensor, real: Tensor, lambda_: float) -> Tensor:
     """CycleGAN cycle-consistency loss ``lambda_ * ||F(G(x)) - x||_1`` (mean)."""
     return lambda_ * l1_loss(rec, real)
+
+
+def feature_matching_loss(fake: list[list[Tensor]], real: list[list[Tensor]], paired: bool = True) -> Tensor:
+    """pix2pixHD's feature-matching loss: the L1 between D's activations on generated and on real images, per
+    scale and per block, the output excluded (``features`` of translate.networks' discriminators, finest scale
+    first), each block weighted 4 / (blocks) and each scale 1 / (scales) as there. ``paired``: image i of
+    ``fake`` is meant to be image i of ``real``; unpaired, only each channel's mean over the batch and the image
+    is matched (Salimans et al. 2016), as two unrelated images need not share their activations. ``real`` is
+    detached: the loss moves G toward D's picture of real images, not D. Zero for identical features."""
+    terms = []
+    for f_fake, f_real in zip(fake, real, strict=True):
+        blocks = len(f_fake) - 1
+        for a, b in zip(f_fake[:-1], f_real[:-1], strict=True):
+            a, b = a.float(), b.detach().float()
+            if not paired:
+                a, b = a.mean(dim=(0, 2, 3)), b.mean(dim=(0, 2, 3))
+            terms.append(F.l1_loss(a, b) * (4.0 / blocks / len(fake)))
+    return torch.stack(terms).sum()
 
 
 def identity_loss(idt: Tensor, real: Tensor, lambda_: float) -> Tensor:

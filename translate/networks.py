@@ -21,6 +21,8 @@ Differences from the reference (none of them changes the state-dict layout):
   ``size_multiple`` (the reference either crashes inside ``torch.cat`` (U-Net)
   or silently returns an output of a different size (ResNet)).
 * Optional spectral normalisation of every convolution.
+* Multi-scale discriminators (pix2pixHD) and every discriminator's intermediate features
+  (``features``), for the feature-matching loss.
 * :func:`to_inference` for deterministic, batch-independent inference.
 """
 
@@ -52,6 +54,7 @@ __all__ = [
     "ResnetGenerator",
     "NLayerDiscriminator",
     "PixelDiscriminator",
+    "MultiscaleDiscriminator",
     "define_G",
     "define_D",
     "to_inference",
@@ -454,6 +457,21 @@ class NLayerDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """[[each block's activations..., the output]]: one scale, as :class:`MultiscaleDiscriminator` gives."""
+        return [_block_outputs(self.model, x)]
+
+
+def _block_outputs(layers: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """The activations after each block of a discriminator (each LeakyReLU), then its output (pix2pixHD's
+    ``getIntermFeat``, from the reference's layer list)."""
+    out = []
+    for layer in layers:
+        x = layer(x)
+        if isinstance(layer, nn.LeakyReLU):
+            out.append(x)
+    return [*out, x]
+
 
 class PixelDiscriminator(nn.Module):
     """1x1 PixelGAN discriminator (per-pixel logits, no sigmoid). Layers live in ``self.net``."""
@@ -475,6 +493,34 @@ class PixelDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """[[each block's activations..., the output]]: one scale, as :class:`MultiscaleDiscriminator` gives."""
+        return [_block_outputs(self.net, x)]
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """pix2pixHD's multi-scale discriminator: ``len(scales)`` discriminators of one architecture, the k-th judging
+    the image average-pooled k times (3x3, stride 2, padding not counted, as pix2pixHD), so the coarse ones see
+    the global structure and the fine one the texture. ``forward`` gives their outputs, finest first."""
+
+    def __init__(self, scales: list[nn.Module]) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(scales)
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def _inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        xs = [x]
+        for _ in range(len(self.scales) - 1):
+            xs.append(self.downsample(xs[-1]))
+        return xs
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [D(xi) for D, xi in zip(self.scales, self._inputs(x), strict=True)]
+
+    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Per scale, finest first: each block's activations, then the output."""
+        return [D.features(xi)[0] for D, xi in zip(self.scales, self._inputs(x), strict=True)]
 
 
 # --------------------------------------------------------------------------- #
@@ -571,15 +617,20 @@ def define_D(
     init_type: str = "normal",
     init_gain: float = 0.02,
     spectral_norm: bool = False,
+    num_d: int = 1,
 ) -> nn.Module:
     """Build and initialise a discriminator (on CPU; no device move, no DataParallel).
 
     ``name`` is one of :data:`D_NAMES`: ``'basic'`` (70x70 PatchGAN, always 3
     layers; ``n_layers`` is ignored as in the reference), ``'n_layers'``
-    (PatchGAN with ``n_layers``), ``'pixel'`` (1x1 PixelGAN).
+    (PatchGAN with ``n_layers``), ``'pixel'`` (1x1 PixelGAN). ``num_d`` > 1: a
+    :class:`MultiscaleDiscriminator` of that many, each built and initialised so.
     """
     if name not in D_NAMES:
         raise ValueError(f"unknown discriminator {name!r}; expected one of {D_NAMES}")
+    if num_d > 1:
+        return MultiscaleDiscriminator([define_D(name, input_nc, ndf, n_layers, norm, init_type, init_gain,
+                                                 spectral_norm) for _ in range(num_d)])
     norm_layer = get_norm_layer(norm)
     if name == "basic":
         net: nn.Module = NLayerDiscriminator(input_nc, ndf, n_layers=3, norm_layer=norm_layer)

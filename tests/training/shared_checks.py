@@ -102,11 +102,13 @@ def check_objective(method: type[Method], name: str, data: Path, out: Path) -> N
         assert max(p.abs().max().item() for D in Ds for p in D.parameters()) <= o.clip + 1e-7
 
 
-def check_exact_resume(method: type[Method], data: Path, tmp: Path) -> None:
+def check_exact_resume(method: type[Method], data: Path, tmp: Path, **overrides: Any) -> None:
     """A run stopped after 5 of 8 steps (the learning rate already decaying) and resumed ends where the run that
     was never stopped ends, to the bit: networks, optimizers, the method's own state, every logged value, the best
-    checkpoint's step and score (validated at 3, 6 and 8: the stop at 5 comes between two)."""
-    kw = dict(steps=8, decay_fraction=0.5, log_every=1, val_every=3, sample_every=100, checkpoint_every=100)
+    checkpoint's step and score (validated at 3, 6 and 8: the stop at 5 comes between two). ``overrides``: config
+    fields on top of the method's tiny config (a recipe's flags)."""
+    kw = dict(steps=8, decay_fraction=0.5, log_every=1, val_every=3, sample_every=100, checkpoint_every=100,
+              **overrides)
     straight = Trainer(method, method.tiny_config(data, tmp / "a", **kw))
     straight.fit()
     first = Trainer(method, method.tiny_config(data, tmp / "b", **kw))

@@ -12,6 +12,7 @@ from translate.losses import (
     ImagePool,
     clip_weights,
     cycle_loss,
+    feature_matching_loss,
     get_objective,
     gradient_penalty,
     identity_loss,
@@ -89,6 +90,26 @@ def test_hinge_values():
     assert o.real(pred).item() == pytest.approx(1.5)  # relu(1 - p) = [1.5, 0.5, 0, 4]
     assert o.fake(pred).item() == pytest.approx(1.25)  # relu(1 + p) = [0.5, 1.5, 3, 0]
     assert o.generator(pred).item() == pytest.approx(0.25)  # -mean(p)
+
+
+def test_feature_matching_is_zero_for_identical_features_and_weighted_as_pix2pixhd():
+    torch.manual_seed(0)
+    real = [[torch.randn(2, 4, 8, 8), torch.randn(2, 8, 4, 4), torch.randn(2, 1, 3, 3)] for _ in range(2)]
+    assert feature_matching_loss([[f.clone() for f in s] for s in real], real).item() == 0.0
+    fake = [[f + 1.0 for f in s[:-1]] + [s[-1] * 5] for s in real]  # each block off by 1; the output ignored
+    # 2 scales x 2 blocks, each L1 1 weighted 4 / 2 blocks / 2 scales
+    assert feature_matching_loss(fake, real).item() == pytest.approx(4.0)
+    # unpaired: only channel means count, so one batch's images in another order match
+    shuffled = [[f.flip(0) for f in s] for s in real]
+    assert feature_matching_loss(shuffled, real, paired=False).item() == pytest.approx(0.0, abs=1e-6)
+    assert feature_matching_loss(shuffled, real).item() > 0.1
+
+
+def test_feature_matching_moves_the_fake_side_only():
+    real = [[torch.randn(1, 2, 4, 4, requires_grad=True), torch.randn(1, 1, 2, 2)]]
+    fake = [[torch.randn(1, 2, 4, 4, requires_grad=True), torch.randn(1, 1, 2, 2)]]
+    feature_matching_loss(fake, real).backward()
+    assert fake[0][0].grad is not None and real[0][0].grad is None
 
 
 def test_weight_clipping_clamps_every_parameter():

@@ -13,6 +13,7 @@ from torch.nn.utils import parametrize
 from translate.networks import (
     D_NAMES,
     G_NAMES,
+    MultiscaleDiscriminator,
     NLayerDiscriminator,
     PixelDiscriminator,
     ResnetBlock,
@@ -242,6 +243,32 @@ def test_spectral_norm(build, size: int) -> None:
         net(x)
     for m in convs:
         assert 0.95 < _top_singular_value(m) < 1.05
+
+
+def test_multiscale_discriminator_judges_halved_images() -> None:
+    """num_d discriminators of one architecture, separately initialised, on the image at 1, 1/2, 1/4: their PatchGAN
+    maps are those of the same D on the average-pooled image."""
+    torch.manual_seed(0)
+    D = define_D("basic", 6, ndf=4, num_d=3)
+    assert isinstance(D, MultiscaleDiscriminator) and len(D.scales) == 3
+    assert not torch.equal(D.scales[0].model[0].weight, D.scales[1].model[0].weight)
+    x = torch.randn(2, 6, 128, 128)
+    outs = D(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 1, 14, 14), (2, 1, 6, 6), (2, 1, 2, 2)]
+    half = nn.functional.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+    assert torch.allclose(outs[1], D.scales[1](half))
+
+
+def test_discriminator_features_are_its_blocks_then_its_output() -> None:
+    D = define_D("basic", 3, ndf=4, num_d=2)
+    x = torch.randn(1, 3, 64, 64)
+    feats = D.features(x)
+    assert len(feats) == 2 and all(len(f) == 5 for f in feats)  # 4 blocks of the 70x70 PatchGAN, then the output
+    assert [f.shape[1] for f in feats[0]] == [4, 8, 16, 32, 1]
+    assert all(torch.allclose(f[-1], o) for f, o in zip(feats, D(x), strict=True))
+    single = define_D("pixel", 3, ndf=4)
+    (only,) = single.features(x)
+    assert len(only) == 3 and torch.equal(only[-1], single(x))
 
 
 def test_no_spectral_norm_by_default() -> None:

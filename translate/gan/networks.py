@@ -256,22 +256,6 @@ def generate(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, batch
                       for i in range(0, len(z), batch_size)])
 
 
-def ema_update(ema: nn.Module, net: nn.Module, decay: float, num_updates: int | None = None) -> None:
-    """ema <- d * ema + (1 - d) * net for parameters; buffers (BN statistics) are copied.
-
-    ``d`` is ``decay``, or with ``num_updates`` (updates done before this one)
-    ``min(decay, (1 + n) / (10 + n))``: a short memory early on, so the average does not
-    drag the initial weights along (TensorFlow's ExponentialMovingAverage rule).
-    """
-    if num_updates is not None:
-        decay = min(decay, (1.0 + num_updates) / (10.0 + num_updates))
-    with torch.no_grad():
-        for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
-            pe.lerp_(p.detach(), 1.0 - decay)
-        for be, b in zip(ema.buffers(), net.buffers(), strict=True):
-            be.copy_(b)
-
-
 __all__ = ["ARCHS", "D_NORMS", "DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator",
            "Classifier", "build_generator", "build_discriminator", "build_classifier", "spectral_normalize",
-           "one_hot", "sample_latents", "sample_labels", "generate", "ema_update"]
+           "one_hot", "sample_latents", "sample_labels", "generate"]

@@ -1,0 +1,131 @@
+"""The training recipe against the paper's, part by part: Pix2Pix on the built-in maps set (aerial -> map, scored
+by the class IoU of the outputs' map colours) and sketches set (sketch -> photo, scored by L1), every variant
+trained for the same number of steps from the same seeds, scored on each set's held-out test split.
+
+    python -m benchmarks.recipe [--steps 240] [--seeds 3] [--count 300] [--variants paper,ema,...] [--sets maps,sketches]
+
+Variants: ``paper`` (the paper's recipe: the defaults and each set's preset), one per part of the recipe (``ema``:
+--ema-decay 0.999; ``diffaugment``: color,translation,cutout; ``multiscale``: --num-d 2 --feature-matching 10;
+``hinge_sn_ttur``: --gan-mode hinge --spectral-norm --lr-d twice --lr) and ``all`` of them together. Each run is
+one process's training at --threads threads, as `translate train pix2pix` runs it; the sets are made once under
+--work and reused. Prints mean +- standard deviation over the seeds per variant (class IoU: higher is better;
+L1: lower), the mean training seconds per run (to compare at equal time as well as equal steps), and the machine.
+Copy the table into BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import machine, print_row, print_table
+from translate.datasets import make_dataset
+
+#: The recipe's parts as config overrides of Pix2Pix (the set's preset supplies everything else).
+PARTS: dict[str, dict[str, Any]] = {
+    "ema": dict(ema_decay=0.999),
+    "diffaugment": dict(diffaugment="color,translation,cutout"),
+    "multiscale": dict(num_d=2, feature_matching=10.0),
+    "hinge_sn_ttur": dict(gan_mode="hinge", spectral_norm=True, lr_d=4e-4),  # D at twice G's 2e-4
+}
+VARIANTS: dict[str, dict[str, Any]] = {"paper": {}, **PARTS,
+                                       "all": {k: v for part in PARTS.values() for k, v in part.items()}}
+SETS = ("maps", "sketches")
+
+
+def make_set(kind: str, work: Path, count: int, size: int) -> Path:
+    """The built-in set ``kind`` under ``work`` (made once; same images for every variant and seed)."""
+    folder = work / f"{kind}-{count}-{size}"
+    if not (folder / "dataset.json").exists():
+        make_dataset(kind, folder, count=count, size=size, seed=0, progress=False)
+    return folder
+
+
+def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dict[str, Any]) -> tuple[float, str, float]:
+    """(score, score's name, training seconds) of one run: Pix2Pix on ``data`` for ``steps`` steps with ``seed``,
+    its test-time generator (the weight average when kept) scored on the test split by the task's score."""
+    import torch
+
+    from training.loop import Trainer  # lazy: torch
+    from training.pix2pix import Pix2Pix, Pix2PixConfig  # lazy: torch
+    from translate import data as tdata  # lazy: torch
+    from translate.class_maps import palette_beside  # lazy: torch
+    from translate.task_score import task_score  # lazy: torch
+
+    config = Pix2PixConfig(data=str(data), out=str(out), steps=steps, seed=seed, workers=0, progress=False,
+                           export=False, val_every=0, sample_every=10**9, checkpoint_every=10**9, log_every=50,
+                           **overrides)
+    trainer = Trainer(Pix2Pix, config)
+    started = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - started
+    if trainer.step < steps:  # Ctrl-C or SIGTERM: the loop stopped early; a short run's score would mislead
+        raise SystemExit(f"stopped at step {trainer.step} of {steps} in {out}: no table")
+    c = trainer.config
+    test = tdata.PairedImages(tdata.find_pairs(str(data), "test"), size=c.size, preprocess="resize", train=False,
+                              direction=c.direction)
+    G = trainer.method.eval_generators()[c.direction]
+    outputs, targets = [], []
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(test, batch_size=8):
+            outputs.append(G(batch["A"]).float().clamp(-1, 1))
+            targets.append(batch["B"])
+    score = task_score(torch.cat(outputs), torch.cat(targets), palette=palette_beside(data))
+    return score.value, score.name, seconds
+
+
+def _summary(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=240, help="training steps of every run")
+    ap.add_argument("--seeds", type=int, default=3, help="runs per variant and set (seeds 0..N-1)")
+    ap.add_argument("--count", type=int, default=300, help="pairs made per set (80%% train, 10%% val, 10%% test)")
+    ap.add_argument("--size", type=int, default=128, help="image size of the sets (the presets' networks: 128)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated built-in sets: maps, sketches")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--work", default="", help="folder for the sets and runs (default: a temporary one)")
+    args = ap.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    for v in variants:
+        if v not in VARIANTS:
+            ap.error(f"--variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    for s in sets:
+        if s not in SETS:
+            ap.error(f"--sets: unknown set {s!r} (known: {', '.join(SETS)})")
+
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="recipe-"))
+    folders = {s: make_set(s, work, args.count, args.size) for s in sets}
+    results: dict[tuple[str, str], list[float]] = {}
+    names: dict[str, str] = {}
+    seconds: dict[str, list[float]] = {}
+    runs = [(v, s, seed) for v in variants for s in sets for seed in range(args.seeds)]
+    for v, s, seed in tqdm(runs, desc="recipe runs", unit="run"):
+        value, name, secs = train_and_score(folders[s], work / "runs" / f"{v}-{s}-{seed}", args.steps, seed,
+                                            VARIANTS[v])
+        results.setdefault((v, s), []).append(value)
+        names[s] = name
+        seconds.setdefault(v, []).append(secs)
+
+    print(f"\nPix2Pix, {args.steps} steps, {args.seeds} seed(s), {args.count} pairs at {args.size} px; "
+          f"mean ± standard deviation over seeds")
+    print_table(["variant", *(f"{s} {names[s]}" for s in sets), "s / run"])
+    for v in variants:
+        print_row(v, *(_summary(results[(v, s)]) for s in sets), f"{statistics.mean(seconds[v]):.0f}")
+    print(f"\n{machine()}")
+
+
+if __name__ == "__main__":
+    main()
