@@ -4,6 +4,7 @@ while G learns, and D's constraint after its update (WGAN's weight clipping) or 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +45,19 @@ def penalty(config: AdversarialConfig, D: Callable[[Tensor], Tensor], real: Tens
     if not config.lambda_gp:
         return None
     return gradient_penalty(D, real.float(), fake.float(), lambda_gp=config.lambda_gp)[0]
+
+
+def backward_D(config: AdversarialConfig, objective: Objective, D: nn.Module, real: Tensor, fake: Tensor,
+               autocast: Callable[[], AbstractContextManager]) -> tuple[float, float | None]:
+    """An unconditional D's loss on ``real`` and (detached) ``fake`` images, halved as in the image-to-image
+    papers, plus its penalty if any, backpropagated: (loss, penalty). ``autocast``: the method's."""
+    with autocast():
+        loss_D = 0.5 * (objective.real(D(real)) + objective.fake(D(fake.detach())))
+    gp = penalty(config, D, real, fake)
+    if gp is not None:
+        loss_D = loss_D + gp
+    loss_D.backward()
+    return loss_D.item(), None if gp is None else gp.item()
 
 
 def constrain(config: AdversarialConfig, D: nn.Module) -> None:

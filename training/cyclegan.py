@@ -41,7 +41,7 @@ from translate.losses import ImagePool, cycle_loss, identity_loss
 from translate.networks import to_inference
 from translate.options import opt, redefault
 
-from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
+from .adversarial import backward_D, constrain, objective, optimizers, set_requires_grad, updates_generator
 from .config import TranslationConfig, resolved
 from .method_base import Method
 from .translation_data import unpaired_sets
@@ -130,8 +130,8 @@ class CycleGAN(Method):
         set_requires_grad(self.D_B, True)
         opt_D.zero_grad(set_to_none=True)
         out = dict(self.last_G)
-        out["D_A"], gp_A = self._backward_D(self.D_A, real_B, self.fake_B_pool.query(fake_B))
-        out["D_B"], gp_B = self._backward_D(self.D_B, real_A, self.fake_A_pool.query(fake_A))
+        out["D_A"], gp_A = backward_D(c, self.objective, self.D_A, real_B, self.fake_B_pool.query(fake_B), self.autocast)
+        out["D_B"], gp_B = backward_D(c, self.objective, self.D_B, real_A, self.fake_A_pool.query(fake_A), self.autocast)
         if gp_A is not None and gp_B is not None:  # both or neither: one config
             out["GP"] = gp_A + gp_B
         opt_D.step()
@@ -164,16 +164,6 @@ class CycleGAN(Method):
         self.optimizers["G"].step()
         self.last_G = {k: v.item() for k, v in losses.items()}
         return fake_A, fake_B
-
-    def _backward_D(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float | None]:
-        """D's loss (halved, as in the paper, plus its penalty if any) backpropagated: (loss, penalty)."""
-        with self.autocast():
-            loss_D = 0.5 * (self.objective.real(D(real)) + self.objective.fake(D(fake.detach())))
-        gp = penalty(self.config, D, real, fake)
-        if gp is not None:
-            loss_D = loss_D + gp
-        loss_D.backward()
-        return loss_D.item(), None if gp is None else gp.item()
 
     def extra_state(self) -> dict[str, Any]:
         return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}
