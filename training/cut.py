@@ -37,7 +37,7 @@ import torch
 from translate import data as tdata
 from translate.checkpoint import GeneratorSpec
 from translate.errors import ConfigError
-from translate.networks import to_inference
+from translate.networks import ResnetGenerator, to_inference
 from translate.options import opt, redefault
 from translate.patchnce import (
     HEAD_WIDTH,
@@ -125,6 +125,9 @@ class CUT(Method):
     name = "cut"
     config_class = CUTConfig
     config: CUTConfig
+    # one generator, exported as model.onnx: the service fine-tunes it on uploaded pairs (made unpaired for training,
+    # as any paired folder is) and scores it on the held-out pairs like Pix2Pix
+    retrain_on_pairs = True
     # with every location taken (more patches than the tiny run's maps have), a step draws no random numbers and
     # its loss is a mean over images: two processes at batch b are one at 2b
     exact_settings = dict(amp=False, num_patches=4096)
@@ -132,7 +135,10 @@ class CUT(Method):
     def __init__(self, config: CUTConfig, device: torch.device):
         super().__init__(config, device)
         c = config
-        self.arch, self.G = generator(c)
+        self.arch, G = generator(c)
+        if not isinstance(G, ResnetGenerator):  # CUTConfig.validate refuses other --netG before a run starts
+            raise ConfigError("netG", f"PatchNCE reads a ResNet generator's encoder, not {c.netG}'s")
+        self.G = G
         self.D = discriminator(c, c.output_nc)
         self.layers = encoder_layers(self.G)
         self.F = PatchHeads(feature_channels(self.G, self.layers), c.netF_nc, c.init_type, c.init_gain)
