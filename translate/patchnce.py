@@ -24,11 +24,9 @@ HEAD_WIDTH = 256
 NUM_PATCHES = 256
 
 
-def encoder_layers(G: nn.Module) -> tuple[int, ...]:
+def encoder_layers(G: ResnetGenerator) -> tuple[int, ...]:
     """The paper's layers of a ResNet generator, as indices into ``G.model``: the (padded) input pixels, the two
     down-sampling convolutions, the first residual block and the fifth (the last, in a generator with fewer)."""
-    if not isinstance(G, ResnetGenerator):
-        raise TypeError(f"PatchNCE reads a ResNet generator's encoder, not a {type(G).__name__}")
     downsampling = [i for i, m in enumerate(G.model) if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
     blocks = [i for i, m in enumerate(G.model) if isinstance(m, ResnetBlock)]
     picked = [0, *downsampling, *([blocks[0], blocks[min(4, len(blocks) - 1)]] if blocks else [])]
