@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_PIX2PIX = ("--size", "32", "--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--workers", "0", "--no-progress",
                 "--val-every", "2", "--sample-every", "2")
 TINY_GAN = ("--points", "2000", "--eval-samples", "200", "--no-progress")
+TINY_CUT = ("--steps", "2", "--size", "32", "--load-size", "36", "--netG", "resnet_1blocks", "--ngf", "4", "--ndf", "4",
+            "--netF-nc", "8", "--num-patches", "16", "--workers", "0", "--no-progress")
 README_URL = "http://127.0.0.1:8000"  # where the README's curl lines find the service
 PORT = "{port}"  # in a Serve entry: the free port the service is started on
 S3_STORE = "s3://my-models/translate"
@@ -126,6 +128,9 @@ TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
         "--steps", "2", "--size", "32", "--load-size", "36", "--netG", "resnet_1blocks", "--ngf", "4", "--ndf", "4",
         "--pool-size", "2", "--workers", "0", "--no-progress")),
     "translate predict runs/h2z --direction BtoA zebra.jpg --out out/": Run(),
+    "translate train cut --data horse2zebra/ --out runs/h2z-cut": Run(add=TINY_CUT),
+    "translate train cut --mode fastcut --data horse2zebra/ --out runs/h2z-fastcut": Run(add=TINY_CUT),
+    "translate predict runs/h2z-fastcut horse.jpg --out out/": Run(),
     "translate data pair edges my_photos/ my_pairs/ --size 128": Run({"--size": "32"}),
     "translate train pix2pix --data my_pairs/ --preset sketches --steps 3000 --out runs/my-sketches": Run(
         {"--steps": "2"}, TINY_PIX2PIX),
@@ -388,6 +393,7 @@ def workspace(tmp_path, monkeypatch):
         for i in range(4):
             Image.new("RGB", (40, 40), tuple(c + 10 * i for c in colour)).save(f"horse2zebra/{side}/{i}.jpg")
     Image.new("RGB", (30, 20), (240, 240, 240)).save("zebra.jpg")
+    Image.new("RGB", (30, 20), (150, 100, 60)).save("horse.jpg")
     make_dataset("maps", "new_pairs", count=10, size=32, seed=5, progress=False)
     ModelStore("demo/models").register("sketches", tiny_onnx())  # what `make demo` left: sketches v0001
     before = torch.get_num_threads()

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the loop imports torch: the registry itself stays importabl
 TRAINERS: tuple[str, ...] = (
     "training.pix2pix:Pix2Pix",
     "training.cyclegan:CycleGAN",
+    "training.cut:CUT",
     "training.gan:GAN",
     "training.segmenter:Segmenter",
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +56,20 @@ def penalty(config: AdversarialConfig, D: Callable[[Tensor], Tensor], real: Tens
 def _joined(prediction: Tensor | list[Tensor]) -> Tensor:
     """A multi-scale D's outputs as one tensor (the penalty differentiates their sum); a single output as it is."""
     return torch.cat([p.flatten() for p in prediction]) if isinstance(prediction, list) else prediction
+
+
+def backward_D(critic: Critic, real: Tensor, fake: Tensor,
+               autocast: Callable[[], AbstractContextManager]) -> tuple[float, float | None]:
+    """An unconditional critic's loss on ``real`` and (detached) ``fake`` images, halved as in the image-to-image
+    papers, plus its penalty if any, backpropagated: (loss, penalty). ``autocast``: the method's."""
+    objective = critic.objective
+    with autocast():
+        loss_D = 0.5 * (critic.judge(objective.real, real) + critic.judge(objective.fake, fake.detach()))
+    gp = penalty(critic.config, critic.D, real, fake)
+    if gp is not None:
+        loss_D = loss_D + gp
+    loss_D.backward()
+    return loss_D.item(), None if gp is None else gp.item()
 
 
 def constrain(config: AdversarialConfig, D: nn.Module) -> None:

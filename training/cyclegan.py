@@ -43,11 +43,11 @@ from translate.options import opt, redefault
 
 from .adversarial import (
     Critic,
+    backward_D,
     constrain,
     generator_updates_before,
     objective,
     optimizers,
-    penalty,
     set_requires_grad,
     updates_generator,
 )
@@ -144,8 +144,8 @@ class CycleGAN(Method):
         set_requires_grad(self.D_B, True)
         opt_D.zero_grad(set_to_none=True)
         out = dict(self.last_G)
-        out["D_A"], gp_A = self._backward_D(self.critic_A, real_B, self.fake_B_pool.query(fake_B))
-        out["D_B"], gp_B = self._backward_D(self.critic_B, real_A, self.fake_A_pool.query(fake_A))
+        out["D_A"], gp_A = backward_D(self.critic_A, real_B, self.fake_B_pool.query(fake_B), self.autocast)
+        out["D_B"], gp_B = backward_D(self.critic_B, real_A, self.fake_A_pool.query(fake_A), self.autocast)
         if gp_A is not None and gp_B is not None:  # both or neither: one config
             out["GP"] = gp_A + gp_B
         opt_D.step()
@@ -181,16 +181,6 @@ class CycleGAN(Method):
         self.update_averages(generator_updates_before(self.steps_done + 1, c))
         self.last_G = {k: v.item() for k, v in losses.items()}
         return fake_A, fake_B
-
-    def _backward_D(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, float | None]:
-        """D's loss (halved, as in the paper, plus its penalty if any) backpropagated: (loss, penalty)."""
-        with self.autocast():
-            loss_D = 0.5 * (critic.judge(self.objective.real, real) + critic.judge(self.objective.fake, fake.detach()))
-        gp = penalty(self.config, critic.D, real, fake)
-        if gp is not None:
-            loss_D = loss_D + gp
-        loss_D.backward()
-        return loss_D.item(), None if gp is None else gp.item()
 
     def extra_state(self) -> dict[str, Any]:
         return {"fake_A_pool": self.fake_A_pool.state_dict(), "fake_B_pool": self.fake_B_pool.state_dict()}

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 import torch
@@ -405,6 +406,18 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_spatial(x, self.size_multiple, "ResnetGenerator")
         return self.model(x)
+
+    def features(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of ``self.model[i]`` for each ``i`` in ``layers`` (ascending), computing no further than
+        the last: the encoder's maps that CUT's PatchNCE compares (translate/patchnce.py). A method beside
+        ``forward``, so the traced and exported graph stays the generator's alone."""
+        _check_spatial(x, self.size_multiple, "ResnetGenerator")
+        wanted, out = set(layers), []
+        for i, layer in enumerate(self.model[: max(layers) + 1]):
+            x = layer(x)
+            if i in wanted:
+                out.append(x)
+        return out
 
 
 # --------------------------------------------------------------------------- #
