@@ -41,10 +41,11 @@ def in_layout(c: TranslationConfig, *images: torch.Tensor) -> tuple[torch.Tensor
 
 
 def generator_spec(c: TranslationConfig, method: str, network: str, arch: dict[str, Any],
-                   direction: str) -> GeneratorSpec:
-    """How the checkpoint describes the generator ``network`` translating in ``direction``, for export and loading."""
+                   direction: str, kind: str = "translation") -> GeneratorSpec:
+    """How the checkpoint describes the generator ``network`` translating in ``direction``, for export and loading
+    (``kind``: its entry in translate.kinds.KINDS)."""
     return GeneratorSpec(network=network, arch=arch, batch_stats=c.batch_stats, direction=direction, method=method,
-                         extra={"train_size": c.size, "data": c.data})
+                         extra={"train_size": c.size, "data": c.data}, kind=kind)
 
 
 __all__ = ["generator", "discriminator", "in_layout", "generator_spec"]

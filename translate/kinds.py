@@ -64,6 +64,10 @@ KINDS: dict[str, GeneratorKind] = {
         name="translation", summary="an image in, an image out", inputs=("image",),
         load="translate.generators:load_translation_generator", export="translate.export:export_generator",
         evaluate="translate_cli.main:evaluate_translation", translates=True),
+    "multimodal": GeneratorKind(
+        name="multimodal", summary="an image and a latent code in, one of many images out", inputs=("image", "latent"),
+        load="translate.generators:load_multimodal_generator", export="translate.export:export_multimodal_generator",
+        evaluate="translate_cli.main:evaluate_translation", translates=True),
     "gan": GeneratorKind(
         name="gan", summary="latents in, samples out", inputs=("latent", "label"),
         load="translate.generators:load_gan_generator", export="translate.export:export_gan_generator",
