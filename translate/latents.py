@@ -14,24 +14,24 @@ import numpy as np
 from .errors import ConfigError
 
 
-def read_codes(value: str, flag: str = "--z") -> np.ndarray:
+def read_codes(value: str) -> np.ndarray:
     """The codes (K, n) float32 of ``value``: comma-separated numbers, or a ``.npy`` file of shape (n,) or (K, n);
-    a ConfigError naming ``flag`` for anything else."""
+    a ConfigError on field ``z`` for anything else."""
     if value.endswith(".npy"):
         try:
             z = np.load(value, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise ConfigError(flag, f"{value}: not a readable .npy file of numbers ({e})") from None
+            raise ConfigError("z", f"{value}: not a readable .npy file of numbers ({e})") from None
         if z.ndim not in (1, 2) or not np.issubdtype(z.dtype, np.number):
-            raise ConfigError(flag, f"{value}: expected numbers of shape (n,) or (K, n), got {z.dtype} {z.shape}")
+            raise ConfigError("z", f"{value}: expected numbers of shape (n,) or (K, n), got {z.dtype} {z.shape}")
     else:
         try:
             z = np.array([float(v) for v in value.split(",")])
         except ValueError:
-            raise ConfigError(flag, f"expected comma-separated numbers or a .npy file, got {value!r}") from None
+            raise ConfigError("z", f"expected comma-separated numbers or a .npy file, got {value!r}") from None
     z = np.atleast_2d(z).astype(np.float32)
     if not np.isfinite(z).all():
-        raise ConfigError(flag, f"{value}: the code holds a value that is not a finite number")
+        raise ConfigError("z", f"{value}: the code holds a value that is not a finite number")
     return z
 
 

@@ -121,19 +121,21 @@ def _tile_bar(name: str):
 
 
 def predict_codes(predictor, samples: int, seed: int, z: str | None):
-    """The latent codes (K, n) of ``translate predict`` / ``convert``'s ``--samples``, ``--seed`` and ``--z``, or
-    None for one answer with the model's default code; a ConfigError names the flag to change."""
-    from translate.errors import ConfigError  # lazy: numpy
+    """The latent codes (K, n) of ``translate predict``'s ``--samples``, ``--seed`` and ``--z``, or None for one
+    answer with the model's default code; a ConfigError names the flag to change."""
+    from translate.errors import ConfigError
     from translate.latents import read_codes  # lazy: numpy
 
-    if z is not None:
+    try:
+        if z is None:
+            return predictor.latents(samples, seed) if samples != 1 else None
         if samples != 1:
-            raise ConfigError("--samples", "--z gives the codes (one output per code): drop --samples")
+            raise ConfigError("samples", "--z gives the codes (one output per code): drop --samples")
         codes = read_codes(z)
         predictor.check_samples(len(codes))
         return predictor.codes(codes, len(codes))  # a ConfigError when the size is not the model's
-    predictor.check_samples(samples)
-    return predictor.latents(samples, seed) if samples > 1 else None
+    except ConfigError as e:  # the predictor's field is the command's flag
+        raise ConfigError(f"--{e.field}", e.reason) from None
 
 
 def _cmd_predict(args) -> None:

@@ -108,9 +108,9 @@ def test_codes_are_read_from_numbers_or_a_npy_file(tmp_path):
     np.testing.assert_array_equal(read_codes("0.5,-1,2"), [[0.5, -1, 2]])
     np.save(tmp_path / "z.npy", np.arange(6.0).reshape(2, 3))
     assert read_codes(str(tmp_path / "z.npy")).shape == (2, 3)
-    with pytest.raises(ConfigError, match="--z: expected comma-separated numbers or a .npy file, got 'a,b'"):
+    with pytest.raises(ConfigError, match="z: expected comma-separated numbers or a .npy file, got 'a,b'"):
         read_codes("a,b")
-    with pytest.raises(ConfigError, match="--z: .*missing.npy: not a readable .npy file"):
+    with pytest.raises(ConfigError, match="z: .*missing.npy: not a readable .npy file"):
         read_codes(str(tmp_path / "missing.npy"))
     assert sample_paths("out/a.png", 1) == [Path("out/a.png")]
     assert [p.name for p in sample_paths("out/a.png", 3)] == ["a_0.png", "a_1.png", "a_2.png"]
