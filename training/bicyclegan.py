@@ -20,7 +20,7 @@ prediction use ``z = 0``, the prior's mean.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -80,8 +80,9 @@ class BicycleGAN(Method):
     def __init__(self, config: BicycleGANConfig, device: torch.device):
         super().__init__(config, device)
         c = config
-        self.arch = dict(name=c.netG, nz=c.nz, input_nc=c.input_nc, output_nc=c.output_nc, ngf=c.ngf, norm=c.norm,
-                         use_dropout=c.dropout, init_type=c.init_type, init_gain=c.init_gain)
+        self.arch: dict[str, Any] = dict(name=c.netG, nz=c.nz, input_nc=c.input_nc, output_nc=c.output_nc, ngf=c.ngf,
+                                         norm=c.norm, use_dropout=c.dropout, init_type=c.init_type,
+                                         init_gain=c.init_gain)
         self.G = define_latent_G(**self.arch)
         c.check_size(self.G.size_multiple)
         self.E = define_E(c.output_nc, c.nz, nef=resolved(c.nef), n_blocks=c.e_blocks, norm=resolved(c.norm),

@@ -34,6 +34,22 @@ def tiny_onnx(net: str = "unet_32", seed: int = 0, batch_stats: bool = True) -> 
     return export_generator(G, meta)[0]
 
 
+def tiny_multimodal_onnx(seed: int = 0, nz: int = 4) -> bytes:
+    """An exported random multimodal generator (an image and a code of ``nz`` numbers in; ngf=8), its code's
+    input weights scaled up so that different codes give visibly different images."""
+    import torch
+
+    from translate.export import export_multimodal_generator
+    from translate.networks import define_latent_G, to_inference
+
+    torch.manual_seed(seed)
+    arch = dict(name="unet_32", nz=nz, ngf=8, norm="instance")
+    G = define_latent_G(**arch)
+    with torch.no_grad():
+        G.G.model.model[0].weight[:, 3:] *= 50
+    return export_multimodal_generator(to_inference(G, batch_stats=False), {"method": "bicyclegan", "arch": arch})[0]
+
+
 def aerial_photo(side: int):
     """A procedural aerial photo (the built-in maps set's A side) as a PIL image, drawn at 1024 px and scaled to
     ``side``: a full-size scene takes minutes to draw."""
