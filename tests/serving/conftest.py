@@ -179,6 +179,7 @@ def service(tmp_path_factory):
     store = ModelStore(tmp_path_factory.mktemp("served-store"))
     store.register("unet", tiny_onnx("unet_32", seed=0), meta={"metrics": {"l1": 0.5}})
     store.register("resnet", tiny_onnx("resnet_2blocks", seed=1))
+    store.register("bicycle", tiny_multimodal_onnx(seed=2))  # several answers per upload: samples and seed
     # the replicas inherit the environment Ray starts with; keep it out of this process afterwards
     saved = os.environ.get("TRANSLATE_RETRAIN_TOKEN")
     os.environ["TRANSLATE_RETRAIN_TOKEN"] = RETRAIN_TOKEN
