@@ -355,8 +355,6 @@ class Ingress:
             raise ServiceError(400, "bad_samples", f"samples: must be from 1 to {MAX_SAMPLES}, got {samples}")
         if seed is not None and seed < 0:
             raise ServiceError(400, "bad_seed", f"seed: must be >= 0, got {seed}")
-        if many and seed is None:
-            seed = secrets.randbelow(2**31)
         body = await read_body(request, self.config.max_upload_bytes)
         data, form = await upload_fields(request, body, ("image", "version"), uploads.is_image)
         del body
@@ -380,7 +378,8 @@ class Ingress:
                                                        f"images up to {min(self.async_pixels, self.config.tile_threshold):,} "
                                                        f"pixels (this one has {pixels:,}): send a smaller image, or "
                                                        "leave them out")
-            item = {"upload": data, "format": fmt, "samples": samples or 1, "seed": seed, "grid": grid}
+            drawn = seed if seed is not None else secrets.randbelow(2**31)  # a fresh one, said in X-Seed
+            item = {"upload": data, "format": fmt, "samples": samples or 1, "seed": drawn, "grid": grid}
             try:
                 result, version = await self.run_served(name, version, asked is not None, item)
             except ServiceError as e:
@@ -389,13 +388,13 @@ class Ingress:
                 raise ServiceError(400, "bad_samples", f"samples: {name}@{version} gives one answer (it takes no "
                                                        "latent code): ask for samples=1, or leave samples out") from None
             headers = {"X-Model": name, "X-Model-Version": version, "X-Batch-Size": str(result["batch_size"]),
-                       "X-Seed": str(seed), "X-Samples": str(samples or 1)}
+                       "X-Seed": str(drawn), "X-Samples": str(samples or 1)}
             if "contents" in result and len(result["contents"]) > 1:
-                return JSONResponse(samples_body(name, version, seed, result["contents"], fmt), headers=headers)
+                return JSONResponse(samples_body(name, version, drawn, result["contents"], fmt), headers=headers)
             content = result["content"] if "content" in result else result["contents"][0]
             ext = fmt.lower().replace("jpeg", "jpg")
             return Response(content, media_type=f"image/{fmt.lower()}", headers={
-                **headers, "Content-Disposition": f'inline; filename="{name}-{version}-{seed}.{ext}"'})
+                **headers, "Content-Disposition": f'inline; filename="{name}-{version}-{drawn}.{ext}"'})
         if small:
             # the common case: the compressed upload goes to the model replica, which decodes it in the batch
             # and answers encoded bytes (a decoded array is several times larger, and over Ray's 100 KB
