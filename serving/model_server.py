@@ -41,12 +41,14 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
     results: list[dict | None] = [None] * len(items)
     arrays, index, codes, alphas = [], [], [], {}
     for i, item in enumerate(items):
+        latents: list | np.ndarray = [None]  # one translation with the model's default code
         if isinstance(item, np.ndarray):
-            a, latents = item, model.codes(None, 1)
+            a = item
         else:
             try:
                 a, alphas[i] = uploads.decode_upload(item["upload"], max_pixels)
-                latents = model.latents(item["samples"], item["seed"]) if "samples" in item else model.codes(None, 1)
+                if "samples" in item:
+                    latents = model.latents(item["samples"], item["seed"])
             except TranslateError as e:
                 results[i] = error_result(e)
                 continue
@@ -60,7 +62,12 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
             index.append(i)
             codes.append(z)
     outputs: dict[int, list[np.ndarray]] = {}
-    for i, y in zip(index, model.translate_arrays(arrays, latents=np.stack(codes)) if arrays else [], strict=True):
+    if any(z is not None for z in codes):  # a batch with samples: every image its code (the default one is 0)
+        latents = np.stack([np.zeros(model.latent_size, np.float32) if z is None else z for z in codes])
+        translated = model.translate_arrays(arrays, latents=latents)
+    else:
+        translated = model.translate_arrays(arrays) if arrays else []
+    for i, y in zip(index, translated, strict=True):
         outputs.setdefault(i, []).append(y)
     for i, ys in outputs.items():
         item = items[i]
