@@ -33,13 +33,12 @@ from translate.options import opt, redefault
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .config import Preset, TranslationConfig, resolved
 from .method_base import Method
-from .pix2pix import PRESETS as PIX2PIX_PRESETS
 from .translation_data import paired_sets
-from .translation_networks import discriminator, generator_spec, in_layout
+from .translation_networks import CPU_128, discriminator, generator_spec, in_layout
 
-# Pix2Pix's tested settings of the built-in sets (the same networks and sizes), the encoder as wide as G
-PRESETS: dict[str, Preset] = {name: Preset({**p.values, "nef": p.values["ngf"]}, source=p.source)
-                              for name, p in PIX2PIX_PRESETS.items()}
+# The built-in sets' tested networks and sizes (Pix2Pix's), the encoder as wide as G; not measured for BicycleGAN
+PRESETS: dict[str, Preset] = {name: Preset({**CPU_128, "nef": CPU_128["ngf"]}, source="Pix2Pix's (translation_networks)")
+                              for name in ("maps", "sketches")}
 SAMPLE_CODES = 3  # codes of the prior drawn per input in the sample grid (fixed: the same codes every time)
 
 

@@ -13,6 +13,12 @@ from translate.networks import define_D, define_G
 
 from .config import TranslationConfig, resolved
 
+# The built-in sets' tested networks and sizes (translate data make maps|sketches), the presets of the paired
+# trainers (pix2pix.PRESETS, bicyclegan.PRESETS) and measured in BENCHMARKS.md: small enough to learn visibly in a
+# few CPU-minutes at 128 px. Instance norm keeps train-time and test-time normalisation the same at batch 4 (batch
+# norm's running statistics lag behind in a short run).
+CPU_128: dict[str, Any] = dict(size=128, netG="unet_128", ngf=32, ndf=32, norm="instance", batch_size=4)
+
 
 def generator(c: TranslationConfig, input_nc: int | None = None, output_nc: int | None = None
               ) -> tuple[dict[str, Any], nn.Module]:
@@ -48,4 +54,4 @@ def generator_spec(c: TranslationConfig, method: str, network: str, arch: dict[s
                          extra={"train_size": c.size, "data": c.data}, kind=kind)
 
 
-__all__ = ["generator", "discriminator", "in_layout", "generator_spec"]
+__all__ = ["CPU_128", "generator", "discriminator", "in_layout", "generator_spec"]

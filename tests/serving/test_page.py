@@ -261,8 +261,8 @@ def test_a_multimodal_model_shows_its_variants_side_by_side_and_more_of_them(pag
     p = service.predictor("doodles")
     seed = variants[0][0]
     expected = p.translate_samples(drawn, p.latents(3, seed=seed))
-    for (s, i, data), want in zip(variants, expected, strict=True):
-        assert s == seed
+    for i, ((s, index, data), want) in enumerate(zip(variants, expected, strict=True)):
+        assert (s, index) == (seed, i)
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), want)
     tops = {round(page.locator("#variants figure").nth(i).bounding_box()["y"]) for i in range(3)}
     assert len(tops) == 1  # side by side
