@@ -24,7 +24,8 @@ class GeneratorKind:
     """One kind of generator.
 
     ``load(raw_checkpoint, spec, meta, use_ema) -> (module, meta)`` rebuilds it in its test-time form;
-    ``export(module, meta, out, tolerance) -> (bytes, max abs diff)`` writes its verified ONNX model;
+    ``export(module, meta, out, tolerance) -> (bytes, max abs diff)`` writes its verified ONNX model (a
+    kind that translates also takes ``check=False``: translate.loading's in-memory export, unverified);
     ``evaluate(args)`` is the ``translate evaluate`` command's handler for it (it lives with the command
     and takes its parsed flags). ``samples``: latents in, samples out, so ``translate sample`` and
     ``translate edit`` draw from it. ``inputs`` are its ONNX inputs'

@@ -22,7 +22,7 @@ import training
 import translate
 from serving.store import ModelStore
 from translate.checkpoint import load_checkpoint, resolve_checkpoint
-from translate.errors import ModelError, TranslateError
+from translate.errors import ConfigError, ModelError, TranslateError
 from translate.kinds import kind
 from translate.options import add_arguments, given
 
@@ -123,7 +123,6 @@ def _tile_bar(name: str):
 def predict_codes(predictor, samples: int, seed: int, z: str | None):
     """The latent codes (K, n) of ``translate predict``'s ``--samples``, ``--seed`` and ``--z``, or None for one
     answer with the model's default code; a ConfigError names the flag to change."""
-    from translate.errors import ConfigError
     from translate.latents import read_codes  # lazy: numpy
 
     try:
