@@ -23,7 +23,7 @@ class ErrorBody(BaseModel):
     """Every refusal's body (4xx and 5xx)."""
 
     error: str = Field(description="a short code: bad_name, bad_version, not_found, too_large, too_many_pixels, "
-                                   "unsupported_format, bad_image, missing_image, missing_field, bad_form, "
+                                   "unsupported_format, bad_image, missing_image, missing_field, bad_form, bad_samples, "
                                    "bad_data, bad_job_id, not_ready, unauthorized, retraining_disabled, overloaded, "
                                    "too_many_jobs, timeout, model_unavailable, unhealthy, no_model, ...",
                        examples=["too_many_pixels"])
@@ -55,12 +55,26 @@ class JobBody(BaseModel):
     detail: str | list[dict[str, Any]] | None = Field(None, description="once failed: what went wrong")
 
 
+class SamplesBody(BaseModel):
+    """Several answers of a multimodal model to one upload (translate with ``samples`` > 1, without ``grid``)."""
+
+    model: str
+    version: str = Field(description="the version that translated")
+    seed: int = Field(description="the seed the codes were drawn from: send it again for the same images, another "
+                                  "for more")
+    samples: int = Field(description="how many images")
+    media_type: Literal["image/png", "image/jpeg"] = Field(description="each image's format (from Accept)")
+    images: list[str] = Field(description="the images, base64-encoded, each the upload's size")
+
+
 class ModelVersion(BaseModel):
     version: str
     method: str = ""
     direction: str = "AtoB"
     size_multiple: int = 1
     channels: int = 3
+    latent_size: int = Field(0, description="numbers of a multimodal model's latent code (0: one answer per image); "
+                                            "such a model takes samples and seed")
     config: dict[str, Any] = Field(default_factory=dict, description="the training config (size: its crop side)")
     metrics: dict[str, Any] = Field(default_factory=dict)
     sha256: str = ""
@@ -93,7 +107,8 @@ def limits(cfg: ServiceConfig) -> dict[str, Any]:
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for refusals, each with the error body."""
-    why = {400: "bad input: the field or file is named in detail", 401: "a missing or wrong token",
+    why = {400: "bad input: the field or file is named in detail (bad_samples: over the cap, several samples of a "
+                "one-answer model, or samples of an image answered as a job)", 401: "a missing or wrong token",
            403: "retraining is disabled: the service has no TRANSLATE_RETRAIN_TOKEN",
            404: "no such model, version or job",
            409: "the job has no result yet (detail says how far it is)",
@@ -122,7 +137,10 @@ TRANSLATE_BODY = {
 }
 
 TRANSLATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "the translation, the upload's size (headers X-Model, X-Model-Version, X-Batch-Size)",
+    200: {"model": SamplesBody,
+          "description": "the translation, the upload's size (headers X-Model, X-Model-Version, X-Batch-Size); with "
+                         "samples, seed or grid also X-Seed and X-Samples: one sample (or grid=true) is one image, "
+                         "several are a JSON body (SamplesBody)",
           "content": {"image/png": {"schema": BINARY}, "image/jpeg": {"schema": BINARY}}},
     202: {"model": JobBody, "description": "a job: uploads over async_pixels, or async=true. Location: the job "
                                            "URL; poll it, then GET its result"},

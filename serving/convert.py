@@ -23,6 +23,11 @@ is known from the output side and a second run continues the first; each output 
 temporary file and uploaded as one object (a PUT is all or nothing: no half outputs). An output prefix has no lock or
 fence: an object is whole whoever writes it, and two runs would write the same ones.
 
+A multimodal model (BicycleGAN's) gives ``--samples K`` outputs per input, named by index
+(``OUT_DIR/a/b_0.png`` ... ``b_{K-1}.png``), from K latent codes drawn once from ``--seed``: every
+input gets the same K codes, and the same seed the same outputs. An input counts as done when all K
+are there.
+
 :class:`ConvertOptions` holds the command's settings (its flags) and their defaults.
 """
 from __future__ import annotations
@@ -44,8 +49,10 @@ from training import local_ray
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, is_image_file, is_raster_file, output_name
+from translate.latents import sample_paths
 from translate.object_storage import ObjectPath, ObjectTree, get_file, is_url, put_bytes, put_file
 from translate.options import opt
+from translate.predictor import MAX_SAMPLES
 from translate.raster import RasterOptions
 from translate.tiling import TileConfig
 
@@ -86,7 +93,12 @@ def folder(value: str | os.PathLike, field: str) -> Path | ObjectPath:
     return ObjectTree(str(value), field=field).root() if is_url(value) else Path(value).resolve()
 
 
-def plan(in_dir: Any, out_dir: Any, fmt: str) -> tuple[list, list, list[dict[str, str]], int]:
+def output_paths(out_dir: Path | ObjectPath, rel: Path, fmt: str, samples: int) -> list:
+    """Where the outputs of ``rel`` go: its output path, or one per sample named by index."""
+    return sample_paths(output_path(out_dir, rel, fmt), samples)
+
+
+def plan(in_dir: Any, out_dir: Any, fmt: str, samples: int = 1) -> tuple[list, list, list[dict[str, str]], int]:
     """(files to convert, files already converted, failures known up front, image files found).
 
     ``in_dir``, ``out_dir``: what :func:`folder` gives (a :class:`Path` or an :class:`ObjectPath`, the same
@@ -106,11 +118,12 @@ def plan(in_dir: Any, out_dir: Any, fmt: str) -> tuple[list, list, list[dict[str
         if len(srcs) > 1:
             names = ", ".join(str(s.relative_to(in_dir)) for s in srcs)
             failed += [{"path": str(s), "reason": f"inputs {names} would all write {dst.name}"} for s in srcs]
-        elif dst.exists():
+        elif all(p.exists() for p in sample_paths(dst, samples)):
             done.append(srcs[0])
         else:
             todo.append(srcs[0])
-            _remove_temps(dst)  # half a file from a run killed mid-write
+            for p in sample_paths(dst, samples):
+                _remove_temps(p)  # half a file from a run killed mid-write
     return todo, done, failed, len(files)
 
 
@@ -138,7 +151,8 @@ class Translator:
     and the rest of the batch is not even translated."""
 
     def __init__(self, model: Any, in_dir: str, out_dir: str, fmt: str, device: str, threads: int, run: str = "",
-                 registry: str = "", raster: RasterOptions | None = None, model_name: str = "", tiling=None):
+                 registry: str = "", raster: RasterOptions | None = None, model_name: str = "", tiling=None,
+                 codes: np.ndarray | None = None):
         from translate.predictor import Predictor  # lazy: ONNX Runtime, in the actor process
 
         if not isinstance(model, (bytes, str, os.PathLike)):  # an ObjectRef to the exported bytes
@@ -148,6 +162,7 @@ class Translator:
         self.predictor = Predictor(model, device=device, threads=threads, tiling=tiling)
         self.in_dir, self.out_dir, self.fmt, self.run = in_dir.rstrip("/"), out_dir.rstrip("/"), fmt, run
         self.raster, self.model_name = raster or RasterOptions(), model_name or None
+        self.codes = codes  # a multimodal model's latent codes, one output each; None: one output, the default code
         self.registry = None
         if registry:  # tell the driver who we are, so an interrupted run can stop us
             import socket
@@ -164,28 +179,30 @@ class Translator:
         return folder_lock.fenced(Path(self.out_dir), self.run) if self.run else contextlib.nullcontext()
 
     def _translate(self, path: str, rel: str, progress) -> None:
-        """Translate ``path`` (``rel`` under the input folder) into its output, fetching and uploading the files that
-        live in object storage through a local temporary folder."""
+        """Translate ``path`` (``rel`` under the input folder) into its outputs (one, or one per latent code of a
+        multimodal model), fetching and uploading the files that live in object storage through a local temporary
+        folder."""
         from translate.raster import translate_path  # lazy: GDAL, in the actor process
 
-        dst = f"{self.out_dir}/{output_name(rel, self.fmt).as_posix()}"
-        if not is_url(path) and not is_url(dst):
-            translate_path(self.predictor, path, dst, self.raster, model=self.model_name, write_guard=self._guard,
-                           progress=progress)
-            return
+        codes = [None] if self.codes is None else list(self.codes)
+        names = sample_paths(output_name(rel, self.fmt), len(codes))
         with tempfile.TemporaryDirectory(prefix="i2i-convert-") as tmp:
             src = Path(tmp, "in", Path(rel).name) if is_url(path) else Path(path)
             if is_url(path):
                 get_file(path, src)
-            out = Path(tmp, "out", Path(dst).name) if is_url(dst) else Path(dst)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                translate_path(self.predictor, src, out, self.raster, model=self.model_name,
-                               write_guard=self._guard if not is_url(dst) else None, progress=progress)
-            except TranslateError as e:  # name the file the user knows, not its local copy
-                raise TranslateError(str(e).replace(str(src), path)) from None
-            if is_url(dst):
-                put_file(out, dst)
+            for name, z in zip(names, codes, strict=True):
+                if self.run:
+                    folder_lock.check(Path(self.out_dir), self.run)  # ended: do not spend the CPU
+                dst = f"{self.out_dir}/{name.as_posix()}"
+                out = Path(tmp, "out", Path(dst).name) if is_url(dst) else Path(dst)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    translate_path(self.predictor, src, out, self.raster, model=self.model_name,
+                                   write_guard=self._guard if not is_url(dst) else None, progress=progress, z=z)
+                except TranslateError as e:  # name the file the user knows, not its local copy
+                    raise TranslateError(str(e).replace(str(src), path)) from None
+                if is_url(dst):
+                    put_file(out, dst)
 
     def _tiles(self, path: str) -> Callable[[int, int], None] | None:
         """A progress callback that reports a file's tiles to the driver (at most twice a second; the
@@ -257,11 +274,16 @@ class ConvertOptions(RasterOptions):
     store: str | None = opt(None, "read MODEL (NAME or NAME@VERSION) from this model store, a folder or "
                             "s3://BUCKET/PREFIX: its promoted version unless a version is named")
     quiet: bool = opt(False, "no progress bar")
+    samples: int = opt(1, "outputs per input of a multimodal model (BicycleGAN's), named NAME_0, NAME_1...; at most "
+                       f"{MAX_SAMPLES}")
+    seed: int = opt(0, "seed of the samples' latent codes (the same K codes for every input; the same seed, the "
+                    "same outputs)")
 
     def kwargs(self) -> dict[str, Any]:
         """These options as :func:`convert`'s keyword arguments."""
         return {"workers": self.workers, "fmt": self.format, "device": self.device, "direction": self.direction,
-                "progress": not self.quiet, "store": self.store, "raster": RasterOptions.of(self)}
+                "progress": not self.quiet, "store": self.store, "raster": RasterOptions.of(self),
+                "samples": self.samples, "seed": self.seed}
 
 
 def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -269,7 +291,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
             device: str = ConvertOptions.device, direction: str | None = None, progress: bool = True,
             on_result: Callable[[str, str], None] | None = None, batch_size: int = 4,
             store: str | os.PathLike | None = None, raster: RasterOptions | None = None,
-            tiling: TileConfig | None = None) -> ConvertSummary:
+            tiling: TileConfig | None = None, samples: int = 1, seed: int = 0) -> ConvertSummary:
     """Translate every image and raster under ``in_dir`` into ``out_dir`` (same relative paths) on Ray Data.
 
     Starts a local Ray when none is running (and stops it afterwards). ``on_result(path,
@@ -283,6 +305,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     ``raster``: how rasters are read and written (bands, stretch, compression, COG); a batch holds one
     file when there are rasters, so each is reported as soon as it is written. ``tiling``: the
     predictors' (default: :class:`translate.tiling.TileConfig`'s defaults, as ``translate predict``).
+    ``samples``: outputs per input of a multimodal model, from codes drawn from ``seed`` (see the module).
     """
     from translate.loading import model_source  # lazy: torch, for checkpoints
 
@@ -295,6 +318,8 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
         raise ConfigError("--format", f"expected one of {FORMATS}, got {fmt!r}")
     if workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ConfigError("--samples", f"must be a whole number from 1 to {MAX_SAMPLES}, got {samples}")
     in_root, out_root = folder(in_dir, "in_dir"), folder(out_dir, "out_dir")
     if not in_root.is_dir():
         raise DataError(f"{in_dir}: no such folder")
@@ -304,7 +329,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     summary = None
     started = time.perf_counter()
     try:
-        todo, done, failed, total = plan(in_root, out_root, fmt)  # under the lock: temps left are nobody's
+        todo, done, failed, total = plan(in_root, out_root, fmt, samples)  # under the lock: temps left are nobody's
         if total == 0:
             known = ", ".join(dict.fromkeys(IMAGE_EXTENSIONS + RASTER_EXTENSIONS))
             raise DataError(f"{in_dir}: no image files ({known})")
@@ -317,8 +342,9 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
         if todo:
             if any(is_raster_file(f) for f in todo):
                 batch_size = 1
+            codes = _sample_codes(source, samples, seed)  # ConfigError or ModelError here, before Ray starts
             _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary,
-                        on_result, lock, raster or RasterOptions(), tiling)
+                        on_result, lock, raster or RasterOptions(), tiling, codes)
     finally:
         if summary is not None:  # also what an interrupted run did before it stopped
             summary.seconds = round(time.perf_counter() - started, 3)
@@ -330,8 +356,21 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     return summary
 
 
+def _sample_codes(source: Path | bytes, samples: int, seed: int) -> np.ndarray | None:
+    """The latent codes of ``samples`` outputs per input (drawn once, from ``seed``), None for one output; loading
+    the model here, in the driver, a model ONNX Runtime cannot load and a one-answer model asked for samples fail
+    before any worker starts."""
+    from translate.predictor import Predictor  # lazy: ONNX Runtime
+
+    probe = Predictor(source, device="cpu")
+    try:
+        return probe.latents(samples, seed) if samples > 1 else None
+    except ConfigError as e:
+        raise ConfigError(f"--{e.field}", e.reason) from None
+
+
 def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
-                lock, raster, tiling):
+                lock, raster, tiling, codes):
     """Run the conversion on the current Ray (or a local one started and stopped here).
 
     However it ends (done, Ctrl-C, SIGTERM, an error), nothing of this run writes after it returns:
@@ -345,15 +384,16 @@ def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress,
     registry = _start_registry(f"convert-{lock.run}")
     try:
         _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
-             lock.run, f"convert-{lock.run}", raster, tiling)
+             lock.run, f"convert-{lock.run}", raster, tiling, codes)
     except BaseException:
         lock.release()  # the fence: from here on no actor of this run writes
         left = stop_workers(registry)
         if left:
             print(f"warning: convert workers {left} were still running after 30 s; they can no longer write",
                   file=sys.stderr)
-        for dst in (output_path(out_root, f.relative_to(in_root), fmt) for f in todo):
-            _remove_temps(dst)
+        for f in todo:
+            for dst in output_paths(out_root, f.relative_to(in_root), fmt, 1 if codes is None else len(codes)):
+                _remove_temps(dst)
         raise
     finally:
         ray.kill(registry)
@@ -420,14 +460,11 @@ def _remove_temps(dst: Path | ObjectPath) -> None:
 
 
 def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result, run,
-         registry, raster, tiling):
+         registry, raster, tiling, codes):
     import onnx
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    from translate.predictor import Predictor  # lazy: ONNX Runtime
-
-    Predictor(source, device="cpu")  # a model ONNX Runtime cannot load fails here, in the driver
     # the bytes, never a path: the actors may run on nodes that do not have the file (a model's external
     # weights, as the dynamo exporter writes them, are read in with it)
     model: Any = ray.put(source if isinstance(source, bytes) else onnx.load(str(source)).SerializeToString())
@@ -441,7 +478,7 @@ def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_
                         num_cpus=cpus, num_gpus=gpus,
                         fn_constructor_args=(model, str(in_root), str(out_root), fmt,
                                              "cuda" if gpus else "cpu", threads, run, registry, raster,
-                                             summary.model, tiling))
+                                             summary.model, tiling, codes))
     try:
         _collect(ds, len(todo), progress, summary, on_result,
                  ray.get_actor(registry) if progress and any(is_raster_file(f) for f in todo) else None)

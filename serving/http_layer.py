@@ -8,6 +8,7 @@ that is the file itself (by its magic bytes) taken as it is (:func:`read_body`, 
 bearer token (:func:`check_retrain_auth`).
 """
 import hmac
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -174,3 +175,21 @@ def encode_result(y: np.ndarray, alpha: np.ndarray | None, fmt: str) -> bytes:
         if fmt == "JPEG":
             out = imageio.to_rgb(out)
     return imageio.encode(out, fmt, compress_level=RESPONSE_PNG_LEVEL)
+
+
+GRID_GAP = 4  # white pixels between the samples of a grid image
+
+
+def grid_image(images: list[np.ndarray]) -> np.ndarray:
+    """Same-size uint8 images (H x W x C) side by side in a near-square grid, row by row, on white: the samples
+    of one upload as one picture (``?grid=1``)."""
+    h, w = images[0].shape[:2]
+    channels = max(1 if y.ndim == 2 else y.shape[2] for y in images)
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    out = np.full((rows * h + (rows - 1) * GRID_GAP, cols * w + (cols - 1) * GRID_GAP, channels), 255, np.uint8)
+    for k, y in enumerate(images):
+        r, c = divmod(k, cols)
+        out[r * (h + GRID_GAP):r * (h + GRID_GAP) + h, c * (w + GRID_GAP):c * (w + GRID_GAP) + w] = (
+            y.reshape(h, w, -1))
+    return out

@@ -15,7 +15,9 @@ Routes::
     GET  /healthz                       200 only when a model answers a real tiny translation
     POST /v1/models/{name}/translate    multipart field ``image`` or the raw body; ``version``
                                         as query or form field; PNG, or JPEG for Accept: image/jpeg.
-                                        Over ``async_pixels`` (or with ``?async=true``): 202 and a job
+                                        Over ``async_pixels`` (or with ``?async=true``): 202 and a job.
+                                        A multimodal model's several answers: ``samples`` and ``seed``
+                                        (a JSON body of base64 images, or ``grid=true``: one image)
     GET  /v1/translations/{id}          a translation job's progress; once done, its result's URL
     GET  /v1/translations/{id}/result   the translated image, full size
     DELETE /v1/translations/{id}        cancel a job, or drop its result
@@ -29,9 +31,11 @@ tile by tile above ``tile_threshold``, translate.tiling). Every refusal is an an
 :mod:`serving.http_layer`.
 """
 import asyncio
+import base64
 import logging
 import os
 import re
+import secrets
 import time
 from importlib import metadata, resources
 from pathlib import Path
@@ -69,6 +73,7 @@ from serving.store import ModelStore, check_name
 from serving.translation_jobs import HEARTBEAT_S, JOB_ID, JobGone, JobsFull, JobStore, default_jobs_dir, public_view
 from translate import imageio, uploads
 from translate.errors import TranslateError
+from translate.predictor import MAX_SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,20 @@ VERSION_QUERY = Query(None, description="a version, v0001 or later (default: the
 ASYNC_QUERY = Query(None, alias="async", description="true: answer 202 with a job at once; false: answer with "
                                                      "the image even when large (bounded by the request timeout); "
                                                      "absent: a job for uploads over async_pixels")
+
+
+SAMPLES_QUERY = Query(None, description=f"a multimodal model's answers to the one upload, 1 to {MAX_SAMPLES}, each "
+                                         "from a latent code drawn from seed: several come back as a JSON body "
+                                         "(SamplesBody) or, with grid=true, as one image; a one-answer model takes 1")
+SEED_QUERY = Query(None, description="the seed of the samples' codes (>= 0): the same seed, the same images "
+                                     "(default: a fresh one, said in X-Seed)")
+GRID_QUERY = Query(False, description="true: the samples side by side in one image (PNG or JPEG)")
+
+
+def samples_body(name: str, version: str, seed: int, contents: list[bytes], fmt: str) -> dict:
+    """The JSON answer of several samples (api_docs.SamplesBody)."""
+    return {"model": name, "version": version, "seed": seed, "samples": len(contents),
+            "media_type": f"image/{fmt.lower()}", "images": [base64.b64encode(c).decode("ascii") for c in contents]}
 
 
 @serve.deployment(name="Ingress", backpressure_config={"retry_after_s": RETRY_AFTER_S})
@@ -328,8 +347,14 @@ class Ingress:
     @api.post("/v1/models/{name}/translate", summary="Translate an image (the same size comes back)",
               response_class=Response, responses=api_docs.TRANSLATE_RESPONSES, openapi_extra={"requestBody": api_docs.TRANSLATE_BODY})
     async def translate(self, name: str, request: Request, version: str | None = VERSION_QUERY,
-                        as_job: bool | None = ASYNC_QUERY):
+                        as_job: bool | None = ASYNC_QUERY, samples: int | None = SAMPLES_QUERY,
+                        seed: int | None = SEED_QUERY, grid: bool = GRID_QUERY):
         check_name(name)
+        many = samples is not None or seed is not None or grid  # codes drawn from a seed: a multimodal model's
+        if samples is not None and not 1 <= samples <= MAX_SAMPLES:
+            raise ServiceError(400, "bad_samples", f"samples: must be from 1 to {MAX_SAMPLES}, got {samples}")
+        if seed is not None and seed < 0:
+            raise ServiceError(400, "bad_seed", f"seed: must be >= 0, got {seed}")
         body = await read_body(request, self.config.max_upload_bytes)
         data, form = await upload_fields(request, body, ("image", "version"), uploads.is_image)
         del body
@@ -346,8 +371,31 @@ class Ingress:
         else:
             pixels = await asyncio.to_thread(uploads.upload_pixels, data, self.config.max_pixels)
         fmt = output_format(request.headers.get("accept"))
-        if (not as_job and (as_job is not None or pixels <= self.async_pixels)
-                and pixels <= self.config.tile_threshold):
+        small = not as_job and (as_job is not None or pixels <= self.async_pixels) and pixels <= self.config.tile_threshold
+        if many:
+            if not small:
+                raise ServiceError(400, "bad_samples", f"samples, seed and grid are answered in the request, for "
+                                                       f"images up to {min(self.async_pixels, self.config.tile_threshold):,} "
+                                                       f"pixels (this one has {pixels:,}): send a smaller image, or "
+                                                       "leave them out")
+            drawn = seed if seed is not None else secrets.randbelow(2**31)  # a fresh one, said in X-Seed
+            item = {"upload": data, "format": fmt, "samples": samples or 1, "seed": drawn, "grid": grid}
+            try:
+                result, version = await self.run_served(name, version, asked is not None, item)
+            except ServiceError as e:
+                if e.error != "bad_samples":
+                    raise
+                raise ServiceError(400, "bad_samples", f"samples: {name}@{version} gives one answer (it takes no "
+                                                       "latent code): ask for samples=1, or leave samples out") from None
+            headers = {"X-Model": name, "X-Model-Version": version, "X-Batch-Size": str(result["batch_size"]),
+                       "X-Seed": str(drawn), "X-Samples": str(samples or 1)}
+            if "contents" in result and len(result["contents"]) > 1:
+                return JSONResponse(samples_body(name, version, drawn, result["contents"], fmt), headers=headers)
+            content = result["content"] if "content" in result else result["contents"][0]
+            ext = fmt.lower().replace("jpeg", "jpg")
+            return Response(content, media_type=f"image/{fmt.lower()}", headers={
+                **headers, "Content-Disposition": f'inline; filename="{name}-{version}-{drawn}.{ext}"'})
+        if small:
             # the common case: the compressed upload goes to the model replica, which decodes it in the batch
             # and answers encoded bytes (a decoded array is several times larger, and over Ray's 100 KB
             # inline limit it would go through the object store). A header that cannot be read ends there

@@ -16,7 +16,7 @@ import numpy as np
 from ray import serve
 
 from serving.config import ServiceConfig
-from serving.http_layer import RETRY_AFTER_S, encode_result, error_result
+from serving.http_layer import RETRY_AFTER_S, encode_result, error_result, grid_image
 from serving.store import ModelStore, parse_model_id
 from translate import uploads
 from translate.errors import TranslateError
@@ -32,15 +32,23 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
     """One batch, on the model replica's worker thread: uploads (``{'upload': bytes, 'format': 'PNG'}``,
     checked by their header on the ingress) are decoded, every image runs through ``model`` in one call
     (grouped by size inside), uploads come back encoded (``{'content': bytes}``), arrays as arrays
-    (``{'image': array}``). An upload that does not decode gets its error dict; the rest still run."""
+    (``{'image': array}``). An upload that does not decode gets its error dict; the rest still run.
+
+    An upload with ``'samples': K, 'seed': S`` runs once per latent code the model draws from S (a multimodal
+    model's several answers, in the same call) and comes back as ``{'contents': [bytes, ...]}``, or with
+    ``'grid': True`` as one image of them side by side (``{'content': bytes}``); a one-answer model asked
+    for several gets the error of ``Predictor.latents``."""
     results: list[dict | None] = [None] * len(items)
-    arrays, index, alphas = [], [], {}
+    arrays, index, codes, alphas = [], [], [], {}
     for i, item in enumerate(items):
+        latents: list | np.ndarray = [None]  # one translation with the model's default code
         if isinstance(item, np.ndarray):
-            arrays.append(item)
+            a = item
         else:
             try:
                 a, alphas[i] = uploads.decode_upload(item["upload"], max_pixels)
+                if "samples" in item:
+                    latents = model.latents(item["samples"], item["seed"])
             except TranslateError as e:
                 results[i] = error_result(e)
                 continue
@@ -49,15 +57,30 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
                 results[i] = {"status": 400, "error": "bad_image", "detail": f"the image cannot be decoded "
                                                                             f"({e.__class__.__name__}: {e})"}
                 continue
+        for z in latents:
             arrays.append(a)
-        index.append(i)
-    for i, y in zip(index, model.translate_arrays(arrays) if arrays else [], strict=True):
+            index.append(i)
+            codes.append(z)
+    outputs: dict[int, list[np.ndarray]] = {}
+    if any(z is not None for z in codes):  # a batch with samples: every image its code (the default one is 0)
+        latents = np.stack([np.zeros(model.latent_size, np.float32) if z is None else z for z in codes])
+        translated = model.translate_arrays(arrays, latents=latents)
+    else:
+        translated = model.translate_arrays(arrays) if arrays else []
+    for i, y in zip(index, translated, strict=True):
+        outputs.setdefault(i, []).append(y)
+    for i, ys in outputs.items():
         item = items[i]
         if isinstance(item, np.ndarray):
-            results[i] = {"image": y}
+            results[i] = {"image": ys[0]}
             continue
         try:
-            results[i] = {"content": encode_result(y, alphas[i], item["format"])}
+            if item.get("grid"):
+                results[i] = {"content": encode_result(grid_image(ys), None, item["format"])}
+            elif "samples" in item:
+                results[i] = {"contents": [encode_result(y, alphas[i], item["format"]) for y in ys]}
+            else:
+                results[i] = {"content": encode_result(ys[0], alphas[i], item["format"])}
         except Exception as e:  # a bug: this request's 500, not its batch's
             log.exception("encoding a result")
             results[i] = {"status": 500, "error": "internal_error", "detail": f"{e.__class__.__name__}: {e}"}

@@ -137,6 +137,11 @@ TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
     "translate export runs/my-sketches --out my-sketches.onnx --register sketches --store demo/models": Run(),
     "translate models promote sketches v0002 --store demo/models": Run(),
     "translate serve --store demo/models": Serve(add=("--port", PORT), current={"sketches": "v0002"}),
+    "translate train bicyclegan --data sketches/ --out runs/bicycle --steps 3000": Run(
+        {"--steps": "2"}, (*TINY_PIX2PIX, "--nef", "4", "--e-blocks", "3")),
+    "translate predict runs/bicycle drawing.png --out variants/ --samples 4 --seed 7": Run(),
+    "translate predict runs/bicycle drawings/ --out one-code/ --z 0.5,-1,0,0,1,0,0.3,-0.2": Run(),
+    "translate convert runs/bicycle/model.onnx drawings/ variants_out/ --samples 4": Run(),
     "translate data pair gray photos/ colourise/": Run(add=("--size", "32")),
     "translate data pair downscale photos/ superres/ --factor 4": Run(add=("--size", "32")),
     "translate data pair mask photos/ inpaint/": Run(add=("--size", "32")),
@@ -355,7 +360,7 @@ def pairs_zip() -> bytes:
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
-    """A folder holding what the README's user has before typing its commands: photos, aerial photos (one 256 x 256,
+    """A folder holding what the README's user has before typing its commands: photos, drawings, aerial photos (one 256 x 256,
     one 4096 x 4096), GeoTIFFs, an unpaired horse2zebra set, new pairs (a folder and a zip), the demo's model
     store; and an S3-compatible server with the bucket `my-models` (AWS_ENDPOINT_URL, as for any such server)."""
     pytest.importorskip("moto.server")
@@ -371,6 +376,10 @@ def workspace(tmp_path, monkeypatch):
         for i in range(5):
             Image.fromarray(make_pair("sketches", i, size=48, seed=1)[1]).save(f"{folder}/photo{i}.png")
         Image.fromarray(make_pair("sketches", 9, size=60, seed=1)[1]).save(f"{folder}/photo9.jpg")
+    Path("drawings").mkdir()
+    for i in range(2):
+        Image.fromarray(make_pair("sketches", i, size=48, seed=4)[0]).save(f"drawings/drawing{i}.png")
+    Image.fromarray(make_pair("sketches", 2, size=48, seed=4)[0]).save("drawing.png")
     aerial = make_pair("maps", 0, size=256, seed=2)[0]
     Image.fromarray(aerial).save("aerial.png")  # what the curl lines upload
     for name in ("aerial1.png", "x.png"):

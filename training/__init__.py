@@ -22,6 +22,7 @@ TRAINERS: tuple[str, ...] = (
     "training.cut:CUT",
     "training.gan:GAN",
     "training.segmenter:Segmenter",
+    "training.bicyclegan:BicycleGAN",
 )
 
 _imported: dict[str, type[Method]] = {}  # by "module:Class"

@@ -24,16 +24,13 @@ from .adversarial import (
 from .config import Preset, TranslationConfig, resolved
 from .method_base import Method
 from .translation_data import paired_sets, target_palette
-from .translation_networks import discriminator, generator, generator_spec, in_layout
+from .translation_networks import CPU_128, discriminator, generator, generator_spec, in_layout
 
-# The tested settings of the built-in sets (translate data make maps|sketches), used by `translate demo` and
-# measured in BENCHMARKS.md: small enough to learn visibly in a few CPU-minutes at 128 px. Instance norm keeps
-# train-time and test-time normalisation the same at batch 4 (batch norm's running statistics lag behind in a
-# short run). Other folders get the paper's settings; `--preset sketches` gives a folder these.
-_CPU_128 = dict(size=128, netG="unet_128", ngf=32, ndf=32, norm="instance", batch_size=4)
+# The tested settings of the built-in sets (translation_networks.CPU_128), used by `translate demo`. Other folders
+# get the paper's settings; `--preset sketches` gives a folder these.
 PRESETS: dict[str, Preset] = {
-    "maps": Preset(_CPU_128, source="BENCHMARKS.md, demo training curve"),
-    "sketches": Preset(_CPU_128, source="BENCHMARKS.md, demo training curve"),
+    "maps": Preset(CPU_128, source="BENCHMARKS.md, demo training curve"),
+    "sketches": Preset(CPU_128, source="BENCHMARKS.md, demo training curve"),
 }
 
 

@@ -14,6 +14,12 @@ from translate.networks import define_D, define_G
 
 from .config import SegmenterConfig, TranslationConfig, resolved
 
+# The built-in sets' tested networks and sizes (translate data make maps|sketches), the presets of the paired
+# trainers (pix2pix.PRESETS, bicyclegan.PRESETS) and measured in BENCHMARKS.md: small enough to learn visibly in a
+# few CPU-minutes at 128 px. Instance norm keeps train-time and test-time normalisation the same at batch 4 (batch
+# norm's running statistics lag behind in a short run).
+CPU_128: dict[str, Any] = dict(size=128, netG="unet_128", ngf=32, ndf=32, norm="instance", batch_size=4)
+
 
 def generator(c: TranslationConfig | SegmenterConfig, input_nc: int | None = None, output_nc: int | None = None
               ) -> tuple[dict[str, Any], nn.Module]:
@@ -55,10 +61,11 @@ def in_layout(c: TranslationConfig | SegmenterConfig, *images: torch.Tensor) -> 
 
 
 def generator_spec(c: TranslationConfig, method: str, network: str, arch: dict[str, Any],
-                   direction: str) -> GeneratorSpec:
-    """How the checkpoint describes the generator ``network`` translating in ``direction``, for export and loading."""
+                   direction: str, kind: str = "translation") -> GeneratorSpec:
+    """How the checkpoint describes the generator ``network`` translating in ``direction``, for export and loading
+    (``kind``: its entry in translate.kinds.KINDS)."""
     return GeneratorSpec(network=network, arch=arch, batch_stats=c.batch_stats, direction=direction, method=method,
-                         extra={"train_size": c.size, "data": c.data})
+                         extra={"train_size": c.size, "data": c.data}, kind=kind)
 
 
-__all__ = ["generator", "discriminator", "in_layout", "generator_spec"]
+__all__ = ["CPU_128", "generator", "discriminator", "in_layout", "generator_spec"]

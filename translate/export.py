@@ -35,7 +35,7 @@ from .gan.networks import DCGANGenerator, MLPGenerator
 from .generators import load_generator
 from .imageio import to_network
 from .kinds import KINDS, kind
-from .networks import ResnetGenerator
+from .networks import LatentInputGenerator, ResnetGenerator
 from .onnx_meta import OPSET, TOLERANCE, add_metadata, encode_metadata
 from .options import opt
 from .padding import pad_to_multiple
@@ -59,11 +59,12 @@ def onnx_bytes(G: nn.Module, input_nc: int, opset: int = OPSET) -> bytes:
     return buf.getvalue()
 
 
-def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
+def translation_properties(G: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """What an image translator's model says of itself (before encoding): kind, sizes, channels, policy, config."""
     arch = meta.get("arch", {})
 
     multiple = getattr(G, "size_multiple", 1)
-    props = {
+    return {
         "kind": kind(meta.get("kind", "translation")).onnx_name,  # a translator, or a segmenter built alike
         "size_multiple": multiple,
         # the ResNet blocks reflect-pad their 1/4-scale maps, which needs at least 2 pixels there
@@ -79,7 +80,6 @@ def model_metadata(G: nn.Module, meta: dict[str, Any]) -> dict[str, str]:
         "step": meta.get("step"),
         "config": meta.get("config", {}),
     }
-    return encode_metadata(props)
 
 
 def verification_inputs(input_nc: int, size_multiple: int, seed: int = 0) -> list[np.ndarray]:
@@ -117,7 +117,7 @@ def export_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike 
     the difference is over ``tolerance`` (nothing is written then).
     """
     input_nc = meta.get("arch", {}).get("input_nc", 3)
-    data = add_metadata(onnx_bytes(G, input_nc), model_metadata(G, meta))
+    data = add_metadata(onnx_bytes(G, input_nc), encode_metadata(translation_properties(G, meta)))
     diff = verify(G, data, input_nc) if check else None
     if diff is not None and diff > tolerance:
         raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
@@ -181,6 +181,55 @@ def export_run(run_dir: str | os.PathLike, verbose: bool = True) -> dict[str, fl
         if verbose:
             print(f"exported {out} from {ckpt.relative_to(run_dir)} (max abs diff vs PyTorch {diffs[d]:.2e})")
     return diffs
+
+
+# ------------------------------------------------------------ multimodal translators
+def export_multimodal_generator(G: LatentInputGenerator, meta: dict[str, Any], out: str | os.PathLike | None = None,
+                                tolerance: float = TOLERANCE, check: bool = True) -> tuple[bytes, float | None]:
+    """Export an image-and-latent translator (BicycleGAN's G, test-time form) as ``input`` (N, C, H, W) in
+    [-1, 1] and ``latent`` (N, nz) float32 -> ``output`` (N, C', H, W), dynamic batch, height and width
+    (a latent of batch 1 serves the whole batch); its metadata is a translator's with ``kind`` multimodal
+    and ``latent_size`` nz. Verified against PyTorch on odd sizes with random codes; written atomically
+    to ``out``. Returns (bytes, max abs diff or None when not checked); raises ModelError over ``tolerance``."""
+    input_nc = meta.get("arch", {}).get("input_nc", 3)
+    m = G.size_multiple
+    side = m * max(1, -(-64 // m))  # as onnx_bytes: no norm layer sees a 1x1 map while tracing
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(G.eval(), (torch.zeros(1, input_nc, side, side), torch.zeros(1, G.nz)), buf,  # type: ignore[arg-type]
+                          dynamo=False, opset_version=OPSET, input_names=["input", "latent"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "latent": {0: "codes"},
+                                        "output": {0: "batch", 2: "height", 3: "width"}},
+                          do_constant_folding=True)
+    props = {**translation_properties(G.G, meta), "kind": KINDS["multimodal"].onnx_name, "latent_size": G.nz,
+             "input_nc": input_nc, "latent": "z ~ N(0, I); z = 0 (the prior's mean) for one answer"}
+    data = add_metadata(buf.getvalue(), encode_metadata(props))
+    diff = verify_multimodal_generator(G, data, input_nc) if check else None
+    if diff is not None and diff > tolerance:
+        raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
+    if out is not None:
+        with atomic_path(out) as tmp:
+            Path(tmp).write_bytes(data)
+    return data, diff
+
+
+def verify_multimodal_generator(G: LatentInputGenerator, model_bytes: bytes, input_nc: int, seed: int = 0) -> float:
+    """Max abs difference between PyTorch and ONNX Runtime (CPU) on odd-sized inputs, a code per image."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    with torch.no_grad():
+        for x in verification_inputs(input_nc, G.size_multiple, seed):
+            z = torch.randn(x.shape[0], G.nz, generator=g)
+            ref = G(torch.from_numpy(x), z).numpy()
+            got = sess.run(None, {"input": x, "latent": z.numpy()})[0]
+            if ref.shape != got.shape:
+                raise ModelError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
+            worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
 
 
 # ------------------------------------------------------------ GAN generators

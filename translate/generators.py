@@ -4,7 +4,8 @@ A checkpoint of this project lists its generators as :class:`~translate.checkpoi
 records; :func:`load_generator` rebuilds one in its test-time form through its kind's ``load``
 (:mod:`translate.kinds`): a ``"translation"`` generator with ``networks.define_G`` (dropout off, batch
 norm by the recorded policy, exactly what export writes), a ``"gan"`` generator with
-``gan.networks.build_generator`` (eval mode, the EMA weights when the run kept them). A reference
+``gan.networks.build_generator`` (eval mode, the EMA weights when the run kept them), a ``"multimodal"``
+one with ``networks.define_latent_G`` (an image and a latent code in). A reference
 ``latest_net_G.pth`` is a translation generator. :func:`generator_kind` tells the kinds apart without
 loading the weights, so a command can ask the registry what to do (``translate export`` / ``evaluate``
 / ``sample``).
@@ -29,7 +30,7 @@ from .checkpoint import (
 from .errors import ModelError
 from .gan.networks import build_generator
 from .kinds import kind
-from .networks import define_G, to_inference
+from .networks import define_G, define_latent_G, to_inference
 from .reference import load_reference_generator
 
 
@@ -90,6 +91,14 @@ def load_generator(path: str | os.PathLike, direction: str | None = None,
 def load_translation_generator(raw: dict, spec: GeneratorSpec, meta: dict, use_ema: bool) -> tuple[nn.Module, dict]:
     """The ``"translation"`` kind's loader: ``define_G`` in its test-time form (``use_ema`` does not apply)."""
     G = define_G(**spec.arch)
+    G.load_state_dict(generator_state(raw, spec))
+    meta["batch_stats"] = spec.batch_stats
+    return to_inference(G, batch_stats=spec.batch_stats), meta
+
+
+def load_multimodal_generator(raw: dict, spec: GeneratorSpec, meta: dict, use_ema: bool) -> tuple[nn.Module, dict]:
+    """The ``"multimodal"`` kind's loader: ``define_latent_G`` (an image and a latent code in) in its test-time form."""
+    G = define_latent_G(**spec.arch)
     G.load_state_dict(generator_state(raw, spec))
     meta["batch_stats"] = spec.batch_stats
     return to_inference(G, batch_stats=spec.batch_stats), meta

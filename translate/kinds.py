@@ -24,7 +24,8 @@ class GeneratorKind:
     """One kind of generator.
 
     ``load(raw_checkpoint, spec, meta, use_ema) -> (module, meta)`` rebuilds it in its test-time form;
-    ``export(module, meta, out, tolerance) -> (bytes, max abs diff)`` writes its verified ONNX model;
+    ``export(module, meta, out, tolerance) -> (bytes, max abs diff)`` writes its verified ONNX model (a
+    kind that translates also takes ``check=False``: translate.loading's in-memory export, unverified);
     ``evaluate(args)`` is the ``translate evaluate`` command's handler for it (it lives with the command
     and takes its parsed flags). ``samples``: latents in, samples out, so ``translate sample`` and
     ``translate edit`` draw from it. ``inputs`` are its ONNX inputs'
@@ -63,6 +64,10 @@ KINDS: dict[str, GeneratorKind] = {
     "translation": GeneratorKind(
         name="translation", summary="an image in, an image out", inputs=("image",),
         load="translate.generators:load_translation_generator", export="translate.export:export_generator",
+        evaluate="translate_cli.main:evaluate_translation", translates=True),
+    "multimodal": GeneratorKind(
+        name="multimodal", summary="an image and a latent code in, one of many images out", inputs=("image", "latent"),
+        load="translate.generators:load_multimodal_generator", export="translate.export:export_multimodal_generator",
         evaluate="translate_cli.main:evaluate_translation", translates=True),
     "gan": GeneratorKind(
         name="gan", summary="latents in, samples out", inputs=("latent", "label"),

@@ -33,13 +33,12 @@ def model_source(path: str | os.PathLike, direction: str | None = None) -> Path 
     p = resolve_model_path(path)
     if p.suffix == ".onnx":
         return p
-    from .export import export_generator  # lazy: torch (an ONNX file needs none)
-    from .generators import load_generator  # lazy: torch
+    from .generators import load_generator  # lazy: torch (an ONNX file needs none)
 
     G, meta = load_generator(p, direction)
     if not kind(meta["kind"]).translates:
         raise kind(meta["kind"]).refusal(path, "the predictor")
-    return export_generator(G, meta, check=False)[0]
+    return kind(meta["kind"]).call("export")(G, meta, check=False)[0]
 
 
 def load(path: str | os.PathLike, device: str = "auto", direction: str | None = None, threads: int = 0,

@@ -58,6 +58,10 @@ __all__ = [
     "MultiscaleDiscriminator",
     "define_G",
     "define_D",
+    "LatentInputGenerator",
+    "LatentEncoder",
+    "define_latent_G",
+    "define_E",
     "to_inference",
 ]
 
@@ -652,6 +656,79 @@ def define_D(
     else:
         net = PixelDiscriminator(input_nc, ndf, norm_layer=norm_layer)
     return _finish(net, init_type, init_gain, spectral_norm)
+
+
+# --------------------------------------------------------------------------- #
+# Multimodal translation (BicycleGAN, Zhu et al. 2017)
+# --------------------------------------------------------------------------- #
+class LatentInputGenerator(nn.Module):
+    """A generator of one image and a latent code: ``z`` (N, nz) is broadcast over the image and
+    concatenated to it as ``nz`` more input channels (BicycleGAN's "add_to_input"), then ``self.G``,
+    a :func:`define_G` network, translates. A code of batch 1 serves every image of the batch (one
+    sample's code for every tile of a large image)."""
+
+    def __init__(self, G: nn.Module, nz: int) -> None:
+        super().__init__()
+        self.G = G
+        self.nz = nz
+        self.size_multiple: int = getattr(G, "size_multiple", 1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        maps = z.to(x.dtype).reshape(z.shape[0], self.nz, 1, 1).expand(x.shape[0], self.nz, x.shape[2], x.shape[3])
+        return self.G(torch.cat([x, maps], 1))
+
+
+def define_latent_G(nz: int, input_nc: int = 3, **arch: Any) -> LatentInputGenerator:
+    """A :class:`LatentInputGenerator`: :func:`define_G` with ``arch`` over ``input_nc + nz`` channels.
+    ``input_nc`` is the image's channels, as a checkpoint's spec records it."""
+    return LatentInputGenerator(define_G(input_nc=input_nc + nz, **arch), nz)
+
+
+class _EncoderBlock(nn.Module):
+    """BicycleGAN's residual encoder block: norm, LeakyReLU, 3x3 conv, norm, LeakyReLU, 3x3 conv and a 2x2
+    mean pool, beside a shortcut of a mean pool and a 1x1 conv; half the size, ``out_nc`` channels."""
+
+    def __init__(self, in_nc: int, out_nc: int, norm_layer: NormLayer) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            norm_layer(in_nc), nn.LeakyReLU(0.2, True), nn.Conv2d(in_nc, in_nc, 3, padding=1),
+            norm_layer(in_nc), nn.LeakyReLU(0.2, True), nn.Conv2d(in_nc, out_nc, 3, padding=1), nn.AvgPool2d(2))
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(in_nc, out_nc, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.shortcut(x)
+
+
+class LatentEncoder(nn.Module):
+    """BicycleGAN's ResNet encoder (``E_ResNet``, its ``vaeLike`` form): an image -> the mean and
+    log-variance of a Gaussian over ``nz`` latent numbers. A 4x4 stride-2 conv, ``n_blocks - 1``
+    residual blocks each halving the size (channels ``nef * min(4, k)``), LeakyReLU, then a global
+    average (the reference's fixed 8x8 pool, for any input size) and two linear heads."""
+
+    def __init__(self, input_nc: int, nz: int, nef: int = 64, n_blocks: int = 5, norm: str = "instance") -> None:
+        super().__init__()
+        norm_layer = get_norm_layer(norm)
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, nef, kernel_size=4, stride=2, padding=1)]
+        out_nc = nef
+        for n in range(1, n_blocks):
+            in_nc, out_nc = nef * min(4, n), nef * min(4, n + 1)
+            layers.append(_EncoderBlock(in_nc, out_nc, norm_layer))
+        layers += [nn.LeakyReLU(0.2, True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Linear(out_nc, nz)
+        self.fcVar = nn.Linear(out_nc, nz)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.conv(x)
+        return self.fc(h), self.fcVar(h)
+
+
+def define_E(input_nc: int, nz: int, nef: int = 64, n_blocks: int = 5, norm: str = "instance",
+             init_type: str = "normal", init_gain: float = 0.02) -> LatentEncoder:
+    """Build and initialise a :class:`LatentEncoder` (on CPU)."""
+    net = LatentEncoder(input_nc, nz, nef, n_blocks, norm)
+    init_weights(net, init_type, init_gain)
+    return net
 
 
 # --------------------------------------------------------------------------- #

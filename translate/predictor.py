@@ -10,6 +10,13 @@ with only a log line, e.g. when its CUDA libraries are not found) is a
 and a warning with ``device="auto"``. How ONNX Runtime runs (threads, graph
 optimisation, spinning, memory arena) is :class:`RuntimeOptions`, its defaults measured
 (BENCHMARKS.md, "CPU speed").
+
+A multimodal model (kind ``"multimodal"``, BicycleGAN's) also takes a latent code of
+``latent_size`` numbers per image: one input, many outputs. Every method takes codes
+(``latents=`` one per image, ``z=`` one for all); without them the code is 0, the prior's
+mean, so such a model gives one answer wherever one is asked for. :meth:`Predictor.latents`
+draws ``samples`` codes N(0, 1) from numpy's Generator seeded by ``seed`` (same seed, same
+codes, same images); a one-answer model (``latent_size`` 0) takes no code and one sample.
 """
 from __future__ import annotations
 
@@ -33,11 +40,14 @@ from .onnx_meta import decode_metadata
 from .options import opt
 from .padding import crop_padding, pad_to_multiple
 from .tiling import TileConfig, TiledRunner
+from .tiling.graph.bind import bind_input
 from .windows import MappedSource, TileSink, TileSource
 
 log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
 TILING_TAG = "TRANSLATE_TILING"  # PNG text key of an output's Predictor.last_tiling (JSON)
+#: The most samples of one input asked at once (each costs a translation; the page and a grid stay readable).
+MAX_SAMPLES = 16
 
 
 #: Device nodes of an NVIDIA driver: Linux (/dev/nvidiactl, /dev/nvidia0...) and WSL2 (/dev/dxg).
@@ -175,7 +185,7 @@ class Predictor:
         self.tiling = tiling or TileConfig()
         # the tiled graph is built from the model on first use: keep it only when tiling may happen
         self._model = source if self.tiling.threshold is not None else None
-        self._tiler: TiledRunner | None = None
+        self._tiler: tuple[bytes, TiledRunner] | None = None  # (the code it was built for, the runner)
         # how the last image was translated, for the output's metadata (see :meth:`_record`)
         self.last_tiling: dict[str, Any] | None = None
         self.metadata: dict[str, Any] = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
@@ -186,6 +196,9 @@ class Predictor:
         self.size_multiple = int(self.metadata.get("size_multiple", 1))
         self.min_size = int(self.metadata.get("min_size", self.size_multiple))
         self.input_name = self.session.get_inputs()[0].name
+        #: numbers of the latent code a multimodal model takes besides the image; 0 for a one-answer model
+        self.latent_size = int(self.metadata.get("latent_size", 0))
+        self.latent_name = self.session.get_inputs()[1].name if self.latent_size else ""
 
     def _make_session(self, model: str | bytes, arena: bool | None = None):
         """A session with the predictor's runtime options and providers. ``arena=False``: CPU memory
@@ -219,28 +232,72 @@ class Predictor:
 
     @property
     def tiler(self) -> TiledRunner:
-        """The tiled runner (its graph is built on first use)."""
-        if self._tiler is None:
+        """The tiled runner last used (its graph is built on first use; a multimodal model's for code 0)."""
+        return self._tiler[1] if self._tiler is not None else self.tiler_for(None)
+
+    def tiler_for(self, z: np.ndarray | None) -> TiledRunner:
+        """The tiled runner of code ``z`` (a multimodal model's code is bound into its graph, so every tile of
+        the image runs with it); the last one is kept, so the tiles of one code build it once."""
+        key = self.codes(None if z is None else np.asarray(z)[None], 1).tobytes()
+        if self._tiler is None or self._tiler[0] != key:
             if self._model is None:
                 raise ModelError(f"{self.source}: this predictor was made with tiling off (threshold None)")
             import onnx  # a file's external weights (the dynamo exporter's .onnx.data) are read in too
 
             model = self._model if isinstance(self._model, bytes) else onnx.load(self._model).SerializeToString()
-            self._tiler = TiledRunner(model, self.input_nc, self.size_multiple, self.min_size,
-                                      lambda graph: self._make_session(graph, arena=False), self.tiling)
-        return self._tiler
+            if self.latent_size:
+                model = bind_input(model, self.latent_name, np.frombuffer(key, np.float32).reshape(1, -1))
+            self._tiler = (key, TiledRunner(model, self.input_nc, self.size_multiple, self.min_size,
+                                            lambda graph: self._make_session(graph, arena=False), self.tiling))
+        return self._tiler[1]
+
+    # ------------------------------------------------------------ latent codes
+    def check_samples(self, samples: int) -> None:
+        """A ConfigError for a number of samples this model cannot give: more than :data:`MAX_SAMPLES`, fewer
+        than one, or more than one of a one-answer model."""
+        if not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+            raise ConfigError("samples", f"must be a whole number from 1 to {MAX_SAMPLES}, got {samples!r}")
+        if samples > 1 and not self.latent_size:
+            raise ConfigError("samples", f"{self.source} is a one-answer model (no latent code; a multimodal model "
+                              "such as BicycleGAN's gives several): ask for 1 sample")
+
+    def latents(self, samples: int, seed: int | None = None) -> np.ndarray:
+        """``samples`` codes (samples, latent_size) drawn N(0, 1) from ``numpy.random.default_rng(seed)``: the
+        same seed gives the same codes. A one-answer model gives one empty code (it takes none)."""
+        self.check_samples(samples)
+        return np.random.default_rng(seed).standard_normal((samples, self.latent_size)).astype(np.float32)
+
+    def codes(self, latents: np.ndarray | None, n: int) -> np.ndarray:
+        """``n`` codes as the model takes them: float32 (n, latent_size), from ``latents`` ((n, latent_size), or
+        one code (latent_size,) for all), zeros (the prior's mean) when None. A ConfigError names a code of the
+        wrong size, or a code given to a one-answer model."""
+        if latents is None:
+            return np.zeros((n, self.latent_size), np.float32)
+        z = np.asarray(latents, dtype=np.float32)
+        if z.ndim == 1:
+            z = np.broadcast_to(z, (n, z.shape[0]))
+        if not self.latent_size and z.size:
+            raise ConfigError("z", f"{self.source} is a one-answer model: it takes no latent code")
+        if z.shape != (n, self.latent_size):
+            raise ConfigError("z", f"{self.source} takes a latent code of {self.latent_size} numbers, got "
+                              f"{z.shape[-1] if z.ndim else 0}")
+        return np.ascontiguousarray(z)
 
     # ------------------------------------------------------------ network level
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """float32 NCHW in [-1, 1], any H and W -> output of the same H and W (tiled above the threshold)."""
+    def run(self, x: np.ndarray, latents: np.ndarray | None = None) -> np.ndarray:
+        """float32 NCHW in [-1, 1], any H and W -> output of the same H and W (tiled above the threshold).
+        ``latents``: a multimodal model's codes, one per image or one for all (see :meth:`codes`)."""
+        z = self.codes(latents, len(x))
         if self.tiling.wants(*np.shape(x)[-2:]):
-            y = self.tiler.run(np.asarray(x, dtype=np.float32))
+            x = np.asarray(x, dtype=np.float32)
+            y = np.concatenate([self.tiler_for(z[i]).run(x[i:i + 1]) for i in range(len(x))])
             self._record(True)
             return y
         self._record(False)
         padded, pads = pad_to_multiple(np.ascontiguousarray(x, dtype=np.float32), self.size_multiple,
                                        self.min_size)
-        y = self.session.run(None, {self.input_name: padded})[0]
+        feed = {self.input_name: padded, **({self.latent_name: z} if self.latent_size else {})}
+        y = self.session.run(None, feed)[0]
         return crop_padding(y, pads)
 
     def _record(self, tiled: bool) -> None:
@@ -272,10 +329,12 @@ class Predictor:
             return np.repeat(a, 3, axis=2)
         return a
 
-    def translate_arrays(self, arrays: Sequence[np.ndarray],
-                         progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    def translate_arrays(self, arrays: Sequence[np.ndarray], progress: Callable[[int, int], None] | None = None,
+                         latents: np.ndarray | None = None) -> list[np.ndarray]:
         """Translate several uint8 arrays; images of one size run as one batch. A tiled image reports
-        ``progress(done, total)`` after every tile run (see :meth:`TiledRunner.translate_array`)."""
+        ``progress(done, total)`` after every tile run (see :meth:`TiledRunner.translate_array`).
+        ``latents``: a multimodal model's codes, one per array or one for all (see :meth:`codes`)."""
+        z = self.codes(latents, len(arrays))
         prepared = [self._prepare(a) for a in arrays]
         results: dict[int, np.ndarray] = {}
         by_shape: dict[tuple, list[int]] = {}
@@ -283,10 +342,11 @@ class Predictor:
             by_shape.setdefault(a.shape, []).append(i)
         for shape, idx in by_shape.items():
             if self.tiling.wants(*shape[:2]):  # from uint8 tiles to uint8 rows: no full-size float copy
-                out: list[np.ndarray] | np.ndarray = [self.tiler.translate_array(prepared[i][0], progress) for i in idx]
+                out: list[np.ndarray] | np.ndarray = [self.tiler_for(z[i]).translate_array(prepared[i][0], progress)
+                                                      for i in idx]
                 self._record(True)
             else:
-                out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx]))))
+                out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx])), z[idx]))
             for j, i in enumerate(idx):
                 y, alpha = out[j], prepared[i][1]
                 if alpha is not None:
@@ -295,49 +355,59 @@ class Predictor:
         return [results[i] for i in range(len(prepared))]
 
     def translate_source(self, source: TileSource, sink: TileSink,
-                         progress: Callable[[int, int], None] | None = None) -> None:
+                         progress: Callable[[int, int], None] | None = None, z: np.ndarray | None = None) -> None:
         """Translate an image that ``source`` gives by windows (uint8, 1 or 3 channels) into ``sink``
         (uint8 rows with ``output_nc`` channels, top to bottom); see :mod:`translate.windows`.
 
         The same pixels as :meth:`translate_array` on the whole image. Above the tiling threshold only
         windows of the source are read and rows go to the sink as tiles finish (``progress(done,
-        total)`` counts tile runs); below it, the image is read once and translated whole."""
+        total)`` counts tile runs); below it, the image is read once and translated whole. ``z``: a
+        multimodal model's code (every tile runs with it)."""
         if source.channels not in (1, 3):
             raise ModelError(f"expected a source of 1 or 3 channels, got {source.channels}")
         source = MappedSource(source, self.match_channels, self.input_nc)
         if self.tiling.wants(source.height, source.width):
-            self.tiler.translate_source(source, sink, progress)
+            self.tiler_for(self.codes(z, 1)[0]).translate_source(source, sink, progress)
             self._record(True)
             return
         a = source.read(0, source.height, 0, source.width)
-        sink.write(0, imageio.from_network(self.run(imageio.to_network(a)))[0])
+        sink.write(0, imageio.from_network(self.run(imageio.to_network(a), z))[0])
 
-    def translate_array(self, a: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def translate_array(self, a: np.ndarray, progress: Callable[[int, int], None] | None = None,
+                        z: np.ndarray | None = None) -> np.ndarray:
         squeeze = np.asarray(a).ndim == 2
-        y = self.translate_arrays([a], progress)[0]
+        y = self.translate_arrays([a], progress, z)[0]
         return y[:, :, 0] if squeeze and y.shape[2] == 1 else y
 
+    def translate_samples(self, a: np.ndarray, latents: np.ndarray,
+                          progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+        """One uint8 array translated once per code of ``latents`` (samples, latent_size), e.g.
+        ``latents(samples, seed)``: a multimodal model's several answers, as one batch."""
+        return self.translate_arrays([a] * len(latents), progress, latents)
+
     # --------------------------------------------------------------- PIL level
-    def translate_image(self, img: Image.Image) -> Image.Image:
+    def translate_image(self, img: Image.Image, z: np.ndarray | None = None) -> Image.Image:
         rgb, alpha = imageio.split_alpha(img)
-        out = imageio.array_to_image(self.translate_array(imageio.image_to_array(rgb)))
+        out = imageio.array_to_image(self.translate_array(imageio.image_to_array(rgb), z=z))
         if alpha is not None:
             out = out.convert("RGBA")
             out.putalpha(alpha)
         return out
 
-    def __call__(self, image):
+    def __call__(self, image, z: np.ndarray | None = None):
+        """A PIL image or uint8 array translated (``z``: a multimodal model's code; 0 when None)."""
         if isinstance(image, Image.Image):
-            return self.translate_image(image)
-        return self.translate_array(image)
+            return self.translate_image(image, z)
+        return self.translate_array(image, z=z)
 
     # -------------------------------------------------------------- file level
     def translate_file(self, data: bytes, source: str, out: str | os.PathLike,
-                       max_pixels: int = imageio.MAX_PIXELS, write_guard=None) -> None:
+                       max_pixels: int = imageio.MAX_PIXELS, write_guard=None, z: np.ndarray | None = None) -> None:
         """Decode an image file's bytes, translate, write ``out`` atomically (format from its
         suffix; JPEG drops transparency). ImageError names ``source`` for unreadable input.
-        ``write_guard``: a context manager factory the write runs inside (e.g. a run's fence)."""
-        img = self(imageio.decode(data, source=source, max_pixels=max_pixels))
+        ``write_guard``: a context manager factory the write runs inside (e.g. a run's fence);
+        ``z``: a multimodal model's code."""
+        img = self(imageio.decode(data, source=source, max_pixels=max_pixels), z)
         if Path(out).suffix.lower() in (".jpg", ".jpeg"):
             img = img.convert("RGB")
         # how it was translated (whole, or tiled and with which statistics) goes into a PNG's text

@@ -294,7 +294,7 @@ def _tags(predictor: Predictor, model: str, source: str, bands, percentiles, lim
 
 
 def _translate_into(predictor: Predictor, ds: Any, target: str, options: RasterOptions, model: str,
-                    name: str, progress: Callable[[int, int], None] | None) -> dict[str, str]:
+                    name: str, progress: Callable[[int, int], None] | None, z: np.ndarray | None = None) -> dict[str, str]:
     """Translate ``ds`` into a tiled GeoTIFF at ``target`` (a path or GDAL /vsimem/ name); returns its tags."""
     import rasterio  # lazy: GDAL
     from rasterio.enums import ColorInterp
@@ -315,7 +315,7 @@ def _translate_into(predictor: Predictor, ds: Any, target: str, options: RasterO
         colour = [ColorInterp.red, ColorInterp.green, ColorInterp.blue] if channels == 3 else [ColorInterp.gray]
         out.colorinterp = colour + ([ColorInterp.alpha] if source.has_mask else [])
         sink = GeoTiffSink(out, BLOCK, source if source.has_mask else None)
-        predictor.translate_source(source, sink, progress)
+        predictor.translate_source(source, sink, progress, z)
         sink.close()
         tags = _tags(predictor, model, Path(name).name, bands, options.percentiles, limits,
                      predictor.tiling.wants(ds.height, ds.width))
@@ -341,10 +341,11 @@ def translate_raster(predictor: Predictor, src: str | os.PathLike, dst: str | os
                      options: RasterOptions | None = None, *, model: str | None = None,
                      write_guard: Callable[[], contextlib.AbstractContextManager] | None = None,
                      progress: Callable[[int, int], None] | None = None,
-                     max_pixels: int | None = None) -> dict[str, str]:
+                     max_pixels: int | None = None, z: np.ndarray | None = None) -> dict[str, str]:
     """Translate the raster file ``src`` into the GeoTIFF ``dst`` (written atomically; the rename runs
     inside ``write_guard()`` when given). Returns the tags written. ImageError names ``src`` when
-    it cannot be read; ``model`` is what the tags call the model (default: the predictor's source)."""
+    it cannot be read; ``model`` is what the tags call the model (default: the predictor's source);
+    ``z``: a multimodal model's latent code."""
     import rasterio  # lazy: GDAL
     from rasterio.errors import RasterioError
 
@@ -356,7 +357,7 @@ def translate_raster(predictor: Predictor, src: str | os.PathLike, dst: str | os
             with atomic_path(dst, commit_guard=write_guard) as tmp:
                 with scratch_path(dst) if options.cog else contextlib.nullcontext(tmp) as target:
                     tags = _translate_into(predictor, ds, str(target), options, model or predictor.source, name,
-                                           progress)
+                                           progress, z)
                     if options.cog:
                         _cog(str(target), str(tmp), options)
     except RasterioError as e:
@@ -424,15 +425,16 @@ def is_raster_upload(data: bytes) -> bool:
 def translate_path(predictor: Predictor, src: str | os.PathLike, dst: str | os.PathLike,
                    options: RasterOptions | None = None, *, model: str | None = None,
                    write_guard: Callable[[], contextlib.AbstractContextManager] | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> None:
+                   progress: Callable[[int, int], None] | None = None, z: np.ndarray | None = None) -> None:
     """Translate one file as ``translate predict`` and ``translate convert`` do: a raster by windows
     into a GeoTIFF (:func:`translate_raster`), any other image decoded whole
-    (:meth:`Predictor.translate_file`); ``dst`` from :func:`translate.imageio.output_name`."""
+    (:meth:`Predictor.translate_file`); ``dst`` from :func:`translate.imageio.output_name`. ``z``: a
+    multimodal model's latent code (one of its samples)."""
     if is_raster_file(src):
-        translate_raster(predictor, src, dst, options, model=model, write_guard=write_guard, progress=progress)
+        translate_raster(predictor, src, dst, options, model=model, write_guard=write_guard, progress=progress, z=z)
         return
     try:
         data = Path(src).read_bytes()
     except OSError as e:
         raise ImageError(src, f"cannot open ({e.strerror or e})") from None
-    predictor.translate_file(data, str(src), dst, write_guard=write_guard)
+    predictor.translate_file(data, str(src), dst, write_guard=write_guard, z=z)

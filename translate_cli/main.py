@@ -22,7 +22,7 @@ import training
 import translate
 from serving.store import ModelStore
 from translate.checkpoint import load_checkpoint
-from translate.errors import ModelError, TranslateError
+from translate.errors import ConfigError, ModelError, TranslateError
 from translate.kinds import kind
 from translate.options import add_arguments, given
 
@@ -121,27 +121,48 @@ def _tile_bar(name: str):
     return progress
 
 
+def predict_codes(predictor, samples: int, seed: int, z: str | None):
+    """The latent codes (K, n) of ``translate predict``'s ``--samples``, ``--seed`` and ``--z``, or None for one
+    answer with the model's default code; a ConfigError names the flag to change."""
+    from translate.latents import read_codes  # lazy: numpy
+
+    try:
+        if z is None:
+            return predictor.latents(samples, seed) if samples != 1 else None
+        if samples != 1:
+            raise ConfigError("samples", "--z gives the codes (one output per code): drop --samples")
+        codes = read_codes(z)
+        predictor.check_samples(len(codes))
+        return predictor.codes(codes, len(codes))  # a ConfigError when the size is not the model's
+    except ConfigError as e:  # the predictor's field is the command's flag
+        raise ConfigError(f"--{e.field}", e.reason) from None
+
+
 def _cmd_predict(args) -> None:
     from tqdm.auto import tqdm
 
     from translate.imageio import output_name  # lazy: PIL
+    from translate.latents import sample_paths  # lazy: numpy
     from translate.predictor import RuntimeOptions  # lazy: numpy
     from translate.raster import RasterOptions, translate_path  # lazy: numpy
 
     raster_options = RasterOptions(**given(args, RasterOptions))
     predictor = translate.load(args.model, device=args.device, direction=args.direction,
                                runtime=RuntimeOptions(**given(args, RuntimeOptions)))
+    codes = predict_codes(predictor, args.samples, args.seed, args.z)
     files = _expand_inputs(args.inputs)
-    failed = 0
+    failed = written = 0
     for src, rel in tqdm(files, desc="translate", unit="img", disable=len(files) < 2):
+        outputs = sample_paths(Path(args.out) / output_name(rel, args.format), 1 if codes is None else len(codes))
         try:  # the same path as translate convert: read, translate, write atomically
-            translate_path(predictor, src, Path(args.out) / output_name(rel, args.format), raster_options,
-                           model=str(args.model), progress=_tile_bar(src.name))
+            for i, dst in enumerate(outputs):
+                translate_path(predictor, src, dst, raster_options, model=str(args.model), progress=_tile_bar(src.name),
+                               z=None if codes is None else codes[i])
+                written += 1
         except TranslateError as e:
             failed += 1
             print(f"skipped: {e}", file=sys.stderr)
-    n = len(files) - failed
-    print(f"wrote {n} image{'' if n == 1 else 's'} to {args.out}" + (f" ({failed} failed)" if failed else ""))
+    print(f"wrote {written} image{'' if written == 1 else 's'} to {args.out}" + (f" ({failed} failed)" if failed else ""))
     if failed:
         sys.exit(1)
 
@@ -248,7 +269,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if wanted("export"):
         _add_export_arguments(e)
 
-    from translate.predictor import RuntimeOptions  # lazy: numpy
+    from translate.predictor import MAX_SAMPLES, RuntimeOptions  # lazy: numpy
     from translate.raster import RasterOptions  # lazy: numpy
 
     pr = sub.add_parser("predict", help="translate images and rasters (GeoTIFF in, georeferenced GeoTIFF out)")
@@ -260,6 +281,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="format of translated images (rasters are written as GeoTIFF .tif)")
     pr.add_argument("--direction", help="AtoB or BtoA, for checkpoints holding both")
     pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    pr.add_argument("--samples", type=int, default=1,
+                    help=f"outputs per input of a multimodal model (BicycleGAN's), at most {MAX_SAMPLES}: NAME_0.png, "
+                         "NAME_1.png...; their latent codes are drawn from --seed")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the samples' latent codes: the same seed gives the "
+                                                        "same outputs")
+    pr.add_argument("--z", help="latent code(s) of a multimodal model for every input: comma-separated numbers, or a "
+                                ".npy file of one code or one per output (NAME_0.png...)")
     add_arguments(pr, RasterOptions)
     add_arguments(pr, RuntimeOptions)
     pr.set_defaults(func=_cmd_predict)

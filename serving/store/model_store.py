@@ -160,6 +160,7 @@ class ModelStore:
             "size_multiple": model.size_multiple,
             "channels": model.input_nc,
             "output_channels": model.output_nc,
+            "latent_size": model.latent_size,  # > 0: a multimodal model, which gives several answers (samples)
             "arch": m.get("arch", {}),
             "step": m.get("step"),
             "config": m.get("config", {}),

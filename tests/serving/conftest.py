@@ -36,6 +36,22 @@ def tiny_onnx(net: str = "unet_32", seed: int = 0, batch_stats: bool = True) -> 
     return export_generator(G, meta)[0]
 
 
+def tiny_multimodal_onnx(seed: int = 0, nz: int = 4) -> bytes:
+    """An exported random multimodal generator (an image and a code of ``nz`` numbers in; ngf=8), its code's
+    input weights scaled up so that different codes give visibly different images."""
+    import torch
+
+    from translate.export import export_multimodal_generator
+    from translate.networks import define_latent_G, to_inference
+
+    torch.manual_seed(seed)
+    arch = dict(name="unet_32", nz=nz, ngf=8, norm="instance")
+    G = define_latent_G(**arch)
+    with torch.no_grad():
+        G.G.model.model[0].weight[:, 3:] *= 50
+    return export_multimodal_generator(to_inference(G, batch_stats=False), {"method": "bicyclegan", "arch": arch})[0]
+
+
 def aerial_photo(side: int):
     """A procedural aerial photo (the built-in maps set's A side) as a PIL image, drawn at 1024 px and scaled to
     ``side``: a full-size scene takes minutes to draw."""
@@ -150,6 +166,7 @@ def service(tmp_path_factory):
     store = ModelStore(tmp_path_factory.mktemp("served-store"))
     store.register("unet", tiny_onnx("unet_32", seed=0), meta={"metrics": {"l1": 0.5}})
     store.register("resnet", tiny_onnx("resnet_2blocks", seed=1))
+    store.register("bicycle", tiny_multimodal_onnx(seed=2))  # several answers per upload: samples and seed
     # the replicas inherit the environment Ray starts with; keep it out of this process afterwards
     saved = os.environ.get("TRANSLATE_RETRAIN_TOKEN")
     os.environ["TRANSLATE_RETRAIN_TOKEN"] = RETRAIN_TOKEN

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import tiny_onnx
+from .conftest import tiny_multimodal_onnx, tiny_onnx
 
 ray = pytest.importorskip("ray")
 
@@ -249,6 +249,26 @@ def test_s3_to_s3_resumes_from_what_the_output_prefix_holds(local_ray, s3_server
         assert object_storage.read_bytes(f"{out}/{name}") == (reference / name).read_bytes(), name
 
 
+def test_samples_are_written_by_index_with_the_same_codes_for_every_input(local_ray, folder, tmp_path, capsys):
+    from translate.predictor import Predictor
+    from translate_cli.main import main
+
+    model = tmp_path / "multimodal.onnx"
+    model.write_bytes(tiny_multimodal_onnx(seed=1))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(model), str(folder), str(out), "--samples", "3", "--seed", "5", "--workers", "1",
+              "--quiet"])
+    assert e.value.code == 1  # bad.png
+    names = sorted(n.replace(".png", f"_{i}.png") for n in GOOD for i in range(3))
+    assert _outputs(out) == names
+    p = Predictor(model)  # the same codes as predict draws from the seed, for every input
+    a = np.asarray(Image.open(folder / "a.png"))
+    for i, expected in enumerate(p.translate_samples(a, p.latents(3, seed=5))):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"a_{i}.png")), expected)
+    assert not np.array_equal(np.asarray(Image.open(out / "a_0.png")), np.asarray(Image.open(out / "a_1.png")))
+
+
 def test_bad_arguments_are_typed_errors(model, folder, tmp_path):
     from serving.convert import convert
     from translate.errors import ConfigError, DataError, ModelError
@@ -259,6 +279,10 @@ def test_bad_arguments_are_typed_errors(model, folder, tmp_path):
         convert(model, folder, tmp_path / "out", fmt="gif")
     with pytest.raises(ModelError, match="nope.onnx"):
         convert(tmp_path / "nope.onnx", folder, tmp_path / "out")
+    with pytest.raises(ConfigError, match="--samples: must be a whole number from 1 to 16, got 17"):
+        convert(model, folder, tmp_path / "out", samples=17)
+    with pytest.raises(ConfigError, match="--samples: .* a one-answer model .* ask for 1 sample"):
+        convert(model, folder, tmp_path / "out", samples=2)
 
 
 def test_sigterm_stops_the_cli_cleanly(model, tmp_path):

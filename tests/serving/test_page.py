@@ -15,6 +15,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 
 SKETCH_SIDE = 96  # the `sketches` model's training size (its config), a multiple of its 32
+DOODLE_SIDE = 64  # the multimodal `doodles` model's
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +23,13 @@ def page(service):
     if CHROMIUM is None:
         pytest.skip("no chromium on this machine (make test installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    from .conftest import tiny_onnx
+    from .conftest import tiny_multimodal_onnx, tiny_onnx
 
     # a model named `sketches` (as the demo serves) makes the page open on the drawing canvas
     service.store.register("sketches", tiny_onnx("unet_32", seed=5), meta={"config": {"size": SKETCH_SIDE}})
     service.store.register("aerial", tiny_onnx("unet_32", seed=3, batch_stats=False))  # tiles in one pass
+    # a multimodal model: several variants of one drawing
+    service.store.register("doodles", tiny_multimodal_onnx(seed=6), meta={"config": {"size": DOODLE_SIDE}})
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
@@ -225,3 +228,47 @@ def test_the_api_documentation_renders_without_a_network(page, service):
     page.wait_for_selector(".opblock-summary-path")
     paths = page.eval_on_selector_all(".opblock-summary-path", "ps => ps.map(p => p.textContent.trim())")
     assert "/v1/models/{name}/translate" in [p.replace("\u200b", "") for p in paths]
+
+
+def shown_variants(page) -> list[tuple[int, int, bytes]]:
+    """(seed, index, bytes) of every variant the page shows and offers to download."""
+    found = page.eval_on_selector_all("#variants figure", "fs => fs.map(f => [Number(f.dataset.seed), "
+                                      "Number(f.dataset.index), f.querySelector('a').href, "
+                                      "f.querySelector('a').download])")
+    out = []
+    for seed, index, href, name in found:
+        assert href.startswith("blob:") and name == f"sketch-{seed}-{index}.png"
+        data = page.evaluate("async (u) => Array.from(new Uint8Array(await (await fetch(u)).arrayBuffer()))", href)
+        out.append((seed, index, bytes(data)))
+    return out
+
+
+def test_a_multimodal_model_shows_its_variants_side_by_side_and_more_of_them(page, service):
+    load(page, service)
+    page.select_option("#model", "doodles")
+    assert page.is_visible("#samples-field") and page.is_hidden("#variants-pane")
+    page.fill("#samples", "3")
+    page.click("#tab-draw")
+    # drawn on a canvas shown large enough for a finger; sent at the model's input size
+    assert page.eval_on_selector("#canvas", "c => [c.width, c.height]") == [DOODLE_SIDE, DOODLE_SIDE]
+    assert page.locator("#canvas").bounding_box()["width"] >= 4 * DOODLE_SIDE
+    set_width(page, 4)
+    stroke(page, [(0.2, 0.2), (0.8, 0.5), (0.3, 0.8)])
+    count = "() => [...document.querySelectorAll('#variants img')].filter(i => i.complete && i.naturalWidth).length"
+    page.wait_for_function(f"() => ({count})() === 3 && !document.getElementById('more').disabled")
+    drawn = canvas_pixels(page)
+    variants = shown_variants(page)
+    p = service.predictor("doodles")
+    seed = variants[0][0]
+    expected = p.translate_samples(drawn, p.latents(3, seed=seed))
+    for i, ((s, index, data), want) in enumerate(zip(variants, expected, strict=True)):
+        assert (s, index) == (seed, i)
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), want)
+    tops = {round(page.locator("#variants figure").nth(i).bounding_box()["y"]) for i in range(3)}
+    assert len(tops) == 1  # side by side
+    page.click("#more")  # three more, from another seed, beside the first
+    page.wait_for_function(f"() => ({count})() === 6 && !document.getElementById('more').disabled")
+    more = shown_variants(page)
+    assert more[:3] == variants and more[3][0] != seed
+    assert more[3][2] != variants[0][2]
+

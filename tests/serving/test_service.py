@@ -1,6 +1,7 @@
 """The HTTP service on a real local Ray: same pixels as the predictor, batching, refusals, overload, large
 images as jobs with progress, retraining over HTTP, the API's own description; and every status the API
 documents, answered to a request of this module (the last test checks)."""
+import base64
 import io
 import json
 import re
@@ -359,7 +360,8 @@ def test_overload_answers_503_with_retry_after_and_never_hangs(service):
 
 def test_models_health_and_promotion_without_restart(service):
     listing = requests.get(service.url + "/v1/models", timeout=TIMEOUT).json()["models"]
-    assert {m["name"]: m["current"] for m in listing} == {"resnet": "v0001", "unet": "v0001"}
+    assert {m["name"]: m["current"] for m in listing} == {"bicycle": "v0001", "resnet": "v0001", "unet": "v0001"}
+    assert {m["name"]: m["versions"][0]["latent_size"] for m in listing} == {"bicycle": 4, "resnet": 0, "unet": 0}
     assert next(m for m in listing if m["name"] == "unet")["versions"][0]["metrics"] == {"l1": 0.5}
     health = requests.get(service.url + "/healthz", timeout=TIMEOUT)
     assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -376,6 +378,57 @@ def test_models_health_and_promotion_without_restart(service):
                                   reference(service, data, "promo", "v0002"))
     pinned = post(service, "promo", data=data, params={"version": "v0001"})
     assert pinned.content == first.content
+
+
+def test_a_multimodal_model_answers_several_samples_as_json_or_a_grid(service):
+    """samples and seed: several images as a JSON body of base64 PNGs, each what the predictor gives for the codes
+    it draws from the seed (the same seed, the same images); one sample, or grid=true, as one image."""
+    data = encode(noise(40, 24, seed=8))
+    p, image = service.predictor("bicycle"), imageio.decode(data)
+    expected = p.translate_samples(np.asarray(image), p.latents(3, seed=7))
+    r = post(service, "bicycle", data=data, params={"samples": 3, "seed": 7})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json", r.text
+    body = r.json()
+    assert (body["model"], body["version"], body["seed"], body["samples"], body["media_type"]) == (
+        "bicycle", "v0001", 7, 3, "image/png")
+    assert r.headers["x-seed"] == "7" and r.headers["x-samples"] == "3"
+    images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(b)))) for b in body["images"]]
+    for got, want in zip(images, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 2  # different codes, different images
+    assert post(service, "bicycle", data=data, params={"samples": 3, "seed": 7}).json()["images"] == body["images"]
+    other = post(service, "bicycle", data=data, params={"samples": 3, "seed": 8}).json()
+    assert other["images"] != body["images"]
+    one = post(service, "bicycle", data=data, params={"seed": 7})  # one sample: one PNG, as today
+    assert one.headers["content-type"] == "image/png"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(one.content))), images[0])
+    fresh = post(service, "bicycle", data=data, params={"samples": 2})  # no seed: a fresh one, said in X-Seed
+    assert fresh.json()["seed"] == int(fresh.headers["x-seed"])
+    grid = post(service, "bicycle", data=data, params={"samples": 4, "seed": 7, "grid": "true"})
+    assert grid.headers["content-type"] == "image/png"
+    g = np.asarray(Image.open(io.BytesIO(grid.content)))
+    assert g.shape == (2 * 24 + 4, 2 * 40 + 4, 3)  # 2 x 2 with a 4 px gap
+    four = p.translate_samples(np.asarray(image), p.latents(4, seed=7))
+    np.testing.assert_array_equal(g[:24, :40], four[0])
+    np.testing.assert_array_equal(g[28:, 44:], four[3])
+    assert (g[24:28] == 255).all() and (g[:, 40:44] == 255).all()
+    plain = post(service, "bicycle", data=data)  # no samples: the one answer of code 0
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(plain.content))), np.asarray(p(image)))
+    jpeg = post(service, "bicycle", data=data, params={"samples": 2, "seed": 1}, headers={"Accept": "image/jpeg"})
+    assert jpeg.json()["media_type"] == "image/jpeg"
+
+
+@pytest.mark.parametrize("name,params,needle", [
+    ("bicycle", {"samples": 17}, "samples: must be from 1 to 16, got 17"),
+    ("bicycle", {"samples": 0}, "samples: must be from 1 to 16, got 0"),
+    ("bicycle", {"seed": -1}, "seed: must be >= 0"),
+    ("unet", {"samples": 2}, "samples: unet@v0001 gives one answer"),
+    ("bicycle", {"samples": 2, "async": "true"}, "answered in the request"),
+])
+def test_bad_samples_get_a_400_naming_what_to_change(service, name, params, needle):
+    r = post(service, name, data=encode(noise(20, 20)), params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] in ("bad_samples", "bad_seed") and needle in r.json()["detail"]
 
 
 def test_the_model_deployment_allow_lists_model_ids(service):
@@ -736,8 +789,10 @@ def test_openapi_describes_the_requests_errors_and_this_services_limits(service)
     body = op["requestBody"]["content"]
     assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
     assert {"image/png", "image/jpeg", "image/tiff"} <= set(body)
-    assert {p["name"] for p in op["parameters"]} == {"name", "version", "async"}
-    assert set(op["responses"]["200"]["content"]) == {"image/png", "image/jpeg"}
+    assert {p["name"] for p in op["parameters"]} == {"name", "version", "async", "samples", "seed", "grid"}
+    assert set(op["responses"]["200"]["content"]) == {"image/png", "image/jpeg", "application/json"}
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SamplesBody")
+    assert {"seed", "samples", "images", "media_type"} <= set(spec["components"]["schemas"]["SamplesBody"]["required"])
     assert op["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/JobBody")
     for code in ("400", "404", "413", "415", "503", "504"):
         assert op["responses"][code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

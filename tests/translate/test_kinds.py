@@ -37,7 +37,7 @@ def toy_checkpoint(tmp_path):
 
 def test_an_unregistered_kind_is_named_with_the_known_ones(toy_checkpoint):
     path, _ = toy_checkpoint
-    with pytest.raises(ModelError, match=r"unknown generator kind 'toy' \(this version knows \['gan', 'translation'\]"):
+    with pytest.raises(ModelError, match=r"unknown generator kind 'toy' \(this version knows \['gan', 'multimodal', 'translation'\]"):
         load_generator(path)
 
 
