@@ -20,6 +20,7 @@ TRAINERS: tuple[str, ...] = (
     "training.pix2pix:Pix2Pix",
     "training.cyclegan:CycleGAN",
     "training.gan:GAN",
+    "training.vae:VAE",
 )
 
 _imported: dict[str, type[Method]] = {}  # by "module:Class"

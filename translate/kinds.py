@@ -69,6 +69,11 @@ KINDS: dict[str, GeneratorKind] = {
         load="translate.generators:load_gan_generator", export="translate.export:export_gan_generator",
         evaluate="translate_cli.gan_commands:cmd_evaluate", translates=False, samples=True,
         use_instead="use `translate sample` / `translate edit` with the run", onnx_kind="gan_generator"),
+    "vae": GeneratorKind(  # the decoder is a DCGAN generator: loaded and exported as one, scored by its ELBO
+        name="vae", summary="a VAE's decoder: latents in, images out", inputs=("latent",),
+        load="translate.generators:load_gan_generator", export="translate.export:export_gan_generator",
+        evaluate="translate_cli.gan_commands:cmd_evaluate_vae", translates=False, samples=True,
+        use_instead="use `translate sample` (--grid for a 2-D latent) with the run", onnx_kind="vae_decoder"),
 }
 
 

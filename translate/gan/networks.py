@@ -66,6 +66,19 @@ def _d_norm(norm: str, channels: int) -> nn.Module:
     raise ConfigError("d_norm", f"must be one of {D_NORMS}, got {norm!r}")
 
 
+def dcgan_down_layers(nc: int, size: int, ndf: int, norm: str) -> tuple[list[nn.Module], int]:
+    """DCGAN's strided convolutions from ``nc`` channels at ``size`` px down to 4 x 4: (layers, channels out).
+    LeakyReLU(0.2) after each, ``norm`` after all but the first (DCGAN leaves the input layer unnormalised)."""
+    n_down = _up_layers(size)
+    layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    mult = 1
+    for _ in range(n_down - 1):
+        layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=norm == "none"),
+                   _d_norm(norm, ndf * mult * 2), nn.LeakyReLU(0.2, True)]
+        mult *= 2
+    return layers, ndf * mult
+
+
 class DCGANGenerator(nn.Module):
     """z (N, nz) [+ labels (N,)] -> images (N, nc, size, size) in [-1, 1]."""
 
@@ -96,15 +109,8 @@ class DCGANDiscriminator(nn.Module):
     def __init__(self, nc: int = 3, size: int = 64, ndf: int = 64, num_classes: int = 0, norm: str = "batch"):
         super().__init__()
         self.nc, self.size, self.num_classes, self.norm = nc, size, num_classes, norm
-        n_down = _up_layers(size)
-        layers: list[nn.Module] = [nn.Conv2d(nc + num_classes, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for _ in range(n_down - 1):
-            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=norm == "none"),
-                       _d_norm(norm, ndf * mult * 2), nn.LeakyReLU(0.2, True)]
-            mult *= 2
-        layers += [nn.Conv2d(ndf * mult, 1, 4, 1, 0)]
-        self.main = nn.Sequential(*layers)
+        layers, channels = dcgan_down_layers(nc + num_classes, size, ndf, norm)
+        self.main = nn.Sequential(*layers, nn.Conv2d(channels, 1, 4, 1, 0))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         _check_labels(y, self.num_classes, x.shape[0])
@@ -272,6 +278,6 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float, num_updates: int | 
             be.copy_(b)
 
 
-__all__ = ["ARCHS", "D_NORMS", "DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator",
+__all__ = ["ARCHS", "D_NORMS", "dcgan_down_layers", "DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator",
            "Classifier", "build_generator", "build_discriminator", "build_classifier", "spectral_normalize",
            "one_hot", "sample_latents", "sample_labels", "generate", "ema_update"]
