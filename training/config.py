@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from translate.data import DIRECTIONS, PREPROCESS
 from translate.datasets import dataset_kind
 from translate.errors import ConfigError
-from translate.losses import OBJECTIVE_NAMES, get_objective
+from translate.losses import OBJECTIVE_NAMES, ObjectiveSettings, get_objective
 from translate.networks import D_NAMES, parse_generator_name
 from translate.options import opt, plain_default
 
@@ -226,7 +226,7 @@ class AdversarialConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         try:
-            o = get_objective(self.gan_mode)
+            o = self.objective_settings()
         except ValueError as e:
             raise ConfigError("gan_mode", str(e)) from None
         super().__post_init__()  # the preset first: it may set the optimizer's options for this objective
@@ -238,6 +238,11 @@ class AdversarialConfig(TrainConfig):
                            ("clip", o.clip), ("lambda_gp", o.gradient_penalty)):
             if getattr(self, name) is None:
                 setattr(self, name, auto)
+
+    def objective_settings(self) -> ObjectiveSettings:
+        """The training settings of the objective ``gan_mode`` names (a trainer with objectives of its own extends
+        the lookup); ValueError for a name it does not know."""
+        return get_objective(self.gan_mode)
 
     @classmethod
     def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The unconditional / class-conditional GAN family on one loop: a generator G(z[, class]) and a
-discriminator (or critic) D(x[, class]) trained with one of six objectives.
+discriminator (or critic) D(x[, class]) trained with one of eight objectives: the six every adversarial trainer
+takes (translate.losses) and two over sets of samples (translate.gan.objectives).
 
 Objectives (D loss on logits / critic values of real and generated samples; G loss):
 
@@ -8,7 +9,12 @@ Objectives (D loss on logits / critic values of real and generated samples; G lo
 * ``lsgan``: 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]; G: 1/2 E[(D(G(z)) - 1)^2] (Mao et al. 2017);
 * ``wgan``: -E[D(x)] + E[D(G(z))], critic weights clipped to [-c, c] (Arjovsky et al. 2017);
 * ``wgangp``: the same critic loss + lambda E[(||grad D(x_hat)|| - 1)^2] (Gulrajani et al. 2017);
-* ``hinge``: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G: -E[D(G(z))] (Lim & Ye 2017, Miyato et al. 2018).
+* ``hinge``: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G: -E[D(G(z))] (Lim & Ye 2017, Miyato et al. 2018);
+* ``contrastive``: D picks the real sample among N (``--contrastive-n``; one real, N - 1 generated) by an N-way
+  softmax cross-entropy; G's loss is the cross-entropy with its samples as the answer (N = 2: the relativistic
+  standard GAN, Jolicoeur-Martineau 2019);
+* ``mmd``: G minimises, D maximises the unbiased MMD^2 between real and generated samples in D's last hidden
+  layer under a mixture of Gaussian kernels (bandwidths 1, 2, 4, 8, 16; MMD GAN, Li et al. 2017).
 
 Per-objective defaults, applied to the fields the user leaves at their "auto" value: Adam 2e-4
 (0.5, 0.999) and one D step per G step for minimax / non-saturating / LSGAN / hinge (DCGAN,
@@ -50,12 +56,13 @@ from translate.gan.networks import (
     sample_labels,
     sample_latents,
 )
+from translate.gan.objectives import SET_OBJECTIVES, SetObjective
 from translate.generators import load_generator
 from translate.imageio import image_to_tensor
 from translate.kinds import kind
-from translate.losses import ALIASES
+from translate.losses import ALIASES, OBJECTIVE_NAMES, Objective, ObjectiveSettings
 from translate.networks import to_inference
-from translate.options import opt, redefault
+from translate.options import opt
 
 from .adversarial import constrain, objective, optimizers, penalty, set_requires_grad, updates_generator
 from .classifier import CLASSIFIER_FILE, classifier_for_data, load_classifier
@@ -111,7 +118,11 @@ class GANConfig(AdversarialConfig):
                              "gradient penalty, which is per sample)", choices=D_NORMS)
     spectral_norm: bool = opt(False, "spectral normalisation of every D layer")
     conditional: bool = opt(False, "class-conditional G and D (needs labelled data)")
-    gan_mode: str = redefault(AdversarialConfig, "gan_mode", "nonsaturating")
+    gan_mode: str = opt("nonsaturating", "adversarial objective: the trainers' (vanilla = nonsaturating), or the GAN "
+                        "family's over sets of samples: contrastive (D picks the real sample among N), mmd (kernel "
+                        "MMD on D's features)", choices=(*OBJECTIVE_NAMES, *SET_OBJECTIVES))
+    contrastive_n: int = opt(8, "contrastive objective: N, the samples of each set D picks the real one from (one "
+                             "real, N - 1 generated; 2 <= N <= batch size + 1)")
     ema_decay: float | None = opt(0.0, "keep an exponential moving average of G's weights with this decay (e.g. "
                                   "0.999; 0 = off); the average is what is sampled, validated and exported",
                                   preset=True)
@@ -142,10 +153,20 @@ class GANConfig(AdversarialConfig):
             self.channels = 1 if self.data == "digits" else 3
         self.d_norm = self.d_norm or ("layer" if self.lambda_gp else "batch")
 
+    def objective_settings(self) -> ObjectiveSettings:
+        return SET_OBJECTIVES.get(self.gan_mode) or super().objective_settings()
+
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("data", "give --data: ring8, grid25, digits, or an image folder")
         super().validate()
+        if self.gan_mode == "contrastive" and not 2 <= self.contrastive_n <= resolved(self.batch_size) + 1:
+            raise ConfigError("contrastive_n", f"must be in [2, batch size + 1 = {resolved(self.batch_size) + 1}] "
+                              f"(each set holds N - 1 different generated samples of the batch), got "
+                              f"{self.contrastive_n}")
+        if self.gan_mode == "mmd" and self.lambda_gp:
+            raise ConfigError("lambda_gp", "mmd compares D's features, not its scores, which the gradient penalty "
+                              "constrains: leave it at 0")
         if self.eval_samples <= 0:
             raise ConfigError("eval_samples", f"must be > 0, got {self.eval_samples}")
         if not 0.0 <= resolved(self.ema_decay) < 1.0:
@@ -196,7 +217,7 @@ class GAN(Method):
         self.D = build_discriminator(**self.arch_D)
         self.place({"G": self.G, "D": self.D})
         self.optimizers = optimizers(c, G=self.G.parameters(), D=self.D.parameters())
-        self.objective = objective(c)
+        self.objective: Objective | SetObjective = SET_OBJECTIVES.get(c.gan_mode) or objective(c)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if resolved(c.ema_decay) > 0 else None
         if self.G_ema is not None:
             self.networks["G_ema"] = self.G_ema  # checkpointed with the others; the one exported
@@ -228,9 +249,11 @@ class GAN(Method):
         with torch.no_grad(), self.autocast():
             fake = self.G(torch.randn(n, self.nz, device=self.device), y).float()
         with self.autocast():
-            d_real = self.D(real, y).float()
-            d_fake = self.D(fake, y).float()
-            loss_D = self.objective.discriminator_loss(d_real, d_fake)
+            d_real, d_fake = self.d_outputs(real, y), self.d_outputs(fake, y)
+            if isinstance(self.objective, SetObjective):
+                loss_D = self.objective.discriminator(d_real, d_fake, c.contrastive_n)
+            else:
+                loss_D = self.objective.discriminator_loss(d_real, d_fake)
         out = {"D": loss_D.item(), "D_real": d_real.mean().item(), "D_fake": d_fake.mean().item()}
         gp = penalty(c, lambda x: self.D(x, y), real, fake)
         if gp is not None:
@@ -245,7 +268,11 @@ class GAN(Method):
             set_requires_grad(self.D, False)
             with self.autocast():
                 fake = self.G(torch.randn(n, self.nz, device=self.device), y)
-                loss_G = self.objective.generator(self.D(fake, y).float())
+                if isinstance(self.objective, SetObjective):
+                    loss_G = self.objective.generator(self.d_outputs(real, y), self.d_outputs(fake, y),
+                                                      c.contrastive_n)
+                else:
+                    loss_G = self.objective.generator(self.D(fake, y).float())
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
@@ -254,6 +281,11 @@ class GAN(Method):
                 ema_update(self.G_ema, self.G, resolved(c.ema_decay), iteration // resolved(c.n_critic) - 1)
             self.last_G = {"G": loss_G.item()}
         return {**out, **self.last_G}
+
+    def d_outputs(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """What the objective reads of D: its scores, or its last hidden layer for an objective on features."""
+        on_features = isinstance(self.objective, SetObjective) and self.objective.features
+        return (self.D.features(x, y) if on_features else self.D(x, y)).float()
 
     def generators(self) -> dict[str, GeneratorSpec]:
         """G (its moving average when kept) as a ``"gan"`` generator: latents in, samples out."""

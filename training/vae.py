@@ -84,8 +84,8 @@ class VAE(Method):
         self.data = gan_data.open_gan_data(c.data, size=c.size, channels=c.channels or 0, seed=c.seed,
                                            val_fraction=c.val_fraction, strict=c.strict_data)
         self.dims = self.data.channels * c.size * c.size  # D of bits per dimension
-        self.arch_decoder = dict(arch="dcgan", nz=c.latent_dim, nc=self.data.channels, size=c.size, ngf=c.ngf)
-        self.arch_encoder = dict(nz=c.latent_dim, nc=self.data.channels, size=c.size, ndf=c.ndf)
+        self.arch_decoder: dict[str, Any] = dict(arch="dcgan", nz=c.latent_dim, nc=self.data.channels, size=c.size, ngf=c.ngf)
+        self.arch_encoder: dict[str, Any] = dict(nz=c.latent_dim, nc=self.data.channels, size=c.size, ndf=c.ndf)
         self.encoder = Encoder(**self.arch_encoder)
         self.decoder = build_generator(**self.arch_decoder)
         self.likelihood = GaussianLikelihood(self.data.channels)
@@ -128,6 +128,7 @@ class VAE(Method):
     @torch.no_grad()
     def validate(self, val_set, max_images: int) -> dict[str, float]:
         E, G = (to_inference(n, batch_stats=False) for n in (self.encoder, self.decoder))
+        assert isinstance(G, DCGANGenerator)  # what build_generator made for images
         x = torch.cat([b["x"] for b in self.validation_batches(val_set, max_images)])
         return heldout_elbo(E, G, self.likelihood, x, self.config.eval_samples, seed=self.config.seed + 1)
 
@@ -150,7 +151,7 @@ class VAE(Method):
 
 
 @torch.no_grad()
-def heldout_elbo(encoder: nn.Module, decoder: nn.Module, likelihood: GaussianLikelihood, x: torch.Tensor,
+def heldout_elbo(encoder: nn.Module, decoder: DCGANGenerator, likelihood: GaussianLikelihood, x: torch.Tensor,
                  samples: int = 1, seed: int = 0, batch_size: int = 256) -> dict[str, float]:
     """The mean ELBO of images ``x`` (nats per image; each image's the mean of ``samples`` one-sample bounds, with
     noise from ``seed``), its two terms and its bits per dimension, by networks in test-time form."""

@@ -104,7 +104,8 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """images (N, nc, size, size) [+ labels] -> one logit / critic value per image, (N,)."""
+    """images (N, nc, size, size) [+ labels] -> one logit / critic value per image, (N,); :meth:`features` gives
+    the last hidden layer (the MMD objective's feature map)."""
 
     def __init__(self, nc: int = 3, size: int = 64, ndf: int = 64, num_classes: int = 0, norm: str = "batch"):
         super().__init__()
@@ -113,11 +114,18 @@ class DCGANDiscriminator(nn.Module):
         self.main = nn.Sequential(*layers, nn.Conv2d(channels, 1, 4, 1, 0))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.main(self._inputs(x, y)).reshape(-1)
+
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer (the 4 x 4 maps before the scoring convolution), flattened: (N, F)."""
+        return self.main[:-1](self._inputs(x, y)).flatten(1)
+
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         _check_labels(y, self.num_classes, x.shape[0])
         if y is not None:  # given exactly when the network is conditional (checked above)
             planes = one_hot(y, self.num_classes, x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
             x = torch.cat([x, planes], 1)
-        return self.main(x).reshape(-1)
+        return x
 
 
 def _mlp(sizes: list[int], act: nn.Module) -> list[nn.Module]:
@@ -144,7 +152,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """points (N, in_dim) [+ labels] -> (N,) logits; LeakyReLU(0.2) hidden layers, no norm."""
+    """points (N, in_dim) [+ labels] -> (N,) logits; LeakyReLU(0.2) hidden layers, no norm; :meth:`features`
+    gives the last hidden layer."""
 
     def __init__(self, in_dim: int = 2, width: int = 128, layers: int = 3, num_classes: int = 0):
         super().__init__()
@@ -152,10 +161,17 @@ class MLPDiscriminator(nn.Module):
         self.main = nn.Sequential(*_mlp([in_dim + num_classes] + [width] * layers + [1], nn.LeakyReLU(0.2)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.main(self._inputs(x, y)).reshape(-1)
+
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer, after its activation: (N, width)."""
+        return self.main[:-1](self._inputs(x, y))
+
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         _check_labels(y, self.num_classes, x.shape[0])
         if y is not None:  # given exactly when the network is conditional (checked above)
             x = torch.cat([x, one_hot(y, self.num_classes, x.dtype)], 1)
-        return self.main(x).reshape(-1)
+        return x
 
 
 class Classifier(nn.Module):
