@@ -47,7 +47,9 @@ from translate.gan import metrics as gan_metrics
 from translate.gan.networks import (
     D_NORMS,
     Classifier,
+    DCGANDiscriminator,
     DCGANGenerator,
+    MLPDiscriminator,
     MLPGenerator,
     build_discriminator,
     build_generator,
@@ -71,10 +73,12 @@ from .method_base import Method
 
 # The tested settings of the built-in sets (BENCHMARKS.md): what `translate train gan --data ring8 --gan-mode wgangp`
 # runs with unless told otherwise. On the 2-D mixtures the MLPs, batch and schedule are shared by the objectives and
-# each objective has its optimiser settings: Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses; WGAN-GP with
+# each objective has its optimiser settings: Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses (and the
+# contrastive and MMD losses, where it trains in a short run: tests/training/test_gan_set_objectives.py); WGAN-GP with
 # the authors' toy penalty weight 0.1, Adam 2e-3 (0.5, 0.9) and 2 critic steps; WGAN keeps its paper's RMSprop.
 _ADAM_TOY = dict(lr=1e-3, beta1=0.5, beta2=0.999)
 _MIXTURE_OBJECTIVES = {"minimax": _ADAM_TOY, "nonsaturating": _ADAM_TOY, "lsgan": _ADAM_TOY, "hinge": _ADAM_TOY,
+                       "contrastive": _ADAM_TOY, "mmd": _ADAM_TOY,
                        "wgangp": dict(lr=2e-3, beta1=0.5, beta2=0.9, lambda_gp=0.1, n_critic=2)}
 _MIXTURE = dict(mlp_width=128, nz=16, batch_size=256, decay_fraction=0.5, ema_decay=0.999, threads=1)
 PRESETS: dict[str, Preset] = {
@@ -284,8 +288,10 @@ class GAN(Method):
 
     def d_outputs(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """What the objective reads of D: its scores, or its last hidden layer for an objective on features."""
-        on_features = isinstance(self.objective, SetObjective) and self.objective.features
-        return (self.D.features(x, y) if on_features else self.D(x, y)).float()
+        if isinstance(self.objective, SetObjective) and self.objective.features:
+            assert isinstance(self.D, (DCGANDiscriminator, MLPDiscriminator))  # what build_discriminator makes
+            return self.D.features(x, y).float()
+        return self.D(x, y).float()
 
     def generators(self) -> dict[str, GeneratorSpec]:
         """G (its moving average when kept) as a ``"gan"`` generator: latents in, samples out."""
