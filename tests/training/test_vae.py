@@ -90,3 +90,20 @@ def test_bad_input_names_the_flag(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["train", "vae", "--out", str(tmp_path / "r"), *flags, *TINY])
         assert said in capsys.readouterr().err
+
+
+def test_it_trains_on_an_image_folder_and_evaluates_another(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for folder in ("photos", "others"):
+        (tmp_path / folder).mkdir()
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(tmp_path / folder / f"{i}.png")
+    out = tmp_path / "run"
+    main(["train", "vae", "--data", str(tmp_path / "photos"), "--out", str(out), "--steps", "3", "--latent-dim", "4",
+          "--val-every", "3", "--sample-every", "3", *TINY])
+    result = json.loads(run(capsys, "evaluate", out, "--data", tmp_path / "others", "--compact").out)
+    assert result["images"] == 6 and result["dims"] == 3 * 8 * 8 and result["latent_dim"] == 4
+    assert result["bits_per_dim"] == pytest.approx(-result["elbo"] / (192 * math.log(2)), rel=1e-9)
+    with pytest.raises(SystemExit):  # no latent plane to draw with 4 latents
+        main(["sample", str(out), "--grid", "--out", str(tmp_path / "p.png")])
+    assert "--grid draws a 2-D latent plane" in capsys.readouterr().err
