@@ -2,7 +2,8 @@
 
     python -m benchmarks.gan_mixtures mixtures [--seeds 5] [--jobs 2] [--steps ring8=15000 grid25=20000]
                                                [--data ring8 grid25]
-                                               [--objectives minimax nonsaturating lsgan wgan wgangp hinge]
+                                               [--objectives minimax nonsaturating lsgan wgan wgangp hinge
+                                                             contrastive mmd]
     python -m benchmarks.gan_mixtures truncation [--steps 3000] [--conditional] [--run RUN]
 
 ``mixtures`` trains every objective on every mixture for every seed, each run through the real
@@ -14,7 +15,7 @@ reverse KL of the mode histogram, and CPU minutes per run; then the published an
 The settings are the mixtures' presets in ``training.gan.PRESETS``, what ``translate train gan
 --data ring8 --gan-mode NAME`` runs with: MLPs of 3 x 128 for G and D, z of 16, batch 256, EMA
 of G (0.999), learning rate constant then linearly decayed to 0 over the second half; per
-objective Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses, WGAN-GP with the
+objective Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN, hinge, contrastive (N = 8) and MMD losses, WGAN-GP with the
 authors' toy penalty weight 0.1, Adam 2e-3 (0.5, 0.9) and 2 critic steps, WGAN with its paper's
 RMSprop 5e-5 and n_critic 5, c = 0.01 (also run at 1e-3: see --wgan-lr). ``--steps`` overrides
 the presets' 15,000 (ring8) and 20,000 (grid25) steps.
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from benchmarks.harness import machine, print_row, print_table, stopwatch
 
-OBJECTIVES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgangp", "hinge")
+OBJECTIVES = ("minimax", "nonsaturating", "lsgan", "wgan", "wgangp", "hinge", "contrastive", "mmd")
 # what a benchmark run does besides the preset's settings: no export, validation only at the end, quiet
 QUIET = dict(workers=0, progress=False, export=False, val_every=0, log_every=500, threads=1)
 ANCHORS = {  # PacGAN (Lin et al. 2018) Tables 2-3, 2,500 samples, mean over 10 trials

@@ -178,6 +178,11 @@ TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
         "needs the user's Inception weights file (nothing downloads) and a run on their face images"),
     "translate sample runs/gan-digits-001 --n 64 --class 3 --truncation 0.7 --out threes.png": Run(),
     "translate edit runs/gan-digits-001 --toward 7 --out toward7.png": Run(),
+    "translate train gan --data ring8 --gan-mode contrastive --contrastive-n 8": Run(add=("--steps", "20", *TINY_GAN)),
+    "translate train vae --data digits --latent-dim 2 --out runs/vae-digits": Run(add=(
+        "--steps", "20", "--size", "8", "--ngf", "8", "--ndf", "8", "--no-progress")),
+    "translate sample runs/vae-digits --grid --out plane.png": Run(),
+    "translate evaluate runs/vae-digits": Run(),
     "translate export runs/maps --out maps.onnx --register maps": Run(),
     "translate models list": Run(),
     # the README's user has registered a second version by then

@@ -23,6 +23,7 @@ TRAINERS: tuple[str, ...] = (
     "training.gan:GAN",
     "training.segmenter:Segmenter",
     "training.bicyclegan:BicycleGAN",
+    "training.vae:VAE",
 )
 
 _imported: dict[str, type[Method]] = {}  # by "module:Class"

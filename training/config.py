@@ -22,7 +22,7 @@ from translate.data import DIRECTIONS, PREPROCESS
 from translate.datasets import dataset_kind
 from translate.diffaugment import parse_policy
 from translate.errors import ConfigError
-from translate.losses import OBJECTIVE_NAMES, get_objective
+from translate.losses import OBJECTIVE_NAMES, ObjectiveSettings, get_objective
 from translate.networks import D_NAMES, parse_generator_name
 from translate.object_storage import data_path, is_url
 from translate.options import opt, plain_default
@@ -247,7 +247,7 @@ class AdversarialConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         try:
-            o = get_objective(self.gan_mode)
+            o = self.objective_settings()
         except ValueError as e:
             raise ConfigError("gan_mode", str(e)) from None
         super().__post_init__()  # the preset first: it may set the optimizer's options for this objective
@@ -261,6 +261,11 @@ class AdversarialConfig(TrainConfig):
                 setattr(self, name, auto)
         if self.lr_d is None:
             self.lr_d = self.lr
+
+    def objective_settings(self) -> ObjectiveSettings:
+        """The training settings of the objective ``gan_mode`` names (a trainer with objectives of its own extends
+        the lookup); ValueError for a name it does not know."""
+        return get_objective(self.gan_mode)
 
     @classmethod
     def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The unconditional / class-conditional GAN family on one loop: a generator G(z[, class]) and a
-discriminator (or critic) D(x[, class]) trained with one of six objectives.
+discriminator (or critic) D(x[, class]) trained with one of eight objectives: the six every adversarial trainer
+takes (translate.losses) and two over sets of samples (translate.gan.objectives).
 
 Objectives (D loss on logits / critic values of real and generated samples; G loss):
 
@@ -8,7 +9,12 @@ Objectives (D loss on logits / critic values of real and generated samples; G lo
 * ``lsgan``: 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]; G: 1/2 E[(D(G(z)) - 1)^2] (Mao et al. 2017);
 * ``wgan``: -E[D(x)] + E[D(G(z))], critic weights clipped to [-c, c] (Arjovsky et al. 2017);
 * ``wgangp``: the same critic loss + lambda E[(||grad D(x_hat)|| - 1)^2] (Gulrajani et al. 2017);
-* ``hinge``: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G: -E[D(G(z))] (Lim & Ye 2017, Miyato et al. 2018).
+* ``hinge``: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G: -E[D(G(z))] (Lim & Ye 2017, Miyato et al. 2018);
+* ``contrastive``: D picks the real sample among N (``--contrastive-n``; one real, N - 1 generated) by an N-way
+  softmax cross-entropy; G's loss is the cross-entropy with its samples as the answer (N = 2: the relativistic
+  standard GAN, Jolicoeur-Martineau 2019);
+* ``mmd``: G minimises, D maximises the unbiased MMD^2 between real and generated samples in D's last hidden
+  layer under a mixture of Gaussian kernels (bandwidths 1, 2, 4, 8, 16; MMD GAN, Li et al. 2017).
 
 Per-objective defaults, applied to the fields the user leaves at their "auto" value: Adam 2e-4
 (0.5, 0.999) and one D step per G step for minimax / non-saturating / LSGAN / hinge (DCGAN,
@@ -40,7 +46,9 @@ from translate.gan import metrics as gan_metrics
 from translate.gan.networks import (
     D_NORMS,
     Classifier,
+    DCGANDiscriminator,
     DCGANGenerator,
+    MLPDiscriminator,
     MLPGenerator,
     build_discriminator,
     build_generator,
@@ -48,12 +56,13 @@ from translate.gan.networks import (
     sample_labels,
     sample_latents,
 )
+from translate.gan.objectives import SET_OBJECTIVES, SetObjective
 from translate.generators import load_generator
 from translate.imageio import image_to_tensor
 from translate.kinds import kind
-from translate.losses import ALIASES
+from translate.losses import ALIASES, OBJECTIVE_NAMES, Objective, ObjectiveSettings
 from translate.networks import to_inference
-from translate.options import opt, redefault
+from translate.options import opt
 
 from .adversarial import (
     constrain,
@@ -70,10 +79,12 @@ from .method_base import Method
 
 # The tested settings of the built-in sets (BENCHMARKS.md): what `translate train gan --data ring8 --gan-mode wgangp`
 # runs with unless told otherwise. On the 2-D mixtures the MLPs, batch and schedule are shared by the objectives and
-# each objective has its optimiser settings: Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses; WGAN-GP with
+# each objective has its optimiser settings: Adam 1e-3 (0.5, 0.999) for the BCE, LSGAN and hinge losses (and the
+# contrastive and MMD losses, where it trains in a short run: tests/training/test_gan_set_objectives.py); WGAN-GP with
 # the authors' toy penalty weight 0.1, Adam 2e-3 (0.5, 0.9) and 2 critic steps; WGAN keeps its paper's RMSprop.
 _ADAM_TOY = dict(lr=1e-3, beta1=0.5, beta2=0.999)
 _MIXTURE_OBJECTIVES = {"minimax": _ADAM_TOY, "nonsaturating": _ADAM_TOY, "lsgan": _ADAM_TOY, "hinge": _ADAM_TOY,
+                       "contrastive": _ADAM_TOY, "mmd": _ADAM_TOY,
                        "wgangp": dict(lr=2e-3, beta1=0.5, beta2=0.9, lambda_gp=0.1, n_critic=2)}
 _MIXTURE = dict(mlp_width=128, nz=16, batch_size=256, decay_fraction=0.5, ema_decay=0.999, threads=1)
 PRESETS: dict[str, Preset] = {
@@ -117,7 +128,11 @@ class GANConfig(AdversarialConfig):
                              "gradient penalty, which is per sample)", choices=D_NORMS)
     spectral_norm: bool = opt(False, "spectral normalisation of every D layer")
     conditional: bool = opt(False, "class-conditional G and D (needs labelled data)")
-    gan_mode: str = redefault(AdversarialConfig, "gan_mode", "nonsaturating")
+    gan_mode: str = opt("nonsaturating", "adversarial objective: the trainers' (vanilla = nonsaturating), or the GAN "
+                        "family's over sets of samples: contrastive (D picks the real sample among N), mmd (kernel "
+                        "MMD on D's features)", choices=(*OBJECTIVE_NAMES, *SET_OBJECTIVES))
+    contrastive_n: int = opt(8, "contrastive objective: N, the samples of each set D picks the real one from (one "
+                             "real, N - 1 generated; 2 <= N <= batch size + 1)")
     eval_samples: int = opt(gan_data.EVAL_SAMPLES, "samples drawn for validation (2,500 in the mixture protocol)")
     val_classifier: bool = opt(True, "labelled images: train a small classifier (RUN/classifier.pt) at the first "
                                "validation for the class histogram of samples")
@@ -145,10 +160,20 @@ class GANConfig(AdversarialConfig):
             self.channels = 1 if self.data == "digits" else 3
         self.d_norm = self.d_norm or ("layer" if self.lambda_gp else "batch")
 
+    def objective_settings(self) -> ObjectiveSettings:
+        return SET_OBJECTIVES.get(self.gan_mode) or super().objective_settings()
+
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("data", "give --data: ring8, grid25, digits, or an image folder")
         super().validate()
+        if self.gan_mode == "contrastive" and not 2 <= self.contrastive_n <= resolved(self.batch_size) + 1:
+            raise ConfigError("contrastive_n", f"must be in [2, batch size + 1 = {resolved(self.batch_size) + 1}] "
+                              f"(each set holds N - 1 different generated samples of the batch), got "
+                              f"{self.contrastive_n}")
+        if self.gan_mode == "mmd" and self.lambda_gp:
+            raise ConfigError("lambda_gp", "mmd compares D's features, not its scores, which the gradient penalty "
+                              "constrains: leave it at 0")
         if self.eval_samples <= 0:
             raise ConfigError("eval_samples", f"must be > 0, got {self.eval_samples}")
         if self.lambda_gp and self.d_norm == "batch":
@@ -199,7 +224,7 @@ class GAN(Method):
         self.D = build_discriminator(**self.arch_D)
         self.place({"G": self.G, "D": self.D})
         self.optimizers = optimizers(c, G=self.G.parameters(), D=self.D.parameters())
-        self.objective = objective(c)
+        self.objective: Objective | SetObjective = SET_OBJECTIVES.get(c.gan_mode) or objective(c)
         self.keep_averages(resolved(c.ema_decay), "G")  # G_ema: checkpointed with the others; the one exported
         self.G_ema = self.networks.get("G_ema")
         self.last_G: dict[str, float] = {}
@@ -230,9 +255,11 @@ class GAN(Method):
         with torch.no_grad(), self.autocast():
             fake = self.G(torch.randn(n, self.nz, device=self.device), y).float()
         with self.autocast():
-            d_real = self.D(real, y).float()
-            d_fake = self.D(fake, y).float()
-            loss_D = self.objective.discriminator_loss(d_real, d_fake)
+            d_real, d_fake = self.d_outputs(real, y), self.d_outputs(fake, y)
+            if isinstance(self.objective, SetObjective):
+                loss_D = self.objective.discriminator(d_real, d_fake, c.contrastive_n)
+            else:
+                loss_D = self.objective.discriminator_loss(d_real, d_fake)
         out = {"D": loss_D.item(), "D_real": d_real.mean().item(), "D_fake": d_fake.mean().item()}
         gp = penalty(c, lambda x: self.D(x, y), real, fake)
         if gp is not None:
@@ -247,7 +274,11 @@ class GAN(Method):
             set_requires_grad(self.D, False)
             with self.autocast():
                 fake = self.G(torch.randn(n, self.nz, device=self.device), y)
-                loss_G = self.objective.generator(self.D(fake, y).float())
+                if isinstance(self.objective, SetObjective):
+                    loss_G = self.objective.generator(self.d_outputs(real, y), self.d_outputs(fake, y),
+                                                      c.contrastive_n)
+                else:
+                    loss_G = self.objective.generator(self.D(fake, y).float())
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
@@ -255,6 +286,13 @@ class GAN(Method):
             self.update_averages(generator_updates_before(iteration, c))
             self.last_G = {"G": loss_G.item()}
         return {**out, **self.last_G}
+
+    def d_outputs(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """What the objective reads of D: its scores, or its last hidden layer for an objective on features."""
+        if isinstance(self.objective, SetObjective) and self.objective.features:
+            assert isinstance(self.D, (DCGANDiscriminator, MLPDiscriminator))  # what build_discriminator makes
+            return self.D.features(x, y).float()
+        return self.D(x, y).float()
 
     def generators(self) -> dict[str, GeneratorSpec]:
         """G (its moving average when kept) as a ``"gan"`` generator: latents in, samples out."""

@@ -251,7 +251,8 @@ def export_gan_generator(G: DCGANGenerator | MLPGenerator, meta: dict[str, Any],
                          tolerance: float | None = None, seed: int = 0) -> tuple[bytes, float]:
     """Export a GAN generator (eval mode) as ``z`` (N, nz) float32 [+ ``label`` (N,) int64] -> ``output``
     (N, C, H, W) in [-1, 1] or (N, D) points, dynamic N; attach metadata; verify against PyTorch on
-    random latents (batches of 1 and 5); write atomically to ``out``.
+    random latents (batches of 1 and 5); write atomically to ``out``. A VAE's decoder (kind ``"vae"``) is such a
+    generator; the model's ``translate.kind`` is its kind's.
     Returns (bytes, max abs diff); raises ModelError over ``tolerance``."""
     tolerance = TOLERANCE if tolerance is None else tolerance
     G = G.eval()
@@ -266,7 +267,7 @@ def export_gan_generator(G: DCGANGenerator | MLPGenerator, meta: dict[str, Any],
         torch.onnx.export(_LatentInputs(G).eval(), inputs, buf,  # type: ignore[arg-type]  # takes a BytesIO, typed path
                           dynamo=False, opset_version=OPSET, input_names=names, output_names=["output"],
                           dynamic_axes=axes, do_constant_folding=True)
-    props = {"kind": KINDS["gan"].onnx_name, "nz": nz, "num_classes": k, "inputs": names,
+    props = {"kind": KINDS[meta.get("kind", "gan")].onnx_name, "nz": nz, "num_classes": k, "inputs": names,
              "output": ("image NCHW in [-1, 1]; uint8 = (y + 1) * 127.5" if isinstance(G, DCGANGenerator)
                         else "points (N, D)"),
              "latent": "z ~ N(0, I); truncation resamples |z| > T", **{k_: meta[k_] for k_ in GAN_META_KEYS if k_ in meta}}

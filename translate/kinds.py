@@ -79,6 +79,11 @@ KINDS: dict[str, GeneratorKind] = {
         load="translate.generators:load_translation_generator", export="translate.export:export_generator",
         evaluate="translate_cli.main:evaluate_segmenter", translates=False,
         use_instead="it scores translations into photos: `translate evaluate MODEL --data DIR --segmenter RUN`"),
+    "vae": GeneratorKind(  # the decoder is a DCGAN generator: loaded and exported as one, scored by its ELBO
+        name="vae", summary="a VAE's decoder: latents in, images out", inputs=("latent",),
+        load="translate.generators:load_gan_generator", export="translate.export:export_gan_generator",
+        evaluate="translate_cli.gan_commands:cmd_evaluate_vae", translates=False, samples=True,
+        use_instead="use `translate sample` (--grid for a 2-D latent) with the run", onnx_kind="vae_decoder"),
 }
 
 

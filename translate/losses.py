@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ __all__ = [
     "OBJECTIVES",
     "OBJECTIVE_NAMES",
     "Objective",
+    "ObjectiveSettings",
     "ImagePool",
     "clip_weights",
     "cycle_loss",
@@ -31,6 +32,24 @@ __all__ = [
 ]
 
 GP_KINDS: tuple[str, ...] = ("mixed", "real", "fake")
+
+
+class ObjectiveSettings(Protocol):
+    """What a trainer's config reads of an objective: its paper's training settings (an :class:`Objective`, or
+    one of the GAN family's objectives over sets of samples, :mod:`translate.gan.objectives`)."""
+
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def betas(self) -> tuple[float, float]: ...
+    @property
+    def n_critic(self) -> int: ...
+    @property
+    def clip(self) -> float: ...
+    @property
+    def gradient_penalty(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""`translate sample` and `translate edit` for GAN runs, and the GAN side of `evaluate`.
+"""`translate sample` and `translate edit` for GAN runs (and a VAE's decoder), and their side of `evaluate`.
 
     translate sample RUN --n 64 [--class K] [--truncation T] --out samples.png
+    translate sample RUN --grid [SIDE] --out plane.png      (a 2-D latent: the decoder over the latent plane)
     translate edit RUN --toward CLASS [--steps 20] [--eta 0.5] --out strip.png
-    translate evaluate RUN [--data DIR] [--inception WEIGHTS.pth] [--samples N]
+    translate evaluate RUN [--data DIR] [--inception WEIGHTS.pth] [--samples N]   (a VAE: ELBO, bits/dim)
 """
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def _sample(args) -> None:
     if args.n < 1:
         raise ConfigError("n", f"must be >= 1, got {args.n}")
     G, meta = load_gan(args.run, use_ema=not args.no_ema)
+    if args.grid is not None:
+        _sample_plane(G, meta, args)
+        return
     g = _seeded(args.seed)
     z = sample_latents(args.n, G.nz, args.truncation, generator=g)
     y = sample_labels(args.n, G.num_classes, args.cls)
@@ -65,6 +69,20 @@ def _sample(args) -> None:
         _save_grid(x, args.out, nrow=8 if y is not None and args.cls is None else math.ceil(math.sqrt(args.n)))
     print(json.dumps({"out": args.out, "n": args.n, "class": args.cls, "truncation": args.truncation,
                       "ema": meta["ema"], "step": meta["step"]}))
+
+
+def _sample_plane(G, meta: dict, args) -> None:
+    """The generator over an even grid of its 2-D latent plane (Gaussian quantiles), one image."""
+    from translate.vae import latent_grid  # lazy: torch
+
+    if args.grid < 2:
+        raise ConfigError("grid", f"must be >= 2 points a side, got {args.grid}")
+    if G.nz != 2 or G.num_classes or meta["data_kind"] != "images":
+        raise ConfigError("grid", f"{args.run}: --grid draws a 2-D latent plane of images; this generator takes "
+                          f"{G.nz} latents{' and a class' if G.num_classes else ''} and draws {meta['data_kind']} "
+                          "(train a VAE with --latent-dim 2, or a GAN on images with --nz 2)")
+    _save_grid(G(latent_grid(args.grid)), args.out, nrow=args.grid)
+    print(json.dumps({"out": args.out, "grid": args.grid, "step": meta["step"]}))
 
 
 def cmd_edit(args) -> None:
@@ -99,14 +117,25 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(result, indent=None if args.compact else 2))
 
 
+def cmd_evaluate_vae(args) -> None:
+    """`translate evaluate RUN` for a VAE run: the ELBO and bits per dimension on held-out images, JSON on stdout."""
+    from training.vae import evaluate_vae  # lazy: torch
+
+    result = evaluate_vae(args.model, data=args.data, samples=args.samples, seed=args.seed)
+    print(json.dumps(result, indent=None if args.compact else 2))
+
+
 def register(subparsers) -> None:
-    s = subparsers.add_parser("sample", help="draw samples of a GAN run as an image grid (or a scatter plot)")
-    s.add_argument("run", help="GAN run directory or checkpoint")
+    s = subparsers.add_parser("sample", help="draw samples of a GAN or VAE run as an image grid (or a scatter plot, or the latent plane)")
+    s.add_argument("run", help="GAN or VAE run directory or checkpoint")
     s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--class", dest="cls", type=int, default=None,
                    help="class index for a conditional GAN (default: one row per class)")
     s.add_argument("--truncation", type=float, default=0.0,
                    help="redraw latent components with |z| > T (0: no truncation)")
+    s.add_argument("--grid", type=int, nargs="?", const=20, default=None, metavar="SIDE",
+                   help="a 2-D latent (a VAE with --latent-dim 2): decode an even SIDE x SIDE grid of the latent "
+                   "plane, Gaussian quantiles (default 20 a side); --n and --truncation do not apply")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw G weights, not their moving average")
     s.add_argument("--out", required=True, help="output image (.png)")
@@ -131,6 +160,7 @@ def register(subparsers) -> None:
         ev.add_argument("--inception", help="GAN runs: FID Inception weights file (torch-fidelity's "
                         "weights-inception-2015-12-05-6726825d.pth) for FID/KID; default: a classifier of the data")
         ev.add_argument("--samples", type=int, default=0, help="GAN runs: samples to draw (default 2,500 for "
-                        "mixtures; for images max(training images, 1000))")
+                        "mixtures; for images max(training images, 1000)); VAE runs: z per held-out image "
+                        "(default: the run's --eval-samples)")
         ev.add_argument("--classifier", help="GAN runs: classifier file (default RUN/classifier.pt)")
-        ev.add_argument("--seed", type=int, default=0, help="GAN runs: sampling seed")
+        ev.add_argument("--seed", type=int, default=0, help="GAN and VAE runs: sampling seed")

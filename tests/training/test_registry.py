@@ -18,7 +18,7 @@ SIZED_TOY = "tests.training.toy_sized_trainer:SizedToy"
 
 def test_every_registered_trainer_names_itself_once():
     methods = training.methods()
-    assert list(methods) == ["pix2pix", "cyclegan", "gan"]
+    assert list(methods) == ["pix2pix", "cyclegan", "gan", "vae"]
     for name, method in methods.items():
         assert method.name == name and method.config_class.method == name  # the config takes the method's name
         config = method.config_class(data="ring8" if name == "gan" else "x")

@@ -37,7 +37,7 @@ def toy_checkpoint(tmp_path):
 
 def test_an_unregistered_kind_is_named_with_the_known_ones(toy_checkpoint):
     path, _ = toy_checkpoint
-    with pytest.raises(ModelError, match=r"unknown generator kind 'toy' \(this version knows \['gan', 'multimodal', 'translation'\]"):
+    with pytest.raises(ModelError, match=r"unknown generator kind 'toy' \(this version knows \['gan', 'multimodal', 'segmenter', 'translation', 'vae'\]"):
         load_generator(path)
 
 
@@ -101,5 +101,5 @@ def test_translation_models_say_their_kind_and_older_ones_read_as_translation(tm
     data, _ = export_generator(to_inference(define_G(**arch), batch_stats=False), {"arch": arch})
     assert read_metadata(data)["kind"] == "translation"
     assert kinds.onnx_kind({}).name == "translation"  # exported before kinds were written
-    with pytest.raises(ModelError, match="a model of kind 'vae_decoder', which this version cannot run"):
-        kinds.onnx_kind({"kind": "vae_decoder"})
+    with pytest.raises(ModelError, match="a model of kind 'diffusion_decoder', which this version cannot run"):
+        kinds.onnx_kind({"kind": "diffusion_decoder"})

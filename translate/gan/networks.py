@@ -66,6 +66,19 @@ def _d_norm(norm: str, channels: int) -> nn.Module:
     raise ConfigError("d_norm", f"must be one of {D_NORMS}, got {norm!r}")
 
 
+def dcgan_down_layers(nc: int, size: int, ndf: int, norm: str) -> tuple[list[nn.Module], int]:
+    """DCGAN's strided convolutions from ``nc`` channels at ``size`` px down to 4 x 4: (layers, channels out).
+    LeakyReLU(0.2) after each, ``norm`` after all but the first (DCGAN leaves the input layer unnormalised)."""
+    n_down = _up_layers(size)
+    layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    mult = 1
+    for _ in range(n_down - 1):
+        layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=norm == "none"),
+                   _d_norm(norm, ndf * mult * 2), nn.LeakyReLU(0.2, True)]
+        mult *= 2
+    return layers, ndf * mult
+
+
 class DCGANGenerator(nn.Module):
     """z (N, nz) [+ labels (N,)] -> images (N, nc, size, size) in [-1, 1]."""
 
@@ -91,27 +104,28 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """images (N, nc, size, size) [+ labels] -> one logit / critic value per image, (N,)."""
+    """images (N, nc, size, size) [+ labels] -> one logit / critic value per image, (N,); :meth:`features` gives
+    the last hidden layer (the MMD objective's feature map)."""
 
     def __init__(self, nc: int = 3, size: int = 64, ndf: int = 64, num_classes: int = 0, norm: str = "batch"):
         super().__init__()
         self.nc, self.size, self.num_classes, self.norm = nc, size, num_classes, norm
-        n_down = _up_layers(size)
-        layers: list[nn.Module] = [nn.Conv2d(nc + num_classes, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for _ in range(n_down - 1):
-            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=norm == "none"),
-                       _d_norm(norm, ndf * mult * 2), nn.LeakyReLU(0.2, True)]
-            mult *= 2
-        layers += [nn.Conv2d(ndf * mult, 1, 4, 1, 0)]
-        self.main = nn.Sequential(*layers)
+        layers, channels = dcgan_down_layers(nc + num_classes, size, ndf, norm)
+        self.main = nn.Sequential(*layers, nn.Conv2d(channels, 1, 4, 1, 0))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.main(self._inputs(x, y)).reshape(-1)
+
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer (the 4 x 4 maps before the scoring convolution), flattened: (N, F)."""
+        return self.main[:-1](self._inputs(x, y)).flatten(1)
+
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         _check_labels(y, self.num_classes, x.shape[0])
         if y is not None:  # given exactly when the network is conditional (checked above)
             planes = one_hot(y, self.num_classes, x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
             x = torch.cat([x, planes], 1)
-        return self.main(x).reshape(-1)
+        return x
 
 
 def _mlp(sizes: list[int], act: nn.Module) -> list[nn.Module]:
@@ -138,7 +152,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """points (N, in_dim) [+ labels] -> (N,) logits; LeakyReLU(0.2) hidden layers, no norm."""
+    """points (N, in_dim) [+ labels] -> (N,) logits; LeakyReLU(0.2) hidden layers, no norm; :meth:`features`
+    gives the last hidden layer."""
 
     def __init__(self, in_dim: int = 2, width: int = 128, layers: int = 3, num_classes: int = 0):
         super().__init__()
@@ -146,10 +161,17 @@ class MLPDiscriminator(nn.Module):
         self.main = nn.Sequential(*_mlp([in_dim + num_classes] + [width] * layers + [1], nn.LeakyReLU(0.2)))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.main(self._inputs(x, y)).reshape(-1)
+
+    def features(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer, after its activation: (N, width)."""
+        return self.main[:-1](self._inputs(x, y))
+
+    def _inputs(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         _check_labels(y, self.num_classes, x.shape[0])
         if y is not None:  # given exactly when the network is conditional (checked above)
             x = torch.cat([x, one_hot(y, self.num_classes, x.dtype)], 1)
-        return self.main(x).reshape(-1)
+        return x
 
 
 class Classifier(nn.Module):
@@ -256,6 +278,7 @@ def generate(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, batch
                       for i in range(0, len(z), batch_size)])
 
 
-__all__ = ["ARCHS", "D_NORMS", "DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator",
+__all__ = ["ARCHS", "D_NORMS", "dcgan_down_layers", "DCGANGenerator", "DCGANDiscriminator", "MLPGenerator",
+           "MLPDiscriminator",
            "Classifier", "build_generator", "build_discriminator", "build_classifier", "spectral_normalize",
            "one_hot", "sample_latents", "sample_labels", "generate"]

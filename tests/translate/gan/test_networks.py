@@ -15,7 +15,6 @@ from translate.gan.networks import (
     MLPGenerator,
     build_discriminator,
     build_generator,
-    ema_update,
     sample_labels,
     sample_latents,
     spectral_normalize,
@@ -131,20 +130,6 @@ def test_sample_labels():
         sample_labels(3, 0, 1)
 
 
-def test_ema_update_is_the_moving_average_and_copies_buffers():
-    net, ema = nn.BatchNorm1d(2), nn.BatchNorm1d(2)
-    with torch.no_grad():
-        net.weight.fill_(3.0)
-        ema.weight.fill_(1.0)
-        net.running_mean.fill_(7.0)
-    ema_update(ema, net, decay=0.9)
-    torch.testing.assert_close(ema.weight, torch.full((2,), 0.9 * 1 + 0.1 * 3))
-    torch.testing.assert_close(ema.running_mean, net.running_mean)
-    ema_update(ema, net, decay=0.999, num_updates=0)  # warm-up: min(0.999, 1/10)
-    torch.testing.assert_close(ema.weight, torch.full((2,), 0.1 * 1.2 + 0.9 * 3))
-
-
-@pytest.mark.parametrize("conditional", [False, True])
 def test_onnx_export_matches_pytorch(tmp_path, conditional):
     import onnx
     import onnxruntime as ort
