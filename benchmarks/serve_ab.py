@@ -2,12 +2,15 @@
 
     python -m benchmarks.serve_ab --variant base=/tmp/base --variant new=. [--variant NAME=DIR::ARGS ...]
                                   [--rounds 2] -- [serve_load.py arguments, the same for every variant]
+    python -m benchmarks.serve_ab --fast-paths [--rounds 2] -- [serve_load.py arguments]
 
 A variant is a checkout (``--code DIR``: its ``serving`` and ``translate`` are served) and, after
-``::``, its own serve_load.py arguments (e.g. ``log=.::--access-log``). Each round runs every
+``::``, its own serve_load.py arguments (e.g. ``log=.::--access-log``). ``--fast-paths`` adds a variant per set
+of Ray Serve's fast paths (serving.config.FAST_PATHS) on this checkout: none (Serve's defaults), each alone, all
+together. Each round runs every
 variant once, the order reversed every other round (A B, B A, ...), so a change in the machine's
-load hits both alike. Prints, per variant and concurrency, req/s and the CPU per request (the
-service's, the serving overhead, and by process) of every round, then their means; a run with any
+load hits both alike. Prints, per variant and concurrency, req/s, p50/p99 latency and the CPU per request (the
+service's, the serving overhead beyond the model, and by process) of every round, then their means; a run with any
 failed request is left out (and says so). Every run's JSON goes to ``--out`` (default: a new
 temporary folder).
 """
@@ -22,6 +25,13 @@ from pathlib import Path
 
 from benchmarks import serve_load
 from benchmarks.harness import machine, print_row, print_table
+from serving.config import FAST_PATHS
+
+
+def fast_path_variants() -> list[str]:
+    """This checkout with Serve's defaults, with each fast path alone, and with all of them."""
+    names = list(FAST_PATHS)
+    return ["defaults=.", *(f"{n}=.::--fast-paths {n}" for n in names), f"all=.::--fast-paths {' '.join(names)}"]
 
 
 def main() -> None:
@@ -30,10 +40,14 @@ def main() -> None:
     if "--" in argv:
         argv, rest = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variant", action="append", required=True, metavar="NAME=DIR[::ARGS]")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=DIR[::ARGS]")
+    ap.add_argument("--fast-paths", action="store_true", help="variants: Serve's defaults, each fast path alone, all")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    args.variant += fast_path_variants() if args.fast_paths else []
+    if not args.variant:
+        ap.error("give --variant or --fast-paths")
     out = Path(args.out or tempfile.mkdtemp(prefix="serve-ab-"))
     out.mkdir(parents=True, exist_ok=True)
     variants = []
@@ -57,13 +71,13 @@ def main() -> None:
                 continue
             results[name].append(row)
     print(f"\nruns: {out}; machine: {machine()}\n")
-    print_table(["variant", "concurrency", "req/s", "mean batch", "service CPU ms/req", "model's (raw)",
-                 "overhead ms/req"])
+    print_table(["variant", "concurrency", "req/s", "p50 ms", "p99 ms", "mean batch", "service CPU ms/req",
+                 "model's (raw)", "overhead ms/req"])
     results = {name: runs for name, runs in results.items() if runs}
     for name, runs in results.items():
         for i, row in enumerate(runs[0]["rows"]):
-            cells = [[run["rows"][i][k] for run in runs] for k in ("rps", "batch", "service_cpu_ms", "model_cpu_ms",
-                                                                      "overhead_ms")]
+            cells = [[run["rows"][i][k] for run in runs] for k in ("rps", "p50", "p99", "batch", "service_cpu_ms",
+                                                                      "model_cpu_ms", "overhead_ms")]
             print_row(name, row["concurrency"], *(
                 ", ".join(f"{x:.1f}" for x in c) + (f" (mean {sum(c) / len(c):.1f})" if len(c) > 1 else "")
                 for c in cells))

@@ -5,10 +5,15 @@ keyword options of :func:`serving.app.build_app` and :func:`serving.local_servic
 ``args`` of a ``serve deploy`` config (serve_config.yaml, strings typed by :func:`translate.options.coerce`).
 :func:`serving.app.deployment_options` turns them into the Serve deployments' settings.
 
+:data:`FAST_PATHS` are Ray Serve's own fast paths, which are not fields: they are environment variables that
+Serve's controller, proxies and replicas read when they start (``translate serve --fast-paths``; on a cluster,
+the environment of ``ray start``).
+
 Light on purpose (no Ray, no FastAPI): the CLI builds its parser from it.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +21,33 @@ from translate.errors import ConfigError
 from translate.options import coerce, opt
 
 from .store import ModelStore
+
+#: Ray Serve's fast paths, by name: the environment each sets (read from Ray's source, ray/serve/_private/constants.py).
+#: throughput: Serve's throughput-optimized mode (user code and the router on the replica's own loop, gRPC between
+#:   deployments, direct ingress: the ingress replica takes HTTP itself, request-path logs buffered, GC frozen).
+#: haproxy: HAProxy in place of Serve's Python HTTP proxy (it forces direct ingress; no custom request router on
+#:   the ingress), with one thread per core up to 4 (Serve's default is 4 whatever the machine).
+#: grpc: deployment handles call replicas over gRPC instead of Ray actor calls (messages up to
+#:   RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH, 4 MiB by default; Serve passes larger ones by reference).
+FAST_PATHS = {
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
+    "grpc": {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"},
+}
+HAPROXY_MAX_THREADS = 4
+
+
+def fast_path_env(names: list[str] | tuple[str, ...], cpus: int | None = None) -> dict[str, str]:
+    """The environment of Ray's processes for the fast paths ``names`` (keys of :data:`FAST_PATHS`) on a machine of
+    ``cpus`` cores (default: this one's). An unknown name is a ConfigError naming ``fast_paths``."""
+    env: dict[str, str] = {}
+    for name in names:
+        if name not in FAST_PATHS:
+            raise ConfigError("fast_paths", f"unknown fast path {name!r}; known: {', '.join(FAST_PATHS)}")
+        env.update(FAST_PATHS[name])
+    if "haproxy" in names:
+        env["RAY_SERVE_HAPROXY_NBTHREAD"] = str(max(1, min(HAPROXY_MAX_THREADS, cpus or os.cpu_count() or 1)))
+    return env
 
 
 @dataclass

@@ -81,6 +81,9 @@ STATIC = Path(__file__).parent / "static"
 STORE_POLL_S = 2.0  # an object store's pointer and version list are read at most this often per ingress replica
 PROGRESS_EVERY_S = 0.5  # a job's progress is written at most this often
 SWEEP_EVERY_S = 30.0  # expired jobs are removed this often
+# Serve's gRPC path between deployments (the fast paths `grpc` and `throughput`, serving.config.FAST_PATHS) carries
+# messages up to this many bytes and fails larger ones: those go as Ray objects (by reference) instead
+GRPC_MAX_MESSAGE = int(os.environ.get("RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH", 4 * 2**20))
 # Swagger UI's files, from the fastapi-offline package: /docs works with no network
 DOCS_STATIC = "/static-docs"
 DOCS_FILES = resources.files("fastapi_offline") / "static"
@@ -171,7 +174,7 @@ class Ingress:
         self.store = ModelStore(self.config.store, max_staleness_s=STORE_POLL_S)
         self.last_served: dict[str, str] = {}  # per name: the promoted version this replica last served
         self.model_server = model_server
-        self.handles: dict[str, Any] = {}  # per model id: options() builds a new handle each time
+        self.handles: dict[tuple[str, bool], Any] = {}  # per model id, by reference or not: options() builds anew
         self.page_html = (STATIC / "index.html").read_text()
         self.jobs = JobStore(self.config.jobs_dir or default_jobs_dir(), self.config.max_jobs, self.config.job_ttl_s)
         self.running: dict[str, asyncio.Task] = {}  # the jobs this replica runs (or queues), by id
@@ -186,34 +189,43 @@ class Ingress:
 
     async def run_served(self, name: str, version: str, pinned: bool, image: np.ndarray | dict,
                          progress: Callable[[int, int], None] | None = None,
-                         timeout: float | None | Literal["request"] = "request") -> tuple[dict, str]:
+                         timeout: float | None | Literal["request"] = "request", pixels: int = 0) -> tuple[dict, str]:
         """Run the model; when the promoted version cannot be loaded (its file corrupt or missing, the
         store unreachable) keep answering with the version this replica served before it. Asked for
-        by number (``pinned``), a version is that version or an error."""
+        by number (``pinned``), a version is that version or an error. ``pixels``: an upload's, from its header."""
         try:
-            result = await self.run_model(f"{name}@{version}", image, progress, timeout)
+            result = await self.run_model(f"{name}@{version}", image, progress, timeout, pixels)
         except ServiceError as e:
             before = self.last_served.get(name)
             if pinned or e.error not in ("model_unavailable", "store_unavailable") or before in (None, version):
                 raise
             log.warning("%s@%s cannot be served (%s); still serving %s", name, version, e.detail, before)
-            return await self.run_model(f"{name}@{before}", image, progress, timeout), before
+            return await self.run_model(f"{name}@{before}", image, progress, timeout, pixels), before
         if not pinned:
             self.last_served[name] = version
         return result, version
 
     async def run_model(self, model_id: str, image: np.ndarray | dict,
                         progress: Callable[[int, int], None] | None = None,
-                        timeout: float | None | Literal["request"] = "request") -> dict:
+                        timeout: float | None | Literal["request"] = "request", pixels: int = 0) -> dict:
         """One image through the model deployment: batched (an array, or an upload checked by its header:
         see ``ModelServer.__call__``), or an array above tile_threshold (or with a ``progress`` listener)
-        one at a time on ``translate_large``. ``timeout``: seconds, None for none."""
+        one at a time on ``translate_large``. ``timeout``: seconds, None for none. ``pixels``: an upload's.
+        A request or answer that may pass Serve's gRPC message limit goes by reference (:data:`GRPC_MAX_MESSAGE`)."""
         timeout = self.config.request_timeout_s if timeout == "request" else timeout
-        handle = self.handles.get(model_id)
+        if isinstance(image, np.ndarray):
+            largest = image.nbytes  # the answer is an array of the same size
+        else:  # the answer: a PNG of the image, at most about 4 bytes a pixel at the fast zlib level (alpha kept)
+            largest = max(len(image["upload"]), 4 * pixels + 2**16)
+        by_reference = largest > GRPC_MAX_MESSAGE
+        handle = self.handles.get((model_id, by_reference))
         if handle is None:
             if len(self.handles) > 256:
                 self.handles.clear()
-            handle = self.handles[model_id] = self.model_server.options(multiplexed_model_id=model_id)
+            handle = self.model_server.options(multiplexed_model_id=model_id)
+            # a handle sends by reference anyway unless gRPC is on: then only what could pass its limit
+            handle = self.handles[(model_id, by_reference)] = (handle.options(_by_reference=True) if by_reference
+                                                              else handle)
         if progress is not None or (isinstance(image, np.ndarray)
                                     and image.shape[0] * image.shape[1] > self.config.tile_threshold):
             stream = handle.options(stream=True).translate_large.remote(image)
@@ -401,7 +413,7 @@ class Ingress:
             # inline limit it would go through the object store). A header that cannot be read ends there
             # as a bad image.
             result, version = await self.run_served(name, version, asked is not None,
-                                                    {"upload": data, "format": fmt})
+                                                    {"upload": data, "format": fmt}, pixels=pixels)
             content = result["content"]
         else:  # a job, or a tiled run (async=false): decoded here, the job keeps the array
             image, alpha = await asyncio.to_thread(uploads.decode_upload, data, self.config.max_pixels)

@@ -13,7 +13,7 @@ import ray
 from ray import serve
 
 from serving.app import build_app, http_options
-from serving.config import ServiceConfig
+from serving.config import ServiceConfig, fast_path_env
 from serving.store import ModelStore
 from serving.translation_jobs import default_jobs_dir
 from training import local_ray
@@ -33,10 +33,12 @@ LOCAL_SERVE_ENV = {
 }
 
 
-def init_local_ray(num_cpus: int | None = None) -> None:
-    """Start an embedded local Ray for the service (``LOCAL_SERVE_ENV`` set unless already set)."""
+def init_local_ray(num_cpus: int | None = None, fast_paths: tuple[str, ...] = ()) -> None:
+    """Start an embedded local Ray for the service (``LOCAL_SERVE_ENV`` set unless already set), with Ray Serve's
+    ``fast_paths`` (serving.config.FAST_PATHS) in the environment its processes start with."""
     for k, v in LOCAL_SERVE_ENV.items():
         os.environ.setdefault(k, v)
+    os.environ.update(fast_path_env(fast_paths, num_cpus))
     local_ray.init(address="local", num_cpus=num_cpus)
 
 
@@ -62,15 +64,17 @@ LOCAL_SHUTDOWN_WAIT_S = 0.2
 
 
 def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000, *,
-                ray_cpus: int | None = None, name: str = "translate", **options) -> str:
-    """Start an embedded local Ray (``ray_cpus`` CPUs; default all), Serve's HTTP proxy on host:port, and the
-    app. ``options`` are ServiceConfig fields (``num_cpus`` is per model replica). Returns the URL."""
+                ray_cpus: int | None = None, name: str = "translate", fast_paths: tuple[str, ...] = (),
+                **options) -> str:
+    """Start an embedded local Ray (``ray_cpus`` CPUs; default all; Ray Serve's ``fast_paths`` on), Serve's HTTP
+    proxy on host:port, and the app. ``options`` are ServiceConfig fields (``num_cpus`` is per model replica).
+    Returns the URL. A Ray already running keeps the fast paths it was started with."""
     cfg = ServiceConfig.from_args(options, store=str(store or ""))
     if not cfg.jobs_dir:
         cfg.jobs_dir = default_jobs_dir()
         _local_jobs_dirs.append(cfg.jobs_dir)
     if not ray.is_initialized():
-        init_local_ray(ray_cpus)
+        init_local_ray(ray_cpus, fast_paths)
     cfg = fit_replicas(cfg, ray.cluster_resources().get("CPU", 0.0))
     serve.start(http_options=http_options(cfg, host, port), logging_config={"enable_access_log": cfg.access_log})
     serve_log = logging.getLogger("ray.serve")

@@ -114,7 +114,9 @@ def shutdown(first: Callable[[], Any] | None = None, first_timeout_s: float = 5.
 def _quietly(fn: Callable[[], Any]) -> None:
     try:
         fn()
-    except Exception as e:  # cut short by ray.shutdown, or Serve already gone: the stop goes on regardless
+    # cut short by ray.shutdown (Ray's worker raises SystemExit in a call it ends), or Serve already gone: the stop
+    # goes on regardless
+    except (Exception, SystemExit) as e:
         logging.getLogger(__name__).debug("during shutdown: %s", e)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from serving.config import ServiceConfig
+from serving.config import FAST_PATHS, ServiceConfig
 from serving.store import ModelStore
 from translate.options import add_arguments, given
 
@@ -27,7 +27,8 @@ def _cmd_serve(args) -> None:
     # busy machine after the service has stopped: frozen at exit, it is skipped, so a stop stays prompt.
     # Registered first, it runs last, after every other exit handler
     atexit.register(gc.freeze)
-    serve_until_interrupted(_store(args).url, host=args.host, port=args.port, **options)
+    serve_until_interrupted(_store(args).url, host=args.host, port=args.port, fast_paths=tuple(args.fast_paths),
+                            **options)
 
 
 def _cmd_models_list(args) -> None:
@@ -68,6 +69,10 @@ def register(subparsers) -> None:
     s.add_argument("--store", metavar="DIR|URL", help=STORE_HELP)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--fast-paths", nargs="*", default=[], choices=list(FAST_PATHS), metavar="NAME",
+                   help=f"Ray Serve's fast paths to turn on ({', '.join(FAST_PATHS)}; default none): Serve's "
+                        "throughput-optimized mode, HAProxy in place of the Python HTTP proxy, gRPC between the "
+                        "deployments (README, \"Ray Serve's fast paths\")")
     add_arguments(s, ServiceConfig, skip=("store",))
     s.set_defaults(func=_cmd_serve)
 

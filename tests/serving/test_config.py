@@ -12,8 +12,6 @@ from translate.errors import ConfigError
 from translate_cli.main import main
 
 SERVE_CONFIG = Path(__file__).parents[2] / "serving" / "serve_config.yaml"
-# (deployment, setting) -> why serve_config.yaml means to differ from what build_app applies for its args
-INTENDED_DEPLOYMENT_DIFFERENCES: dict[tuple[str, str], str] = {}
 # http_options that are not ServiceConfig's: a cluster listens on every interface, `translate serve` on --host
 INTENDED_HTTP_DIFFERENCES = {"host": "a cluster's proxies listen on every interface", "port": "from the command line"}
 
@@ -44,15 +42,10 @@ def test_serve_config_yaml_agrees_with_the_service_config():
     names = {f.name for f in dataclasses.fields(ServiceConfig)}
     assert set(args) <= names, f"not ServiceConfig fields: {set(args) - names}"
     cfg = ServiceConfig.from_args(args)  # every value parses
-    applied = app.deployment_options(cfg)
-    for deployment in application["deployments"]:
-        name = deployment["name"]
-        assert name in applied, f"serve_config.yaml configures {name}, which build_app does not deploy"
-        for key, value in deployment.items():
-            if key == "name" or (name, key) in INTENDED_DEPLOYMENT_DIFFERENCES:
-                continue
-            assert value == applied[name][key], (f"{name}.{key}: serve_config.yaml says {value}, build_app applies "
-                                                 f"{applied[name][key]} for the YAML's args: change the args")
+    # Serve lets a `deployments:` block override what build_app derives from the args: each setting in one place
+    assert "deployments" not in application, "serve_config.yaml repeats deployment options: set them under args"
+    model = app.deployment_options(cfg)["ModelServer"]
+    assert model["ray_actor_options"] == {"num_cpus": args["num_cpus"], "num_gpus": args["num_gpus"]}
     http = yaml.safe_load(SERVE_CONFIG.read_text())["http_options"]
     expected = app.http_options(cfg, http["host"], http["port"])
     for key, value in http.items():
@@ -96,15 +89,17 @@ def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
-    monkeypatch.setattr(local_service, "init_local_ray", lambda num_cpus=None: seen.setdefault("ray_cpus", num_cpus))
+    monkeypatch.setattr(local_service, "init_local_ray",
+                        lambda num_cpus=None, fast_paths=(): seen.update(ray_cpus=num_cpus, fast_paths=fast_paths))
     monkeypatch.setattr(local_service.serve, "start", lambda **kw: seen.setdefault("http", kw["http_options"]))
     monkeypatch.setattr(local_service.serve, "run", lambda application, **kw: seen.setdefault("app", application))
     monkeypatch.setattr(local_service, "stop_local", lambda: None)
     monkeypatch.setattr(time, "sleep", sleep)
     main(["serve", "--store", str(tmp_path), "--port", "8123", "--num-cpus", "0.5", "--num-gpus", "1",
           "--max-replicas", "3", "--max-batch-size", "4", "--threads", "1", "--max-upload-bytes", "1000",
-          "--max-pixels", "4096", "--request-timeout-s", "9", "--no-access-log"])
+          "--max-pixels", "4096", "--request-timeout-s", "9", "--no-access-log", "--fast-paths", "haproxy", "grpc"])
     assert "Ctrl-C to stop" in capsys.readouterr().out
+    assert seen["fast_paths"] == ("haproxy", "grpc")
     assert seen["ray_cpus"] is None and seen["http"] == {"host": "127.0.0.1", "port": 8123, "request_timeout_s": 14}
     ingress = seen["app"]._bound_deployment
     model = ingress.init_args[0]._bound_deployment
@@ -155,3 +150,15 @@ def test_retrain_flags_come_from_retrain_options(tmp_path, monkeypatch, capsys):
     assert calls == [("maps", str(tmp_path), {"steps": DEFAULT_STEPS, "progress": True}),
                      ("maps", str(tmp_path), {"steps": 30, "progress": False})]
     assert '"promoted": true' in capsys.readouterr().out
+
+
+def test_fast_paths_are_the_environment_serve_reads():
+    from serving.config import fast_path_env
+
+    assert fast_path_env(()) == {}
+    assert fast_path_env(("throughput", "haproxy", "grpc"), cpus=2) == {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_NBTHREAD": "2",
+        "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
+    assert fast_path_env(("haproxy",), cpus=64)["RAY_SERVE_HAPROXY_NBTHREAD"] == "4"
+    with pytest.raises(ConfigError, match="fast_paths: unknown fast path 'turbo'"):
+        fast_path_env(("turbo",))
