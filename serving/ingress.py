@@ -393,7 +393,9 @@ class Ingress:
             drawn = seed if seed is not None else secrets.randbelow(2**31)  # a fresh one, said in X-Seed
             item = {"upload": data, "format": fmt, "samples": samples or 1, "seed": drawn, "grid": grid}
             try:
-                result, version = await self.run_served(name, version, asked is not None, item)
+                # the answer holds K images: its size bound (the gRPC limit's test) counts them all
+                result, version = await self.run_served(name, version, asked is not None, item,
+                                                        pixels=pixels * (samples or 1))
             except ServiceError as e:
                 if e.error != "bad_samples":
                     raise
