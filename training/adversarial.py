@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from translate.diffaugment import diff_augment
 from translate.losses import Objective, clip_weights, feature_matching_loss, get_objective, gradient_penalty
+from translate.networks import FeatureDiscriminator
 
 from .config import AdversarialConfig, TranslationConfig, resolved
 
@@ -124,8 +125,9 @@ class Critic:
         if not weight:
             return self.judge(self.objective.generator, fake), None
         fake, real = self.augment(fake, real)
-        fake_features = self.D.features(fake)
+        D: FeatureDiscriminator = self.D  # type: ignore[assignment]  # what translation_networks builds
+        fake_features = D.features(fake)
         with torch.no_grad():
-            real_features = self.D.features(real)
+            real_features = D.features(real)
         loss = _summed(self.objective.generator(f[-1]) for f in fake_features)
         return loss, feature_matching_loss(fake_features, real_features, paired=self.paired) * weight

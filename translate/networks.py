@@ -32,7 +32,7 @@ import copy
 import functools
 import re
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 from torch import nn
@@ -45,6 +45,7 @@ __all__ = [
     "D_NAMES",
     "NORM_TYPES",
     "INIT_TYPES",
+    "FeatureDiscriminator",
     "NormLayer",
     "get_norm_layer",
     "init_weights",
@@ -516,6 +517,14 @@ class PixelDiscriminator(nn.Module):
         return [_block_outputs(self.net, x)]
 
 
+class FeatureDiscriminator(Protocol):
+    """A discriminator that also gives its blocks' activations (feature matching): each of this module's."""
+
+    def __call__(self, x: torch.Tensor) -> Any: ...
+
+    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]: ...
+
+
 class MultiscaleDiscriminator(nn.Module):
     """pix2pixHD's multi-scale discriminator: ``len(scales)`` discriminators of one architecture, the k-th judging
     the image average-pooled k times (3x3, stride 2, padding not counted, as pix2pixHD), so the coarse ones see
@@ -537,7 +546,8 @@ class MultiscaleDiscriminator(nn.Module):
 
     def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         """Per scale, finest first: each block's activations, then the output."""
-        return [D.features(xi)[0] for D, xi in zip(self.scales, self._inputs(x), strict=True)]
+        scales: list[FeatureDiscriminator] = list(self.scales)  # type: ignore[arg-type]  # NLayer or Pixel
+        return [D.features(xi)[0] for D, xi in zip(scales, self._inputs(x), strict=True)]
 
 
 # --------------------------------------------------------------------------- #
