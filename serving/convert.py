@@ -199,6 +199,8 @@ class Translator:
                 try:
                     translate_path(self.predictor, src, out, self.raster, model=self.model_name,
                                    write_guard=self._guard if not is_url(dst) else None, progress=progress, z=z)
+                except folder_lock.RunCancelled:
+                    raise  # the run ended mid-file: a cancellation, not this file's error
                 except TranslateError as e:  # name the file the user knows, not its local copy
                     raise TranslateError(str(e).replace(str(src), path)) from None
                 if is_url(dst):

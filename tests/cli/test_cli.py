@@ -50,8 +50,8 @@ def test_predict_keeps_names_and_sizes(trained, capsys):
     run(capsys, "predict", trained / "m.onnx", src, "--out", trained / "out")
     a, b = Image.open(trained / "out" / "a.png"), Image.open(trained / "out" / "sub" / "b.png")
     assert a.size == (45, 31) and b.size == (17, 40)
-    # the same pixels through a checkpoint, a run directory and the ONNX file
-    run(capsys, "predict", trained / "run" / "checkpoints" / "latest.pt", src / "a.png", "--out", trained / "out2")
+    # the same pixels through the checkpoint the export took (a run directory's best, by default) and the ONNX file
+    run(capsys, "predict", trained / "run" / "checkpoints" / "best.pt", src / "a.png", "--out", trained / "out2")
     np.testing.assert_array_equal(np.asarray(a), np.asarray(Image.open(trained / "out2" / "a.png")))
 
 

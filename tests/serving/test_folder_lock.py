@@ -80,10 +80,10 @@ def test_a_write_after_the_run_ended_is_refused(translator, monkeypatch):
     translating, go = threading.Event(), threading.Event()
     real = t.predictor.__class__.__call__
 
-    def slow_translate(self, image):  # blocks mid-translation until the run has ended
+    def slow_translate(self, image, *args, **kwargs):  # blocks mid-translation until the run has ended
         translating.set()
         assert go.wait(30)
-        return real(self, image)
+        return real(self, image, *args, **kwargs)
 
     monkeypatch.setattr(t.predictor.__class__, "__call__", slow_translate)
     result = {}
