@@ -114,7 +114,8 @@ def test_paired_validation_scores_a_to_b_and_samples_show_four_columns(trained, 
     assert sorted(p.name for p in trained.glob("*.onnx")) == ["model.onnx"]
     # unpaired validation data (testA/testB): no targets, nothing to score
     t = Trainer(CUT, tiny(tiny_unpaired, tmp_path / "u"))
-    assert t.validate() == {}
+    v = t.validate()
+    assert v.metrics == {} and v.score is None
 
 
 @pytest.fixture
