@@ -32,6 +32,7 @@ tile by tile above ``tile_threshold``, translate.tiling). Every refusal is an an
 """
 import asyncio
 import base64
+import functools
 import logging
 import os
 import re
@@ -50,7 +51,6 @@ from fastapi.staticfiles import StaticFiles
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import api_docs
@@ -162,11 +162,20 @@ DELETE_QUERY = Query(False, description="true: delete the job once its result is
 RESULT_BLOCK = 2**20  # a job's result is sent in blocks of this many bytes
 
 
-def read_blocks(f) -> Iterator[bytes]:
-    """A file's bytes in blocks, closing it at the end (run on Starlette's thread pool: a bucket's reads block)."""
+def read_blocks(f, then: Callable[[], None] | None = None) -> Iterator[bytes]:
+    """A file's bytes in blocks, closing it at the end (run on Starlette's thread pool: a bucket's reads block).
+    ``then`` runs once the whole file is read, before its last block is sent: done before the client has it."""
     with f:
-        while block := f.read(RESULT_BLOCK):
-            yield block
+        block = f.read(RESULT_BLOCK)
+        while True:
+            following = f.read(RESULT_BLOCK) if block else b""
+            if not following and then is not None:
+                then()
+            if block:
+                yield block
+            if not following:
+                return
+            block = following
 
 
 def samples_body(name: str, version: str, seed: int, contents: list[bytes], fmt: str) -> dict:
@@ -472,11 +481,11 @@ class Ingress:
                                                  "done)", retry_headers())
         result = await asyncio.to_thread(self.jobs.open_result, job, not delete)
         ext = Path(job["result_file"]).suffix
-        # streamed in blocks (a folder's file or a bucket's object alike); with delete=true the job goes once sent
-        return StreamingResponse(read_blocks(result), media_type=job["media_type"], headers={
+        # streamed in blocks (a folder's file or a bucket's object alike); with delete=true the job goes once read
+        then = functools.partial(self.jobs.delete, job_id, missing_ok=True) if delete else None
+        return StreamingResponse(read_blocks(result, then), media_type=job["media_type"], headers={
             "X-Model": job["model"], "X-Model-Version": job["version"], "Content-Length": str(job["result_bytes"]),
-            "Content-Disposition": f'attachment; filename="{job["model"]}-{job["version"]}{ext}"'},
-            background=BackgroundTask(self.jobs.delete, job_id, missing_ok=True) if delete else None)
+            "Content-Disposition": f'attachment; filename="{job["model"]}-{job["version"]}{ext}"'})
 
     @api.delete("/v1/translations/{job_id}", status_code=204, summary="Cancel a job, or drop its result",
                 responses=api_docs.errors(400, 404))

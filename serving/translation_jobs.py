@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -306,7 +307,7 @@ class JobStore:
             live = set(_by_job(listing))
             for folder in self.files.inputs.iterdir():
                 if folder.name not in live and now - folder.stat().st_mtime > STALE_S:
-                    self.files.remove_folder(folder.name)
+                    shutil.rmtree(folder, ignore_errors=True)
         kept = {rel: stat for rel, stat in listing.items() if rel.split("/", 1)[0] not in removed}
         return removed + self._evict(kept)
 
