@@ -51,6 +51,11 @@ def fast_path_env(names: list[str] | tuple[str, ...], cpus: int | None = None) -
     return env
 
 
+def jobs_capacity(cfg: "ServiceConfig") -> int:
+    """max_jobs' auto: the requests the model replicas hold at once (max_replicas x max_ongoing_requests)."""
+    return max(cfg.min_replicas, cfg.max_replicas) * (cfg.max_ongoing_requests or 2 * cfg.max_batch_size)
+
+
 @dataclass
 class ServiceConfig:
     """Everything an operator may tune; ``None`` means auto, resolved by :meth:`from_args`."""
@@ -113,7 +118,7 @@ class ServiceConfig:
         if cfg.async_pixels is None:
             cfg.async_pixels = cfg.tile_threshold
         if cfg.max_jobs is None:
-            cfg.max_jobs = max(cfg.min_replicas, cfg.max_replicas) * cfg.max_ongoing_requests
+            cfg.max_jobs = jobs_capacity(cfg)
         if is_url(cfg.jobs_dir):
             split_url(cfg.jobs_dir, "jobs_dir")  # no credentials, query or empty bucket in it
         for name in ("max_pixels", "tile_threshold", "max_jobs", "job_workers", "jobs_disk_budget_mb"):

@@ -635,7 +635,11 @@ def test_replicas_are_capped_to_what_the_cpus_hold(capsys):
     from serving.local_service import fit_replicas
 
     cfg = ServiceConfig.from_args({}, max_replicas=4, num_cpus=1.0, ingress_num_cpus=0.25)
-    assert fit_replicas(cfg, 2.0).max_replicas == 1  # 1 + 0.25 fits in 2 CPUs, 2 + 0.25 does not
+    fitted = fit_replicas(cfg, 2.0)
+    assert fitted.max_replicas == 1  # 1 + 0.25 fits in 2 CPUs, 2 + 0.25 does not
+    assert (cfg.max_jobs, fitted.max_jobs) == (4 * 16, 16)  # max_jobs auto: what the replicas hold, fitted too
+    given = ServiceConfig.from_args({}, max_replicas=4, num_cpus=1.0, ingress_num_cpus=0.25, max_jobs=5)
+    assert fit_replicas(given, 2.0).max_jobs == 5  # as the operator set it
     assert "max_replicas 4 -> 1" in capsys.readouterr().out
     assert fit_replicas(cfg, 16.0) is cfg and not capsys.readouterr().out  # room for all: unchanged
     half = ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.5, ingress_num_cpus=0.25)
