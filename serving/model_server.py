@@ -19,8 +19,8 @@ from serving.config import ServiceConfig
 from serving.http_layer import RETRY_AFTER_S, encode_result, error_result, grid_image
 from serving.store import ModelStore, parse_model_id
 from translate import uploads
-from translate.errors import TranslateError
 from translate.cuda_options import CudaOptions, replica_gpu_mem_limit
+from translate.errors import TranslateError
 from translate.predictor import Predictor, RuntimeOptions, gpu_memory_bytes
 from translate.tiling import TileConfig
 
@@ -89,11 +89,19 @@ def translate_items(model, items: list, max_pixels: int, gpu_decode: bool = Fals
     return results  # type: ignore[return-value]
 
 
+def replica_device(cfg: ServiceConfig) -> str:
+    """Where a model replica runs its models: a replica given a GPU must run on it ("cuda": a model whose ONNX Runtime
+    cannot use CUDA fails to load, naming why, rather than run on the CPU with a warning); one without, wherever
+    ONNX Runtime finds best ("auto")."""
+    return "cuda" if cfg.num_gpus else "auto"
+
+
 def replica_cuda_options(cfg: ServiceConfig) -> CudaOptions:
     """A model replica's CUDA provider settings: its share of the GPU's memory (Ray schedules fractions of a GPU but
-    does not divide its memory), NHWC kernels if asked, the heuristic convolution search (uploads come in every
-    size)."""
-    total = gpu_memory_bytes() if cfg.num_gpus else None
+    does not divide its memory; :func:`translate.cuda_options.replica_gpu_mem_limit`), NHWC kernels if asked, the
+    heuristic convolution search (uploads come in every size)."""
+    # asking the GPU's size starts a CUDA context: only where the answer is used
+    total = gpu_memory_bytes() if 0 < cfg.num_gpus < 1 and cfg.gpu_mem_limit is None else None
     return CudaOptions(gpu_mem_limit=replica_gpu_mem_limit(cfg.num_gpus, cfg.gpu_mem_limit, total),
                        prefer_nhwc=cfg.prefer_nhwc)
 
@@ -123,7 +131,8 @@ class ModelServer:
         def load():  # from an object store: downloaded once into this node's cache, checksum-verified
             # spinning=False: ORT's threads sleep between runs instead of spinning on cores the HTTP side needs
             # (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)
-            return Predictor(self.store.model_path(name, version), threads=self.config.threads,
+            return Predictor(self.store.model_path(name, version), device=replica_device(self.config),
+                             threads=self.config.threads,
                              tiling=TileConfig(threshold=self.config.tile_threshold),
                              runtime=RuntimeOptions(spinning=False), cuda=replica_cuda_options(self.config))
 

@@ -54,12 +54,20 @@ class CudaOptions:
         return options
 
 
+#: GPU memory each replica's process takes outside ONNX Runtime's arena, which gpu_mem_limit does not bound: its
+#: CUDA context (and torch's, which asks the GPU's size and decodes JPEGs), cuBLAS's workspace. Read, not yet
+#: measured: benchmarks/gpu_check.py's replica rows print the memory in use when a GPU is lent.
+CONTEXT_RESERVE_BYTES = 2**30
+
+
 def replica_gpu_mem_limit(num_gpus: float, gpu_mem_limit: int | None, gpu_total_bytes: int | None) -> int | None:
     """The ``gpu_mem_limit`` of a replica holding ``num_gpus`` of a GPU of ``gpu_total_bytes``: the value given,
-    else the replica's share of the GPU when it holds a fraction of one (several replicas share it), else None
-    (a whole GPU, or a GPU whose size is unknown: no limit)."""
+    else, when it holds a fraction of one (several replicas share it), its share of the GPU less
+    :data:`CONTEXT_RESERVE_BYTES` (at least half its share), else None (a whole GPU, or a GPU whose size is
+    unknown: no limit)."""
     if gpu_mem_limit is not None:
         return gpu_mem_limit
     if 0 < num_gpus < 1 and gpu_total_bytes:
-        return int(gpu_total_bytes * num_gpus)
+        share = int(gpu_total_bytes * num_gpus)
+        return max(share - CONTEXT_RESERVE_BYTES, share // 2)
     return None

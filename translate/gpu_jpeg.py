@@ -6,6 +6,10 @@ whose CPU would otherwise spend most of a small image's time in the decoder.
 other file, or where the GPU or torchvision is absent, it answers None and the caller decodes on the CPU. The
 two decoders' inverse DCTs and chroma upsampling differ by a few grey levels at most; the pixels' size,
 orientation and colours do not.
+
+torchvision 0.29 deprecates its image decoders in favour of TorchCodec (a DeprecationWarning, once per process);
+the lent GPU machines have 0.26. Where a later torchvision drops ``decode_jpeg``, the import fails and the CPU
+decodes, as without torchvision.
 """
 from __future__ import annotations
 

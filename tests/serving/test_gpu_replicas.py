@@ -10,6 +10,7 @@ from PIL import Image
 
 from serving import app, model_server
 from serving.config import ServiceConfig
+from translate.cuda_options import CONTEXT_RESERVE_BYTES
 from translate.errors import ConfigError
 from translate.export import export_generator
 from translate.networks import define_G, to_inference
@@ -40,14 +41,20 @@ def test_resources_ray_or_onnx_runtime_would_refuse_name_their_field(args, field
 def test_a_replica_takes_its_share_of_the_gpus_memory(monkeypatch):
     monkeypatch.setattr(model_server, "gpu_memory_bytes", lambda: 80 * GiB)
     quarter = model_server.replica_cuda_options(ServiceConfig.from_args({"num_gpus": "0.25", "prefer_nhwc": "true"}))
-    assert quarter.gpu_mem_limit == 20 * GiB and quarter.prefer_nhwc
-    assert quarter.provider_options()["gpu_mem_limit"] == str(20 * GiB)
+    assert quarter.gpu_mem_limit == 20 * GiB - CONTEXT_RESERVE_BYTES and quarter.prefer_nhwc
+    assert quarter.provider_options()["gpu_mem_limit"] == str(quarter.gpu_mem_limit)
     assert quarter.provider_options()["cudnn_conv_algo_search"] == "HEURISTIC"  # uploads come in every size
+    monkeypatch.setattr(model_server, "gpu_memory_bytes", lambda: pytest.fail("a CUDA context for nothing"))
     given = ServiceConfig.from_args({"num_gpus": "0.25", "gpu_mem_limit": str(6 * GiB)})
     assert model_server.replica_cuda_options(given).gpu_mem_limit == 6 * GiB
     assert model_server.replica_cuda_options(ServiceConfig.from_args({"num_gpus": "1"})).gpu_mem_limit is None
     monkeypatch.setattr(model_server, "gpu_memory_bytes", lambda: None)  # no CUDA: the size unknown, no limit
     assert model_server.replica_cuda_options(ServiceConfig.from_args({"num_gpus": "0.5"})).gpu_mem_limit is None
+
+
+def test_a_replica_given_a_gpu_refuses_to_run_on_the_cpu():
+    assert model_server.replica_device(ServiceConfig.from_args({"num_gpus": "0.25"})) == "cuda"
+    assert model_server.replica_device(ServiceConfig.from_args({})) == "auto"
 
 
 def test_gpu_decode_falls_back_to_the_cpu_decoder_with_the_same_answer():

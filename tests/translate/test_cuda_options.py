@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from translate import predictor
-from translate.cuda_options import CudaOptions, replica_gpu_mem_limit
+from translate.cuda_options import CONTEXT_RESERVE_BYTES, CudaOptions, replica_gpu_mem_limit
 from translate.errors import ConfigError
 from translate.export import export_generator, with_input_layout
 from translate.networks import define_G, to_inference
@@ -34,7 +34,9 @@ def test_bad_options_name_their_field(kw, field):
 
 
 def test_a_replicas_memory_limit_is_its_share_of_the_gpu_unless_given():
-    assert replica_gpu_mem_limit(0.25, None, 80 * GiB) == 20 * GiB  # four replicas on one GPU
+    # four replicas on one GPU: a quarter each, less what the process takes outside ONNX Runtime's arena
+    assert replica_gpu_mem_limit(0.25, None, 80 * GiB) == 20 * GiB - CONTEXT_RESERVE_BYTES
+    assert replica_gpu_mem_limit(0.25, None, 4 * GiB) == GiB // 2  # a small GPU: never under half the share
     assert replica_gpu_mem_limit(0.25, 5 * GiB, 80 * GiB) == 5 * GiB  # a given value wins
     assert replica_gpu_mem_limit(1.0, None, 80 * GiB) is None  # a whole GPU: no limit
     assert replica_gpu_mem_limit(0.5, None, None) is None  # the GPU's size unknown (no CUDA here)
