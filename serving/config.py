@@ -95,7 +95,16 @@ class ServiceConfig:
     min_replicas: int = opt(1, "autoscaling floor of model replicas")
     max_replicas: int = opt(2, "autoscaling limit of model replicas")
     num_cpus: float = opt(1.0, "CPUs reserved per model replica")
-    num_gpus: float = opt(0.0, "GPUs per model replica (ONNX Runtime uses CUDA when a GPU is there)")
+    num_gpus: float = opt(0.0, "GPUs per model replica (ONNX Runtime uses CUDA when a GPU is there); a fraction "
+                               "below 1 puts several replicas on one GPU (0.25: four), each with its own num_cpus "
+                               "and its share of the GPU's memory (gpu_mem_limit)")
+    gpu_mem_limit: int | None = opt(None, "bytes of GPU memory ONNX Runtime may take per model replica (auto: the "
+                                          "GPU's memory x num_gpus when num_gpus is a fraction, else no limit; Ray "
+                                          "does not keep replicas sharing a GPU out of each other's memory)")
+    prefer_nhwc: bool = opt(False, "ONNX Runtime's CUDA provider runs convolutions in NHWC (tensor cores' layout; "
+                                   "see benchmarks/gpu_check.py)")
+    gpu_decode: bool = opt(False, "decode JPEG uploads on the model replica's GPU (torchvision's nvJPEG) where one is "
+                                  "and torchvision is installed, else on the CPU as always")
     ingress_num_cpus: float = opt(0.25, "CPUs reserved for the ingress replica")
     threads: int | None = opt(None, "ONNX Runtime intra-op threads per model replica (auto: its default, one per "
                                     "core); 1 can serve small models faster on a small machine, see BENCHMARKS.md")
@@ -121,6 +130,7 @@ class ServiceConfig:
             cfg.max_jobs = jobs_capacity(cfg)
         if is_url(cfg.jobs_dir):
             split_url(cfg.jobs_dir, "jobs_dir")  # no credentials, query or empty bucket in it
+        check_replica_resources(cfg.num_cpus, cfg.num_gpus, cfg.gpu_mem_limit)
         for name in ("max_pixels", "tile_threshold", "max_jobs", "job_workers", "jobs_disk_budget_mb"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(name, f"must be at least 1, got {getattr(cfg, name)}")
@@ -128,3 +138,18 @@ class ServiceConfig:
             raise ConfigError("max_ongoing_requests", f"must be at least max_batch_size ({cfg.max_batch_size}) "
                                                       "or batches never fill")
         return cfg
+
+
+def check_replica_resources(num_cpus: float, num_gpus: float, gpu_mem_limit: int | None) -> None:
+    """A ConfigError naming the field of a model replica's resources Ray or ONNX Runtime would refuse: GPUs are
+    a fraction below 1 (replicas sharing a GPU) or whole GPUs, and a memory limit is for a replica with a GPU."""
+    if num_cpus < 0:
+        raise ConfigError("num_cpus", f"must be at least 0, got {num_cpus}")
+    if num_gpus < 0 or (num_gpus > 1 and num_gpus != int(num_gpus)):
+        raise ConfigError("num_gpus", f"must be 0, a fraction below 1 (several replicas on one GPU) or a whole "
+                                      f"number of GPUs, got {num_gpus}")
+    if gpu_mem_limit is not None:
+        if gpu_mem_limit < 1:
+            raise ConfigError("gpu_mem_limit", f"must be a number of bytes >= 1, got {gpu_mem_limit}")
+        if not num_gpus:
+            raise ConfigError("gpu_mem_limit", "limits a GPU replica's memory: set num_gpus above 0 too")
