@@ -1,6 +1,7 @@
-"""GPU check: every GPU path of the project in one run (at most 8 minutes on one H100/H200), one table.
+"""GPU check: every GPU path of the project in one run (at most 9 minutes on one H100/H200), one table.
 
     python3 -m benchmarks.gpu_check [--json results.json]
+    python3 -m benchmarks.gpu_check --only replica [--json results.json]   # the GPU replica alone (~2 minutes)
     python3 -m benchmarks.gpu_check --dry-run [--json dry.json]   # CPU, tiny networks
 
 Sections, each with its own time budget (``BUDGETS``); a section whose packages are missing is
@@ -23,18 +24,27 @@ others still run; the table (and the JSON, with ``--json``) is written whatever 
 * ``ddp``: data-parallel training with one GPU process: the project's own path (training.world's
   World: NCCL, gradients all-reduced before each optimizer step), started without Ray, checked against
   the same steps without it.
+* ``replica``: the GPU model replica's settings (README, "Serving on a GPU"), unet_256 on uint8 images as the
+  service's replica runs it, each alone and all together against the baseline (heuristic cuDNN search, NCHW
+  kernels, session.run, float input): ``prefer_nhwc``, cuDNN's exhaustive search for one fixed size, IOBinding,
+  the uint8 NHWC graph input (``translate export --input uint8-nhwc``); then 1 and 4 replicas (processes, as
+  Ray runs them) sharing one GPU, each with its ``gpu_mem_limit`` (a quarter of the GPU), images/s together and
+  the GPU memory in use; then JPEG decode of an upload on the GPU (nvJPEG through torchvision) against the CPU
+  (Pillow), wall and CPU milliseconds. Without onnxruntime-gpu its ONNX Runtime rows each say "skipped: ..."
+  and the JPEG rows still run.
 
 Needs torch >= 2.11 and onnxruntime (the GPU build, onnxruntime-gpu, for ``ort``, ``service`` and
 ``convert``), Ray for ``service`` and ``convert``, aiohttp for ``service``, torchmetrics for ``run`` and
 ``ddp`` (the Trainer validates); nothing downloads, and albumentations is not needed. A section that
-needs a missing package is "skipped", naming it. ONNX Runtime without a working CUDA provider is not
-skipped: CUDA was asked for, so ``ort``, ``service`` and ``convert`` FAIL with
-translate.errors.CudaProviderError naming why (the CPU build installed, cuBLAS/cuDNN that do not
+needs a missing package is "skipped", naming it; the CPU build of onnxruntime in place of onnxruntime-gpu
+counts as missing (``ort``, ``service`` and ``convert`` skipped, the ``replica`` section's ONNX Runtime rows
+too). Where onnxruntime-gpu is installed but its CUDA provider does not run, CUDA was asked for and is not
+skipped: those sections FAIL with translate.errors.CudaProviderError naming why (cuBLAS/cuDNN that do not
 load, no GPU visible), and the exit status is 1; onnxruntime-gpu's CUDA
 libraries come with torch's nvidia wheels and are loaded first (``import torch``,
 ``onnxruntime.preload_dlls()``). A GPU machine with torch alone (the device machines here: torch
-2.11, the CPU onnxruntime, no Ray, no albumentations) measures ``env``, ``train``, ``forward``, ``run``
-and ``ddp``; the last two run the Trainer, whose validation needs torchmetrics (the device image's
+2.11, the CPU onnxruntime, no Ray, no albumentations) measures ``env``, ``train``, ``forward``, ``run``,
+``ddp`` and the ``replica`` section's JPEG rows; ``run`` and ``ddp`` run the Trainer, whose validation needs torchmetrics (the device image's
 package list, /work/.library/device/KINDS.md, has 1.9.0; an older list did not name it). Where it is
 missing they are skipped naming the remedy: ``make gpu-deps`` here puts torchmetrics and
 lightning-utilities (pure Python, the versions of .venv) in .gpu-deps/ for the device call to carry.
@@ -44,7 +54,9 @@ Run the check from the checkout's root with that machine's Python, not through `
 
 To measure the rest there, install onnxruntime-gpu in place of onnxruntime, and Ray, from
 wheels carried to it (``pip install --no-index --find-links WHEELS onnxruntime-gpu 'ray[serve,data,
-train]'``), then run this again with ``--only ort service convert``.
+train]'``), then run this again with ``--only ort replica service convert``. onnxruntime-gpu's wheel (about
+256 MB) is larger than one device call may carry (64 MiB): it must travel in parts over back-to-back calls
+while the machine stays warm and be joined there (../shared/KNOWN-TRAPS.md, "The device machine").
 
 ``--dry-run`` runs every section on the CPU with tiny networks (the CPU provider in place of CUDA,
 gloo in place of NCCL, torch.compile's eager backend): tests/benchmarks/test_gpu_check.py runs it,
@@ -60,8 +72,10 @@ import json
 import math
 import os
 import platform
+import queue
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -73,9 +87,10 @@ from typing import Any, Callable
 from benchmarks import serve_load
 from benchmarks.harness import Timings, machine, stopwatch, table, time_calls
 
-#: seconds per section (on the GPU: 8 minutes in all with start-up); the dry run has the same
-BUDGETS = {"env": 15, "train": 190, "forward": 30, "run": 45, "ort": 50, "service": 60, "convert": 30, "ddp": 25}
-TOTAL_BUDGET = 470
+#: seconds per section (on the GPU: at most 9 minutes in all, the total capped by TOTAL_BUDGET); the dry run has the same
+BUDGETS = {"env": 15, "train": 190, "forward": 30, "run": 45, "ort": 50, "service": 60, "convert": 30, "ddp": 25,
+           "replica": 120}
+TOTAL_BUDGET = 540
 
 #: dense bf16 tensor-core peaks (TFLOP/s) from the vendor's data sheets, by device-name fragment
 BF16_PEAKS = (("H200", 989.4), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.4), ("GH200", 989.4),
@@ -107,6 +122,9 @@ class Plan:
     concurrency: int = 32
     convert_images: int = 128
     ddp_steps: int = 6
+    replicas: int = 4  # model replicas sharing one GPU (num_gpus 0.25 each)
+    replica_batch: int = 8  # the service's max_batch_size
+    jpeg_sizes: tuple[int, ...] = (256, 1024)
 
 
 GPU_PLAN = Plan()
@@ -114,7 +132,7 @@ GPU_PLAN = Plan()
 DRY_PLAN = Plan(device="cpu", size=32, unet="unet_32", resnet="resnet_9blocks", ngf=4, ndf=4, batches=(1,),
                 compile_batches=(1,), compile_backend="eager", seconds=0.0, min_iters=1, warmup=1, big_batch=2,
                 run_steps=4, run_images=4, run_size=32, run_batch=2, requests=16, concurrency=4, convert_images=4,
-                ddp_steps=2)
+                ddp_steps=2, replicas=2, replica_batch=2, jpeg_sizes=(64,))
 
 
 class Timeout(Exception):
@@ -132,6 +150,8 @@ class Report:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: list[dict[str, Any]] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
+    #: what a section that ran says beside its status (rows it had to skip)
+    section_notes: dict[str, str] = field(default_factory=dict)
 
     def row(self, section: str, what: str, variant: str, value: float | None, unit: str, **extra) -> dict:
         r = {"section": section, "what": what, "variant": variant, "value": value, "unit": unit, **extra}
@@ -253,6 +273,7 @@ def section_env(rep: Report) -> None:
         with contextlib.suppress(ImportError):
             m[mod] = __import__(mod).__version__
     if plan.device == "cuda":
+        m["summary"] = f"{host}, torch {torch.__version__} (CUDA {torch.version.cuda})"
         if not torch.cuda.is_available():
             raise RuntimeError("torch sees no CUDA GPU (run with --dry-run on a CPU machine)")
         name = torch.cuda.get_device_name(0)
@@ -510,8 +531,7 @@ def section_ort(rep: Report) -> None:
 
     need("onnxruntime")
     plan = rep.plan
-    if plan.device == "cuda":
-        require_ort_cuda()
+    _skip_without_ort_cuda(plan)
     from translate.predictor import Predictor  # lazy: ONNX Runtime
     from translate.tiling import TileConfig  # lazy: ONNX
 
@@ -560,8 +580,7 @@ def section_service(rep: Report) -> None:
     need("ray", "Ray Serve runs the service")
     need("aiohttp", "the load client")
     need("onnxruntime")
-    if plan.device == "cuda":
-        require_ort_cuda()
+    _skip_without_ort_cuda(plan)
     from serving import local_service as service  # lazy: Ray
     from serving.store import ModelStore  # lazy: Ray's section only
     from translate.predictor import Predictor  # lazy: ONNX Runtime
@@ -608,8 +627,7 @@ def section_convert(rep: Report) -> None:
     plan = rep.plan
     need("ray", "translate convert runs on Ray Data")
     need("onnxruntime")
-    if plan.device == "cuda":
-        require_ort_cuda()
+    _skip_without_ort_cuda(plan)
     from serving.convert import convert  # lazy: Ray
     from translate.datasets import make_pair  # lazy: torch
 
@@ -690,9 +708,248 @@ def section_ddp(rep: Report) -> None:
                            f"G_L1 {a} vs {b})")
 
 
+def ort_cuda_missing() -> str | None:
+    """Why ONNX Runtime's CUDA provider cannot even be asked for here, as a missing package is (the CPU build of
+    onnxruntime installed, as on the lent GPU machines, or none): the ORT rows are then skipped naming the remedy.
+    None where the GPU build is installed; whether its CUDA provider then works is :func:`require_ort_cuda`'s to
+    say (a failure, not a skip: CUDA was asked for and is there)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        return f"onnxruntime is not installed ({e}): install onnxruntime-gpu"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return (f"onnxruntime-gpu is not installed: onnxruntime {ort.__version__} here is the CPU build (no "
+                "CUDAExecutionProvider); install onnxruntime-gpu in its place (README, 'Serving on a GPU')")
+    return None
+
+
+def _skip_without_ort_cuda(plan: Plan) -> None:
+    """On the GPU: skip the section where onnxruntime-gpu is not installed, fail it where its CUDA provider does not
+    run; the dry run measures the CPU provider."""
+    if plan.device == "cuda":
+        if why := ort_cuda_missing():
+            raise Skip(why)
+        require_ort_cuda()
+
+
+#: the settings of a GPU model replica, each alone and all together: (CudaOptions fields, uint8 NHWC input).
+#: The baseline is ONNX Runtime's CUDA provider as the predictor ran it before them: the heuristic cuDNN search,
+#: NCHW kernels, session.run, float NCHW input converted from the pixels on the CPU.
+REPLICA_SETTINGS: dict[str, tuple[dict[str, Any], bool]] = {
+    "baseline": ({"io_binding": False}, False),
+    "prefer_nhwc": ({"io_binding": False, "prefer_nhwc": True}, False),
+    "exhaustive search (fixed size)": ({"io_binding": False, "fixed_size": True}, False),
+    "IOBinding": ({"io_binding": True}, False),
+    "uint8 NHWC input": ({"io_binding": False}, True),
+    "all together": ({"io_binding": True, "prefer_nhwc": True, "fixed_size": True}, True),
+}
+
+
+def _replica_worker(path: str, device: str, mem_limit: int | None, size: int, batch: int, seconds: float,
+                    threads: int, start, done, release, results) -> None:
+    """One model replica in a process of its own (as Ray runs each), sharing the GPU with the others: its own
+    session with its ``gpu_mem_limit``, timed between two barriers so that every replica runs at once."""
+    try:
+        import numpy as np
+
+        from translate.cuda_options import CudaOptions  # lazy: the parent's imports are not the child's
+        from translate.predictor import Predictor  # lazy: ONNX Runtime
+        from translate.tiling import TileConfig  # lazy: ONNX
+
+        p = Predictor(path, device=device, threads=threads, tiling=TileConfig(threshold=None),
+                      cuda=CudaOptions(gpu_mem_limit=mem_limit))
+        images = [np.random.default_rng(i).integers(0, 256, (size, size, 3), dtype=np.uint8) for i in range(batch)]
+        p.translate_arrays(images)  # warm-up: the arena grows, cuDNN searches
+        start.wait(timeout=300)
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < seconds:
+            p.translate_arrays(images)
+            n += batch
+        results.put({"images": n, "seconds": time.perf_counter() - t0, "providers": p.providers[:1]})
+    except BaseException as e:  # noqa: BLE001 - the parent shows it
+        results.put({"error": f"{type(e).__name__}: {e}"})
+        start.abort()
+    with contextlib.suppress(Exception):
+        done.wait(timeout=300)  # the parent reads the GPU's memory while every replica still holds its own
+        release.wait(timeout=300)
+
+
+def _replicas_on_one_gpu(rep: Report, path: str, n: int, gpu_bytes: int | None) -> tuple[float, str]:
+    """(images/s of ``n`` replicas together, a note): each replica a process with its share of the GPU's memory
+    (serving.model_server.replica_cuda_options' rule, translate.cuda_options.replica_gpu_mem_limit)."""
+    import multiprocessing as mp
+
+    from translate.cuda_options import replica_gpu_mem_limit
+
+    plan = rep.plan
+    share = 1.0 / n
+    limit = replica_gpu_mem_limit(share if n > 1 else 1.0, None, gpu_bytes)
+    ctx = mp.get_context("spawn")  # CUDA cannot be forked
+    start, done, release = ctx.Barrier(n), ctx.Barrier(n + 1), ctx.Barrier(n + 1)
+    results = ctx.Queue()
+    threads = 1 if plan.device == "cpu" else 0
+    procs = [ctx.Process(target=_replica_worker, daemon=True,
+                         args=(path, plan.device, limit, plan.size, plan.replica_batch, max(plan.seconds, 0.5),
+                               threads, start, done, release, results)) for _ in range(n)]
+    try:
+        for proc in procs:
+            proc.start()
+        got: list[dict[str, Any]] = []
+        while len(got) < n:
+            try:
+                got.append(results.get(timeout=1))
+            except queue.Empty:
+                dead = [proc.exitcode for proc in procs if proc.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a replica process died (exit codes {dead})") from None
+        errors = [g["error"] for g in got if "error" in g]
+        if errors:
+            raise RuntimeError(f"a replica failed: {errors[0]}")
+        used = ""
+        with contextlib.suppress(Exception):
+            done.wait(timeout=60)
+            if plan.device == "cuda":
+                import torch
+
+                free, total = torch.cuda.mem_get_info()
+                used = f"; GPU memory in use {(total - free) / 2**30:.1f} GB of {total / 2**30:.0f}"
+        per_s = sum(g["images"] / g["seconds"] for g in got)
+        note = (f"{n} processes, num_gpus {share:.2g} each, gpu_mem_limit "
+                f"{'none' if limit is None else f'{limit / 2**30:.1f} GB'} each{used}; providers {got[0]['providers']}")
+        return per_s, note
+    finally:
+        with contextlib.suppress(Exception):
+            release.wait(timeout=5)
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+
+
+def _jpeg_rows(rep: Report) -> None:
+    """JPEG decode of an upload on the GPU (torchvision's nvJPEG, translate.gpu_jpeg) against the CPU decoder
+    (translate.uploads.decode_upload, Pillow): milliseconds and CPU milliseconds per image, as the replica runs
+    them (the pixels come back to the host)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from translate import gpu_jpeg, uploads
+    from translate.datasets import make_pair  # lazy: torch
+
+    plan = rep.plan
+    try:
+        import torchvision  # noqa: F401
+        tv_missing = ""
+    except ImportError as e:
+        tv_missing = f"torchvision is not installed ({e})"
+    for size in plan.jpeg_sizes:
+        photo = make_pair("maps", 0, size=size)[0]
+        buf = io.BytesIO()
+        Image.fromarray(photo).save(buf, "JPEG", quality=90)
+        data = buf.getvalue()
+        what = f"JPEG decode {size}x{size} ({len(data) // 1024} KB)"
+        cpu_pixels = uploads.decode_upload(data, 2**31)[0]
+        t = measure(lambda: uploads.decode_upload(data, 2**31), rep.plan)
+        base = t.median
+        rep.row("replica", what, "CPU (Pillow)", base * 1000, "ms", note=f"CPU {statistics.median(t.cpu) * 1000:.2f} ms")
+        if tv_missing:
+            rep.row("replica", what, "GPU (nvJPEG)", None, "", note=f"skipped: {tv_missing}")
+            continue
+        device = "cuda" if plan.device == "cuda" else "cpu"
+        got = gpu_jpeg.decode_jpeg(data, device=device)
+        if got is None:
+            rep.row("replica", what, f"torchvision on {device}", None, "",
+                    note=f"skipped: torchvision's decode_jpeg on {device} did not decode it (the CPU decoder serves)")
+            continue
+        t = measure(lambda: gpu_jpeg.decode_jpeg(data, device=device), rep.plan)
+        diff = int(np.abs(got.astype(int) - cpu_pixels).max())
+        rep.row("replica", what, "GPU (nvJPEG)" if device == "cuda" else "torchvision on cpu (dry run)",
+                t.median * 1000, "ms", ratio=base / t.median,
+                note=f"CPU {statistics.median(t.cpu) * 1000:.2f} ms; max diff vs Pillow {diff} grey levels")
+
+
+def section_replica(rep: Report) -> None:
+    """A GPU model replica's settings, each alone and all together, on unet_256 (uint8 images in, uint8 out,
+    as the service's replica runs them): cuDNN's NHWC kernels (prefer_nhwc), the exhaustive convolution search for
+    one fixed size, IOBinding, the uint8 NHWC graph input (`translate export --input uint8-nhwc`); then several
+    replicas sharing one GPU, each with its gpu_mem_limit, against one; then JPEG decode on the GPU against the CPU.
+    Without onnxruntime-gpu (the lent machines as they come) the ONNX Runtime rows are skipped naming it and the
+    JPEG rows still run; the dry run measures the CPU provider (where the CUDA options do nothing)."""
+    plan = rep.plan
+    why = ort_cuda_missing() if plan.device == "cuda" else None
+    if why is None:
+        try:
+            need("onnxruntime")
+        except Skip as e:
+            why = str(e)
+    if why is not None:
+        for name in [*REPLICA_SETTINGS, f"{plan.replicas} replicas on one GPU"]:
+            rep.row("replica", f"{plan.unet}, batch {plan.replica_batch}", name, None, "", note=f"skipped: {why}")
+        rep.section_notes["replica"] = f"ONNX Runtime rows skipped: {why}"
+    else:
+        if plan.device == "cuda":
+            require_ort_cuda()
+        _ort_replica_rows(rep)
+    _jpeg_rows(rep)
+
+
+def _ort_replica_rows(rep: Report) -> None:
+    import numpy as np
+
+    from translate.cuda_options import CudaOptions  # lazy: the section's own
+    from translate.export import export_generator, with_input_layout  # lazy: torch
+    from translate.predictor import Predictor, gpu_memory_bytes  # lazy: ONNX Runtime
+    from translate.tiling import TileConfig  # lazy: ONNX
+
+    plan = rep.plan
+    data, _ = export_generator(_generator(plan.unet, plan), {"arch": {"input_nc": 3}, "batch_stats": True},
+                               check=False)
+    models = {False: data, True: with_input_layout(data, "uint8-nhwc")[0]}
+    images = [np.random.default_rng(i).integers(0, 256, (plan.size, plan.size, 3), dtype=np.uint8)
+              for i in range(plan.replica_batch)]
+    cpu = plan.device == "cpu"
+    base: dict[str, float] = {}
+    reference = None
+    for name, (fields, uint8) in REPLICA_SETTINGS.items():
+        p = Predictor(models[uint8], device=plan.device, tiling=TileConfig(threshold=None), cuda=CudaOptions(**fields))
+        out = p.translate_arrays(images)
+        reference = out if reference is None else reference
+        diff = max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(out, reference, strict=True))
+        if diff > 8:  # the same network: a layout or a binding that mixes pixels up, not rounding
+            raise RuntimeError(f"{name}: the output differs from the baseline's by {diff} grey levels")
+        lat = measure(lambda: p.translate_arrays(images[:1]), plan).median * 1000
+        ips = measure(lambda: p.translate_arrays(images), plan).per_second * len(images)
+        variant = f"{name} (CPU provider: dry run)" if cpu else name
+        ignored = cpu and ("prefer_nhwc" in fields or "fixed_size" in fields)
+        note = (f"providers {p.providers[:1]}, IOBinding {p.binding_device or 'off'}, input {p.input_layout}; "
+                f"max diff vs baseline {diff} grey levels" + ("; the CUDA options do nothing on the CPU" if ignored else ""))
+        r1 = rep.row("replica", f"{plan.unet} batch 1 latency", variant, lat, "ms", note=note)
+        r2 = rep.row("replica", f"{plan.unet} batch {len(images)}", variant, ips, "images/s")
+        if name == "baseline":
+            base = {"lat": lat, "ips": ips}
+        r1["ratio"], r2["ratio"] = base["lat"] / lat, ips / base["ips"]
+        p = None  # its GPU memory freed before the next setting's session
+    with tempfile.TemporaryDirectory(prefix="gpu-check-replica-") as tmp:
+        path = str(Path(tmp) / "model.onnx")
+        Path(path).write_bytes(data)
+        gpu_bytes = gpu_memory_bytes() if not cpu else None
+        one = None
+        for n in (1, plan.replicas):
+            per_s, note = _replicas_on_one_gpu(rep, path, n, gpu_bytes)
+            r = rep.row("replica", f"{plan.unet} batch {plan.replica_batch}, replicas sharing one "
+                                   f"{'CPU (dry run)' if cpu else 'GPU'}", f"{n} replica{'s' if n > 1 else ''}",
+                        per_s, "images/s (all replicas)", note=note)
+            one = per_s if one is None else one
+            r["ratio"] = per_s / one
+
+
 SECTIONS: dict[str, Callable[[Report], None]] = {
     "env": section_env, "train": section_train, "forward": section_forward, "run": section_run,
-    "ort": section_ort, "service": section_service, "convert": section_convert, "ddp": section_ddp}
+    "ort": section_ort, "service": section_service, "convert": section_convert, "ddp": section_ddp,
+    "replica": section_replica}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -730,11 +987,17 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as e:  # noqa: BLE001 - the table shows it; the next section runs
                     status, note = "FAILED", f"{type(e).__name__}: {e}"
                     traceback.print_exc()
+            if status == "ok":
+                note = rep.section_notes.get(name, "")
             rep.sections[name] = {"status": status, "seconds": lap.wall, "cpu_seconds": lap.cpu, "note": note}
             if status != "ok":
                 print(f"   {name}: {status}: {note}", flush=True)
             if name == "env" and status == "FAILED" and plan.device == "cuda":
-                break  # no GPU: nothing else can run
+                for rest in names[1:]:  # no GPU: nothing else can run; each says so
+                    rep.sections[rest] = {"status": "skipped", "seconds": 0.0, "cpu_seconds": 0.0,
+                                          "note": f"not run: env failed ({note})"}
+                    print(f"== {rest}: skipped: not run: env failed", flush=True)
+                break
     except KeyboardInterrupt:
         rep.sections["interrupted"] = {"status": "interrupted", "seconds": time.monotonic() - started}
     finally:

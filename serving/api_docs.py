@@ -47,9 +47,12 @@ class JobBody(BaseModel):
     created: float = Field(description="Unix time")
     started: float | None = None
     finished: float | None = None
-    expires: float | None = Field(None, description="Unix time the job and its result are removed")
+    expires: float | None = Field(None, description="Unix time the job and its result are removed at the latest; "
+                                                   "sooner when the results kept pass jobs_disk_budget_mb (the "
+                                                   "least recently fetched go first)")
     url: str = Field(description="this job: GET for progress, DELETE to cancel or drop it")
-    result: str | None = Field(None, description="once done: GET it for the image at full size")
+    result: str | None = Field(None, description="once done: GET it for the image at full size (?delete=true: "
+                                                "the job goes once it is sent)")
     media_type: str | None = Field(None, description="once done: image/png or image/jpeg")
     error: str | None = Field(None, description="once failed: the error code")
     detail: str | list[dict[str, Any]] | None = Field(None, description="once failed: what went wrong")
@@ -91,8 +94,9 @@ class Limits(BaseModel):
     max_pixels: int
     tile_threshold: int
     async_pixels: int
-    max_jobs: int
+    max_jobs: int = Field(description="translation jobs queued or running at once (finished ones do not count)")
     job_ttl_s: float
+    jobs_disk_budget_mb: int = Field(description="megabytes of finished jobs' results kept")
     request_timeout_s: float
 
 
@@ -115,7 +119,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
            413: "over max_upload_bytes (max_zip_bytes for retraining; from Content-Length or as the body "
                 "arrives) or over max_pixels (from the image header, before decoding)",
            415: "not PNG, JPEG, WebP, BMP or TIFF (by magic bytes)",
-           503: "overloaded, too many jobs kept, or the model cannot be loaded; Retry-After says when to retry",
+           503: "overloaded, max_jobs jobs queued or running (too_many_jobs), or the model or the jobs' storage "
+                "cannot be reached; Retry-After says when to retry",
            504: "the model did not answer within request_timeout_s: send large images with async=true"}
     return {code: {"model": ErrorBody, "description": why[code]} for code in codes}
 
@@ -161,6 +166,10 @@ DESCRIPTION = """Image-to-image translation (Pix2Pix, CycleGAN) with ONNX Runtim
 Upload an image to `POST /v1/models/{name}/translate` and get the translation back, the same size.
 Images over `async_pixels` pixels (or any, with `?async=true`) become a job: the answer is 202 with the
 job, `GET /v1/translations/{id}` reports its progress and then the URL of the result.
+At most `max_jobs` jobs are queued or running at once (beyond it 503 `too_many_jobs` with Retry-After);
+finished results are kept for `job_ttl_s` within `jobs_disk_budget_mb`, the least recently fetched removed
+first. `GET /v1/translations/{id}/result?delete=true` sends the result and deletes the job at once, as
+`DELETE /v1/translations/{id}` does.
 Every refusal is a JSON body `{"error": CODE, "detail": ...}`.
 """
 

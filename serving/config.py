@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from translate.errors import ConfigError
+from translate.object_storage import is_url, split_url
 from translate.options import coerce, opt
 
 from .store import ModelStore
@@ -50,6 +51,11 @@ def fast_path_env(names: list[str] | tuple[str, ...], cpus: int | None = None) -
     return env
 
 
+def jobs_capacity(cfg: "ServiceConfig") -> int:
+    """max_jobs' auto: the requests the model replicas hold at once (max_replicas x max_ongoing_requests)."""
+    return max(cfg.min_replicas, cfg.max_replicas) * (cfg.max_ongoing_requests or 2 * cfg.max_batch_size)
+
+
 @dataclass
 class ServiceConfig:
     """Everything an operator may tune; ``None`` means auto, resolved by :meth:`from_args`."""
@@ -65,12 +71,18 @@ class ServiceConfig:
                                            "(translate.tiling, as `translate predict` does)")
     async_pixels: int | None = opt(None, "uploads with more pixels become a job (202 and a job URL) unless the "
                                          "request says async=false (auto: tile_threshold)")
-    max_jobs: int = opt(16, "translation jobs kept at once (queued, running or finished with their result); "
-                            "beyond it 503 with Retry-After")
-    job_ttl_s: float = opt(900.0, "seconds a finished job and its result are kept")
+    max_jobs: int | None = opt(None, "translation jobs queued or running at once, over every ingress replica; "
+                                     "beyond it 503 with Retry-After. Finished jobs do not count (see "
+                                     "jobs_disk_budget_mb) (auto: max_replicas x max_ongoing_requests, what the "
+                                     "model replicas hold at once)")
+    job_ttl_s: float = opt(900.0, "seconds a finished job and its result are kept at most")
+    jobs_disk_budget_mb: int = opt(2048, "megabytes of finished jobs' results kept in jobs_dir; beyond it the "
+                                         "least recently fetched results are removed first, then the oldest "
+                                         "never fetched")
     job_workers: int = opt(1, "jobs one ingress replica runs at once (each holds its image; the rest queue)")
-    jobs_dir: str = opt("", "folder of the jobs' state and results ('' = a new temporary folder; with ingress "
-                            "replicas on several nodes, a shared file system)")
+    jobs_dir: str = opt("", "folder or s3://BUCKET/PREFIX of the jobs' state and results ('' = a new temporary "
+                            "folder; with ingress replicas on several nodes, object storage or a shared file "
+                            "system)")
     request_timeout_s: float = opt(60.0, "seconds the ingress waits for the model before it answers 504")
     max_batch_size: int = opt(8, "largest batch of requests per model call")
     batch_wait_timeout_s: float = opt(0.01, "seconds a batch waits to fill before it runs")
@@ -83,7 +95,16 @@ class ServiceConfig:
     min_replicas: int = opt(1, "autoscaling floor of model replicas")
     max_replicas: int = opt(2, "autoscaling limit of model replicas")
     num_cpus: float = opt(1.0, "CPUs reserved per model replica")
-    num_gpus: float = opt(0.0, "GPUs per model replica (ONNX Runtime uses CUDA when a GPU is there)")
+    num_gpus: float = opt(0.0, "GPUs per model replica (ONNX Runtime uses CUDA when a GPU is there); a fraction "
+                               "below 1 puts several replicas on one GPU (0.25: four), each with its own num_cpus "
+                               "and its share of the GPU's memory (gpu_mem_limit)")
+    gpu_mem_limit: int | None = opt(None, "bytes of GPU memory ONNX Runtime may take per model replica (auto: the "
+                                          "GPU's memory x num_gpus when num_gpus is a fraction, else no limit; Ray "
+                                          "does not keep replicas sharing a GPU out of each other's memory)")
+    prefer_nhwc: bool = opt(False, "ONNX Runtime's CUDA provider runs convolutions in NHWC (tensor cores' layout; "
+                                   "see benchmarks/gpu_check.py)")
+    gpu_decode: bool = opt(False, "decode JPEG uploads on the model replica's GPU (torchvision's nvJPEG) where one is "
+                                  "and torchvision is installed, else on the CPU as always")
     ingress_num_cpus: float = opt(0.25, "CPUs reserved for the ingress replica")
     threads: int | None = opt(None, "ONNX Runtime intra-op threads per model replica (auto: its default, one per "
                                     "core); 1 can serve small models faster on a small machine, see BENCHMARKS.md")
@@ -105,10 +126,30 @@ class ServiceConfig:
             cfg.max_ongoing_requests = 2 * cfg.max_batch_size
         if cfg.async_pixels is None:
             cfg.async_pixels = cfg.tile_threshold
-        for name in ("max_pixels", "tile_threshold", "max_jobs", "job_workers"):
+        if cfg.max_jobs is None:
+            cfg.max_jobs = jobs_capacity(cfg)
+        if is_url(cfg.jobs_dir):
+            split_url(cfg.jobs_dir, "jobs_dir")  # no credentials, query or empty bucket in it
+        check_replica_resources(cfg.num_cpus, cfg.num_gpus, cfg.gpu_mem_limit)
+        for name in ("max_pixels", "tile_threshold", "max_jobs", "job_workers", "jobs_disk_budget_mb"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(name, f"must be at least 1, got {getattr(cfg, name)}")
         if cfg.max_ongoing_requests < cfg.max_batch_size:
             raise ConfigError("max_ongoing_requests", f"must be at least max_batch_size ({cfg.max_batch_size}) "
                                                       "or batches never fill")
         return cfg
+
+
+def check_replica_resources(num_cpus: float, num_gpus: float, gpu_mem_limit: int | None) -> None:
+    """A ConfigError naming the field of a model replica's resources Ray or ONNX Runtime would refuse: GPUs are
+    a fraction below 1 (replicas sharing a GPU) or whole GPUs, and a memory limit is for a replica with a GPU."""
+    if num_cpus < 0:
+        raise ConfigError("num_cpus", f"must be at least 0, got {num_cpus}")
+    if num_gpus < 0 or (num_gpus > 1 and num_gpus != int(num_gpus)):
+        raise ConfigError("num_gpus", f"must be 0, a fraction below 1 (several replicas on one GPU) or a whole "
+                                      f"number of GPUs, got {num_gpus}")
+    if gpu_mem_limit is not None:
+        if gpu_mem_limit < 1:
+            raise ConfigError("gpu_mem_limit", f"must be a number of bytes >= 1, got {gpu_mem_limit}")
+        if not num_gpus:
+            raise ConfigError("gpu_mem_limit", "limits a GPU replica's memory: set num_gpus above 0 too")

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from serving.store import NotFoundError, StoreError
 from translate import imageio
-from translate.errors import ConfigError, DataError, ImageError, ModelError, TranslateError
+from translate.errors import ConfigError, DataError, ImageError, ModelError, StorageError, TranslateError
 from translate.imageio import TooManyPixels
 from translate.uploads import UnsupportedFormat
 
@@ -46,6 +46,8 @@ def translate_error_status(e: TranslateError) -> tuple[int, str]:
         return 404, "not_found"
     if isinstance(e, StoreError):
         return 503, "store_unavailable"
+    if isinstance(e, StorageError):  # the jobs' bucket (jobs_dir on object storage)
+        return 503, "storage_unavailable"
     if isinstance(e, ConfigError):
         return 400, f"bad_{e.field}"
     if isinstance(e, TooManyPixels):

@@ -19,7 +19,7 @@ Routes::
                                         A multimodal model's several answers: ``samples`` and ``seed``
                                         (a JSON body of base64 images, or ``grid=true``: one image)
     GET  /v1/translations/{id}          a translation job's progress; once done, its result's URL
-    GET  /v1/translations/{id}/result   the translated image, full size
+    GET  /v1/translations/{id}/result   the translated image, full size (``?delete=true``: and the job goes)
     DELETE /v1/translations/{id}        cancel a job, or drop its result
     POST /v1/models/{name}/retrain      a zip of training pairs; Authorization: Bearer <token>
     GET  /v1/jobs/{job_id}              a retraining job's status
@@ -32,6 +32,7 @@ tile by tile above ``tile_threshold``, translate.tiling). Every refusal is an an
 """
 import asyncio
 import base64
+import functools
 import logging
 import os
 import re
@@ -39,13 +40,13 @@ import secrets
 import time
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from ray import serve
 from ray.exceptions import RayActorError
@@ -154,6 +155,27 @@ SAMPLES_QUERY = Query(None, description=f"a multimodal model's answers to the on
 SEED_QUERY = Query(None, description="the seed of the samples' codes (>= 0): the same seed, the same images "
                                      "(default: a fresh one, said in X-Seed)")
 GRID_QUERY = Query(False, description="true: the samples side by side in one image (PNG or JPEG)")
+DELETE_QUERY = Query(False, description="true: delete the job once its result is sent (frees its place in the "
+                                        "jobs' disk budget at once; otherwise a fetched result is the first "
+                                        "removed when the budget is full, and any is removed job_ttl_s after the "
+                                        "job finished)")
+RESULT_BLOCK = 2**20  # a job's result is sent in blocks of this many bytes
+
+
+def read_blocks(f, then: Callable[[], None] | None = None) -> Iterator[bytes]:
+    """A file's bytes in blocks, closing it at the end (run on Starlette's thread pool: a bucket's reads block).
+    ``then`` runs once the whole file is read, before its last block is sent: done before the client has it."""
+    with f:
+        block = f.read(RESULT_BLOCK)
+        while True:
+            following = f.read(RESULT_BLOCK) if block else b""
+            if not following and then is not None:
+                then()
+            if block:
+                yield block
+            if not following:
+                return
+            block = following
 
 
 def samples_body(name: str, version: str, seed: int, contents: list[bytes], fmt: str) -> dict:
@@ -176,7 +198,9 @@ class Ingress:
         self.model_server = model_server
         self.handles: dict[tuple[str, bool], Any] = {}  # per model id, by reference or not: options() builds anew
         self.page_html = (STATIC / "index.html").read_text()
-        self.jobs = JobStore(self.config.jobs_dir or default_jobs_dir(), self.config.max_jobs, self.config.job_ttl_s)
+        assert self.config.max_jobs is not None  # resolved by ServiceConfig.from_args likewise
+        self.jobs = JobStore(self.config.jobs_dir or default_jobs_dir(), self.config.max_jobs, self.config.job_ttl_s,
+                             self.config.jobs_disk_budget_mb * 2**20)
         self.running: dict[str, asyncio.Task] = {}  # the jobs this replica runs (or queues), by id
         self.job_slots = asyncio.Semaphore(self.config.job_workers)  # bound to the replica's loop on first use
         self.keeper: asyncio.Task | None = None
@@ -290,6 +314,7 @@ class Ingress:
             await asyncio.to_thread(self.jobs.fail, job_id, 500, "internal_error", f"{e.__class__.__name__}: {e}")
         finally:
             self.running.pop(job_id, None)
+            await asyncio.to_thread(self.jobs.drop_input, job_id)  # deleted elsewhere: its input is still here
 
     async def keep_jobs(self) -> None:
         """Touch the jobs this replica runs (others see it alive) and remove expired ones, forever."""
@@ -446,7 +471,7 @@ class Ingress:
              response_class=Response, responses={200: {"description": "the translation", "content": {"image/png": {"schema": api_docs.BINARY},
                                                                            "image/jpeg": {"schema": api_docs.BINARY}}},
                         **api_docs.errors(400, 404, 409)})
-    async def translation_result(self, job_id: str):
+    async def translation_result(self, job_id: str, delete: bool = DELETE_QUERY):
         job = await self.job_record(job_id)
         if job["state"] == "failed":
             raise ServiceError(job.get("status") or 500, job.get("error") or "failed", job.get("detail"))
@@ -454,10 +479,12 @@ class Ingress:
             done, total = job.get("done", 0), job.get("total", 0)
             raise ServiceError(409, "not_ready", f"job {job_id} is {job['state']} ({done} of {total or '?'} tile runs "
                                                  "done)", retry_headers())
-        path = self.jobs.folder(job_id) / job["result_file"]
-        ext = path.suffix
-        return FileResponse(path, media_type=job["media_type"], headers={
-            "X-Model": job["model"], "X-Model-Version": job["version"],
+        result = await asyncio.to_thread(self.jobs.open_result, job, not delete)
+        ext = Path(job["result_file"]).suffix
+        # streamed in blocks (a folder's file or a bucket's object alike); with delete=true the job goes once read
+        then = functools.partial(self.jobs.delete, job_id, missing_ok=True) if delete else None
+        return StreamingResponse(read_blocks(result, then), media_type=job["media_type"], headers={
+            "X-Model": job["model"], "X-Model-Version": job["version"], "Content-Length": str(job["result_bytes"]),
             "Content-Disposition": f'attachment; filename="{job["model"]}-{job["version"]}{ext}"'})
 
     @api.delete("/v1/translations/{job_id}", status_code=204, summary="Cancel a job, or drop its result",

@@ -13,7 +13,7 @@ import ray
 from ray import serve
 
 from serving.app import build_app, http_options
-from serving.config import ServiceConfig, fast_path_env
+from serving.config import ServiceConfig, fast_path_env, jobs_capacity
 from serving.store import ModelStore
 from serving.translation_jobs import default_jobs_dir
 from training import local_ray
@@ -53,7 +53,10 @@ def fit_replicas(cfg: ServiceConfig, cpus: float) -> ServiceConfig:
         return cfg
     print(f"note: {cpus:g} CPUs hold at most {fits} model replica(s) of num_cpus {cfg.num_cpus:g} next to the "
           f"ingress; max_replicas {cfg.max_replicas} -> {fits} (lower --num-cpus per replica to run more)")
-    return ServiceConfig(**{**asdict(cfg), "max_replicas": fits})
+    changed: dict = {"max_replicas": fits}
+    if cfg.max_jobs == jobs_capacity(cfg):  # max_jobs auto (what the model replicas hold): follows the replicas
+        changed["max_jobs"] = jobs_capacity(ServiceConfig(**{**asdict(cfg), **changed}))
+    return ServiceConfig(**{**asdict(cfg), **changed})
 
 
 _local_jobs_dirs: list[str] = []  # jobs folders start_local made (its temporary ones), removed by stop_local

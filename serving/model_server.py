@@ -19,8 +19,9 @@ from serving.config import ServiceConfig
 from serving.http_layer import RETRY_AFTER_S, encode_result, error_result, grid_image
 from serving.store import ModelStore, parse_model_id
 from translate import uploads
+from translate.cuda_options import CudaOptions, replica_gpu_mem_limit
 from translate.errors import TranslateError
-from translate.predictor import Predictor, RuntimeOptions
+from translate.predictor import Predictor, RuntimeOptions, gpu_memory_bytes
 from translate.tiling import TileConfig
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 MAX_MODELS_PER_REPLICA = 4
 
 
-def translate_items(model, items: list, max_pixels: int) -> list[dict]:
+def translate_items(model, items: list, max_pixels: int, gpu_decode: bool = False) -> list[dict]:
     """One batch, on the model replica's worker thread: uploads (``{'upload': bytes, 'format': 'PNG'}``,
     checked by their header on the ingress) are decoded, every image runs through ``model`` in one call
     (grouped by size inside), uploads come back encoded (``{'content': bytes}``), arrays as arrays
@@ -37,7 +38,8 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
     An upload with ``'samples': K, 'seed': S`` runs once per latent code the model draws from S (a multimodal
     model's several answers, in the same call) and comes back as ``{'contents': [bytes, ...]}``, or with
     ``'grid': True`` as one image of them side by side (``{'content': bytes}``); a one-answer model asked
-    for several gets the error of ``Predictor.latents``."""
+    for several gets the error of ``Predictor.latents``. ``gpu_decode``: JPEG uploads are decoded on the GPU where
+    one is (see :func:`translate.uploads.decode_upload`)."""
     results: list[dict | None] = [None] * len(items)
     arrays, index, codes, alphas = [], [], [], {}
     for i, item in enumerate(items):
@@ -46,7 +48,7 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
             a = item
         else:
             try:
-                a, alphas[i] = uploads.decode_upload(item["upload"], max_pixels)
+                a, alphas[i] = uploads.decode_upload(item["upload"], max_pixels, gpu=gpu_decode)
                 if "samples" in item:
                     latents = model.latents(item["samples"], item["seed"])
             except TranslateError as e:
@@ -87,6 +89,23 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
     return results  # type: ignore[return-value]
 
 
+def replica_device(cfg: ServiceConfig) -> str:
+    """Where a model replica runs its models: a replica given a GPU must run on it ("cuda": a model whose ONNX Runtime
+    cannot use CUDA fails to load, naming why, rather than run on the CPU with a warning); one without, wherever
+    ONNX Runtime finds best ("auto")."""
+    return "cuda" if cfg.num_gpus else "auto"
+
+
+def replica_cuda_options(cfg: ServiceConfig) -> CudaOptions:
+    """A model replica's CUDA provider settings: its share of the GPU's memory (Ray schedules fractions of a GPU but
+    does not divide its memory; :func:`translate.cuda_options.replica_gpu_mem_limit`), NHWC kernels if asked, the
+    heuristic convolution search (uploads come in every size)."""
+    # asking the GPU's size starts a CUDA context: only where the answer is used
+    total = gpu_memory_bytes() if 0 < cfg.num_gpus < 1 and cfg.gpu_mem_limit is None else None
+    return CudaOptions(gpu_mem_limit=replica_gpu_mem_limit(cfg.num_gpus, cfg.gpu_mem_limit, total),
+                       prefer_nhwc=cfg.prefer_nhwc)
+
+
 class JobCancelled(Exception):
     """Raised inside a tiled translation whose caller has gone, to stop it at the next tile."""
 
@@ -112,9 +131,10 @@ class ModelServer:
         def load():  # from an object store: downloaded once into this node's cache, checksum-verified
             # spinning=False: ORT's threads sleep between runs instead of spinning on cores the HTTP side needs
             # (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)
-            return Predictor(self.store.model_path(name, version), threads=self.config.threads,
+            return Predictor(self.store.model_path(name, version), device=replica_device(self.config),
+                             threads=self.config.threads,
                              tiling=TileConfig(threshold=self.config.tile_threshold),
-                             runtime=RuntimeOptions(spinning=False))
+                             runtime=RuntimeOptions(spinning=False), cuda=replica_cuda_options(self.config))
 
         return await asyncio.to_thread(load)
 
@@ -122,7 +142,8 @@ class ModelServer:
     async def translate_batch(self, items: list) -> list[dict]:
         model = await self.load_model(serve.get_multiplexed_model_id())
         # decoding and encoding ride along in the batch's one trip to a worker thread
-        results = await asyncio.to_thread(translate_items, model, items, self.config.max_pixels)
+        results = await asyncio.to_thread(translate_items, model, items, self.config.max_pixels,
+                                          self.config.gpu_decode)
         return [{**r, "batch_size": len(items)} for r in results]
 
     async def __call__(self, item) -> dict:

@@ -122,6 +122,7 @@ TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
     "translate train pix2pix --help": Run(exit=0),
     "translate export runs/maps --out maps.onnx": Run(),
     "translate export runs/maps --out maps-latest.onnx --checkpoint latest": Run(),
+    "translate export runs/maps --out maps-u8.onnx --input uint8-nhwc": Run(),
     "translate predict maps.onnx aerial1.png photos/ --out translated/": Run(),
     "translate evaluate maps.onnx --data maps/ --split test": Run(add=("--quiet",)),
     "translate train cyclegan --data horse2zebra/ --out runs/h2z": Run(add=(

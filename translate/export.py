@@ -13,7 +13,9 @@ tests without ``eval()``: batch statistics and dropout on):
 
 The exported graph takes ``input`` (N, C, H, W) float in [-1, 1] with dynamic N, H, W
 (H and W multiples of ``size_multiple``) and returns ``output`` in [-1, 1]. The model's
-metadata carries the normalisation, size multiple, channels and training config.
+metadata carries the normalisation, size multiple, channels and training config. An image
+translator may instead take uint8 (N, H, W, C) pixels as decoded (``input_layout``
+``uint8-nhwc``, :mod:`translate.input_layout`: the graph transposes and normalises them).
 """
 from __future__ import annotations
 
@@ -33,10 +35,11 @@ from .errors import ConfigError, ModelError
 from .files import atomic_path
 from .gan.networks import DCGANGenerator, MLPGenerator
 from .generators import load_generator
-from .imageio import to_network
+from .imageio import from_network, to_network
+from .input_layout import FLOAT_NCHW, INPUT_LAYOUTS, check_layout, to_uint8_nhwc
 from .kinds import KINDS, kind
 from .networks import LatentInputGenerator, ResnetGenerator
-from .onnx_meta import OPSET, TOLERANCE, add_metadata, encode_metadata
+from .onnx_meta import OPSET, TOLERANCE, add_metadata, encode_metadata, read_metadata
 from .options import opt
 from .padding import pad_to_multiple
 
@@ -146,16 +149,63 @@ class ExportOptions:
     checkpoint: str | None = opt(None, f"which checkpoint of a run directory: {CHECKPOINT_CHOICES} (default: best "
                                  "when the run kept one, else latest)")
     tolerance: float = opt(TOLERANCE, "largest absolute difference from PyTorch allowed on [-1, 1] outputs")
+    input: str = opt(FLOAT_NCHW, "the image input: float NCHW in [-1, 1], or uint8 NHWC pixels as decoded (the "
+                     "graph transposes and normalises them: less to copy to a GPU, no conversion on the CPU)",
+                     choices=INPUT_LAYOUTS)
 
 
 def export_model(path: str | os.PathLike, out: str | os.PathLike, direction: str | None = None,
-                 tolerance: float = TOLERANCE) -> float:
+                 tolerance: float = TOLERANCE, input_layout: str = FLOAT_NCHW) -> float:
     """Export one generator of a checkpoint, run directory or reference .pth to ``out``, verified;
     returns the max abs difference against PyTorch. The graph is the generator's kind's
     (:mod:`translate.kinds`): an image translator (``input`` -> ``output``), a GAN generator (``z``
-    [+ ``label``] -> ``output``)..."""
+    [+ ``label``] -> ``output``)... ``input_layout`` ``uint8-nhwc``: an image translator's input takes
+    uint8 NHWC (see :func:`with_input_layout`)."""
     G, meta = load_generator(path, direction)
-    return kind(meta["kind"]).call("export")(G, meta, out, tolerance)[1]
+    export = kind(meta["kind"]).call("export")
+    if check_layout(input_layout) == FLOAT_NCHW:
+        return export(G, meta, out, tolerance)[1]
+    if not kind(meta["kind"]).translates:
+        raise ConfigError("input", f"{path}: a {meta['kind']} generator takes no image; --input {input_layout} is "
+                                   "for image translators")
+    data, diff = export(G, meta, None, tolerance)
+    data, layout_diff = with_input_layout(data, input_layout, tolerance)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_bytes(data)
+    return diff + layout_diff  # a bound of the difference from PyTorch
+
+
+def with_input_layout(model_bytes: bytes, input_layout: str, tolerance: float = TOLERANCE) -> tuple[bytes, float]:
+    """A verified image translator's model with its image input in ``input_layout`` and its metadata saying so;
+    returns (bytes, max abs difference from the float model on odd-sized uint8 images, a code of 0 for a
+    multimodal model). Raises ModelError over ``tolerance``."""
+    if check_layout(input_layout) == FLOAT_NCHW:
+        return model_bytes, 0.0
+    props = read_metadata(model_bytes)
+    props.update(input_layout=input_layout, normalization="input uint8 NHWC, x / 127.5 - 1 in the graph; output "
+                                                          "(y + 1) * 127.5")
+    data = add_metadata(to_uint8_nhwc(model_bytes), encode_metadata(props))
+    diff = verify_input_layout(model_bytes, data, int(props.get("input_nc", 3)), int(props.get("size_multiple", 1)),
+                               int(props.get("latent_size", 0)))
+    if diff > tolerance:
+        raise ModelError(f"the {input_layout} model differs from the float one by {diff:.3g} (> tolerance {tolerance})")
+    return data, diff
+
+
+def verify_input_layout(float_bytes: bytes, uint8_bytes: bytes, input_nc: int, size_multiple: int,
+                        latent_size: int = 0) -> float:
+    """Max abs difference between a float NCHW model and its uint8 NHWC form on the same odd-sized images."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for b in (float_bytes, uint8_bytes)]
+    worst = 0.0
+    for x in verification_inputs(input_nc, size_multiple):
+        extra = {"latent": np.zeros((len(x), latent_size), np.float32)} if latent_size else {}
+        ref = sessions[0].run(None, {"input": x, **extra})[0]
+        pixels = from_network(x)  # exact: x came from uint8 pixels (padding copies pixels)
+        got = sessions[1].run(None, {"input": pixels, **extra})[0]
+        worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
 
 
 def export_source(model: str | os.PathLike, checkpoint: str | None = None) -> Path:

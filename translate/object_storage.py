@@ -13,6 +13,8 @@
   layouts read on disk (aligned A|B, A/B folders, trainA/trainB, class folders) are read the same way from a
   bucket. Objects are fetched when they are read, each by the process that reads it; an optional node-local
   cache keeps up to a stated number of bytes of them (:class:`ObjectTree`'s ``cache_bytes``).
+- :func:`list_objects` lists a prefix once, with each object's size and modification time (:func:`list_files`:
+  sizes only; :func:`modified`: one object's time).
 - :func:`put_file` / :func:`put_bytes` upload a whole object (a PUT is all or nothing: a reader never sees half of
   one); :func:`create_bytes` is the create-only write (``If-None-Match: *``) that commits something last, so
   what it names is whole before anyone can take it.
@@ -25,6 +27,7 @@ import io
 import os
 import re
 import threading
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -184,6 +187,16 @@ def remove(url: str, recursive: bool = False) -> None:
 def list_files(url: str) -> dict[str, int]:
     """Every object under the prefix ``url``, once: {path relative to it: size}; a missing bucket is a
     StorageError, an empty prefix {}."""
+    return {rel: size for rel, (size, _) in list_objects(url).items()}
+
+
+# where each storage library puts an object's modification time in a listing (s3fs, adlfs, gcsfs)
+_MODIFIED_KEYS = ("LastModified", "last_modified", "updated", "mtime")
+
+
+def list_objects(url: str) -> dict[str, tuple[int, float]]:
+    """:func:`list_files` with each object's modification time: {path relative to ``url``: (size, Unix time)}
+    (0.0 where the library gives none)."""
     fs, root = filesystem(url)
     with storage_errors(url, "list it"):
         found = fs.find(root, detail=True)
@@ -191,8 +204,22 @@ def list_files(url: str) -> dict[str, int]:
     for key, info in found.items():
         key = key.strip("/")
         if key.startswith(root + "/") and info.get("type", "file") != "directory":
-            out[key[len(root) + 1:]] = int(info.get("size") or 0)
+            out[key[len(root) + 1:]] = (int(info.get("size") or 0), _modified(info))
     return out
+
+
+def modified(url: str) -> float:
+    """One object's modification time (Unix time; FileNotFoundError when there is none)."""
+    fs, path = filesystem(url)
+    with storage_errors(url, "look it up"):
+        return _modified(fs.info(path))
+
+
+def _modified(info: dict) -> float:
+    stamp = next((info[k] for k in _MODIFIED_KEYS if info.get(k)), 0.0)
+    if isinstance(stamp, str):
+        stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return stamp.timestamp() if isinstance(stamp, datetime) else float(stamp)
 
 
 # ------------------------------------------------------------------ a listed tree and its paths

@@ -9,7 +9,10 @@ with only a log line, e.g. when its CUDA libraries are not found) is a
 :class:`~translate.errors.CudaProviderError` naming the reason with ``device="cuda"``,
 and a warning with ``device="auto"``. How ONNX Runtime runs (threads, graph
 optimisation, spinning, memory arena) is :class:`RuntimeOptions`, its defaults measured
-(BENCHMARKS.md, "CPU speed").
+(BENCHMARKS.md, "CPU speed"); how its CUDA provider runs (a replica's GPU memory limit,
+cuDNN's search, NHWC kernels, IOBinding) is :class:`~translate.cuda_options.CudaOptions`.
+A model exported with uint8 NHWC input (:mod:`translate.input_layout`) is fed the decoded
+pixels as they are.
 
 A multimodal model (kind ``"multimodal"``, BicycleGAN's) also takes a latent code of
 ``latent_size`` numbers per image: one input, many outputs. Every method takes codes
@@ -34,7 +37,9 @@ import numpy as np
 from PIL import Image
 
 from . import imageio
+from .cuda_options import CudaOptions
 from .errors import ConfigError, CudaProviderError, ModelError
+from .input_layout import UINT8_NHWC, layout_of, to_float_nchw
 from .kinds import check_translates
 from .onnx_meta import decode_metadata
 from .options import opt
@@ -68,14 +73,24 @@ def cuda_available() -> bool:
         return False
 
 
-def default_providers(device: str = "auto") -> list:
+def gpu_memory_bytes(device_id: int = 0) -> int | None:
+    """The memory of this process's GPU ``device_id`` in bytes (asked of torch), None where CUDA is not usable."""
+    if not cuda_available():
+        return None
+    import torch  # lazy: torch
+
+    return int(torch.cuda.get_device_properties(device_id).total_memory)
+
+
+def default_providers(device: str = "auto", cuda: CudaOptions | None = None) -> list:
+    """The providers of a session on ``device``; CUDA's with ``cuda``'s options (by default the heuristic
+    convolution search: the exhaustive one costs up to a second per new input shape)."""
     import onnxruntime as ort
 
     use_cuda = device == "cuda" or (device == "auto" and cuda_available())
     if use_cuda and CUDA in ort.get_available_providers():
         load_cuda_libraries()
-        # heuristic conv algorithm search: the exhaustive one costs up to a second per new input shape
-        return [(CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+        return [(CUDA, (cuda or CudaOptions()).provider_options()), "CPUExecutionProvider"]
     if device == "cuda":
         raise CudaProviderError(f"device cuda was asked for, but this onnxruntime {ort.__version__} has no {CUDA} "
                                 f"(it offers {', '.join(ort.get_available_providers())}): install onnxruntime-gpu "
@@ -170,8 +185,8 @@ class Predictor:
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", threads: int = 0,
                  providers: Sequence | None = None, tiling: TileConfig | None = None,
-                 runtime: RuntimeOptions | None = None):
-        """``threads`` (when > 0) overrides ``runtime.threads``."""
+                 runtime: RuntimeOptions | None = None, cuda: CudaOptions | None = None):
+        """``threads`` (when > 0) overrides ``runtime.threads``; ``cuda``: the CUDA provider's settings."""
         runtime = runtime or RuntimeOptions()
         if threads:
             runtime = dataclasses.replace(runtime, threads=threads)
@@ -179,7 +194,8 @@ class Predictor:
         so = runtime.session_options()
         source = model if isinstance(model, bytes) else str(model)
         self._cuda_required = device == "cuda" or providers is not None  # CUDA asked for by name, if at all
-        self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device)))
+        self.cuda = cuda or CudaOptions()
+        self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device, self.cuda)))
         self.source = "<bytes>" if isinstance(model, bytes) else str(model)
         self.session = self._make_session(source)
         self.tiling = tiling or TileConfig()
@@ -196,6 +212,13 @@ class Predictor:
         self.size_multiple = int(self.metadata.get("size_multiple", 1))
         self.min_size = int(self.metadata.get("min_size", self.size_multiple))
         self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        #: float-nchw (in [-1, 1]) or uint8-nhwc (pixels as decoded): see translate.input_layout
+        self.input_layout = layout_of(self.metadata)
+        on_cuda = CUDA in self.session.get_providers()
+        #: where an IOBinding puts the inputs and output ("cuda", "cpu"), or None: plain session.run
+        self.binding_device = (("cuda" if on_cuda else "cpu") if (on_cuda if self.cuda.io_binding is None
+                                                                   else self.cuda.io_binding) else None)
         #: numbers of the latent code a multimodal model takes besides the image; 0 for a one-answer model
         self.latent_size = int(self.metadata.get("latent_size", 0))
         self.latent_name = self.session.get_inputs()[1].name if self.latent_size else ""
@@ -245,6 +268,8 @@ class Predictor:
             import onnx  # a file's external weights (the dynamo exporter's .onnx.data) are read in too
 
             model = self._model if isinstance(self._model, bytes) else onnx.load(self._model).SerializeToString()
+            if self.input_layout == UINT8_NHWC:  # the tiled runner rewrites the float graph and feeds it floats
+                model = to_float_nchw(model, self.input_name)
             if self.latent_size:
                 model = bind_input(model, self.latent_name, np.frombuffer(key, np.float32).reshape(1, -1))
             self._tiler = (key, TiledRunner(model, self.input_nc, self.size_multiple, self.min_size,
@@ -293,12 +318,39 @@ class Predictor:
             y = np.concatenate([self.tiler_for(z[i]).run(x[i:i + 1]) for i in range(len(x))])
             self._record(True)
             return y
+        if self.input_layout == UINT8_NHWC:  # the graph takes pixels: x in [-1, 1] is pixels again
+            return self.run_pixels(imageio.from_network(x), z)
         self._record(False)
         padded, pads = pad_to_multiple(np.ascontiguousarray(x, dtype=np.float32), self.size_multiple,
                                        self.min_size)
-        feed = {self.input_name: padded, **({self.latent_name: z} if self.latent_size else {})}
-        y = self.session.run(None, feed)[0]
-        return crop_padding(y, pads)
+        return crop_padding(self._session_run(padded, z), pads)
+
+    def run_pixels(self, a: np.ndarray, latents: np.ndarray | None = None) -> np.ndarray:
+        """uint8 NHWC pixels (channels as the model takes them) -> float NCHW output in [-1, 1], untiled: a
+        uint8-NHWC model is fed the pixels as they are, a float one :func:`translate.imageio.to_network` of them."""
+        if self.input_layout != UINT8_NHWC:
+            return self.run(imageio.to_network(a), latents)
+        z = self.codes(latents, len(a))
+        self._record(False)
+        padded, pads = pad_to_multiple(np.ascontiguousarray(a, dtype=np.uint8), self.size_multiple, self.min_size,
+                                       axes=(1, 2))
+        return crop_padding(self._session_run(padded, z), pads)
+
+    def _session_run(self, image: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """One run of the session on a padded image batch (and its codes), through an IOBinding where asked."""
+        feed = {self.input_name: image, **({self.latent_name: z} if self.latent_size else {})}
+        if self.binding_device is None:
+            return self.session.run(None, feed)[0]
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), self.binding_device, self.cuda.device_id)
+                  for v in feed.values()]  # kept alive until the run is done
+        for name, value in zip(feed, values, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(self.output_name, self.binding_device, self.cuda.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     def _record(self, tiled: bool) -> None:
         """``last_tiling``: ``{"mode": "whole"}``, or ``{"mode": "tiled"}`` with the tiled runner's
@@ -346,7 +398,7 @@ class Predictor:
                                                       for i in idx]
                 self._record(True)
             else:
-                out = imageio.from_network(self.run(imageio.to_network(np.stack([prepared[i][0] for i in idx])), z[idx]))
+                out = imageio.from_network(self.run_pixels(np.stack([prepared[i][0] for i in idx]), z[idx]))
             for j, i in enumerate(idx):
                 y, alpha = out[j], prepared[i][1]
                 if alpha is not None:
@@ -371,7 +423,7 @@ class Predictor:
             self._record(True)
             return
         a = source.read(0, source.height, 0, source.width)
-        sink.write(0, imageio.from_network(self.run(imageio.to_network(a), z))[0])
+        sink.write(0, imageio.from_network(self.run_pixels(a[None], z))[0])
 
     def translate_array(self, a: np.ndarray, progress: Callable[[int, int], None] | None = None,
                         z: np.ndarray | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import imageio, raster
+from . import gpu_jpeg, imageio, raster
 from .errors import ImageError
 from .imageio import TooManyPixels
 
@@ -58,15 +58,19 @@ def upload_pixels(data: bytes, max_pixels: int, source: str = "upload") -> int:
     return _check_header(data, max_pixels, source)[1]
 
 
-def decode_upload(data: bytes, max_pixels: int, source: str = "upload") -> tuple[np.ndarray, np.ndarray | None]:
+def decode_upload(data: bytes, max_pixels: int, source: str = "upload",
+                  gpu: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """An upload's bytes -> (uint8 H x W x C image, uint8 H x W alpha or None), after the header's checks.
 
     Alpha is what a PNG answer restores: an image's transparency (None when it is opaque everywhere, as a
     canvas drawing or most RGBA exports are), a raster's mask of valid pixels. Colour under transparent
-    pixels is kept as it is."""
+    pixels is kept as it is. ``gpu``: a JPEG is decoded on the GPU where one is (:mod:`translate.gpu_jpeg`;
+    elsewhere, and for a JPEG it does not take, on the CPU)."""
     fmt, _ = _check_header(data, max_pixels, source)
     if fmt == "TIFF":
         return raster.decode_raster(data, name=source, max_pixels=max_pixels)
+    if gpu and fmt == "JPEG" and (pixels := gpu_jpeg.decode_jpeg(data)) is not None:
+        return pixels, None  # a JPEG has no transparency
     rgb, alpha = imageio.split_alpha(imageio.decode(data, source=source, max_pixels=max_pixels))
     if alpha is not None and alpha.getextrema() == (255, 255):
         alpha = None

@@ -70,7 +70,8 @@ def _cmd_export(args) -> None:
     k = generator_kind(source)  # an ONNX file's kind is the store's to check
     if args.register and k != "onnx" and not kind(k).translates:
         raise kind(k).refusal(args.model, "the model store (--register)")
-    diff = export_model(source, args.out, direction=options.direction, tolerance=options.tolerance)
+    diff = export_model(source, args.out, direction=options.direction, tolerance=options.tolerance,
+                        input_layout=options.input)
     print(f"wrote {args.out} from {source}: max abs diff vs PyTorch {diff:.2e} (tolerance {options.tolerance})")
     if args.register:
         try:  # our training checkpoints are kept for fine-tuning; a reference .pth is not one

@@ -22,7 +22,7 @@ from translate.predictor import Predictor
 ROOT = Path(__file__).resolve().parents[2]
 #: what each section needs beyond torch and onnxruntime (a section may be skipped only when it is missing)
 NEEDS = {"service": ("ray", "aiohttp"), "convert": ("ray",), "run": ("torchmetrics",), "ddp": ("torchmetrics",)}
-#: the sections that ask ONNX Runtime for CUDA: without its CUDA build they fail, as they should
+#: the sections that ask ONNX Runtime for CUDA: without its CUDA build they are skipped naming onnxruntime-gpu
 ORT_CUDA_SECTIONS = ("ort", "service", "convert")
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is here: the checks below need its absence")
@@ -86,6 +86,8 @@ def test_the_dry_run_runs_every_section(tmp_path):
     assert "| section | what | variant |" in proc.stdout  # the one table
     train = [r for r in result["rows"] if r["section"] == "train"]
     assert {r["variant"] for r in train} == {"fp32", "bf16", "compile"}  # every training variant ran
+    replica = {r["variant"].removesuffix(" (CPU provider: dry run)") for r in result["rows"] if r["section"] == "replica"}
+    assert replica >= {*gpu_check.REPLICA_SETTINGS, "1 replica", "2 replicas", "CPU (Pillow)"}  # each alone, together
 
 
 def test_with_torch_alone_every_missing_package_is_named(tmp_path):
@@ -101,6 +103,33 @@ def test_with_torch_alone_every_missing_package_is_named(tmp_path):
             assert s["status"] == "ok", (name, s, proc.stdout[-3000:], proc.stderr[-3000:])
     assert "make gpu-deps" in sections["run"]["note"]
     assert proc.returncode == 0
+
+
+@no_gpu
+def test_on_a_gpu_without_onnxruntime_gpu_the_replica_rows_say_skipped_and_the_jpeg_rows_run(monkeypatch):
+    """The lent GPU machines as they come (torch, the CPU onnxruntime): each ONNX Runtime row of the replica
+    section says it was skipped and why, the section still measures the CPU JPEG decoder, and the sections that
+    need ONNX Runtime's CUDA are skipped naming onnxruntime-gpu rather than failed."""
+    import dataclasses
+
+    import onnxruntime
+
+    plan = dataclasses.replace(gpu_check.DRY_PLAN, device="cuda")
+    monkeypatch.setattr(gpu_check, "sync", lambda device: None)  # no GPU here to synchronise
+    # the CPU build of onnxruntime, whichever build this machine has
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    rep = gpu_check.Report(plan)
+    gpu_check.section_replica(rep)
+    ort_rows = [r for r in rep.rows if not r["what"].startswith("JPEG")]
+    assert [r["variant"] for r in ort_rows] == [*gpu_check.REPLICA_SETTINGS, "2 replicas on one GPU"]
+    assert all(r["value"] is None and r["note"].startswith("skipped: onnxruntime-gpu is not installed")
+               for r in ort_rows)
+    gpu_jpeg = [r for r in rep.rows if r["what"].startswith("JPEG") and r["variant"] != "CPU (Pillow)"]
+    assert gpu_jpeg and all(r["value"] is None and r["note"].startswith("skipped: ") for r in gpu_jpeg)  # no CUDA
+    assert "onnxruntime-gpu" in rep.section_notes["replica"]
+    assert any(r["variant"] == "CPU (Pillow)" and r["value"] > 0 for r in rep.rows)
+    with pytest.raises(gpu_check.Skip, match="onnxruntime-gpu"):
+        gpu_check.section_ort(rep)
 
 
 @no_gpu
@@ -122,13 +151,15 @@ def _ort_cuda() -> bool:
 def test_on_the_gpu_every_section_it_can_run_passes(tmp_path):
     """The real check, as a lent GPU machine runs it (``PYTHONPATH=.:.gpu-deps python3 -m benchmarks.gpu_check``,
     .gpu-deps where `make gpu-deps` made it): every section passes, or is skipped naming the package this machine
-    lacks. ONNX Runtime's CUDA sections run where its CUDA build is installed; without it they fail by design
-    (the test above), so they are left out here."""
+    lacks. ONNX Runtime's CUDA sections run where its CUDA build is installed; without it they are skipped
+    naming onnxruntime-gpu."""
     path = (str(ROOT), *([str(ROOT / ".gpu-deps")] if (ROOT / ".gpu-deps").is_dir() else []))
-    only = [n for n in gpu_check.SECTIONS if n != "env" and (n not in ORT_CUDA_SECTIONS or _ort_cuda())]
+    only = [n for n in gpu_check.SECTIONS if n != "env"]
     proc, result = _check(tmp_path, "--only", *only, path=path, timeout=gpu_check.TOTAL_BUDGET + 300)
     sections = result["sections"]
     assert list(sections) == ["env", *only], sections
+    without_ort_cuda = {} if _ort_cuda() else {n: sections.pop(n) for n in ORT_CUDA_SECTIONS}
+    assert all(s["status"] == "skipped" and "onnxruntime-gpu" in s["note"] for s in without_ort_cuda.values())
     _assert_passed_or_skipped_naming_what_is_missing(sections, proc)
     assert proc.returncode == 0
     assert result["machine"]["gpu"] and not result["machine"]["dry_run"]

@@ -99,8 +99,8 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, url, store):
-        self.url, self.store = url, store
+    def __init__(self, url, store, jobs_dir=None):
+        self.url, self.store, self.jobs_dir = url, store, jobs_dir
         self._predictors = {}
 
     def predictor(self, name, version=None):
@@ -178,7 +178,8 @@ def service(tmp_path_factory):
         else:
             os.environ["TRANSLATE_RETRAIN_TOKEN"] = saved
     try:
-        url = service_app.start_local(store.root, port=free_port(), **SERVICE_OPTIONS)
-        yield Service(url, store)
+        jobs_dir = tmp_path_factory.mktemp("jobs")
+        url = service_app.start_local(store.root, port=free_port(), jobs_dir=str(jobs_dir), **SERVICE_OPTIONS)
+        yield Service(url, store, jobs_dir)
     finally:
         service_app.stop_local()

@@ -635,7 +635,11 @@ def test_replicas_are_capped_to_what_the_cpus_hold(capsys):
     from serving.local_service import fit_replicas
 
     cfg = ServiceConfig.from_args({}, max_replicas=4, num_cpus=1.0, ingress_num_cpus=0.25)
-    assert fit_replicas(cfg, 2.0).max_replicas == 1  # 1 + 0.25 fits in 2 CPUs, 2 + 0.25 does not
+    fitted = fit_replicas(cfg, 2.0)
+    assert fitted.max_replicas == 1  # 1 + 0.25 fits in 2 CPUs, 2 + 0.25 does not
+    assert (cfg.max_jobs, fitted.max_jobs) == (4 * 16, 16)  # max_jobs auto: what the replicas hold, fitted too
+    given = ServiceConfig.from_args({}, max_replicas=4, num_cpus=1.0, ingress_num_cpus=0.25, max_jobs=5)
+    assert fit_replicas(given, 2.0).max_jobs == 5  # as the operator set it
     assert "max_replicas 4 -> 1" in capsys.readouterr().out
     assert fit_replicas(cfg, 16.0) is cfg and not capsys.readouterr().out  # room for all: unchanged
     half = ServiceConfig.from_args({}, max_replicas=4, num_cpus=0.5, ingress_num_cpus=0.25)
@@ -771,23 +775,35 @@ def test_a_small_image_as_a_job_gives_the_same_pixels_and_can_be_deleted(service
     assert failed.status_code == 404  # refusals come at once, not as failed jobs
 
 
-def test_jobs_are_bounded_and_a_full_service_says_when_to_retry(service):
-    made, refused = [], None
-    for i in range(SERVICE_OPTIONS["max_jobs"] + 1):
-        r = post(service, data=encode(noise(20, 20, seed=i)), params={"async": "true"})
-        if r.status_code == 503:
-            refused = r
-            break
-        assert r.status_code == 202, r.text
-        made.append(r.json())
+def test_jobs_queued_or_running_are_bounded_finished_ones_are_not(service):
+    """max_jobs counts the jobs queued or running on every ingress replica over the same jobs_dir (here held by
+    another replica's store), not finished ones; a result fetched with ?delete=true is gone at once."""
+    from serving.translation_jobs import RETRY_WHEN_BUSY_S, JobStore
+
+    data = encode(noise(20, 20, seed=5))
+    finished, _ = follow(service, post(service, data=data, params={"async": "true"}).json())
+    other = JobStore(service.jobs_dir, max_jobs=SERVICE_OPTIONS["max_jobs"])  # another ingress replica
+    held = [other.create({"model": "unet", "version": "v0001", "width": 2, "height": 2, "format": "PNG"},
+                         np.zeros((2, 2, 3), np.uint8)) for _ in range(SERVICE_OPTIONS["max_jobs"])]
     try:
-        assert refused is not None and refused.json()["error"] == "too_many_jobs"
-        assert int(refused.headers["Retry-After"]) >= 1
+        refused = post(service, data=data, params={"async": "true"})
+        assert refused.status_code == 503 and refused.json()["error"] == "too_many_jobs", refused.text
+        assert refused.headers["Retry-After"] == str(RETRY_WHEN_BUSY_S)  # nothing running says how far it is
+        assert requests.delete(service.url + f"/v1/translations/{held.pop()['id']}", timeout=TIMEOUT).status_code == 204
+        r = post(service, data=data, params={"async": "true"})  # the freed slot
+        assert r.status_code == 202, r.text
+        state, _ = follow(service, r.json())
+        once = requests.get(service.url + state["result"], params={"delete": "true"}, timeout=TIMEOUT)
+        assert once.status_code == 200 and once.headers["content-length"] == str(len(once.content))
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(once.content))), reference(service, data))
+        gone = requests.get(service.url + state["url"], timeout=TIMEOUT)  # deleted before its last bytes were sent
+        assert gone.status_code == 404 and gone.json()["error"] == "not_found"
+        kept = requests.get(service.url + finished["result"], timeout=TIMEOUT)  # finished before: still there
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(kept.content))), reference(service, data))
     finally:
-        for job in made:
-            follow(service, job)
-            requests.delete(service.url + job["url"], timeout=TIMEOUT)
-    assert post(service, data=encode(noise(20, 20)), params={"async": "true"}).status_code == 202  # room again
+        for job in held:
+            other.delete(job["id"])
+    assert requests.delete(service.url + finished["url"], timeout=TIMEOUT).status_code == 204
 
 
 def test_openapi_describes_the_requests_errors_and_this_services_limits(service):
@@ -808,6 +824,9 @@ def test_openapi_describes_the_requests_errors_and_this_services_limits(service)
     assert op["x-limits"]["max_upload_bytes"] == SERVICE_OPTIONS["max_upload_bytes"]
     assert f"{SERVICE_OPTIONS['max_pixels']:,} pixels" in op["requestBody"]["description"]
     assert spec["info"]["x-limits"]["max_jobs"] == SERVICE_OPTIONS["max_jobs"]
+    assert spec["info"]["x-limits"]["jobs_disk_budget_mb"] == 2048
+    result = spec["paths"]["/v1/translations/{job_id}/result"]["get"]
+    assert {p["name"] for p in result["parameters"]} == {"job_id", "delete"}
     assert {"/v1/translations/{job_id}", "/v1/translations/{job_id}/result", "/v1/models", "/healthz"} <= set(
         spec["paths"])
     docs = requests.get(service.url + "/docs", timeout=TIMEOUT)
