@@ -114,7 +114,7 @@ class ModelServer:
             # (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)
             return Predictor(self.store.model_path(name, version), threads=self.config.threads,
                              tiling=TileConfig(threshold=self.config.tile_threshold),
-                             runtime=RuntimeOptions(spinning=False))
+                             runtime=RuntimeOptions(spinning=False, engine=self.config.engine))
 
         return await asyncio.to_thread(load)
 
