@@ -87,6 +87,14 @@ def translate_items(model, items: list, max_pixels: int) -> list[dict]:
     return results  # type: ignore[return-value]
 
 
+def load_predictor(path, config: ServiceConfig) -> Predictor:
+    """A model replica's predictor of the model file at ``path``, run as ``config`` says (threads, tiling, engine).
+    spinning=False: ONNX Runtime's threads sleep between runs instead of spinning on cores the HTTP side needs
+    (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)."""
+    return Predictor(path, threads=config.threads or 0, tiling=TileConfig(threshold=config.tile_threshold),
+                     runtime=RuntimeOptions(spinning=False, engine=config.engine))
+
+
 class JobCancelled(Exception):
     """Raised inside a tiled translation whose caller has gone, to stop it at the next tile."""
 
@@ -110,11 +118,7 @@ class ModelServer:
         name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
 
         def load():  # from an object store: downloaded once into this node's cache, checksum-verified
-            # spinning=False: ORT's threads sleep between runs instead of spinning on cores the HTTP side needs
-            # (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)
-            return Predictor(self.store.model_path(name, version), threads=self.config.threads,
-                             tiling=TileConfig(threshold=self.config.tile_threshold),
-                             runtime=RuntimeOptions(spinning=False, engine=self.config.engine))
+            return load_predictor(self.store.model_path(name, version), self.config)
 
         return await asyncio.to_thread(load)
 
