@@ -89,8 +89,8 @@ class ServiceConfig:
     threads: int | None = opt(None, "ONNX Runtime intra-op threads per model replica (auto: its default, one per "
                                     "core); 1 can serve small models faster on a small machine, see BENCHMARKS.md")
     engine: str = opt("auto", "what runs the models in a model replica: onnxruntime, or openvino (CPU only; pip "
-                              "install openvino on every node); auto: openvino where the replica's CPU has bf16 "
-                              "instructions (avx512_bf16, AMX) and it is installed, else onnxruntime", choices=ENGINES)
+                              "install openvino on every node); auto: onnxruntime (openvino on CPUs with bf16 instructions "
+                              "once benchmarks/cpu_speed.py shows it faster there)", choices=ENGINES)
     access_log: bool = opt(False, "Serve's per-request access log lines in the replicas' and proxy's logs (off: "
                                   "they cost about 5 ms of CPU per request on 2 cores, an eighth of the total, "
                                   "see BENCHMARKS.md; errors are logged either way)")

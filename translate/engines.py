@@ -8,10 +8,12 @@ model, so padding, tiling and batching are the predictor's whatever the engine.
 Why OpenVINO at all: on CPUs with bf16 instructions (avx512_bf16, AMX) the convolution ceiling doubles,
 and ONNX Runtime's CPU provider has no bf16 convolutions; OpenVINO runs them in bf16 through its inference
 precision hint. :func:`choose` resolves ``engine="auto"``: OpenVINO only where the model runs on the CPU,
-the CPU has those instructions and the package is installed, else ONNX Runtime. On CPUs without them
-both engines run fp32 and ``auto`` stays ONNX Runtime, the measured default; whether OpenVINO wins there
-too is what ``benchmarks/cpu_speed.py`` measures side by side (speed, and grey levels off ONNX Runtime's
-output), and ``auto`` changes only on its figures (BENCHMARKS.md, "CPU speed").
+the CPU has those instructions and the package is installed, else ONNX Runtime; and only once
+:data:`AUTO_OPENVINO_ON_BF16` is on, which waits for the figures (until then auto is ONNX Runtime everywhere
+and OpenVINO runs when asked for). On CPUs without them both engines run fp32 and ``auto`` stays ONNX
+Runtime, the measured default; whether OpenVINO wins there too is what ``benchmarks/cpu_speed.py`` measures
+side by side (speed, and grey levels off ONNX Runtime's output), and ``auto`` changes only on its figures
+(BENCHMARKS.md, "CPU speed").
 
 A leaf but for the errors: numpy, and OpenVINO only when a session is made.
 """
@@ -30,6 +32,12 @@ ENGINES = ("auto", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
 #: /proc/cpuinfo flags of bf16 arithmetic in hardware (AVX512-BF16; AMX tiles with their bf16 instructions)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: whether ``engine="auto"`` picks OpenVINO in bf16 on a CPU with bf16 instructions (where it is installed). Off
+#: until benchmarks/cpu_speed.py's side-by-side figures show it faster there at no more than one grey level of
+#: mean difference (the issue's condition for adopting it): bf16 moves outputs by a fraction of a grey level,
+#: which also breaks the fp32 agreement with PyTorch (1e-4) that the export and tiling tests check of the default
+#: engine. With it on, auto is as described in the module's docstring.
+AUTO_OPENVINO_ON_BF16 = False
 MISSING_OPENVINO = "--engine openvino needs the openvino package, which is not installed here: pip install openvino"
 
 
@@ -87,7 +95,8 @@ def choose(engine: str = "auto", precision: str = "auto", device: str = "auto",
         raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     bf16 = cpu_has_bf16(flags)
     if engine == "auto":  # the device asked last: whether "auto" means the GPU may cost a torch import
-        use_openvino = bf16 and openvino_installed() and (device == "cpu" or (device == "auto" and not cuda()))
+        use_openvino = (AUTO_OPENVINO_ON_BF16 and bf16 and openvino_installed()
+                        and (device == "cpu" or (device == "auto" and not cuda())))
         engine = "openvino" if use_openvino else "onnxruntime"
     if engine == "openvino":
         if device == "cuda":
@@ -147,11 +156,21 @@ class OpenVinoSession:
         self.precision = precision
         self.inputs = [self._port(p) for p in self.compiled.inputs]
         self.outputs = [self._port(p) for p in self.compiled.outputs]
+        self._output_index = {o.name: i for i, o in enumerate(self.outputs)}
         self._local = threading.local()
 
     @staticmethod
     def _port(p) -> Port:
-        return Port(p.get_any_name(), [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
+        """The port under its ONNX name. An output's tensor may carry several names where OpenVINO folded equal
+        tensors into one (the tiled runner's per-layer pixel counts): its result node's name is the ONNX output's
+        name with a "/sink_port_0" suffix, and ``get_any_name`` may be another layer's."""
+        names = p.get_names()
+        name = p.get_any_name()
+        node = p.get_node()
+        if node.get_type_name() == "Result":
+            own = node.get_friendly_name().rsplit("/sink_port_", 1)[0]
+            name = own if own in names else name
+        return Port(name, [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
 
     def get_inputs(self) -> list[Port]:
         return self.inputs
@@ -169,5 +188,7 @@ class OpenVinoSession:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        results = request.infer(feeds)  # copies out of the request's buffers: the next call reuses them
-        return [results[name] for name in (output_names or [o.name for o in self.outputs])]
+        results = request.infer(feeds).to_tuple()  # copies out of the request's buffers: the next call reuses them
+        if not output_names:
+            return list(results)
+        return [results[self._output_index[name]] for name in output_names]

@@ -131,8 +131,8 @@ class RuntimeOptions:
     generators on CPU (BENCHMARKS.md, "CPU speed": each setting against the others, side by side)."""
 
     engine: str = opt("auto", "what runs the .onnx file: onnxruntime, or openvino (CPU only; pip install openvino); "
-                      "auto: openvino where the CPU has bf16 instructions (avx512_bf16, AMX) and it is installed, "
-                      "else onnxruntime", choices=ENGINES)
+                      "auto: onnxruntime (openvino on CPUs with bf16 instructions once benchmarks/cpu_speed.py "
+                      "shows it faster there: translate/engines.py)", choices=ENGINES)
     precision: str = opt("auto", "arithmetic of --engine openvino: fp32, or bf16 (CPUs with avx512_bf16 or AMX); "
                          "auto: bf16 where the CPU has it (ONNX Runtime runs fp32)", choices=PRECISIONS)
     threads: int | None = opt(None, "intra-op threads (auto: the engine's default, one per core)")
