@@ -8,6 +8,12 @@ Four figures at 256x256, batch 1: the Pix2Pix training step (unet_256 + basic D)
 step (2 x resnet_9blocks + 2 basic D), and unet_256 and resnet_9blocks inference (the project:
 ONNX Runtime through translate.predictor; the reference: its eager PyTorch generator).
 
+Inference also runs the same .onnx file on the predictor's other engine, OpenVINO (``--engine
+openvino``, where the package is installed): fp32 always, bf16 where the CPU has avx512_bf16 or
+AMX (else its row says ``n/a (no avx512_bf16)``), each with its grey levels off ONNX Runtime's
+output. These rows decide what ``--engine auto`` picks (translate/engines.py): OpenVINO is worth it
+only where it is faster at no more than one grey level of mean difference.
+
 Every variant is a child process of its own (its peak RSS is its own), set up once (networks
 built, warmed up), then timed in rounds: each round runs every variant of the group in turn,
 the order reversed every other round (A B C, C B A, ...), so the machine's drift touches all
@@ -83,6 +89,7 @@ def train_variants(kind: str, args) -> list[tuple[str, dict]]:
 def infer_variants(net: str, args) -> list[tuple[str, dict]]:
     v = [("reference eager", {"child": "infer_ref", "net": net}),
          ("project ORT (translate.predictor)", {"child": "infer_ort", "net": net, "model": "fp32"})]
+    v += openvino_variants(net)
     if args.levers:
         v += [("eager fp32 (project's test-time form)", {"child": "infer_eager", "net": net}),
               ("eager bf16 channels-last", {"child": "infer_eager", "net": net, "bf16": True}),
@@ -93,6 +100,26 @@ def infer_variants(net: str, args) -> list[tuple[str, dict]]:
               ("ORT --no-memory-arena", {"child": "infer_ort", "net": net, "model": "fp32",
                                          "runtime": {"memory_arena": False}}),
               ("ORT int8 (QDQ, per channel)", {"child": "infer_ort", "net": net, "model": "int8"})]
+    return v
+
+
+def openvino_variants(net: str, flags: set[str] | None = None, installed: bool | None = None
+                      ) -> list[tuple[str, dict]]:
+    """The same fp32 .onnx file on OpenVINO through the predictor (``--engine openvino``): fp32, and bf16 where
+    ``flags`` (this CPU's) have bf16 instructions. A variant that cannot run here carries ``na``, the reason its
+    row gives instead of figures."""
+    flags = cpu_flags() if flags is None else flags
+    installed = _installed("openvino") if installed is None else installed
+    missing = "" if installed else "n/a (openvino not installed: pip install openvino)"
+    v = []
+    for precision in ("fp32", "bf16"):
+        spec = {"child": "infer_ort", "net": net, "model": "fp32",
+                "runtime": {"engine": "openvino", "precision": precision}}
+        if missing:
+            spec["na"] = missing
+        elif precision == "bf16" and not {"avx512_bf16", "amx_bf16"} & flags:
+            spec["na"] = "n/a (no avx512_bf16)"
+        v.append((f"project OpenVINO {precision} (--engine openvino)", spec))
     return v
 
 
@@ -213,12 +240,14 @@ def _project_generator(net: str):
 
 
 def setup_infer_ort(spec: dict, args):
-    """ONNX Runtime through the project's predictor: its defaults, or one of its RuntimeOptions changed."""
+    """The project's predictor: its defaults (ONNX Runtime), or one of its RuntimeOptions changed (one of them
+    the engine: OpenVINO on the same file)."""
     from translate.predictor import Predictor, RuntimeOptions  # lazy: ONNX Runtime, in the child only
 
     path = str(Path(args.workdir) / f"{spec['net']}.{spec['model']}.onnx")
     inputs = _eval_inputs(args)
-    runtime = RuntimeOptions(threads=args.threads, **spec.get("runtime", {}))
+    # ONNX Runtime unless the variant names the engine: "auto" would pick OpenVINO on a CPU with bf16
+    runtime = RuntimeOptions(threads=args.threads, **{"engine": "onnxruntime", **spec.get("runtime", {})})
     forward = Predictor(path, device="cpu", runtime=runtime).run
     _save_outputs(args, spec, [forward(x[None]) for x in inputs])
     return (lambda: forward(inputs[:1])), {}
@@ -368,6 +397,8 @@ def run_group(name: str, variants: list[tuple[str, dict]], args, workdir: Path) 
     iters = args.infer_iters if unit_ms else args.train_iters
     for i, (_, spec) in enumerate(variants):
         spec["label_id"] = f"{name}-{i}"
+    unavailable = [(label, spec["na"]) for label, spec in variants if "na" in spec]  # a row each, no figures
+    variants = [(label, spec) for label, spec in variants if "na" not in spec]
     print(f"\n## {name}: {len(variants)} variants, {args.rounds} rounds of {iters} iterations each", flush=True)
     load_before = os.getloadavg()
     children = []
@@ -411,14 +442,15 @@ def run_group(name: str, variants: list[tuple[str, dict]], args, workdir: Path) 
                      "vs_reference_min": t.min / ref.min, "gflops": WORK[name] / t.median,
                      "fidelity": fidelity(workdir, ch.spec["label_id"], base_id) if unit_ms else "",
                      "info": {k: v for k, v in ch.ready.items() if k not in ("ready", "setup_s")}})
+    rows += [{"variant": label, "na": why} for label, why in unavailable]
     print(f"\n{name}, {unit} per iteration (load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
           f"{len(children[0].wall)} iterations per variant):\n")
     print_table(["variant", f"median {unit}", "spread (min-max)", f"CPU {unit}", "GFLOP/s", "peak RSS",
                  "vs reference (medians)", "vs reference (minima)",
-                 *(["grey levels off fp32 (mean / p99 / max)"] if unit_ms else [])])
+                 *(["grey levels off ORT fp32 (mean / p99 / max)"] if unit_ms else [])])
     for r in rows:
-        if "died" in r:
-            print_row(r["variant"], r["died"])
+        if "died" in r or "na" in r:
+            print_row(r["variant"], r.get("died") or r["na"])
             continue
         print_row(r["variant"], f"{r['median']:.3g}", f"{r['min']:.3g}-{r['max']:.3g}", f"{r['cpu']:.3g}",
                   f"{r['gflops']:.0f}", "-" if r["peak_rss_gb"] is None else f"{r['peak_rss_gb']:.2f} GB",
@@ -496,7 +528,8 @@ def main() -> None:
     from importlib.metadata import version
 
     ort_dist = next(d for d in ("onnxruntime-gpu", "onnxruntime") if _installed(d))
-    described = (f"{machine()}, {args.threads} threads, torch {version('torch')}, {ort_dist} {version(ort_dist)}")
+    described = (f"{machine()}, {args.threads} threads, torch {version('torch')}, {ort_dist} {version(ort_dist)}, "
+                 f"openvino {version('openvino') if _installed('openvino') else 'not installed'}")
     print(f"machine: {described}\nwork folder: {workdir}", flush=True)
     nets = [g for g in args.groups if g in ("unet_256", "resnet_9blocks")]
     if nets:  # in a child of its own: this process stays small, and so do the children it forks

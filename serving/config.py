@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from translate.engines import ENGINES, choose
 from translate.errors import ConfigError
 from translate.object_storage import is_url, split_url
 from translate.options import coerce, opt
@@ -108,6 +109,9 @@ class ServiceConfig:
     ingress_num_cpus: float = opt(0.25, "CPUs reserved for the ingress replica")
     threads: int | None = opt(None, "ONNX Runtime intra-op threads per model replica (auto: its default, one per "
                                     "core); 1 can serve small models faster on a small machine, see BENCHMARKS.md")
+    engine: str = opt("auto", "what runs the models in a model replica: onnxruntime, or openvino (CPU only; pip "
+                              "install openvino on every node); auto: onnxruntime (openvino on CPUs with bf16 instructions "
+                              "once benchmarks/cpu_speed.py shows it faster there)", choices=ENGINES)
     access_log: bool = opt(False, "Serve's per-request access log lines in the replicas' and proxy's logs (off: "
                                   "they cost about 5 ms of CPU per request on 2 cores, an eighth of the total, "
                                   "see BENCHMARKS.md; errors are logged either way)")
@@ -134,6 +138,9 @@ class ServiceConfig:
         for name in ("max_pixels", "tile_threshold", "max_jobs", "job_workers", "jobs_disk_budget_mb"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(name, f"must be at least 1, got {getattr(cfg, name)}")
+        if cfg.engine == "openvino" and cfg.num_gpus:
+            raise ConfigError("engine", "openvino runs on the CPU: num_gpus 0 with it, or engine onnxruntime for GPUs")
+        choose(cfg.engine, device="cpu")  # a ConfigError when openvino is asked for and not installed
         if cfg.max_ongoing_requests < cfg.max_batch_size:
             raise ConfigError("max_ongoing_requests", f"must be at least max_batch_size ({cfg.max_batch_size}) "
                                                       "or batches never fill")

@@ -46,13 +46,14 @@ from typing import Any, Callable
 import numpy as np
 
 from training import local_ray
+from translate.engines import choose
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
 from translate.imageio import IMAGE_EXTENSIONS, RASTER_EXTENSIONS, is_image_file, is_raster_file, output_name
 from translate.latents import sample_paths
 from translate.object_storage import ObjectPath, ObjectTree, get_file, is_url, put_bytes, put_file
-from translate.options import opt
-from translate.predictor import MAX_SAMPLES
+from translate.options import opt, redefault
+from translate.predictor import MAX_SAMPLES, RuntimeOptions
 from translate.raster import RasterOptions
 from translate.tiling import TileConfig
 
@@ -152,14 +153,16 @@ class Translator:
 
     def __init__(self, model: Any, in_dir: str, out_dir: str, fmt: str, device: str, threads: int, run: str = "",
                  registry: str = "", raster: RasterOptions | None = None, model_name: str = "", tiling=None,
-                 codes: np.ndarray | None = None):
+                 codes: np.ndarray | None = None, engine: str = "auto"):
         from translate.predictor import Predictor  # lazy: ONNX Runtime, in the actor process
 
         if not isinstance(model, (bytes, str, os.PathLike)):  # an ObjectRef to the exported bytes
             import ray
 
             model = ray.get(model)
-        self.predictor = Predictor(model, device=device, threads=threads, tiling=tiling)
+        # engine "auto" is resolved here, by the actor's own CPU
+        self.predictor = Predictor(model, device=device, threads=threads, tiling=tiling,
+                                   runtime=RuntimeOptions(engine=engine))
         self.in_dir, self.out_dir, self.fmt, self.run = in_dir.rstrip("/"), out_dir.rstrip("/"), fmt, run
         self.raster, self.model_name = raster or RasterOptions(), model_name or None
         self.codes = codes  # a multimodal model's latent codes, one output each; None: one output, the default code
@@ -272,6 +275,7 @@ class ConvertOptions(RasterOptions):
     workers: int = opt(2, "model actors, each holding one predictor")
     format: str = opt("png", "format of the written images", choices=FORMATS)
     device: str = opt("auto", "where the model runs", choices=DEVICES)
+    engine: str = redefault(RuntimeOptions, "engine", "auto")
     direction: str | None = opt(None, "AtoB or BtoA, for checkpoints holding both")
     store: str | None = opt(None, "read MODEL (NAME or NAME@VERSION) from this model store, a folder or "
                             "s3://BUCKET/PREFIX: its promoted version unless a version is named")
@@ -283,7 +287,8 @@ class ConvertOptions(RasterOptions):
 
     def kwargs(self) -> dict[str, Any]:
         """These options as :func:`convert`'s keyword arguments."""
-        return {"workers": self.workers, "fmt": self.format, "device": self.device, "direction": self.direction,
+        return {"workers": self.workers, "fmt": self.format, "device": self.device, "engine": self.engine,
+                "direction": self.direction,
                 "progress": not self.quiet, "store": self.store, "raster": RasterOptions.of(self),
                 "samples": self.samples, "seed": self.seed}
 
@@ -293,7 +298,8 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
             device: str = ConvertOptions.device, direction: str | None = None, progress: bool = True,
             on_result: Callable[[str, str], None] | None = None, batch_size: int = 4,
             store: str | os.PathLike | None = None, raster: RasterOptions | None = None,
-            tiling: TileConfig | None = None, samples: int = 1, seed: int = 0) -> ConvertSummary:
+            tiling: TileConfig | None = None, samples: int = 1, seed: int = 0,
+            engine: str = ConvertOptions.engine) -> ConvertSummary:
     """Translate every image and raster under ``in_dir`` into ``out_dir`` (same relative paths) on Ray Data.
 
     Starts a local Ray when none is running (and stops it afterwards). ``on_result(path,
@@ -308,6 +314,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
     file when there are rasters, so each is reported as soon as it is written. ``tiling``: the
     predictors' (default: :class:`translate.tiling.TileConfig`'s defaults, as ``translate predict``).
     ``samples``: outputs per input of a multimodal model, from codes drawn from ``seed`` (see the module).
+    ``engine``: what runs the model in each actor (see :class:`translate.predictor.RuntimeOptions`).
     """
     from translate.loading import model_source  # lazy: torch, for checkpoints
 
@@ -322,6 +329,12 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
         raise ConfigError("--workers", f"must be >= 1, got {workers}")
     if not 1 <= samples <= MAX_SAMPLES:
         raise ConfigError("--samples", f"must be a whole number from 1 to {MAX_SAMPLES}, got {samples}")
+    try:  # OpenVINO not installed, or asked for CUDA: said here, before any actor starts
+        choose(engine, device=device)
+    except ConfigError as e:
+        raise ConfigError(f"--{e.field}", e.reason) from None
+    if engine == "openvino":
+        device = "cpu"  # OpenVINO runs on the CPU: no actor holds a GPU
     in_root, out_root = folder(in_dir, "in_dir"), folder(out_dir, "out_dir")
     if not in_root.is_dir():
         raise DataError(f"{in_dir}: no such folder")
@@ -346,7 +359,7 @@ def convert(model: str | os.PathLike, in_dir: str | os.PathLike, out_dir: str | 
                 batch_size = 1
             codes = _sample_codes(source, samples, seed)  # ConfigError or ModelError here, before Ray starts
             _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary,
-                        on_result, lock, raster or RasterOptions(), tiling, codes)
+                        on_result, lock, raster or RasterOptions(), tiling, codes, engine)
     finally:
         if summary is not None:  # also what an interrupted run did before it stopped
             summary.seconds = round(time.perf_counter() - started, 3)
@@ -372,7 +385,7 @@ def _sample_codes(source: Path | bytes, samples: int, seed: int) -> np.ndarray |
 
 
 def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
-                lock, raster, tiling, codes):
+                lock, raster, tiling, codes, engine):
     """Run the conversion on the current Ray (or a local one started and stopped here).
 
     However it ends (done, Ctrl-C, SIGTERM, an error), nothing of this run writes after it returns:
@@ -386,7 +399,7 @@ def _run_on_ray(source, todo, in_root, out_root, fmt, workers, device, progress,
     registry = _start_registry(f"convert-{lock.run}")
     try:
         _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result,
-             lock.run, f"convert-{lock.run}", raster, tiling, codes)
+             lock.run, f"convert-{lock.run}", raster, tiling, codes, engine)
     except BaseException:
         lock.release()  # the fence: from here on no actor of this run writes
         left = stop_workers(registry)
@@ -462,7 +475,7 @@ def _remove_temps(dst: Path | ObjectPath) -> None:
 
 
 def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_size, summary, on_result, run,
-         registry, raster, tiling, codes):
+         registry, raster, tiling, codes, engine):
     import onnx
     import ray
     from ray.data import ActorPoolStrategy, DataContext
@@ -480,7 +493,7 @@ def _run(source, todo, in_root, out_root, fmt, workers, device, progress, batch_
                         num_cpus=cpus, num_gpus=gpus,
                         fn_constructor_args=(model, str(in_root), str(out_root), fmt,
                                              "cuda" if gpus else "cpu", threads, run, registry, raster,
-                                             summary.model, tiling, codes))
+                                             summary.model, tiling, codes, engine))
     try:
         _collect(ds, len(todo), progress, summary, on_result,
                  ray.get_actor(registry) if progress and any(is_raster_file(f) for f in todo) else None)

@@ -106,6 +106,15 @@ def replica_cuda_options(cfg: ServiceConfig) -> CudaOptions:
                        prefer_nhwc=cfg.prefer_nhwc)
 
 
+def load_predictor(path, config: ServiceConfig) -> Predictor:
+    """A model replica's predictor of the model file at ``path``, run as ``config`` says (device, threads, tiling, engine, CUDA options).
+    spinning=False: ONNX Runtime's threads sleep between runs instead of spinning on cores the HTTP side needs
+    (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)."""
+    return Predictor(path, device=replica_device(config), threads=config.threads or 0,
+                     tiling=TileConfig(threshold=config.tile_threshold),
+                     runtime=RuntimeOptions(spinning=False, engine=config.engine), cuda=replica_cuda_options(config))
+
+
 class JobCancelled(Exception):
     """Raised inside a tiled translation whose caller has gone, to stop it at the next tile."""
 
@@ -129,12 +138,7 @@ class ModelServer:
         name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
 
         def load():  # from an object store: downloaded once into this node's cache, checksum-verified
-            # spinning=False: ORT's threads sleep between runs instead of spinning on cores the HTTP side needs
-            # (less CPU per request and more requests per second on a small machine; BENCHMARKS.md)
-            return Predictor(self.store.model_path(name, version), device=replica_device(self.config),
-                             threads=self.config.threads,
-                             tiling=TileConfig(threshold=self.config.tile_threshold),
-                             runtime=RuntimeOptions(spinning=False), cuda=replica_cuda_options(self.config))
+            return load_predictor(self.store.model_path(name, version), self.config)
 
         return await asyncio.to_thread(load)
 

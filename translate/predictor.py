@@ -1,5 +1,5 @@
-"""The ONNX Runtime predictor: one code path for ``translate predict``, batch
-conversion and the HTTP service, so one image gives the same pixels everywhere.
+"""The predictor: one code path for ``translate predict``, batch conversion and the HTTP
+service, so one image gives the same pixels everywhere.
 
 Any size and aspect in, the same size out: the input is reflect-padded (centred) to
 the network's size multiple and the output cropped back. Transparency is set aside
@@ -7,7 +7,8 @@ and restored. The CUDA provider is used when a GPU is really there, else the CPU
 session asked for CUDA that comes up without it (ONNX Runtime falls back to the CPU
 with only a log line, e.g. when its CUDA libraries are not found) is a
 :class:`~translate.errors.CudaProviderError` naming the reason with ``device="cuda"``,
-and a warning with ``device="auto"``. How ONNX Runtime runs (threads, graph
+and a warning with ``device="auto"``. How the model runs (the engine, ONNX Runtime or
+OpenVINO, both reading the same .onnx file (:mod:`translate.engines`); threads, graph
 optimisation, spinning, memory arena) is :class:`RuntimeOptions`, its defaults measured
 (BENCHMARKS.md, "CPU speed"); how its CUDA provider runs (a replica's GPU memory limit,
 cuDNN's search, NHWC kernels, IOBinding) is :class:`~translate.cuda_options.CudaOptions`.
@@ -38,6 +39,7 @@ from PIL import Image
 
 from . import imageio
 from .cuda_options import CudaOptions
+from .engines import ENGINES, PRECISIONS, OpenVinoSession, Session, choose
 from .errors import ConfigError, CudaProviderError, ModelError
 from .input_layout import UINT8_NHWC, layout_of, to_float_nchw
 from .kinds import check_translates
@@ -139,10 +141,16 @@ GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How ONNX Runtime runs a model. The defaults are what measured fastest for the project's generators
-    on CPU (BENCHMARKS.md, "CPU speed": each setting against the others, side by side)."""
+    """How a model runs: the engine (:mod:`translate.engines`), its threads, and ONNX Runtime's own settings
+    (OpenVINO takes the threads and the precision). The defaults are what measured fastest for the project's
+    generators on CPU (BENCHMARKS.md, "CPU speed": each setting against the others, side by side)."""
 
-    threads: int | None = opt(None, "ONNX Runtime intra-op threads (auto: its default, one per core)")
+    engine: str = opt("auto", "what runs the .onnx file: onnxruntime, or openvino (CPU only; pip install openvino); "
+                      "auto: onnxruntime (openvino on CPUs with bf16 instructions once benchmarks/cpu_speed.py "
+                      "shows it faster there: translate/engines.py)", choices=ENGINES)
+    precision: str = opt("auto", "arithmetic of --engine openvino: fp32, or bf16 (CPUs with avx512_bf16 or AMX); "
+                         "auto: bf16 where the CPU has it (ONNX Runtime runs fp32)", choices=PRECISIONS)
+    threads: int | None = opt(None, "intra-op threads (auto: the engine's default, one per core)")
     graph_optimization: str = opt("all", "ONNX Runtime graph optimisation level ('all' adds the CPU's blocked "
                                   "convolution layout, the fastest measured)", choices=GRAPH_OPTIMIZATIONS)
     spinning: bool = opt(True, "ONNX Runtime's threads spin between operators instead of sleeping (faster per "
@@ -152,6 +160,9 @@ class RuntimeOptions:
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 0):
             raise ConfigError("threads", f"must be a whole number >= 0 (0: ONNX Runtime's default), got {self.threads!r}")
+        for name, choices in (("engine", ENGINES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(name, f"must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
             raise ConfigError("graph_optimization", f"must be one of {', '.join(GRAPH_OPTIMIZATIONS)}, "
                               f"got {self.graph_optimization!r}")
@@ -181,6 +192,9 @@ class Predictor:
     Images over ``tiling.threshold`` pixels (default 2048 x 2048) run tile by tile with
     whole-image normalisation statistics, in bounded memory (see :mod:`translate.tiling`);
     ``tiling=TileConfig(threshold=None)`` never tiles, ``threshold=0`` always does.
+
+    ``runtime.engine`` picks what runs the file (:func:`translate.engines.choose`; ``providers``,
+    ONNX Runtime's, mean ONNX Runtime): ``engine`` and ``precision`` say what was chosen.
     """
 
     def __init__(self, model: str | os.PathLike | bytes, device: str = "auto", threads: int = 0,
@@ -191,11 +205,15 @@ class Predictor:
         if threads:
             runtime = dataclasses.replace(runtime, threads=threads)
         self.runtime = runtime
-        so = runtime.session_options()
+        if providers is not None and runtime.engine == "openvino":
+            raise ConfigError("engine", "providers are ONNX Runtime's: leave them out to run on openvino")
+        self.engine, self.precision = choose("onnxruntime" if providers is not None else runtime.engine,
+                                             runtime.precision, device, cuda_available)
         source = model if isinstance(model, bytes) else str(model)
         self._cuda_required = device == "cuda" or providers is not None  # CUDA asked for by name, if at all
         self.cuda = cuda or CudaOptions()
-        self._session_args = dict(sess_options=so, providers=list(providers or default_providers(device, self.cuda)))
+        self._session_args: dict[str, Any] = {} if self.engine == "openvino" else dict(
+            sess_options=runtime.session_options(), providers=list(providers or default_providers(device, self.cuda)))
         self.source = "<bytes>" if isinstance(model, bytes) else str(model)
         self.session = self._make_session(source)
         self.tiling = tiling or TileConfig()
@@ -217,16 +235,19 @@ class Predictor:
         self.input_layout = layout_of(self.metadata)
         on_cuda = CUDA in self.session.get_providers()
         #: where an IOBinding puts the inputs and output ("cuda", "cpu"), or None: plain session.run
-        self.binding_device = (("cuda" if on_cuda else "cpu") if (on_cuda if self.cuda.io_binding is None
-                                                                   else self.cuda.io_binding) else None)
+        self.binding_device = (("cuda" if on_cuda else "cpu") if self.engine == "onnxruntime" and (
+            on_cuda if self.cuda.io_binding is None else self.cuda.io_binding) else None)  # an ONNX Runtime API
         #: numbers of the latent code a multimodal model takes besides the image; 0 for a one-answer model
         self.latent_size = int(self.metadata.get("latent_size", 0))
         self.latent_name = self.session.get_inputs()[1].name if self.latent_size else ""
 
-    def _make_session(self, model: str | bytes, arena: bool | None = None):
-        """A session with the predictor's runtime options and providers. ``arena=False``: CPU memory
-        is returned after each run instead of kept for the next one; the tiled runner's sessions (up
-        to ten for split graphs, each over a tile) would otherwise each keep their peak."""
+    def _make_session(self, model: str | bytes, arena: bool | None = None) -> Session:
+        """A session of the predictor's engine with its runtime options (and ONNX Runtime's providers).
+        ``arena=False``: ONNX Runtime returns CPU memory after each run instead of keeping it for the next
+        one; the tiled runner's sessions (up to ten for split graphs, each over a tile) would otherwise each
+        keep their peak."""
+        if self.engine == "openvino":
+            return OpenVinoSession(model, self.runtime.threads, self.precision)
         import onnxruntime as ort
 
         args = self._session_args

@@ -97,7 +97,8 @@ def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(time, "sleep", sleep)
     main(["serve", "--store", str(tmp_path), "--port", "8123", "--num-cpus", "0.5", "--num-gpus", "1",
           "--max-replicas", "3", "--max-batch-size", "4", "--threads", "1", "--max-upload-bytes", "1000",
-          "--max-pixels", "4096", "--request-timeout-s", "9", "--no-access-log", "--fast-paths", "haproxy", "grpc"])
+          "--max-pixels", "4096", "--request-timeout-s", "9", "--no-access-log", "--fast-paths", "haproxy", "grpc",
+          "--engine", "onnxruntime"])
     assert "Ctrl-C to stop" in capsys.readouterr().out
     assert seen["fast_paths"] == ("haproxy", "grpc")
     assert seen["ray_cpus"] is None and seen["http"] == {"host": "127.0.0.1", "port": 8123, "request_timeout_s": 14}
@@ -106,7 +107,8 @@ def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
     assert model.ray_actor_options == {"num_cpus": 0.5, "num_gpus": 1.0}
     assert model._deployment_config.autoscaling_config.max_replicas == 3 and model.max_ongoing_requests == 8
     cfg = ServiceConfig(**ingress.init_args[1])
-    assert (cfg.threads, cfg.max_upload_bytes, cfg.max_pixels, cfg.access_log) == (1, 1000, 4096, False)
+    assert (cfg.threads, cfg.max_upload_bytes, cfg.max_pixels, cfg.access_log, cfg.engine) == (
+        1, 1000, 4096, False, "onnxruntime")
     assert cfg.store == str(tmp_path.resolve())
 
 
@@ -123,14 +125,15 @@ def test_convert_flags_come_from_convert_options(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(convert_module, "convert", fake_convert)
     main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out")])
     main(["convert", "m.onnx", str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--format", "jpg",
-          "--device", "cpu", "--direction", "BtoA", "--quiet", "--store", "s3://bucket/models",
-          "--bands", "4,3,2", "--stretch", "1,99", "--compress", "zstd", "--cog"])
+          "--device", "cpu", "--engine", "openvino", "--direction", "BtoA", "--quiet", "--store", "s3://bucket/models",
+          "--bands", "4,3,2", "--stretch", "1,99", "--compress", "zstd", "--cog", "--samples", "3", "--seed", "7"])
     assert calls == [convert_module.ConvertOptions().kwargs(),
-                     dict(workers=3, fmt="jpg", device="cpu", direction="BtoA", progress=False,
+                     dict(workers=3, fmt="jpg", device="cpu", engine="openvino", direction="BtoA", progress=False,
                           store="s3://bucket/models",
-                          raster=RasterOptions(bands="4,3,2", stretch="1,99", compress="zstd", cog=True))]
-    assert calls[0] == dict(workers=2, fmt="png", device="auto", direction=None, progress=True, store=None,
-                            raster=RasterOptions())
+                          raster=RasterOptions(bands="4,3,2", stretch="1,99", compress="zstd", cog=True),
+                          samples=3, seed=7)]
+    assert calls[0] == dict(workers=2, fmt="png", device="auto", engine="auto", direction=None, progress=True,
+                            store=None, raster=RasterOptions(), samples=1, seed=0)
     assert "wrote 0 images" in capsys.readouterr().out
 
 

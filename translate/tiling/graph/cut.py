@@ -97,6 +97,9 @@ def extract(model, inputs: Sequence[str], outputs: Sequence[str]):
     nodes = [n for n in g.node if id(n) in need]  # graph order is topological
     used = {i for n in nodes for i in n.input} | set(outputs)
     declared = {i.name: i for i in g.input}
+    if any(t in used and t not in declared for t in inputs):  # inner tensors: typed with their rank where
+        # shape inference knows it (OpenVINO's ONNX reader, unlike ONNX Runtime, needs the rank of every input)
+        declared = {i.name: i for i in onnx.shape_inference.infer_shapes(model).graph.value_info} | declared
     ins = [declared.get(t) or onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
            for t in inputs if t in used]
     outs = [onnx.helper.make_empty_tensor_value_info(t) for t in outputs]
