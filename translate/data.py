@@ -304,7 +304,7 @@ def split_holdout(sources: Sequence[_Item], fraction: float = 0.05, seed: int = 
                   minimum: int = 1) -> tuple[list[_Item], list[_Item]]:
     """Hold out a deterministic part of ``sources`` (pairs, images, indices) for validation: (train, held_out)."""
     n = len(sources)
-    k = min(max(minimum, math.ceil(n * fraction)), n - 1) if n > 1 else 0
+    k = min(max(minimum, math.ceil(n * fraction)), n - 1) if n > 1 and fraction > 0 else 0  # 0: hold none out
     rng = np.random.default_rng(_mix(seed, 7))
     held = set(rng.choice(n, size=k, replace=False).tolist()) if k else set()
     return ([s for i, s in enumerate(sources) if i not in held],

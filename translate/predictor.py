@@ -364,13 +364,14 @@ class Predictor:
             return self.session.run(None, feed)[0]
         import onnxruntime as ort
 
-        binding = self.session.io_binding()
+        session: Any = self.session  # an ONNX Runtime InferenceSession: binding_device is None for other engines
+        binding = session.io_binding()
         values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), self.binding_device, self.cuda.device_id)
                   for v in feed.values()]  # kept alive until the run is done
         for name, value in zip(feed, values, strict=True):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(self.output_name, self.binding_device, self.cuda.device_id)
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
     def _record(self, tiled: bool) -> None:

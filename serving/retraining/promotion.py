@@ -23,15 +23,17 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from translate.checkpoint import load_checkpoint
 from translate.class_maps import PALETTE_FILE, Palette, save_palette
 from translate.errors import ConfigError
 from translate.predictor import Predictor
-from translate.task_score import Score
 
 from ..store import ModelStore, PromotionConflict
+
+if TYPE_CHECKING:  # torch: not when the CLI builds its parsers (translate predict/serve start without it)
+    from translate.task_score import Score
 
 DEFAULT_STEPS = 200
 
@@ -124,6 +126,7 @@ def fine_tune_and_decide(store: ModelStore, job: dict, record: Callable[..., obj
 def held_out_score(metrics: dict[str, Any]) -> Score:
     """The task's score among a version's held-out metrics (:func:`translate.evaluate.evaluate`'s): the class IoU
     where its outputs were scored as class maps, else mean L1, the order of :func:`translate.task_score.task_score`."""
+    from translate.task_score import Score  # lazy: torch
     if "mean_iou" in metrics:
         return Score("mean_iou", metrics["mean_iou"], higher_is_better=True)
     return Score("l1", metrics["l1"], higher_is_better=False)

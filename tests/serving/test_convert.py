@@ -235,7 +235,11 @@ def test_s3_to_s3_resumes_from_what_the_output_prefix_holds(local_ray, s3_server
     with pytest.raises(KeyboardInterrupt):
         convert(model, src, out, workers=1, progress=False, on_result=stop_after_first, batch_size=1)
     before = {k for k in object_storage.list_files(out) if k != SUMMARY_NAME}
-    assert before and before < set(GOOD)
+    assert before and before <= set(GOOD)
+    if before == set(GOOD):  # a slow driver consumed its first result after the actor had done everything
+        gone = sorted(before)[-1]
+        object_storage.remove(f"{out}/{gone}")
+        before.discard(gone)
     summary = convert(model, src, out, workers=1, progress=False)
     assert summary.skipped == len(before) and summary.written == len(GOOD) - len(before) and summary.total == 9
     assert summary.failed == [{"path": f"{src}/sub/bad.png", "reason": summary.failed[0]["reason"]}]

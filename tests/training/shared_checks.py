@@ -180,9 +180,14 @@ def check_data_parallel(method: type[Method], two: Path, data: Path, tmp: Path) 
     for ra, rb in zip(_rows(one), rows, strict=True):
         assert ra.keys() == rb.keys(), ra["step"]
         assert rb["lr"] == ra["lr"]
+        # the first steps agree to float noise; later ones by less: the noise Adam turns into steps (below) moves
+        # the losses by up to 1e-3 by step 5 where the CPU's kernels differ between batch 1 and batch 2 (CycleGAN
+        # on an AMD EPYC with avx512, 2026-12-07, at the commit CI had passed on another machine of this kind); a
+        # process that trained on its own half without the others' gradients is off by far more than this
+        rel = 1e-4 if ra["step"] <= 2 else 5e-3
         for k, v in ra.items():
-            if k not in ("step", "epoch", "lr"):
-                assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-5), (ra["step"], k)
+            if k not in ("step", "epoch", "lr", "it_per_s"):
+                assert rb[k] == pytest.approx(v, rel=rel, abs=1e-5), (ra["step"], k)
     # the weights agree as closely as float sums in another order allow, but for one kind: a bias before a
     # normalisation layer has a gradient that is zero in theory, and Adam turns the float noise on it into steps of
     # up to lr either way, so those agree to 2 x lr a step only (the losses and validation above show it is noise)
@@ -192,12 +197,15 @@ def check_data_parallel(method: type[Method], two: Path, data: Path, tmp: Path) 
         weights = [k for k in sd if not k.endswith("bias")]
         flat_a = torch.cat([wa[net][k].float().flatten() for k in weights])
         flat_b = torch.cat([sd[k].float().flatten() for k in weights])
-        assert (flat_a - flat_b).norm() < 1e-5 * flat_a.norm(), net
+        # 3e-3: the noise above, measured at up to 7.7e-4 (CycleGAN's G_A, the machine above); six steps at lr 2e-4
+        # move weights of init scale 0.02 by some per cent (estimated), so a process that trained on its half
+        # without the others' gradients should land far outside it
+        assert (flat_a - flat_b).norm() < 3e-3 * flat_a.norm(), net
         for k in set(sd) - set(weights):
             assert (wa[net][k].float() - sd[k].float()).abs().max() <= noise, (net, k)
     for k, v in _rows(one, "step")[-1].items():  # the validation at the end, on the same weights
         if k.startswith("val/"):
-            assert _rows(two, "step")[-1][k] == pytest.approx(v, rel=1e-3, abs=1e-5), k
+            assert _rows(two, "step")[-1][k] == pytest.approx(v, rel=5e-3, abs=1e-5), k
 
 
 def cli_flags(config) -> list[str]:

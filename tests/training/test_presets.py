@@ -92,7 +92,7 @@ def test_help_shows_each_presets_values(capsys):
         main(["train", "gan", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "samples per step (default: 64; preset ring8, grid25: 256)" in text
-    assert "preset ring8, grid25: minimax, nonsaturating, lsgan, hinge 0.001, wgangp 0.002" in text
+    assert "preset ring8, grid25: minimax, nonsaturating, lsgan, hinge, contrastive, mmd 0.001, wgangp 0.002" in text
     assert "(default: 5000; preset ring8: 15000; preset grid25: 20000; preset digits: 3000)" in text
     assert "presets: ring8, grid25, digits" in text
     with pytest.raises(SystemExit):

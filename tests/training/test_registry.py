@@ -18,13 +18,13 @@ SIZED_TOY = "tests.training.toy_sized_trainer:SizedToy"
 
 def test_every_registered_trainer_names_itself_once():
     methods = training.methods()
-    assert list(methods) == ["pix2pix", "cyclegan", "gan", "vae"]
+    assert list(methods) == ["pix2pix", "cyclegan", "cut", "gan", "segmenter", "bicyclegan", "vae"]
     for name, method in methods.items():
         assert method.name == name and method.config_class.method == name  # the config takes the method's name
         config = method.config_class(data="ring8" if name == "gan" else "x")
         assert config.to_dict()["method"] == name
         assert method.config_class.from_dict(config.to_dict()) == config
-    with pytest.raises(ConfigError, match="known: pix2pix, cyclegan, gan"):
+    with pytest.raises(ConfigError, match="known: pix2pix, cyclegan, cut, gan, segmenter, bicyclegan, vae"):
         training.method("pix2pixhd")
 
 
@@ -32,7 +32,7 @@ def test_retraining_offers_the_trainers_that_say_they_can(tmp_path):
     from serving.retraining.promotion import trainer
 
     assert trainer("pix2pix") is training.method("pix2pix")
-    with pytest.raises(ConfigError, match=r"retraining supports \['pix2pix'\] models, not cyclegan"):
+    with pytest.raises(ConfigError, match=r"retraining supports \['cut', 'pix2pix'\] models, not cyclegan"):
         trainer("cyclegan")
 
 

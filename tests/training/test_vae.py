@@ -101,6 +101,7 @@ def test_it_trains_on_an_image_folder_and_evaluates_another(tmp_path, capsys):
     out = tmp_path / "run"
     main(["train", "vae", "--data", str(tmp_path / "photos"), "--out", str(out), "--steps", "3", "--latent-dim", "4",
           "--val-every", "3", "--sample-every", "3", *TINY])
+    capsys.readouterr()  # training's own lines (validation, the run directory)
     result = json.loads(run(capsys, "evaluate", out, "--data", tmp_path / "others", "--compact").out)
     assert result["images"] == 6 and result["dims"] == 3 * 8 * 8 and result["latent_dim"] == 4
     assert result["bits_per_dim"] == pytest.approx(-result["elbo"] / (192 * math.log(2)), rel=1e-9)

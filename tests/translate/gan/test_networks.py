@@ -130,6 +130,7 @@ def test_sample_labels():
         sample_labels(3, 0, 1)
 
 
+@pytest.mark.parametrize("conditional", [False, True])
 def test_onnx_export_matches_pytorch(tmp_path, conditional):
     import onnx
     import onnxruntime as ort
