@@ -31,7 +31,8 @@ from serving.config import FAST_PATHS
 def fast_path_variants() -> list[str]:
     """This checkout with Serve's defaults, with each fast path alone, and with all of them."""
     names = list(FAST_PATHS)
-    return ["defaults=.", *(f"{n}=.::--fast-paths {n}" for n in names), f"all=.::--fast-paths {' '.join(names)}"]
+    return ["defaults=.::--fast-paths", *(f"{n}=.::--fast-paths {n}" for n in names),
+            f"all=.::--fast-paths {' '.join(names)}"]
 
 
 def main() -> None:

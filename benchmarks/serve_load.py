@@ -202,8 +202,9 @@ def main() -> None:
                                                                "default, as the service's own default)")
     ap.add_argument("--serve-env", nargs="*", default=[], metavar="K=V",
                     help="environment for Ray and Serve (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1), set before Ray starts")
-    ap.add_argument("--fast-paths", nargs="*", default=[], metavar="NAME",
-                    help="Ray Serve's fast paths to turn on (serving.config.FAST_PATHS: throughput, haproxy, grpc)")
+    ap.add_argument("--fast-paths", nargs="*", default=None, metavar="NAME",
+                    help="Ray Serve's fast paths to turn on (serving.config.FAST_PATHS: throughput, haproxy, grpc; "
+                         "default: the checkout's own default; --fast-paths with no name: none, Serve's defaults)")
     ap.add_argument("--option", nargs="*", default=[], metavar="K=V",
                     help="more service options (ServiceConfig fields, as strings) for start_local")
     ap.add_argument("--code", default=None, metavar="DIR", help="serve the code of this checkout (default: the one "
@@ -240,7 +241,7 @@ def main() -> None:
     store.register("bench", model)
     body = test_image(args.size)
     options: dict = dict(kv.split("=", 1) for kv in args.option)
-    if args.fast_paths:  # only then: a checkout from before the fast paths serves without them
+    if args.fast_paths is not None:  # only then: a checkout from before the fast paths serves without them
         options["fast_paths"] = tuple(args.fast_paths)
     url = service.start_local(store.root, port=args.port, ray_cpus=os.cpu_count(),
                               min_replicas=args.replicas, max_replicas=args.replicas,
@@ -273,7 +274,7 @@ def main() -> None:
           f"batch wait {args.batch_wait_ms:g} ms; {args.replicas} model replica(s), ORT threads "
           f"{args.threads or 'default'}; "
           f"access log {'on' if args.access_log else 'off'}; env {' '.join(args.serve_env) or 'default'}; "
-          f"fast paths {' '.join(args.fast_paths) or 'none'}; "
+          f"fast paths {'(default)' if args.fast_paths is None else ' '.join(args.fast_paths) or 'none'}; "
           f"options {' '.join(args.option) or 'default'}\n")
     print(f"raw ONNX Runtime (translate.predictor, same cores and threads): batch 1 {raw1:.1f} img/s "
           f"({raw['cpu_ms'][1]:.2f} CPU ms/img), batch {args.max_batch_size} {rawb:.1f} img/s "

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import machine, print_table
+from serving.config import DEFAULT_FAST_PATHS
 from serving.store import ModelStore
 from translate import imageio
 from translate.datasets import make_dataset, make_pair
@@ -457,7 +458,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--kill-at", type=float, default=0.5, help="share of the requests sent before the kill")
     ap.add_argument("--size", type=int, default=64, help="side of the uploaded photos and of the model's training")
     ap.add_argument("--photos", type=int, default=8, help="distinct photos sent")
-    ap.add_argument("--fast-paths", nargs="*", default=[], help="Ray Serve's fast paths (serving.config.FAST_PATHS)")
+    ap.add_argument("--fast-paths", nargs="*", default=list(DEFAULT_FAST_PATHS),
+                    help="Ray Serve's fast paths (serving.config.FAST_PATHS; default: the service's, "
+                         f"{' '.join(DEFAULT_FAST_PATHS)}; --fast-paths with no name: none)")
     ap.add_argument("--json", default=None, metavar="OUT")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)

@@ -37,6 +37,11 @@ FAST_PATHS = {
     "grpc": {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"},
 }
 HAPROXY_MAX_THREADS = 4
+#: the fast paths on by default (``translate serve``, :func:`serving.local_service.start_local`): HAProxy alone cut
+#: the CPU the service spends beyond the model from 25.9 to 17.6 ms per request at concurrency 1 (23.7 to 17.1 at
+#: 32) with 19 % more requests/s; throughput-optimized mode and gRPC changed nothing measurable here and all three
+#: together had a worse p99 at 32 (BENCHMARKS.md, "Ray Serve's fast paths", 2026-12-07)
+DEFAULT_FAST_PATHS: tuple[str, ...] = ("haproxy",)
 
 
 def fast_path_env(names: list[str] | tuple[str, ...], cpus: int | None = None) -> dict[str, str]:

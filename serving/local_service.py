@@ -13,7 +13,7 @@ import ray
 from ray import serve
 
 from serving.app import build_app, http_options
-from serving.config import ServiceConfig, fast_path_env, jobs_capacity
+from serving.config import DEFAULT_FAST_PATHS, ServiceConfig, fast_path_env, jobs_capacity
 from serving.store import ModelStore
 from serving.translation_jobs import default_jobs_dir
 from training import local_ray
@@ -33,7 +33,7 @@ LOCAL_SERVE_ENV = {
 }
 
 
-def init_local_ray(num_cpus: int | None = None, fast_paths: tuple[str, ...] = ()) -> None:
+def init_local_ray(num_cpus: int | None = None, fast_paths: tuple[str, ...] = DEFAULT_FAST_PATHS) -> None:
     """Start an embedded local Ray for the service (``LOCAL_SERVE_ENV`` set unless already set), with Ray Serve's
     ``fast_paths`` (serving.config.FAST_PATHS) in the environment its processes start with."""
     for k, v in LOCAL_SERVE_ENV.items():
@@ -67,7 +67,8 @@ LOCAL_SHUTDOWN_WAIT_S = 0.2
 
 
 def start_local(store: str | os.PathLike | None = None, host: str = "127.0.0.1", port: int = 8000, *,
-                ray_cpus: int | None = None, name: str = "translate", fast_paths: tuple[str, ...] = (),
+                ray_cpus: int | None = None, name: str = "translate",
+                fast_paths: tuple[str, ...] = DEFAULT_FAST_PATHS,
                 **options) -> str:
     """Start an embedded local Ray (``ray_cpus`` CPUs; default all; Ray Serve's ``fast_paths`` on), Serve's HTTP
     proxy on host:port, and the app. ``options`` are ServiceConfig fields (``num_cpus`` is per model replica).

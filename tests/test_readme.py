@@ -39,6 +39,7 @@ from PIL import Image
 
 from tests.serving.conftest import aerial_photo, free_port, tiny_onnx
 from tests.serving.serve_process import ServeProcess
+from translate.engines import cpu_has_bf16
 from translate_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +125,9 @@ TABLE: dict[str, Run | Serve | Serving | Curl | NotRun | Shell] = {
     "translate export runs/maps --out maps-latest.onnx --checkpoint latest": Run(),
     "translate export runs/maps --out maps-u8.onnx --input uint8-nhwc": Run(),
     "translate predict maps.onnx aerial1.png photos/ --out translated/": Run(),
+    # bf16 where this CPU has it (avx512_bf16 or AMX); elsewhere the same command in fp32, which it would refuse
+    "translate predict maps.onnx photos/ --out translated/ --engine openvino --precision bf16": Run(
+        {} if cpu_has_bf16() else {"--precision": "fp32"}),
     "translate evaluate maps.onnx --data maps/ --split test": Run(add=("--quiet",)),
     "translate train cyclegan --data horse2zebra/ --out runs/h2z": Run(add=(
         "--steps", "2", "--size", "32", "--load-size", "36", "--netG", "resnet_1blocks", "--ngf", "4", "--ndf", "4",

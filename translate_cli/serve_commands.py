@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from serving.config import FAST_PATHS, ServiceConfig
+from serving.config import DEFAULT_FAST_PATHS, FAST_PATHS, ServiceConfig
 from serving.store import ModelStore
 from translate.options import add_arguments, given
 
@@ -69,10 +69,12 @@ def register(subparsers) -> None:
     s.add_argument("--store", metavar="DIR|URL", help=STORE_HELP)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    s.add_argument("--fast-paths", nargs="*", default=[], choices=list(FAST_PATHS), metavar="NAME",
-                   help=f"Ray Serve's fast paths to turn on ({', '.join(FAST_PATHS)}; default none): Serve's "
-                        "throughput-optimized mode, HAProxy in place of the Python HTTP proxy, gRPC between the "
-                        "deployments (README, \"Ray Serve's fast paths\")")
+    s.add_argument("--fast-paths", nargs="*", default=list(DEFAULT_FAST_PATHS), choices=list(FAST_PATHS),
+                   metavar="NAME",
+                   help=f"Ray Serve's fast paths to turn on ({', '.join(FAST_PATHS)}; default: "
+                        f"{' '.join(DEFAULT_FAST_PATHS)}, the measured best; --fast-paths with no name: Serve's "
+                        "defaults): Serve's throughput-optimized mode, HAProxy in place of the Python HTTP proxy, "
+                        "gRPC between the deployments (README, \"Ray Serve's fast paths\")")
     add_arguments(s, ServiceConfig, skip=("store",))
     s.set_defaults(func=_cmd_serve)
 

@@ -165,3 +165,14 @@ def test_fast_paths_are_the_environment_serve_reads():
     assert fast_path_env(("haproxy",), cpus=64)["RAY_SERVE_HAPROXY_NBTHREAD"] == "4"
     with pytest.raises(ConfigError, match="fast_paths: unknown fast path 'turbo'"):
         fast_path_env(("turbo",))
+
+
+def test_serve_runs_the_measured_fast_paths_unless_told_otherwise():
+    from serving.config import DEFAULT_FAST_PATHS
+    from translate_cli.main import build_parser
+
+    parser = build_parser("serve")
+    assert DEFAULT_FAST_PATHS == ("haproxy",)  # BENCHMARKS.md, "Ray Serve's fast paths"
+    assert parser.parse_args(["serve"]).fast_paths == ["haproxy"]
+    assert parser.parse_args(["serve", "--fast-paths"]).fast_paths == []  # Serve's own defaults
+    assert parser.parse_args(["serve", "--fast-paths", "grpc"]).fast_paths == ["grpc"]
