@@ -32,7 +32,7 @@ from translate.files import atomic_path
 
 CHECKPOINTS = "checkpoints"
 STOP_KEY = ".stop"  # the driver's request to stop after the current step (no node but its own sees its disk)
-STOP_CHECK_S = 2.0  # rank 0 looks for it at most this often: a request, not a file's stat
+STOP_CHECK_S = 0.5  # rank 0 looks for it at most this often: one small GET (a short run stops at its next step)
 _STEP_RE = re.compile(r"step_(\d{8})\.(pt|done)")
 
 

@@ -85,7 +85,7 @@ def test_two_processes_on_s3_data_writing_to_s3_stop_and_resume(local_ray, s3_se
     def stop_at_the_first_checkpoint():
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and "checkpoints/step_00000002.done" not in _keys(out):
-            time.sleep(0.2)
+            time.sleep(0.05)
         RunStorage(out).request_stop()  # what Ctrl-C in the driver does for a run in object storage
 
     watcher = threading.Thread(target=stop_at_the_first_checkpoint, daemon=True)
@@ -93,10 +93,14 @@ def test_two_processes_on_s3_data_writing_to_s3_stop_and_resume(local_ray, s3_se
     trainer.fit()
     watcher.join()
     stopped = max(int(k[len("checkpoints/step_"):-len(".done")]) for k in _keys(out) if k.endswith(".done"))
-    assert 2 <= stopped < 6
-    resumed = Trainer(Pix2Pix, Pix2Pix.config_class(), resume=out)
-    assert resumed.launcher and resumed.step == stopped
-    resumed.fit()
+    assert 2 <= stopped <= 6
+    # six tiny steps may all be done before rank 0 sees the request (it looks every STOP_CHECK_S): then the run
+    # simply ended. A stop mid-run and an exact resume are also tested without the race, from s3:// in one process
+    # (above) and on two processes from a disk (tests/training/test_distributed.py)
+    if stopped < 6:
+        resumed = Trainer(Pix2Pix, Pix2Pix.config_class(), resume=out)
+        assert resumed.launcher and resumed.step == stopped
+        resumed.fit()
     # the bucket's run, downloaded, is the run of one process at twice the batch on the data on disk
     local = tmp_path / "downloaded"
     for key in _keys(out):
