@@ -73,6 +73,28 @@ def backward_D(critic: Critic, real: Tensor, fake: Tensor,
     return loss_D.item(), None if gp is None else gp.item()
 
 
+def update_critics(optimizer: torch.optim.Optimizer, judged: dict[str, tuple[Critic, Tensor, Tensor]],
+                   autocast: Callable[[], AbstractContextManager]) -> dict[str, float]:
+    """One step of unconditional critics sharing ``optimizer``: ``judged`` maps a loss name to (critic, real images,
+    generated images); returns each loss by its name, with ``GP`` (their penalties' sum) when the config has one.
+    Each critic's D is trained (requires_grad on) and constrained after the step (WGAN's clipping)."""
+    for critic, _, _ in judged.values():
+        set_requires_grad(critic.D, True)
+    optimizer.zero_grad(set_to_none=True)
+    out: dict[str, float] = {}
+    penalties = []
+    for name, (critic, real, fake) in judged.items():
+        out[name], gp = backward_D(critic, real, fake, autocast)
+        if gp is not None:
+            penalties.append(gp)
+    if penalties:  # all or none: one config
+        out["GP"] = sum(penalties)
+    optimizer.step()
+    for critic, _, _ in judged.values():
+        constrain(critic.config, critic.D)
+    return out
+
+
 def constrain(config: AdversarialConfig, D: nn.Module) -> None:
     """After D's update: clip its weights when the config asks for it (WGAN)."""
     if config.clip:

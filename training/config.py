@@ -333,8 +333,7 @@ class TranslationConfig(AdversarialConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.load_size:  # None, or 0 in configs written before None meant auto
-            self.load_size = int(round(resolved(self.size) * 286 / 256))
+        default_load_size(self)
 
     def resolve_speed(self, device, amp_on_cpu: bool) -> None:
         super().resolve_speed(device, amp_on_cpu)
@@ -342,15 +341,7 @@ class TranslationConfig(AdversarialConfig):
 
     def validate(self) -> None:
         super().validate()
-        size, load_size = resolved(self.size), resolved(self.load_size)
-        if size < 1:
-            raise ConfigError("size", f"must be positive, got {size}")
-        try:
-            parse_generator_name(resolved(self.netG))
-        except ValueError as e:
-            raise ConfigError("netG", str(e)) from None
-        if load_size < size:
-            raise ConfigError("load_size", f"must be >= size ({size}), got {load_size}")
+        check_image_options(self)
         if self.num_d < 1:
             raise ConfigError("num_d", f"must be >= 1, got {self.num_d}")
         if self.feature_matching < 0:
@@ -405,8 +396,7 @@ class SegmenterConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.load_size:
-            self.load_size = int(round(resolved(self.size) * 286 / 256))
+        default_load_size(self)
 
     def resolve_speed(self, device, amp_on_cpu: bool) -> None:
         super().resolve_speed(device, amp_on_cpu)
@@ -414,17 +404,11 @@ class SegmenterConfig(TrainConfig):
 
     def validate(self) -> None:
         super().validate()
-        netG = resolved(self.netG)
-        try:
-            parse_generator_name(netG)
-        except ValueError as e:
-            raise ConfigError("netG", str(e)) from None
-        if not netG.startswith("unet"):
-            raise ConfigError("netG", f"the segmenter is a U-Net (unet_<N>), got {netG!r}")
+        check_image_options(self)
+        if not resolved(self.netG).startswith("unet"):
+            raise ConfigError("netG", f"the segmenter is a U-Net (unet_<N>), got {self.netG!r}")
         if self.lr <= 0:
             raise ConfigError("lr", f"must be > 0, got {self.lr}")
-        if resolved(self.load_size) < resolved(self.size):
-            raise ConfigError("load_size", f"must be >= size ({self.size}), got {self.load_size}")
 
     def check_size(self, size_multiple: int) -> None:
         """As a translator's U-Net: the same rule and advice."""
@@ -433,6 +417,26 @@ class SegmenterConfig(TrainConfig):
     @property
     def batch_stats(self) -> bool:
         return self.norm == "batch" and self.batch_size == 1
+
+
+def default_load_size(c: TranslationConfig | SegmenterConfig) -> None:
+    """``load_size`` at auto (None, or 0 in configs written before None meant auto): ``size`` * 286/256."""
+    if not c.load_size:
+        c.load_size = int(round(resolved(c.size) * 286 / 256))
+
+
+def check_image_options(c: TranslationConfig | SegmenterConfig) -> None:
+    """A ConfigError naming the field unless ``size`` is positive, ``netG`` names a generator and ``load_size``
+    (what images are resized to before the crop) is at least ``size``."""
+    size, load_size = resolved(c.size), resolved(c.load_size)
+    if size < 1:
+        raise ConfigError("size", f"must be positive, got {size}")
+    try:
+        parse_generator_name(resolved(c.netG))
+    except ValueError as e:
+        raise ConfigError("netG", str(e)) from None
+    if load_size < size:
+        raise ConfigError("load_size", f"must be >= size ({size}), got {load_size}")
 
 
 def check_size(c: TranslationConfig | SegmenterConfig, size_multiple: int) -> None:

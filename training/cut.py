@@ -51,12 +51,11 @@ from translate.patchnce import (
 
 from .adversarial import (
     Critic,
-    backward_D,
-    constrain,
     generator_updates_before,
     objective,
     optimizers,
     set_requires_grad,
+    update_critics,
     updates_generator,
 )
 from .config import TranslationConfig, resolved
@@ -180,15 +179,7 @@ class CUT(Method):
         else:  # n_critic > 1: D trains on this step's outputs, G waits
             with torch.no_grad(), self.autocast():
                 fake_B = self.G(real_A)
-        set_requires_grad(self.D, True)
-        self.optimizers["D"].zero_grad(set_to_none=True)
-        out = dict(self.last_G)
-        out["D"], gp = backward_D(self.critic, real_B, fake_B, self.autocast)
-        if gp is not None:
-            out["GP"] = gp
-        self.optimizers["D"].step()
-        constrain(c, self.D)
-        return out
+        return {**self.last_G, **update_critics(self.optimizers["D"], {"D": (self.critic, real_B, fake_B)}, self.autocast)}
 
     def _generator_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> torch.Tensor:
         """G and its heads: fool the (frozen) D, keep each output patch's content (PatchNCE); returns G(real_A)."""

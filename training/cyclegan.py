@@ -43,12 +43,11 @@ from translate.options import opt, redefault
 
 from .adversarial import (
     Critic,
-    backward_D,
-    constrain,
     generator_updates_before,
     objective,
     optimizers,
     set_requires_grad,
+    update_critics,
     updates_generator,
 )
 from .config import TranslationConfig, resolved
@@ -133,25 +132,15 @@ class CycleGAN(Method):
     def step(self, batch: dict) -> dict[str, float]:
         c: CycleGANConfig = self.config
         real_A, real_B = in_layout(c, batch["A"], batch["B"])
-        opt_D = self.optimizers["D"]
         if updates_generator(self.steps_done + 1, c):
             fake_A, fake_B = self._generator_step(real_A, real_B)
         else:  # n_critic > 1: D trains on this step's fakes, G waits
             with torch.no_grad(), self.autocast():
                 fake_B, fake_A = self.G_A(real_A), self.G_B(real_B)
         # D_A and D_B: real images -> real, generated ones (replayed from the pools) -> fake
-        set_requires_grad(self.D_A, True)
-        set_requires_grad(self.D_B, True)
-        opt_D.zero_grad(set_to_none=True)
-        out = dict(self.last_G)
-        out["D_A"], gp_A = backward_D(self.critic_A, real_B, self.fake_B_pool.query(fake_B), self.autocast)
-        out["D_B"], gp_B = backward_D(self.critic_B, real_A, self.fake_A_pool.query(fake_A), self.autocast)
-        if gp_A is not None and gp_B is not None:  # both or neither: one config
-            out["GP"] = gp_A + gp_B
-        opt_D.step()
-        constrain(c, self.D_A)
-        constrain(c, self.D_B)
-        return out
+        return {**self.last_G, **update_critics(
+            self.optimizers["D"], {"D_A": (self.critic_A, real_B, self.fake_B_pool.query(fake_B)),
+                                   "D_B": (self.critic_B, real_A, self.fake_A_pool.query(fake_A))}, self.autocast)}
 
     def _generator_step(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """G_A and G_B: fool the (frozen) discriminators, come back around the cycle, keep identity."""

@@ -121,7 +121,13 @@ def export_generator(G: nn.Module, meta: dict[str, Any], out: str | os.PathLike 
     """
     input_nc = meta.get("arch", {}).get("input_nc", 3)
     data = add_metadata(onnx_bytes(G, input_nc), encode_metadata(translation_properties(G, meta)))
-    diff = verify(G, data, input_nc) if check else None
+    return _checked(data, verify(G, data, input_nc) if check else None, tolerance, out)
+
+
+def _checked(data: bytes, diff: float | None, tolerance: float, out: str | os.PathLike | None
+             ) -> tuple[bytes, float | None]:
+    """``(data, diff)`` once ``diff`` (None: not checked) is within ``tolerance``, written atomically to ``out``
+    when given; a ModelError otherwise, and nothing written."""
     if diff is not None and diff > tolerance:
         raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
     if out is not None:
@@ -255,13 +261,7 @@ def export_multimodal_generator(G: LatentInputGenerator, meta: dict[str, Any], o
     props = {**translation_properties(G.G, meta), "kind": KINDS["multimodal"].onnx_name, "latent_size": G.nz,
              "input_nc": input_nc, "latent": "z ~ N(0, I); z = 0 (the prior's mean) for one answer"}
     data = add_metadata(buf.getvalue(), encode_metadata(props))
-    diff = verify_multimodal_generator(G, data, input_nc) if check else None
-    if diff is not None and diff > tolerance:
-        raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
-    if out is not None:
-        with atomic_path(out) as tmp:
-            Path(tmp).write_bytes(data)
-    return data, diff
+    return _checked(data, verify_multimodal_generator(G, data, input_nc) if check else None, tolerance, out)
 
 
 def verify_multimodal_generator(G: LatentInputGenerator, model_bytes: bytes, input_nc: int, seed: int = 0) -> float:
@@ -323,11 +323,7 @@ def export_gan_generator(G: DCGANGenerator | MLPGenerator, meta: dict[str, Any],
              "latent": "z ~ N(0, I); truncation resamples |z| > T", **{k_: meta[k_] for k_ in GAN_META_KEYS if k_ in meta}}
     data = add_metadata(buf.getvalue(), encode_metadata(props))
     diff = verify_gan_generator(G, data, seed)
-    if diff > tolerance:
-        raise ModelError(f"ONNX export differs from PyTorch by {diff:.3g} (> tolerance {tolerance})")
-    if out is not None:
-        with atomic_path(out) as tmp:
-            Path(tmp).write_bytes(data)
+    _checked(data, diff, tolerance, out)
     return data, diff
 
 
