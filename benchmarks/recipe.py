@@ -1,5 +1,6 @@
 """The training recipe against the paper's, part by part: Pix2Pix on the built-in maps set (aerial -> map, scored
-by the class IoU of the outputs' map colours) and sketches set (sketch -> photo, scored by L1), every variant
+by the class IoU of the outputs' map colours) and sketches set (sketch -> photo, scored by the Fréchet distance of a
+judge's features: the sketches segmenter of benchmarks/judges.py, trained once under --work), every variant
 trained for the same number of steps from the same seeds, scored on each set's held-out test split.
 
     python -m benchmarks.recipe [--steps 240] [--seeds 3] [--count 300] [--variants paper,ema,...] [--sets maps,sketches]
@@ -9,7 +10,7 @@ Variants: ``paper`` (the paper's recipe: the defaults and each set's preset), on
 ``hinge_sn_ttur``: --gan-mode hinge --spectral-norm --lr-d twice --lr) and ``all`` of them together. Each run is
 one process's training at --threads threads, as `translate train pix2pix` runs it; the sets are made once under
 --work and reused. Prints mean +- standard deviation over the seeds per variant (class IoU: higher is better;
-L1: lower), the mean training seconds per run (to compare at equal time as well as equal steps), and the machine.
+Fréchet distance: lower), the mean training seconds per run (to compare at equal time as well as equal steps), and the machine.
 Copy the table into BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -19,9 +20,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from benchmarks.harness import machine, print_row, print_table
+from benchmarks.judges import photo_judge
 from translate.datasets import make_dataset
 
 #: The recipe's parts as config overrides of Pix2Pix (the set's preset supplies everything else).
@@ -44,9 +46,11 @@ def make_set(kind: str, work: Path, count: int, size: int) -> Path:
     return folder
 
 
-def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dict[str, Any]) -> tuple[float, str, float]:
+def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dict[str, Any],
+                    features: Callable | None = None) -> tuple[float, str, float]:
     """(score, score's name, training seconds) of one run: Pix2Pix on ``data`` for ``steps`` steps with ``seed``,
-    its test-time generator (the weight average when kept) scored on the test split by the task's score."""
+    its test-time generator (the weight average when kept) scored on the test split by the task's score (class IoU
+    where the set ships a palette, else the Fréchet distance of ``features``, else L1)."""
     import torch
 
     from training.loop import Trainer  # lazy: torch
@@ -73,7 +77,7 @@ def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dic
         for batch in torch.utils.data.DataLoader(test, batch_size=8):
             outputs.append(G(batch["A"]).float().clamp(-1, 1))
             targets.append(batch["B"])
-    score = task_score(torch.cat(outputs), torch.cat(targets), palette=palette_beside(data))
+    score = task_score(torch.cat(outputs), torch.cat(targets), palette=palette_beside(data), features=features)
     return score.value, score.name, seconds
 
 
@@ -108,13 +112,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="recipe-"))
     folders = {s: make_set(s, work, args.count, args.size) for s in sets}
+    judges = {s: photo_judge(folders[s], work) for s in sets if s == "sketches"}  # maps ships its palette
     results: dict[tuple[str, str], list[float]] = {}
     names: dict[str, str] = {}
     seconds: dict[str, list[float]] = {}
     runs = [(v, s, seed) for v in variants for s in sets for seed in range(args.seeds)]
     for v, s, seed in tqdm(runs, desc="recipe runs", unit="run"):
         value, name, secs = train_and_score(folders[s], work / "runs" / f"{v}-{s}-{seed}", args.steps, seed,
-                                            VARIANTS[v])
+                                            VARIANTS[v], judges.get(s))
         results.setdefault((v, s), []).append(value)
         names[s] = name
         seconds.setdefault(v, []).append(secs)
