@@ -18,7 +18,8 @@ COPY translate ./translate
 COPY training ./training
 COPY serving ./serving
 COPY translate_cli ./translate_cli
-RUN pip install .
+# the openvino extra: --engine auto runs OpenVINO in bf16 on CPUs with bf16 instructions (BENCHMARKS.md)
+RUN pip install ".[openvino]"
 
 ENTRYPOINT ["translate"]
 CMD ["--help"]

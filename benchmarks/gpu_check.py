@@ -454,7 +454,7 @@ def section_run(rep: Report) -> None:
 
     from training.loop import Trainer  # lazy: torch
     from translate.imageio import from_network, to_network  # lazy: torch
-    from translate.predictor import Predictor  # lazy: ONNX Runtime
+    from translate.predictor import Predictor, RuntimeOptions  # lazy: ONNX Runtime
 
     need("torchmetrics", METRICS_WHY)
     plan = rep.plan
@@ -474,7 +474,8 @@ def section_run(rep: Report) -> None:
     from translate.generators import load_generator  # lazy: torch
 
     G, _ = load_generator(run_dir)
-    p = Predictor(run_dir / "model.onnx", device="cpu")
+    # ONNX Runtime, as the row says (auto runs OpenVINO bf16 on a CPU with avx512_bf16 or AMX, off PyTorch by more)
+    p = Predictor(run_dir / "model.onnx", device="cpu", runtime=RuntimeOptions(engine="onnxruntime"))
     a = (trainer.val_set.items[0]["A"].numpy().transpose(1, 2, 0) + 1) * 127.5
     a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
     with torch.no_grad():
@@ -583,11 +584,11 @@ def section_service(rep: Report) -> None:
     _skip_without_ort_cuda(plan)
     from serving import local_service as service  # lazy: Ray
     from serving.store import ModelStore  # lazy: Ray's section only
-    from translate.predictor import Predictor  # lazy: ONNX Runtime
+    from translate.predictor import Predictor, RuntimeOptions  # lazy: ONNX Runtime
 
     model = _ort_models(plan.unet, plan)[1]["fp32"]
     max_batch = 8
-    p = Predictor(model, device=plan.device)
+    p = Predictor(model, device=plan.device, runtime=RuntimeOptions(engine="onnxruntime"))  # "raw ORT"
     images = [np.random.default_rng(i).integers(0, 256, (plan.size, plan.size, 3), dtype=np.uint8)
               for i in range(max_batch)]
     raw = measure(lambda: p.translate_arrays(images), plan).per_second * max_batch

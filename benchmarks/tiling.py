@@ -14,6 +14,9 @@ process's maximum resident memory (the model and the image included; "before" is
 reading just before the image is translated). The model is exported once, to a temporary
 file, and every process reads it.
 
+Every predictor runs ONNX Runtime (fp32), as the recorded figures did: ``--engine auto`` would run OpenVINO in bf16
+on a CPU with avx512_bf16 or AMX, whose rounding would add to the seam error measured here.
+
 Error: mean / p99 / max abs difference on [-1, 1] between the tiled and the reference
 output at ``--size``: the whole image (``--reference whole``, where it still fits in
 memory) or exact statistics on split graphs (``--reference exact``: the deep part on the
@@ -130,18 +133,19 @@ def child_error(model: str, size: int, threads: int, reference: str, variants: l
     import numpy as np
 
     from translate import imageio  # lazy: torch, in the child only
-    from translate.predictor import Predictor  # lazy: ONNX Runtime, in the child only
+    from translate.predictor import Predictor, RuntimeOptions  # lazy: ONNX Runtime, in the child only
     from translate.tiling import TileConfig  # lazy: ONNX, in the child only
 
+    ort = RuntimeOptions(engine="onnxruntime")  # the module's docstring: ONNX Runtime, fp32
     x = imageio.to_network(aerial(size))
     out: dict = {}
     refs = {}
     if reference in ("whole", "both"):
         with stopwatch() as lap:
-            refs["whole"] = Predictor(model, threads=threads, tiling=TileConfig(threshold=None)).run(x)
+            refs["whole"] = Predictor(model, threads=threads, runtime=ort, tiling=TileConfig(threshold=None)).run(x)
         out["whole_s"] = lap.wall
     if reference in ("exact", "both"):  # exact statistics on the split graph: the whole image's result
-        p = Predictor(model, threads=threads, tiling=TileConfig(tile=1536, threshold=0, statistics="exact"))
+        p = Predictor(model, threads=threads, runtime=ort, tiling=TileConfig(tile=1536, threshold=0, statistics="exact"))
         with stopwatch() as lap:
             refs["exact"] = p.run(x)
         out["exact_s"] = lap.wall
@@ -151,7 +155,7 @@ def child_error(model: str, size: int, threads: int, reference: str, variants: l
         out["exact_vs_whole"] = {"mean": float(d.mean()), "max": float(d.max())}
     ref = refs["whole"] if "whole" in refs else refs["exact"]
     for v in variants:
-        p = Predictor(model, threads=threads, tiling=_config(v))
+        p = Predictor(model, threads=threads, runtime=ort, tiling=_config(v))
         _ = p.tiler  # the tiled graphs are built here, outside the timing
         with stopwatch() as lap:
             y = p.run(x)
@@ -166,14 +170,15 @@ def child_memory(model: str, size: int, threads: int, mode: str, statistics: str
     """One translation of the size^2 aerial photo (uint8 path), timed; ``save``: write the output (.npy)."""
     import numpy as np
 
-    from translate.predictor import Predictor  # lazy: ONNX Runtime, in the child only
+    from translate.predictor import Predictor, RuntimeOptions  # lazy: ONNX Runtime, in the child only
     from translate.tiling import TileConfig  # lazy: ONNX, in the child only
 
+    ort = RuntimeOptions(engine="onnxruntime")  # the module's docstring: ONNX Runtime, fp32
     a = aerial(size)
     given = {**({"tile": int(tile)} if tile else {}), **({"overlap": int(overlap)} if overlap else {})}
     cfg = (TileConfig(threshold=None) if mode == "whole"
            else TileConfig(threshold=0, statistics=statistics, **given))
-    p = Predictor(model, threads=threads, tiling=cfg)
+    p = Predictor(model, threads=threads, runtime=ort, tiling=cfg)
     with stopwatch() as setup:
         if mode != "whole":
             _ = p.tiler  # the tiled graphs are built here, outside the timing

@@ -112,11 +112,12 @@ class ServiceConfig:
     gpu_decode: bool = opt(False, "decode JPEG uploads on the model replica's GPU (torchvision's nvJPEG) where one is "
                                   "and torchvision is installed, else on the CPU as always")
     ingress_num_cpus: float = opt(0.25, "CPUs reserved for the ingress replica")
-    threads: int | None = opt(None, "ONNX Runtime intra-op threads per model replica (auto: its default, one per "
+    threads: int | None = opt(None, "the engine's intra-op threads per model replica (auto: its default, one per "
                                     "core); 1 can serve small models faster on a small machine, see BENCHMARKS.md")
     engine: str = opt("auto", "what runs the models in a model replica: onnxruntime, or openvino (CPU only; pip "
-                              "install openvino on every node); auto: onnxruntime (openvino on CPUs with bf16 instructions "
-                              "once benchmarks/cpu_speed.py shows it faster there)", choices=ENGINES)
+                              "install openvino on every node); auto, by each replica's CPU: openvino in bf16 where the CPU "
+                              "has bf16 instructions and openvino is installed (measured 1.4-2.2x ONNX Runtime's "
+                              "speed within a grey level, BENCHMARKS.md), onnxruntime elsewhere", choices=ENGINES)
     access_log: bool = opt(False, "Serve's per-request access log lines in the replicas' and proxy's logs (off: "
                                   "they cost about 5 ms of CPU per request on 2 cores, an eighth of the total, "
                                   "see BENCHMARKS.md; errors are logged either way)")

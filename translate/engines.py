@@ -1,5 +1,6 @@
-"""The engines that run an exported ``.onnx`` file: ONNX Runtime (the default, CPU or CUDA) and OpenVINO
-(optional, ``pip install openvino``; CPU). Both read the same file: the ONNX model stays the one artifact.
+"""The engines that run an exported ``.onnx`` file: ONNX Runtime (CPU or CUDA) and OpenVINO (optional, ``pip
+install openvino``; CPU only, ``auto``'s choice on CPUs with bf16 instructions). Both read the same file: the ONNX
+model stays the one artifact.
 
 What the predictor and the tiled runner call on a model is :class:`Session`: ONNX Runtime's
 ``InferenceSession`` has it as it is, and :class:`OpenVinoSession` implements it over OpenVINO's compiled
@@ -7,13 +8,16 @@ model, so padding, tiling and batching are the predictor's whatever the engine.
 
 Why OpenVINO at all: on CPUs with bf16 instructions (avx512_bf16, AMX) the convolution ceiling doubles,
 and ONNX Runtime's CPU provider has no bf16 convolutions; OpenVINO runs them in bf16 through its inference
-precision hint. :func:`choose` resolves ``engine="auto"``: OpenVINO only where the model runs on the CPU,
-the CPU has those instructions and the package is installed, else ONNX Runtime; and only once
-:data:`AUTO_OPENVINO_ON_BF16` is on, which waits for the figures (until then auto is ONNX Runtime everywhere
-and OpenVINO runs when asked for). On CPUs without them both engines run fp32 and ``auto`` stays ONNX
-Runtime, the measured default; whether OpenVINO wins there too is what ``benchmarks/cpu_speed.py`` measures
-side by side (speed, and grey levels off ONNX Runtime's output), and ``auto`` changes only on its figures
-(BENCHMARKS.md, "CPU speed").
+precision hint. :func:`choose` resolves ``engine="auto"`` by the CPU's flags: OpenVINO in bf16 where the model
+runs on the CPU, the CPU has those instructions and the package is installed, ONNX Runtime everywhere else.
+Measured side by side by ``benchmarks/cpu_speed.py`` on a 2-vCPU AMD EPYC with avx512_bf16 (BENCHMARKS.md,
+"OpenVINO beside ONNX Runtime on CPU"): unet_256 60.6 ms against ONNX Runtime's 83.0 (0.17 mean grey levels
+off its output), resnet_9blocks 256 ms against 561 (0.94): faster at no more than one grey level of mean
+difference, the issue's rule for adopting it. bf16 is not within 1e-4 of PyTorch, so what checks the export
+or tiling in fp32 names ``engine="onnxruntime"``. On CPUs without bf16 both engines run fp32 and ``auto``
+stays ONNX Runtime, the measured default (one earlier measurement had OpenVINO fp32 level on unet_256 and
+about 10 % ahead on resnet_9blocks, not side by side); it changes there only on ``benchmarks/cpu_speed.py``'s
+figures from such a CPU.
 
 A leaf but for the errors: numpy, and OpenVINO only when a session is made.
 """
@@ -32,12 +36,6 @@ ENGINES = ("auto", "onnxruntime", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16")
 #: /proc/cpuinfo flags of bf16 arithmetic in hardware (AVX512-BF16; AMX tiles with their bf16 instructions)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-#: whether ``engine="auto"`` picks OpenVINO in bf16 on a CPU with bf16 instructions (where it is installed). Off
-#: until benchmarks/cpu_speed.py's side-by-side figures show it faster there at no more than one grey level of
-#: mean difference (the issue's condition for adopting it): bf16 moves outputs by a fraction of a grey level,
-#: which also breaks the fp32 agreement with PyTorch (1e-4) that the export and tiling tests check of the default
-#: engine. With it on, auto is as described in the module's docstring.
-AUTO_OPENVINO_ON_BF16 = False
 MISSING_OPENVINO = "--engine openvino needs the openvino package, which is not installed here: pip install openvino"
 
 
@@ -95,7 +93,7 @@ def choose(engine: str = "auto", precision: str = "auto", device: str = "auto",
         raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     bf16 = cpu_has_bf16(flags)
     if engine == "auto":  # the device asked last: whether "auto" means the GPU may cost a torch import
-        use_openvino = (AUTO_OPENVINO_ON_BF16 and bf16 and openvino_installed()
+        use_openvino = (bf16 and openvino_installed()
                         and (device == "cpu" or (device == "auto" and not cuda())))
         engine = "openvino" if use_openvino else "onnxruntime"
     if engine == "openvino":
@@ -161,15 +159,17 @@ class OpenVinoSession:
 
     @staticmethod
     def _port(p) -> Port:
-        """The port under its ONNX name. An output's tensor may carry several names where OpenVINO folded equal
-        tensors into one (the tiled runner's per-layer pixel counts): its result node's name is the ONNX output's
-        name with a "/sink_port_0" suffix, and ``get_any_name`` may be another layer's."""
+        """The port under its ONNX name. A tensor may carry several names where OpenVINO folded tensors into one,
+        and ``get_any_name`` may be another's: an output's (the tiled runner's per-layer pixel counts, folded
+        equal), whose result node's name is the ONNX output's with a "/sink_port_0" suffix, and an input's (a
+        multimodal model's latent code, named also after the Cast that follows it), whose parameter node's name
+        is the ONNX input's."""
         names = p.get_names()
-        name = p.get_any_name()
         node = p.get_node()
+        own = node.get_friendly_name()
         if node.get_type_name() == "Result":
-            own = node.get_friendly_name().rsplit("/sink_port_", 1)[0]
-            name = own if own in names else name
+            own = own.rsplit("/sink_port_", 1)[0]
+        name = own if own in names else p.get_any_name()
         return Port(name, [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
 
     def get_inputs(self) -> list[Port]:

@@ -146,8 +146,9 @@ class RuntimeOptions:
     generators on CPU (BENCHMARKS.md, "CPU speed": each setting against the others, side by side)."""
 
     engine: str = opt("auto", "what runs the .onnx file: onnxruntime, or openvino (CPU only; pip install openvino); "
-                      "auto: onnxruntime (openvino on CPUs with bf16 instructions once benchmarks/cpu_speed.py "
-                      "shows it faster there: translate/engines.py)", choices=ENGINES)
+                      "auto: openvino in bf16 on a CPU with bf16 instructions (avx512_bf16, amx_bf16) where it "
+                      "is installed, measured 1.4-2.2x ONNX Runtime's speed there within a grey level "
+                      "(BENCHMARKS.md); onnxruntime elsewhere (a GPU, other CPUs)", choices=ENGINES)
     precision: str = opt("auto", "arithmetic of --engine openvino: fp32, or bf16 (CPUs with avx512_bf16 or AMX); "
                          "auto: bf16 where the CPU has it (ONNX Runtime runs fp32)", choices=PRECISIONS)
     threads: int | None = opt(None, "intra-op threads (auto: the engine's default, one per core)")

@@ -17,7 +17,7 @@ from benchmarks import gpu_check
 from translate.errors import CudaProviderError
 from translate.export import export_generator
 from translate.networks import define_G, to_inference
-from translate.predictor import Predictor
+from translate.predictor import Predictor, RuntimeOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what each section needs beyond torch and onnxruntime (a section may be skipped only when it is missing)
@@ -173,6 +173,7 @@ def test_the_predictor_refuses_cuda_it_cannot_have(tmp_path):
         with pytest.raises(CudaProviderError) as e:
             Predictor(data, **kw)
         assert "CUDA" in str(e.value) and ("onnxruntime" in str(e.value) or ".so" in str(e.value))
-    p = Predictor(data)  # auto: the CPU, with a warning at most
+    # device auto: the CPU, with a warning at most (ONNX Runtime's fallback; auto's engine may be OpenVINO here)
+    p = Predictor(data, runtime=RuntimeOptions(engine="onnxruntime"))
     assert p.providers == ["CPUExecutionProvider"]
     assert p.run(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 3, 32, 32)

@@ -10,10 +10,12 @@ from translate.cuda_options import CONTEXT_RESERVE_BYTES, CudaOptions, replica_g
 from translate.errors import ConfigError
 from translate.export import export_generator, with_input_layout
 from translate.networks import define_G, to_inference
-from translate.predictor import CUDA, Predictor
+from translate.predictor import CUDA, Predictor, RuntimeOptions
 from translate.tiling import TileConfig
 
 GiB = 2**30
+#: IOBinding is ONNX Runtime's, and ``auto`` runs OpenVINO on CPUs with bf16 instructions: the engine is named
+ORT = RuntimeOptions(engine="onnxruntime")
 
 
 def test_the_conv_search_is_exhaustive_only_for_fixed_sizes_and_nhwc_only_when_asked():
@@ -62,8 +64,8 @@ def model():
 
 
 def test_io_binding_gives_the_plain_runs_outputs(model):
-    plain = Predictor(model, tiling=TileConfig(threshold=None))
-    bound = Predictor(model, tiling=TileConfig(threshold=None), cuda=CudaOptions(io_binding=True))
+    plain = Predictor(model, tiling=TileConfig(threshold=None), runtime=ORT)
+    bound = Predictor(model, tiling=TileConfig(threshold=None), runtime=ORT, cuda=CudaOptions(io_binding=True))
     assert plain.binding_device is None and bound.binding_device == "cpu"  # auto: bound on CUDA only
     calls = []
     real = bound.session.run_with_iobinding
@@ -80,5 +82,5 @@ def test_io_binding_gives_the_plain_runs_outputs(model):
 def test_io_binding_with_uint8_input(model):
     u8 = with_input_layout(model, "uint8-nhwc")[0]
     a = np.random.default_rng(1).integers(0, 256, (40, 33, 3), dtype=np.uint8)
-    bound = Predictor(u8, cuda=CudaOptions(io_binding=True))
-    np.testing.assert_array_equal(bound.translate_array(a), Predictor(model).translate_array(a))
+    bound = Predictor(u8, runtime=ORT, cuda=CudaOptions(io_binding=True))
+    np.testing.assert_array_equal(bound.translate_array(a), Predictor(model, runtime=ORT).translate_array(a))

@@ -6,6 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from tests.fp32 import FP32
 from translate.errors import ConfigError, ModelError
 from translate.export import export_generator, export_multimodal_generator, with_input_layout
 from translate.input_layout import to_float_nchw
@@ -41,7 +42,8 @@ def test_the_graph_takes_uint8_nhwc_and_the_metadata_says_so(models):
 
 def test_the_predictor_feeds_pixels_and_matches_the_float_model(models):
     data, u8 = models
-    pf, pu = Predictor(data, tiling=TileConfig(threshold=None)), Predictor(u8, tiling=TileConfig(threshold=None))
+    # fp32: the wrapper is held to the float model at export's tolerance
+    pf, pu = (Predictor(m, tiling=TileConfig(threshold=None), runtime=FP32) for m in (data, u8))
     assert (pf.input_layout, pu.input_layout) == ("float-nchw", "uint8-nhwc")
     images = _images()
     for a, b in zip(pf.translate_arrays(images), pu.translate_arrays(images), strict=True):
@@ -55,7 +57,7 @@ def test_tiles_of_a_uint8_model_are_the_float_models_tiles(models):
     data, u8 = models
     assert read_metadata(to_float_nchw(u8)).get("input_layout") == "uint8-nhwc"  # only the graph is changed back
     a = _images(1)[2]
-    pf, pu = (Predictor(m, tiling=TileConfig(threshold=0)) for m in models)
+    pf, pu = (Predictor(m, tiling=TileConfig(threshold=0), runtime=FP32) for m in models)  # fp32: equal pixels
     np.testing.assert_array_equal(pu.translate_array(a), pf.translate_array(a))
     assert pu.last_tiling["mode"] == "tiled"
 

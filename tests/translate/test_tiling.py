@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.fp32 import FP32
 from translate import imageio
 from translate.errors import ConfigError
 from translate.export import export_generator
@@ -28,6 +29,8 @@ from translate.tiling.statistics.passes import ExactByLayer
 from translate.tiling.statistics.split import SplitStatistics
 
 WHOLE = TileConfig(threshold=None)
+# every predictor here runs fp32 (runtime=FP32): tiles are held to the whole image at 1e-5 to 1e-3, and the
+# tiled sessions' memory arena is ONNX Runtime's
 
 
 def _model(arch, batch_stats=False):
@@ -47,7 +50,7 @@ def image():
 
 
 def _tiled(data, **kw):
-    return Predictor(data, tiling=TileConfig(threshold=0, **kw))
+    return Predictor(data, runtime=FP32, tiling=TileConfig(threshold=0, **kw))
 
 
 def _mean_diff(a, b):
@@ -57,7 +60,7 @@ def _mean_diff(a, b):
 @pytest.mark.parametrize("tile,overlap,tol", [(64, 32, 0.02), (128, 64, 0.001)])
 def test_tiles_with_whole_image_statistics_match_the_whole_image(tile, overlap, tol, resnet, image):
     x = imageio.to_network(image)
-    whole = Predictor(resnet, tiling=WHOLE).run(x)
+    whole = Predictor(resnet, runtime=FP32, tiling=WHOLE).run(x)
     p = _tiled(resnet, tile=tile, overlap=overlap, statistics="auto")  # no split: auto is exact, layer by layer
     tiled = p.run(x)
     assert tiled.shape == whole.shape == (1, 3, 200, 300)
@@ -79,7 +82,7 @@ def unet():  # batch norm frozen as per-image statistics, as trained pix2pix mod
 
 @pytest.fixture(scope="module")
 def unet_whole(unet, image):
-    return Predictor(unet, tiling=WHOLE).run(imageio.to_network(image))
+    return Predictor(unet, runtime=FP32, tiling=WHOLE).run(imageio.to_network(image))
 
 
 def test_unet_graph_splits_where_the_held_maps_are_small(unet):
@@ -123,14 +126,14 @@ def test_unet_hybrid_is_close_to_the_whole_image_and_says_so(unet, unet_whole, i
 
 def test_exact_statistics_equal_the_whole_image_with_enough_overlap(resnet, image):
     x = imageio.to_network(image)
-    whole = Predictor(resnet, tiling=WHOLE).run(x)
+    whole = Predictor(resnet, runtime=FP32, tiling=WHOLE).run(x)
     y = _tiled(resnet, tile=128, overlap=64, batch=3).run(x)  # batches do not change exact statistics
     assert _mean_diff(y, whole) < 0.001
     np.testing.assert_allclose(y, whole, atol=0.02)
 
 
 def test_uint8_and_pil_paths_keep_size_and_alpha(resnet, image):
-    whole, tiled = Predictor(resnet, tiling=WHOLE), _tiled(resnet, tile=128, overlap=64)
+    whole, tiled = Predictor(resnet, runtime=FP32, tiling=WHOLE), _tiled(resnet, tile=128, overlap=64)
     out = tiled(image)
     assert out.shape == image.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - whole(image).astype(int)).max() <= 3
@@ -196,10 +199,10 @@ def test_hybrid_runs_hold_a_tile_at_most(unet, image):
 
 
 def test_threshold_decides_and_small_images_do_not_build_the_tiler(resnet, image):
-    p = Predictor(resnet)  # default threshold: 2048 x 2048
+    p = Predictor(resnet, runtime=FP32)  # default threshold: 2048 x 2048
     p(image)
     assert p._tiler is None
-    p = Predictor(resnet, tiling=TileConfig(threshold=200 * 300 - 1, tile=128))
+    p = Predictor(resnet, runtime=FP32, tiling=TileConfig(threshold=200 * 300 - 1, tile=128))
     p(image)
     assert p._tiler is not None and p.tiler.last_plan.count > 1
 
@@ -229,7 +232,7 @@ def test_rewritten_graph_with_own_statistics_is_the_original(resnet):
         feeds[layer.var] = np.ones(layer.channels, np.float32)
         feeds[layer.own] = np.asarray(1, np.float32)
     got = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(["output"], feeds)[0]
-    np.testing.assert_allclose(got, Predictor(resnet, tiling=WHOLE).run(x), atol=1e-5)
+    np.testing.assert_allclose(got, Predictor(resnet, runtime=FP32, tiling=WHOLE).run(x), atol=1e-5)
 
 
 def test_blend_weights_are_a_partition_of_unity():
@@ -307,7 +310,7 @@ def test_unet_hybrid_seams_are_no_worse_than_the_rest(unet, unet_whole, image):
 
 def test_resnet_has_no_split_and_keeps_the_layer_by_layer_path(resnet, image):
     x = imageio.to_network(image)
-    whole = Predictor(resnet, tiling=WHOLE).run(x)
+    whole = Predictor(resnet, runtime=FP32, tiling=WHOLE).run(x)
     for asked in ("auto", "exact"):
         p = _tiled(resnet, tile=128, overlap=64, statistics=asked)
         assert isinstance(p.tiler.mode, ExactByLayer) and p.tiler.statistics == "exact"
@@ -328,7 +331,7 @@ def test_resnet_has_no_split_and_keeps_the_layer_by_layer_path(resnet, image):
 def test_the_mode_used_is_recorded_for_the_output(unet, image, tmp_path):
     import io
 
-    p = Predictor(unet, tiling=TileConfig(threshold=100 * 100, tile=64, overlap=32, statistics="auto"))
+    p = Predictor(unet, runtime=FP32, tiling=TileConfig(threshold=100 * 100, tile=64, overlap=32, statistics="auto"))
     small = image[:64, :64]
     p(small)
     assert p.last_tiling == {"mode": "whole"}
@@ -370,9 +373,9 @@ def test_every_statistics_name_is_a_mode():
 
 def test_default_is_auto_and_tiled_sessions_give_memory_back(unet, resnet):
     assert TileConfig().statistics == "auto"
-    p = Predictor(unet, tiling=TileConfig(threshold=0, tile=64))
+    p = Predictor(unet, runtime=FP32, tiling=TileConfig(threshold=0, tile=64))
     assert p.tiler.statistics == "hybrid"
-    assert Predictor(resnet, tiling=TileConfig(threshold=0)).tiler.statistics == "exact"
+    assert Predictor(resnet, runtime=FP32, tiling=TileConfig(threshold=0)).tiler.statistics == "exact"
     # up to ten sub-graph sessions over a tile each: with arenas, each would keep its peak between images
     hy = p.tiler.mode
     sessions = [hy.session, hy.encode, hy.middle, *hy.prefix.values(), hy.sample_pre, hy.sample_post]
