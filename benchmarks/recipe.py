@@ -16,6 +16,8 @@ Copy the table into BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
 import tempfile
 import time
@@ -50,7 +52,9 @@ def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dic
                     features: Callable | None = None) -> tuple[float, str, float]:
     """(score, score's name, training seconds) of one run: Pix2Pix on ``data`` for ``steps`` steps with ``seed``,
     its test-time generator (the weight average when kept) scored on the test split by the task's score (class IoU
-    where the set ships a palette, else the Fréchet distance of ``features``, else L1)."""
+    where the set ships a palette, else the Fréchet distance of ``features``, else L1). A run already finished in
+    ``out`` (an earlier invocation with the same --work) is scored again without training; its seconds are the ones
+    it recorded (NaN where it recorded none)."""
     import torch
 
     from training.loop import Trainer  # lazy: torch
@@ -62,10 +66,19 @@ def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dic
     config = Pix2PixConfig(data=str(data), out=str(out), steps=steps, seed=seed, workers=0, progress=False,
                            export=False, val_every=0, sample_every=10**9, checkpoint_every=10**9, log_every=50,
                            **overrides)
-    trainer = Trainer(Pix2Pix, config)
-    started = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - started
+    record = out / "recipe_run.json"
+    if (out / "checkpoints" / "latest.pt").exists():
+        trainer = Trainer(Pix2Pix, config, resume=out)
+        if trainer.step < steps:
+            raise SystemExit(f"{out} holds an unfinished run (step {trainer.step} of {steps}): remove it or "
+                             f"finish it with `translate train pix2pix --resume {out}`")
+        seconds = json.loads(record.read_text())["seconds"] if record.exists() else math.nan
+    else:
+        trainer = Trainer(Pix2Pix, config)
+        started = time.perf_counter()
+        trainer.fit()
+        seconds = time.perf_counter() - started
+        record.write_text(json.dumps({"steps": steps, "seed": seed, "seconds": seconds}))
     if trainer.step < steps:  # Ctrl-C or SIGTERM: the loop stopped early; a short run's score would mislead
         raise SystemExit(f"stopped at step {trainer.step} of {steps} in {out}: no table")
     c = trainer.config
@@ -82,8 +95,17 @@ def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dic
 
 
 def _summary(values: list[float]) -> str:
+    """Mean ± standard deviation, to three significant digits of the mean (Fréchet distances of the judge are
+    ~0.001-0.01, class IoU ~0.1-1)."""
+    mean = statistics.mean(values)
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+    decimals = max(3, 2 - math.floor(math.log10(abs(mean)))) if mean else 3
+    return f"{mean:.{decimals}f} ± {spread:.{decimals}f}"
+
+
+def _seconds(values: list[float]) -> str:
+    known = [v for v in values if not math.isnan(v)]
+    return f"{statistics.mean(known):.0f}" if known else "?"
 
 
 def main() -> None:
@@ -94,7 +116,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128, help="image size of the sets (the presets' networks: 128)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated built-in sets: maps, sketches")
+    ap.add_argument("--steps-for", action="append", default=[], metavar="VARIANT=N",
+                    help="another step count for one variant (e.g. paper=260: the paper's recipe at the time "
+                         "another variant takes for --steps; equal-time comparisons)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--json", default="", help="also write every run's score and seconds to this file")
     ap.add_argument("--work", default="", help="folder for the sets and runs (default: a temporary one)")
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -105,6 +131,12 @@ def main() -> None:
     for s in sets:
         if s not in SETS:
             ap.error(f"--sets: unknown set {s!r} (known: {', '.join(SETS)})")
+    steps_of = {v: args.steps for v in variants}
+    for item in args.steps_for:
+        v, _, n = item.partition("=")
+        if v not in steps_of or not n.isdigit() or int(n) < 1:
+            ap.error(f"--steps-for: {item!r} is not VARIANT=N with a variant of --variants and N >= 1")
+        steps_of[v] = int(n)
 
     import torch
     from tqdm.auto import tqdm
@@ -117,18 +149,24 @@ def main() -> None:
     names: dict[str, str] = {}
     seconds: dict[str, list[float]] = {}
     runs = [(v, s, seed) for v in variants for s in sets for seed in range(args.seeds)]
+    records = []
     for v, s, seed in tqdm(runs, desc="recipe runs", unit="run"):
-        value, name, secs = train_and_score(folders[s], work / "runs" / f"{v}-{s}-{seed}", args.steps, seed,
-                                            VARIANTS[v], judges.get(s))
+        n = steps_of[v]
+        folder = work / "runs" / (f"{v}-{s}-{seed}" if n == args.steps else f"{v}-{s}-{seed}-{n}steps")
+        value, name, secs = train_and_score(folders[s], folder, n, seed, VARIANTS[v], judges.get(s))
         results.setdefault((v, s), []).append(value)
         names[s] = name
         seconds.setdefault(v, []).append(secs)
+        records.append({"variant": v, "set": s, "seed": seed, "steps": n, "score": name, "value": value,
+                        "seconds": secs})
+        if args.json:  # after every run: a stopped benchmark keeps what it measured
+            Path(args.json).write_text(json.dumps(records, indent=1))
 
     print(f"\nPix2Pix, {args.steps} steps, {args.seeds} seed(s), {args.count} pairs at {args.size} px; "
           f"mean ± standard deviation over seeds")
-    print_table(["variant", *(f"{s} {names[s]}" for s in sets), "s / run"])
+    print_table(["variant", "steps", *(f"{s} {names[s]}" for s in sets), "s / run"])
     for v in variants:
-        print_row(v, *(_summary(results[(v, s)]) for s in sets), f"{statistics.mean(seconds[v]):.0f}")
+        print_row(v, steps_of[v], *(_summary(results[(v, s)]) for s in sets), _seconds(seconds[v]))
     print(f"\n{machine()}")
 
 

@@ -1,10 +1,10 @@
-"""Load test of the HTTP service against raw ONNX Runtime on the same cores.
+"""Load test of the HTTP service against the raw model (its engine, as the replicas run it) on the same cores.
 
     python -m benchmarks.serve_load [--net unet_128 --ngf 32 --size 128] [--concurrency 1 8 32]
                                     [--requests 1000 2000 10000] [--max-batch-size 8] [--json OUT]
 
 Exports a random generator of the given architecture (speed does not depend on the weights),
-measures raw ONNX Runtime (translate.predictor, batch 1 and batch max-batch-size): images/s and
+measures the raw model (translate.predictor with the replicas' engine, batch 1 and batch max-batch-size): images/s and
 CPU seconds per image (process time, so other jobs on the machine do not inflate it), then starts
 the service on an embedded local Ray with all cores and sends PNG uploads of size x size from an
 asyncio client at each concurrency: requests/s, p50/p99 latency, mean batch size, errors (any
@@ -12,7 +12,7 @@ non-200). The client runs on the same cores as the service. Prints a Markdown ta
 the CPU went per request at each concurrency, by process (read from /proc for this script and
 the processes of the Ray it started, nothing else on the machine: Serve's HTTP proxy, the ingress
 and model replicas, the controller, raylet, GCS, the client), and the serving overhead: the
-service's CPU per request minus raw ONNX Runtime's CPU per image at the batch size the service
+service's CPU per request minus the raw model's CPU per image at the batch size the service
 ran (interpolated between batch 1 and max-batch-size); the client is not counted in it.
 Copy them with the machine description it prints into BENCHMARKS.md.
 
@@ -84,9 +84,10 @@ def test_image(size: int) -> bytes:
     return buf.getvalue()
 
 
-def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads: int) -> tuple[float, float]:
-    """(images per second, CPU milliseconds per image) of translate.predictor (ONNX Runtime) on uint8
-    arrays, batch ``batch``. CPU is this process's time (all its threads), not wall time x cores. ORT's
+def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads: int) -> tuple[float, float, str]:
+    """(images per second, CPU milliseconds per image, the engine) of translate.predictor on uint8 arrays, batch
+    ``batch``, with the engine the model replicas run (``--engine auto``: OpenVINO bf16 on CPUs with bf16, ONNX
+    Runtime elsewhere). CPU is this process's time (all its threads), not wall time x cores. ORT's
     threads do not spin where the served code's Predictor has that option (the service turns it off)."""
     import inspect
 
@@ -100,7 +101,8 @@ def raw_throughput(model: bytes, size: int, batch: int, seconds: float, threads:
     p = predictor.Predictor(model, device="cpu", threads=threads, **spin)
     images = [np.random.default_rng(i).integers(0, 256, (size, size, 3), dtype=np.uint8) for i in range(batch)]
     t = time_calls(lambda: p.translate_arrays(images), warmup=1, seconds=seconds)
-    return t.per_second * batch, sum(t.cpu) * 1000 / (len(t.cpu) * batch)
+    engine = f"{getattr(p, 'engine', 'onnxruntime')} {getattr(p, 'precision', '')}".strip()
+    return t.per_second * batch, sum(t.cpu) * 1000 / (len(t.cpu) * batch), engine
 
 
 def own_pids() -> list[int]:
@@ -169,7 +171,7 @@ CLIENT = "this script (load client)"
 
 
 def model_cpu_ms(raw: dict, batch: float) -> float:
-    """Raw ONNX Runtime CPU ms per image at mean batch size ``batch`` (linear between the measured batches)."""
+    """Raw model CPU ms per image at mean batch size ``batch`` (linear between the measured batches)."""
     (b1, c1), (b2, c2) = min(raw["cpu_ms"].items()), max(raw["cpu_ms"].items())
     if b2 == b1:
         return c1
@@ -233,8 +235,8 @@ def main() -> None:
     model = make_model(args.net, args.ngf)
     raw = {"rps": {}, "cpu_ms": {}}
     for b in sorted({1, args.max_batch_size}):
-        raw["rps"][b], raw["cpu_ms"][b] = raw_throughput(model, args.size, b, args.raw_seconds, args.threads)
-        print(f"raw ONNX Runtime batch {b}: {raw['rps'][b]:.1f} img/s, {raw['cpu_ms'][b]:.2f} CPU ms/img", flush=True)
+        raw["rps"][b], raw["cpu_ms"][b], engine = raw_throughput(model, args.size, b, args.raw_seconds, args.threads)
+        print(f"raw {engine} batch {b}: {raw['rps'][b]:.1f} img/s, {raw['cpu_ms'][b]:.2f} CPU ms/img", flush=True)
     raw1, rawb = raw["rps"][1], raw["rps"][args.max_batch_size]
 
     store = ModelStore(tempfile.mkdtemp(prefix="serve-load-"))
@@ -276,7 +278,7 @@ def main() -> None:
           f"access log {'on' if args.access_log else 'off'}; env {' '.join(args.serve_env) or 'default'}; "
           f"fast paths {'(default)' if args.fast_paths is None else ' '.join(args.fast_paths) or 'none'}; "
           f"options {' '.join(args.option) or 'default'}\n")
-    print(f"raw ONNX Runtime (translate.predictor, same cores and threads): batch 1 {raw1:.1f} img/s "
+    print(f"raw {engine} (translate.predictor, same cores and threads): batch 1 {raw1:.1f} img/s "
           f"({raw['cpu_ms'][1]:.2f} CPU ms/img), batch {args.max_batch_size} {rawb:.1f} img/s "
           f"({raw['cpu_ms'][args.max_batch_size]:.2f} CPU ms/img)\n")
     print_table(["concurrency", "requests", "errors", "req/s", "p50 ms", "p99 ms", "mean batch", "vs raw batch 1",
