@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import machine, print_row, print_table
+from benchmarks.harness import machine, mean_spread, print_row, print_table
 from benchmarks.judges import SEGMENTER_STEPS, photo_judge
 from benchmarks.recipe import make_set
 
@@ -67,11 +67,6 @@ def held_out_batches(data: Path, size: int, direction: str = "AtoB"):
     test = tdata.PairedImages(tdata.find_pairs(str(data), "test"), size=size, preprocess="resize", train=False,
                               direction=direction)
     return list(torch.utils.data.DataLoader(test, batch_size=8))
-
-
-def _summary(values: list[float], digits: int = 3) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
 
 
 def _pairwise(x) -> float:
@@ -134,7 +129,8 @@ def multimodal(args: argparse.Namespace, work: Path) -> None:
                  "L1 to target", "s / run"])
     for name in MULTIMODAL:
         r = rows[name]
-        print_row(name, _summary(r["diversity"]), _summary(r["grey"], 1), _summary(r["frechet"]), _summary(r["l1"]),
+        print_row(name, mean_spread(r["diversity"]), mean_spread(r["grey"], 1), mean_spread(r["frechet"]),
+                  mean_spread(r["l1"]),
                   f"{statistics.mean(r['seconds']):.0f}")
 
 
@@ -166,7 +162,7 @@ def unpaired(args: argparse.Namespace, work: Path) -> None:
     base = statistics.mean(rows["CycleGAN"]["seconds"])
     for label in UNPAIRED:
         r = rows[label]
-        print_row(label, _summary(r["iou"]), _summary(r["l1"]), f"{statistics.mean(r['seconds']):.0f}",
+        print_row(label, mean_spread(r["iou"]), mean_spread(r["l1"]), f"{statistics.mean(r['seconds']):.0f}",
                   f"{statistics.mean(r['seconds']) / base:.2f}")
 
 

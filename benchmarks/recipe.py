@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.harness import machine, print_row, print_table
+from benchmarks.harness import machine, mean_spread, print_row, print_table
 from benchmarks.judges import photo_judge
 from translate.datasets import make_dataset
 
@@ -94,13 +94,6 @@ def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dic
     return score.value, score.name, seconds
 
 
-def _summary(values: list[float]) -> str:
-    """Mean ± standard deviation, to three significant digits of the mean (Fréchet distances of the judge are
-    ~0.001-0.01, class IoU ~0.1-1)."""
-    mean = statistics.mean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    decimals = max(3, 2 - math.floor(math.log10(abs(mean)))) if mean else 3
-    return f"{mean:.{decimals}f} ± {spread:.{decimals}f}"
 
 
 def _seconds(values: list[float]) -> str:
@@ -166,7 +159,7 @@ def main() -> None:
           f"mean ± standard deviation over seeds")
     print_table(["variant", "steps", *(f"{s} {names[s]}" for s in sets), "s / run"])
     for v in variants:
-        print_row(v, steps_of[v], *(_summary(results[(v, s)]) for s in sets), _seconds(seconds[v]))
+        print_row(v, steps_of[v], *(mean_spread(results[(v, s)]) for s in sets), _seconds(seconds[v]))
     print(f"\n{machine()}")
 
 

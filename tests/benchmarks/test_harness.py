@@ -52,3 +52,10 @@ def test_tables_are_markdown(capsys):
     harness.print_table(["a", "b"])
     harness.print_row(1, 2)
     assert capsys.readouterr().out == "| a | b |\n|---|---|\n| 1 | 2 |\n"
+
+
+def test_mean_and_spread_keep_three_significant_digits_of_small_scores():
+    assert harness.mean_spread([0.00349, 0.0032, 0.0037]) == "0.00346 ± 0.00025"  # Fréchet distances of a judge
+    assert harness.mean_spread([0.336, 0.33, 0.342]) == "0.336 ± 0.006"  # class IoU: never fewer than 3 places
+    assert harness.mean_spread([15.9, 14.9], 1) == "15.4 ± 0.7"
+    assert harness.mean_spread([0.0]) == "0.000 ± 0.000"
