@@ -10,8 +10,8 @@ per part of the recipe (``ema``: --ema-decay 0.999; ``diffaugment``: color,trans
 2 --feature-matching 10; ``hinge_sn_ttur``: --gan-mode hinge --spectral-norm --lr-d twice --lr) and ``all`` of them
 together, each beside the paper's learning rate; ``lr_3x`` (--lr 6e-4 for G and D, the built-in sets' preset since it
 was measured here) is not a part of the recipe but the paper's own rate tripled (``lr_3x_diffaugment``: with
-DiffAugment). Each run is one process's training at --threads threads, as `translate train pix2pix` runs it; the sets are made once under
---work and reused. Prints mean +- standard deviation over the seeds per variant (class IoU: higher is better;
+DiffAugment). Each run is one process's training at --threads threads, as `translate train pix2pix` runs it; the
+sets are made once under --work and reused. Prints mean +- standard deviation over the seeds per variant (class IoU: higher is better;
 Fréchet distance: lower), the mean training seconds per run (to compare at equal time as well as equal steps), and the machine.
 Copy the table into BENCHMARKS.md.
 """
@@ -100,8 +100,6 @@ def train_and_score(data: Path, out: Path, steps: int, seed: int, overrides: dic
             targets.append(batch["B"])
     score = task_score(torch.cat(outputs), torch.cat(targets), palette=palette_beside(data), features=features)
     return score.value, score.name, seconds
-
-
 
 
 def _seconds(values: list[float]) -> str:

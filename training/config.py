@@ -22,7 +22,7 @@ from translate.data import DIRECTIONS, PREPROCESS
 from translate.datasets import dataset_kind
 from translate.diffaugment import parse_policy
 from translate.errors import ConfigError
-from translate.losses import OBJECTIVE_NAMES, ObjectiveSettings, get_objective
+from translate.losses import ALIASES, OBJECTIVE_NAMES, ObjectiveSettings, get_objective
 from translate.networks import D_NAMES, parse_generator_name
 from translate.object_storage import data_path, is_url
 from translate.options import opt, plain_default
@@ -48,14 +48,16 @@ class Preset:
     """A built-in data set's tested settings for one trainer, applied to the options left unset.
 
     ``values`` hold for every objective; ``by_objective`` adds the settings tested with each
-    objective (``gan_mode``) on top. ``source`` says where the results they gave are written."""
+    objective (``gan_mode``, by its own name: an alias such as ``vanilla`` reads its objective's) on top.
+    ``source`` says where the results they gave are written."""
 
     values: dict[str, Any]
     by_objective: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
     def settings(self, gan_mode: str | None = None) -> dict[str, Any]:
-        return {**self.values, **self.by_objective.get(gan_mode or "", {})}
+        mode = ALIASES.get(gan_mode or "", gan_mode or "")
+        return {**self.values, **self.by_objective.get(mode, {})}
 
     def fields(self) -> set[str]:
         return set(self.values).union(*self.by_objective.values())

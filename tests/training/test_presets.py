@@ -113,3 +113,8 @@ def test_the_readme_command_records_the_preset_in_config_json(tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["preset"] == "ring8" and cfg["steps"] == 4
     assert {k: cfg[k] for k in WGANGP_TOY} == WGANGP_TOY
+
+
+def test_an_objective_s_alias_reads_the_settings_tested_with_that_objective():
+    # vanilla is nonsaturating by another name (translate.losses.ALIASES): the presets key it by the objective
+    assert GANConfig(data="digits", gan_mode="vanilla").lr == GANConfig(data="digits", gan_mode="nonsaturating").lr == 5e-4
