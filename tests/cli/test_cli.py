@@ -27,7 +27,7 @@ def test_train_writes_a_complete_run(trained):
     run_dir = trained / "run"
     assert (run_dir / "model.onnx").exists() and (run_dir / "checkpoints" / "latest.pt").exists()
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["netG"] == "unet_32" and cfg["steps"] == 4 and cfg["lr"] == 6e-4  # the maps preset's rate
+    assert cfg["netG"] == "unet_32" and cfg["steps"] == 4 and cfg["lr"] == 1.6e-3  # the maps preset's rate
 
 
 def test_resume_extends_a_finished_run(trained, capsys):
