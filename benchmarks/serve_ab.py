@@ -35,6 +35,17 @@ def fast_path_variants() -> list[str]:
             f"all=.::--fast-paths {' '.join(names)}"]
 
 
+def sitting_raw(runs: list[dict]) -> dict:
+    """The raw model's CPU ms per image at each measured batch size, averaged over every run of the sitting: each
+    run measures it anew for 10 s, and one run's figure strays by 1-3 ms, which a run's own overhead (service CPU
+    minus it) inherits; every variant runs the same model, so the sitting's mean is the steadier reference."""
+    sums: dict[int, list[float]] = {}
+    for run in runs:
+        for b, ms in run["raw"]["cpu_ms"].items():
+            sums.setdefault(int(b), []).append(ms)
+    return {"cpu_ms": {b: sum(v) / len(v) for b, v in sums.items()}}
+
+
 def main() -> None:
     argv = sys.argv[1:]
     rest = []
@@ -73,12 +84,15 @@ def main() -> None:
             results[name].append(row)
     print(f"\nruns: {out}; machine: {machine()}\n")
     print_table(["variant", "concurrency", "req/s", "p50 ms", "p99 ms", "mean batch", "service CPU ms/req",
-                 "model's (raw)", "overhead ms/req"])
+                 "model's (raw)", "overhead ms/req", "overhead, the sitting's raw"])
     results = {name: runs for name, runs in results.items() if runs}
+    raw = sitting_raw([run for runs in results.values() for run in runs])
     for name, runs in results.items():
         for i, row in enumerate(runs[0]["rows"]):
             cells = [[run["rows"][i][k] for run in runs] for k in ("rps", "p50", "p99", "batch", "service_cpu_ms",
                                                                       "model_cpu_ms", "overhead_ms")]
+            cells.append([run["rows"][i]["service_cpu_ms"] - serve_load.model_cpu_ms(raw, run["rows"][i]["batch"])
+                          for run in runs])
             print_row(name, row["concurrency"], *(
                 ", ".join(f"{x:.1f}" for x in c) + (f" (mean {sum(c) / len(c):.1f})" if len(c) > 1 else "")
                 for c in cells))

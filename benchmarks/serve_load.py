@@ -172,7 +172,8 @@ CLIENT = "this script (load client)"
 
 def model_cpu_ms(raw: dict, batch: float) -> float:
     """Raw model CPU ms per image at mean batch size ``batch`` (linear between the measured batches)."""
-    (b1, c1), (b2, c2) = min(raw["cpu_ms"].items()), max(raw["cpu_ms"].items())
+    measured = sorted((int(b), c) for b, c in raw["cpu_ms"].items())  # int keys, or str ones read back from JSON
+    (b1, c1), (b2, c2) = measured[0], measured[-1]
     if b2 == b1:
         return c1
     return c1 + (c2 - c1) * (min(max(batch, b1), b2) - b1) / (b2 - b1)

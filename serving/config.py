@@ -31,16 +31,22 @@ from .store import ModelStore
 #:   the ingress), with one thread per core up to 4 (Serve's default is 4 whatever the machine).
 #: grpc: deployment handles call replicas over gRPC instead of Ray actor calls (messages up to
 #:   RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH, 4 MiB by default; Serve passes larger ones by reference).
+#: oneloop: the part of the throughput-optimized mode that keeps every replica's work on one event loop: user code
+#:   and the handles' request router on the replica's own loop instead of a loop each in its own thread (Serve's
+#:   performance guide; it said these would become Serve's defaults in 2.54, and in 2.60 they are not). A deployment's
+#:   blocking work must then leave the loop (the service's does: asyncio.to_thread).
 FAST_PATHS = {
     "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
     "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
     "grpc": {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"},
+    "oneloop": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"},
 }
 HAPROXY_MAX_THREADS = 4
 #: the fast paths on by default (``translate serve``, :func:`serving.local_service.start_local`): HAProxy alone cut
 #: the CPU the service spends beyond the model from 25.9 to 17.6 ms per request at concurrency 1 (23.7 to 17.1 at
 #: 32) with 19 % more requests/s; throughput-optimized mode and gRPC changed nothing measurable here and all three
-#: together had a worse p99 at 32 (BENCHMARKS.md, "Ray Serve's fast paths", 2026-12-07)
+#: together had a worse p99 at 32; one loop per replica on top of HAProxy stayed within the runs' spread in two
+#: sittings (BENCHMARKS.md, "Ray Serve's fast paths", 2026-12-07)
 DEFAULT_FAST_PATHS: tuple[str, ...] = ("haproxy",)
 
 

@@ -163,6 +163,8 @@ def test_fast_paths_are_the_environment_serve_reads():
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_NBTHREAD": "2",
         "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
     assert fast_path_env(("haproxy",), cpus=64)["RAY_SERVE_HAPROXY_NBTHREAD"] == "4"
+    assert fast_path_env(("oneloop",)) == {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+                                           "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
     with pytest.raises(ConfigError, match="fast_paths: unknown fast path 'turbo'"):
         fast_path_env(("turbo",))
 
