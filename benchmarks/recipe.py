@@ -10,9 +10,11 @@ per part of the recipe (``ema``: --ema-decay 0.999; ``diffaugment``: color,trans
 2 --feature-matching 10; ``hinge_sn_ttur``: --gan-mode hinge --spectral-norm --lr-d twice --lr) and ``all`` of them
 together, each beside the paper's learning rate; ``lr_3x``, ``lr_5x`` and ``lr_8x`` (--lr 6e-4, 1e-3, 1.6e-3 for G
 and D; ``lr_8x`` is the built-in sets' preset since it was measured here) are not parts of the recipe but the
-paper's own rate multiplied (``lr_3x_diffaugment``, ``lr_3x_multiscale``: with those parts). Each run is one process's training at --threads threads, as `translate train pix2pix` runs it; the
-sets are made once under --work and reused. Prints mean +- standard deviation over the seeds per variant (class IoU: higher is better;
-Fréchet distance: lower), the mean training seconds per run (to compare at equal time as well as equal steps), and the machine.
+paper's own rate multiplied (``lr_3x_diffaugment``, ``lr_3x_multiscale``: with those parts). Each run is one
+process's training at --threads threads, as `translate train pix2pix` runs it; the sets are made once under --work
+and reused, and a finished run found there is scored again, not retrained. Prints mean +- standard deviation over
+the seeds per variant (class IoU: higher is better; Fréchet distance: lower), the mean training seconds per run (to
+compare at equal time as well as equal steps), and the machine.
 Copy the table into BENCHMARKS.md.
 """
 from __future__ import annotations
