@@ -1,7 +1,7 @@
 """A soak of the HTTP service: steady load, a retraining job and its promotion in the middle, a model replica killed.
 
     python -m benchmarks.soak [--requests 100000] [--concurrency 16] [--max-minutes 240] [--hostile 0.1]
-                              [--retrain-at 0.2] [--kill-at 0.5] [--fast-paths NAME ...] [--json OUT]
+                              [--retrain-at 0.2] [--kill-at 0.5] [--fast-paths NAME ...] [--colocate] [--json OUT]
 
 Trains a tiny Pix2Pix briefly (under-trained, so fine-tuning beats it) on the built-in maps set, registers it
 with its checkpoint as version v0001 and serves it on an embedded local Ray with two model replicas. An asyncio
@@ -9,7 +9,8 @@ client sends ``--requests`` uploads at ``--concurrency``, ``--hostile`` of them 
 cases: truncated or bit-flipped files, text, a GIF, a decompression-bomb header, an empty body, a form without the
 image, a bad version; and grayscale, RGBA and EXIF-rotated photos that must translate), each with the answer it
 must get. Once ``--retrain-at`` of them are sent it uploads a zip of new pairs to ``POST .../retrain`` (the job
-fine-tunes, compares and promotes v0002); once ``--kill-at`` are sent it SIGKILLs one model replica. The load goes
+fine-tunes, compares and promotes v0002); once ``--kill-at`` are sent it SIGKILLs one model replica (with
+``--colocate``, where the two ingress replicas run the models, one of those). The load goes
 on until every request is sent and the retraining has ended, and a fifth of ``--requests`` more (at least 100) after
 that when the events ended late; or until ``--max-minutes`` have passed.
 
@@ -273,7 +274,8 @@ class Soak:
                         raise SystemExit(f"retraining upload refused: {r.status} {answer}")
                 job_id = answer["job_id"]
             if ev.killed is None and self.sent >= kill_due:
-                models = (await asyncio.to_thread(replica_processes)).get("ModelServer", [])
+                # colocated, the replicas that hold the models are the ingress's
+                models = (await asyncio.to_thread(replica_processes)).get("Ingress" if a.colocate else "ModelServer", [])
                 if models:
                     victim = models[0]
                     ev.in_flight_at_kill = len(self.in_flight)
@@ -461,6 +463,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fast-paths", nargs="*", default=list(DEFAULT_FAST_PATHS),
                     help="Ray Serve's fast paths (serving.config.FAST_PATHS; default: the service's, "
                          f"{' '.join(DEFAULT_FAST_PATHS)}; --fast-paths with no name: none)")
+    ap.add_argument("--colocate", action="store_true", help="the service colocated (the ingress replicas run the "
+                                                                "models; one of them is the replica killed)")
     ap.add_argument("--json", default=None, metavar="OUT")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -476,7 +480,8 @@ def main(argv: list[str] | None = None) -> dict:
         port = sock.getsockname()[1]
     os.environ["TRANSLATE_RETRAIN_TOKEN"] = TOKEN  # the replicas inherit it from the Ray started below
     url = local_service.start_local(store.root, port=port, min_replicas=2, max_replicas=2, num_cpus=0.5,
-                                    max_batch_size=8, max_queued_requests=256, fast_paths=tuple(args.fast_paths))
+                                    max_batch_size=8, max_queued_requests=256, fast_paths=tuple(args.fast_paths),
+                                    colocate=args.colocate)
     photos_ = photos(args.size, args.photos)
     soak = Soak(url, store, args, photos_, hostile_cases(args.size), pairs_zip(data))
     try:

@@ -33,6 +33,7 @@ tile by tile above ``tile_threshold``, translate.tiling). Every refusal is an an
 import asyncio
 import base64
 import functools
+import inspect
 import logging
 import os
 import re
@@ -68,6 +69,7 @@ from serving.http_layer import (
     translate_error_status,
     upload_fields,
 )
+from serving.model_server import LocalModels
 from serving.retraining import jobs as retraining_jobs
 from serving.retraining import upload as retraining_upload
 from serving.store import ModelStore, check_name
@@ -99,13 +101,19 @@ def package_version() -> str:
 
 
 async def consume_stream(stream, progress: Callable[[int, int], None] | None) -> dict:
-    """The result of ``ModelServer.translate_large``'s stream, passing its progress reports on."""
-    async for msg in stream:
-        if "done" in msg:
-            if progress is not None:
-                progress(msg["done"], msg["total"])
-            continue
-        return msg
+    """The result of a large translation's stream (``ModelServer.translate_large``'s, or ``LocalModels.stream_large``
+    itself when colocated), passing its progress reports on. A local stream is closed however this ends (its work
+    stops at the next tile)."""
+    try:
+        async for msg in stream:
+            if "done" in msg:
+                if progress is not None:
+                    progress(msg["done"], msg["total"])
+                continue
+            return msg
+    finally:
+        if inspect.isasyncgen(stream):
+            await stream.aclose()
     raise ServiceError(503, "model_unavailable", "the model replica ended the translation without a result",
                        retry_headers())
 
@@ -195,7 +203,8 @@ class Ingress:
         # request), so a promotion from any node reaches every replica without a restart
         self.store = ModelStore(self.config.store, max_staleness_s=STORE_POLL_S)
         self.last_served: dict[str, str] = {}  # per name: the promoted version this replica last served
-        self.model_server = model_server
+        self.model_server = model_server  # None when this replica runs the models itself (colocate)
+        self.local = LocalModels(self.config) if model_server is None else None
         self.handles: dict[tuple[str, bool], Any] = {}  # per model id, by reference or not: options() builds anew
         self.page_html = (STATIC / "index.html").read_text()
         assert self.config.max_jobs is not None  # resolved by ServiceConfig.from_args likewise
@@ -241,22 +250,28 @@ class Ingress:
             largest = image.nbytes  # the answer is an array of the same size
         else:  # the answer: a PNG of the image, at most about 4 bytes a pixel at the fast zlib level (alpha kept)
             largest = max(len(image["upload"]), 4 * pixels + 2**16)
-        by_reference = largest > GRPC_MAX_MESSAGE
-        handle = self.handles.get((model_id, by_reference))
-        if handle is None:
-            if len(self.handles) > 256:
-                self.handles.clear()
-            handle = self.model_server.options(multiplexed_model_id=model_id)
-            # a handle sends by reference anyway unless gRPC is on: then only what could pass its limit
-            handle = self.handles[(model_id, by_reference)] = (handle.options(_by_reference=True) if by_reference
-                                                              else handle)
-        if progress is not None or (isinstance(image, np.ndarray)
-                                    and image.shape[0] * image.shape[1] > self.config.tile_threshold):
-            stream = handle.options(stream=True).translate_large.remote(image)
-            waiting, cancel = consume_stream(stream, progress), stream.cancel
+        large = progress is not None or (isinstance(image, np.ndarray)
+                                         and image.shape[0] * image.shape[1] > self.config.tile_threshold)
+        if self.local is not None:  # colocate: run here (a timeout cancels the run's coroutine itself)
+            work = self.local.stream_large(model_id, image) if large and isinstance(image, np.ndarray) else None
+            waiting = consume_stream(work, progress) if work is not None else self.local.translate(model_id, image)
+            cancel: Callable[[], Any] = lambda: None  # noqa: E731
         else:
-            response = handle.remote(image)
-            waiting, cancel = response, response.cancel
+            by_reference = largest > GRPC_MAX_MESSAGE
+            handle = self.handles.get((model_id, by_reference))
+            if handle is None:
+                if len(self.handles) > 256:
+                    self.handles.clear()
+                handle = self.model_server.options(multiplexed_model_id=model_id)
+                # a handle sends by reference anyway unless gRPC is on: then only what could pass its limit
+                handle = self.handles[(model_id, by_reference)] = (handle.options(_by_reference=True)
+                                                                  if by_reference else handle)
+            if large:
+                stream = handle.options(stream=True).translate_large.remote(image)
+                waiting, cancel = consume_stream(stream, progress), stream.cancel
+            else:
+                response = handle.remote(image)
+                waiting, cancel = response, response.cancel
         try:
             result = await asyncio.wait_for(waiting, timeout=timeout)
         except asyncio.TimeoutError:

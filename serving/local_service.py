@@ -48,11 +48,15 @@ def fit_replicas(cfg: ServiceConfig, cpus: float) -> ServiceConfig:
     warns about it every few seconds. Says so when it lowers it."""
     if cfg.num_cpus <= 0 or cpus <= 0:
         return cfg
-    fits = max(cfg.min_replicas, int((cpus - cfg.ingress_num_cpus) // cfg.num_cpus))
+    if cfg.colocate:  # the replicas are the ingress's, each with the ingress's CPUs too
+        fits = max(cfg.min_replicas, int(cpus // (cfg.num_cpus + cfg.ingress_num_cpus)))
+    else:
+        fits = max(cfg.min_replicas, int((cpus - cfg.ingress_num_cpus) // cfg.num_cpus))
     if fits >= cfg.max_replicas:
         return cfg
-    print(f"note: {cpus:g} CPUs hold at most {fits} model replica(s) of num_cpus {cfg.num_cpus:g} next to the "
-          f"ingress; max_replicas {cfg.max_replicas} -> {fits} (lower --num-cpus per replica to run more)")
+    where = "with the ingress in each" if cfg.colocate else "next to the ingress"
+    print(f"note: {cpus:g} CPUs hold at most {fits} model replica(s) of num_cpus {cfg.num_cpus:g} {where}; "
+          f"max_replicas {cfg.max_replicas} -> {fits} (lower --num-cpus per replica to run more)")
     changed: dict = {"max_replicas": fits}
     if cfg.max_jobs == jobs_capacity(cfg):  # max_jobs auto (what the model replicas hold): follows the replicas
         changed["max_jobs"] = jobs_capacity(ServiceConfig(**{**asdict(cfg), **changed}))

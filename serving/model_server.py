@@ -1,15 +1,19 @@
-"""The model deployment: ``ModelServer``, the Serve replicas that hold the models and run them.
+"""What runs the models: ``ModelServer``, the Serve replicas that hold them, and ``LocalModels``, the same work in
+an ingress replica that runs its models itself (``colocate``: one deployment).
 
-One replica holds several models (``@serve.multiplexed``, each a translate.predictor.Predictor over ONNX
-Runtime, loaded from the model store) and groups same-model requests into batches (``@serve.batch``). In
-the batch's worker thread it decodes the uploads (:func:`translate.uploads.decode_upload`: compressed bytes,
-not arrays, travel from the ingress), runs the batch (grouped by size inside) and encodes the answers
-(:func:`translate_items`). Large images run one at a time on :meth:`ModelServer.translate_large`, tile by
-tile above ``tile_threshold`` (translate.tiling), streaming their progress.
+Both are a :class:`ModelRunner`: up to MAX_MODELS_PER_REPLICA models (each a translate.predictor.Predictor,
+loaded from the model store; in ``ModelServer`` by ``@serve.multiplexed``, so Serve routes a model's requests
+to the replicas that hold it), requests grouped into batches (``@serve.batch``, run model by model). In the
+batch's worker thread the uploads are decoded (:func:`translate.uploads.decode_upload`: compressed bytes, not
+arrays, travel from the ingress), the batch runs (grouped by size inside) and the answers are encoded
+(:func:`translate_items`). Large images run one at a time (:meth:`ModelRunner.stream_large`), tile by tile
+above ``tile_threshold`` (translate.tiling), streaming their progress.
 """
 import asyncio
+import contextlib
 import logging
 import threading
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
@@ -120,47 +124,60 @@ class JobCancelled(Exception):
 
 
 # Serve pickles a deployment class when it is decorated: everything it uses is defined above it.
-# settings that come from ServiceConfig are applied in build_app (deployment_options), not here
-@serve.deployment(name="ModelServer", backpressure_config={"retry_after_s": RETRY_AFTER_S})
-class ModelServer:
-    """Runs translate.predictor.Predictor on batches of same-model requests (grouped by size inside), and
-    large images one at a time, tile by tile, reporting progress (``translate_large``)."""
+class ModelRunner:
+    """What runs the models, wherever they are held: in a model replica (:class:`ModelServer`) or in an ingress
+    replica that runs them itself (:class:`LocalModels`, ``colocate``). Groups requests into batches
+    (``@serve.batch``; one batch's requests for several models run model by model, so an answer never comes from
+    another model) and runs large images one at a time (:meth:`stream_large`). A subclass says where a model comes
+    from (:meth:`model`)."""
 
-    def __init__(self, config: dict):
-        self.config = ServiceConfig(**config)
-        self.store = ModelStore(self.config.store)
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        self.store = ModelStore(config.store)
         batch: Any = self.translate_batch  # Serve's batching wrapper: its setters are not in its declared type
-        batch.set_max_batch_size(self.config.max_batch_size)
-        batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        batch.set_max_batch_size(config.max_batch_size)
+        batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
-    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
-    async def load_model(self, model_id: str):
-        name, version = parse_model_id(model_id)  # the id may come from a client header: allow-list it
+    async def model(self, model_id: str) -> Predictor:
+        raise NotImplementedError
 
-        def load():  # from an object store: downloaded once into this node's cache, checksum-verified
-            return load_predictor(self.store.model_path(name, version), self.config)
-
-        return await asyncio.to_thread(load)
+    def load(self, model_id: str) -> Predictor:
+        """The predictor of ``model_id`` (``name@version``, allow-listed: it may come from a client), from the store
+        (an object store's file is downloaded once into this node's cache, checksum-verified); blocking."""
+        name, version = parse_model_id(model_id)
+        return load_predictor(self.store.model_path(name, version), self.config)
 
     @serve.batch  # sizes set from the config in __init__
-    async def translate_batch(self, items: list) -> list[dict]:
-        model = await self.load_model(serve.get_multiplexed_model_id())
-        # decoding and encoding ride along in the batch's one trip to a worker thread
-        results = await asyncio.to_thread(translate_items, model, items, self.config.max_pixels,
-                                          self.config.gpu_decode)
-        return [{**r, "batch_size": len(items)} for r in results]
+    async def translate_batch(self, requests: list[tuple[str, Any]]) -> list[dict]:
+        by_model: dict[str, list[int]] = {}
+        for i, (model_id, _) in enumerate(requests):
+            by_model.setdefault(model_id, []).append(i)
+        results: list[dict] = [{}] * len(requests)
+        for model_id, index in by_model.items():
+            try:
+                model = await self.model(model_id)
+            except TranslateError as e:
+                for i in index:
+                    results[i] = error_result(e)
+                continue
+            # decoding and encoding ride along in the batch's one trip to a worker thread
+            answers = await asyncio.to_thread(translate_items, model, [requests[i][1] for i in index],
+                                              self.config.max_pixels, self.config.gpu_decode)
+            for i, r in zip(index, answers, strict=True):
+                results[i] = {**r, "batch_size": len(index)}
+        return results
 
-    async def __call__(self, item) -> dict:
+    async def translate(self, model_id: str, item) -> dict:
         """An upload ``{'upload': bytes, 'format': 'PNG' or 'JPEG'}`` -> ``{'content': bytes, 'batch_size': n}``
         (decoded and encoded here: compressed bytes travel between the replicas, not arrays), or a uint8
         HxWx3 array -> ``{'image': uint8 HxWxC, 'batch_size': n}``; an error is ``{'status', 'error',
         'detail'}``."""
         try:
-            return await self.translate_batch(item)
+            return await self.translate_batch((model_id, item))
         except TranslateError as e:
             return error_result(e)
 
-    async def translate_large(self, image: np.ndarray):
+    async def stream_large(self, model_id: str, image: np.ndarray) -> AsyncGenerator[dict, None]:
         """A stream: ``{'done': i, 'total': n}`` after tile runs (coalesced), then ``{'image': ...,
         'batch_size': 1}`` or an error dict. Tiled above tile_threshold (translate.tiling: bounded memory);
         a cancelled stream stops the work at the next tile."""
@@ -175,7 +192,7 @@ class ModelServer:
 
         work = None
         try:
-            model = await self.load_model(serve.get_multiplexed_model_id())
+            model = await self.model(model_id)
             work = asyncio.ensure_future(asyncio.to_thread(model.translate_array, image, progress))
             while not work.done():
                 getter = asyncio.ensure_future(updates.get())
@@ -197,3 +214,59 @@ class ModelServer:
             cancelled.set()  # the caller went away (or the work ended): a tile run still going stops after it
             if work is not None and not work.done():  # it ends with JobCancelled, which nobody needs to hear
                 work.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+class LocalModels(ModelRunner):
+    """The models of an ingress replica that runs them itself (``colocate``: one deployment, no model replicas, no
+    call between replicas): up to MAX_MODELS_PER_REPLICA predictors, the least recently used dropped first, each
+    loaded once however many requests ask for it at the same time."""
+
+    def __init__(self, config: ServiceConfig):
+        super().__init__(config)
+        self.models: dict[str, Predictor] = {}  # by model id, the least recently used first
+        self.loading: dict[str, asyncio.Future] = {}
+
+    async def model(self, model_id: str) -> Predictor:
+        if model_id in self.models:
+            self.models[model_id] = self.models.pop(model_id)
+            return self.models[model_id]
+        if model_id not in self.loading:
+            self.loading[model_id] = asyncio.ensure_future(asyncio.to_thread(self.load, model_id))
+        loading = self.loading[model_id]
+        try:
+            predictor = await asyncio.shield(loading)  # a caller that goes away does not cancel the others' load
+        finally:
+            if loading.done() and self.loading.get(model_id) is loading:
+                del self.loading[model_id]  # loaded, or failed: the next request tries again
+        self.models[model_id] = predictor
+        while len(self.models) > MAX_MODELS_PER_REPLICA:
+            del self.models[next(iter(self.models))]
+        return predictor
+
+
+# settings that come from ServiceConfig are applied in build_app (deployment_options), not here
+@serve.deployment(name="ModelServer", backpressure_config={"retry_after_s": RETRY_AFTER_S})
+class ModelServer(ModelRunner):
+    """The model replicas: each holds up to MAX_MODELS_PER_REPLICA models (``@serve.multiplexed``: Serve routes a
+    model's requests to the replicas that hold it) and runs batches of same-model requests, and large images one
+    at a time, tile by tile, reporting progress (``translate_large``)."""
+
+    def __init__(self, config: dict):
+        super().__init__(ServiceConfig(**config))
+
+    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
+    async def load_model(self, model_id: str):
+        return await asyncio.to_thread(self.load, model_id)
+
+    async def model(self, model_id: str) -> Predictor:
+        return await self.load_model(model_id)
+
+    async def __call__(self, item) -> dict:
+        """One request of the multiplexed model the handle names (see :meth:`ModelRunner.translate`)."""
+        return await self.translate(serve.get_multiplexed_model_id(), item)
+
+    async def translate_large(self, image: np.ndarray):
+        """:meth:`ModelRunner.stream_large` for the multiplexed model the handle names."""
+        async with contextlib.aclosing(self.stream_large(serve.get_multiplexed_model_id(), image)) as stream:
+            async for message in stream:
+                yield message

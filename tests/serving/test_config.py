@@ -73,6 +73,24 @@ def test_build_app_applies_the_config_and_the_decorators_hold_none_of_it(tmp_pat
         assert not in_decorator & set(applied[decorated.name]), f"{decorated.name}'s decorator sets config fields"
 
 
+def test_colocate_builds_one_deployment_with_the_model_replicas_resources_and_scaling(tmp_path, capsys):
+    from serving import app, local_service
+
+    application = app.build_app(tmp_path, colocate=True, min_replicas=2, max_replicas=3, num_cpus=0.5, num_gpus=0.25,
+                                max_batch_size=4, ingress_num_cpus=0.25)
+    ingress = application._bound_deployment
+    assert ingress.name == "Ingress" and ingress.init_args[0] is None  # no model deployment bound into it
+    assert ingress.ray_actor_options == {"num_cpus": 0.75, "num_gpus": 0.25}
+    scaling = ingress._deployment_config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas, scaling.target_ongoing_requests) == (2, 3, 4)
+    assert set(app.deployment_options(ServiceConfig.from_args({"colocate": "true"}))) == {"Ingress"}
+    # on 2 CPUs: replicas of 1 + 0.25 CPUs, each with its ingress; split, the ingress's 0.25 once beside 1-CPU replicas
+    colocated = local_service.fit_replicas(ServiceConfig.from_args({"colocate": "true", "max_replicas": 4}), 2.0)
+    split = local_service.fit_replicas(ServiceConfig.from_args({"max_replicas": 4, "num_cpus": 0.5}), 2.0)
+    assert (colocated.max_replicas, split.max_replicas) == (1, 3)
+    assert "with the ingress in each" in capsys.readouterr().out
+
+
 def test_serve_flags_reach_the_deployments(tmp_path, monkeypatch, capsys):
     """`translate serve --num-cpus 0.5` is CPUs per model replica (it used to size the local Ray instead)."""
     import ray

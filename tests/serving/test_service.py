@@ -79,6 +79,44 @@ def reference(service, data: bytes, name="unet", version=None) -> np.ndarray:
     return np.asarray(service.predictor(name, version)(imageio.decode(data)))
 
 
+def absolute(service, path: str) -> str:
+    """The URL of a path the service answered (a job's, which starts with the app's route prefix)."""
+    parts = urlsplit(service.url)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+COLOCATED = "/colocated"  # the colocated app's route prefix
+# the colocated app: the ingress runs the models itself (one deployment); the service's limits, its share of the
+# 2 CPUs that the service (1.25) and the strict app (0.5) leave, and a low tiling threshold so a 1024 px image tiles
+COLOCATED_OPTIONS = {**SERVICE_OPTIONS, "num_cpus": 0.2, "ingress_num_cpus": 0.05, "tile_threshold": 512 * 512,
+                     "colocate": True}
+
+
+@pytest.fixture(scope="module")
+def colocated(service, tmp_path_factory):
+    """A second app on the same Ray and HTTP proxy over the same store, with ``colocate``: the ingress replica runs
+    the models itself, no ModelServer deployment."""
+    from ray import serve
+
+    from serving.app import build_app
+
+    from .conftest import Service
+
+    jobs_dir = tmp_path_factory.mktemp("colocated-jobs")
+    serve.run(build_app(service.store.root, shutdown_wait_s=0.2, jobs_dir=str(jobs_dir), **COLOCATED_OPTIONS),
+              name="colocated", route_prefix=COLOCATED)
+    try:
+        yield Service(service.url + COLOCATED, service.store, jobs_dir)
+    finally:
+        serve.delete("colocated")
+
+
+@pytest.fixture(params=["split", "colocated"])
+def either(request):
+    """The service as deployed by default (ingress and model replicas) and colocated (the ingress runs the models)."""
+    return request.getfixturevalue("service" if request.param == "split" else "colocated")
+
+
 UPLOADS = {
     "png": (lambda: encode(noise(45, 31)), (45, 31)),
     "jpeg": (lambda: encode(noise(33, 50, seed=1), "JPEG", quality=85), (33, 50)),
@@ -89,7 +127,8 @@ UPLOADS = {
 
 
 @pytest.mark.parametrize("kind", list(UPLOADS))
-def test_upload_comes_back_equal_to_the_predictor(service, kind):
+def test_upload_comes_back_equal_to_the_predictor(either, kind):
+    service = either
     make, size = UPLOADS[kind]
     data = make()
     r = post(service, files={"image": (f"x.{kind}", data)})
@@ -195,10 +234,12 @@ def test_concurrent_requests_are_batched(service):
         assert np.abs(got - reference(service, d).astype(int)).max() <= 1
 
 
-def test_interleaved_requests_for_two_models_never_get_each_others_answer(service):
+def test_interleaved_requests_for_two_models_never_get_each_others_answer(either):
     """Batches never mix models (Ray before 2.54 could put requests for two multiplexed models in one
-    batch, ray-project/ray#56633): requests alternating between two models, sent at once, each come back
-    as their own model's translation, told apart by pixels the two models never share."""
+    batch, ray-project/ray#56633; a colocated ingress batches every model's requests together and runs them model
+    by model): requests alternating between two models, sent at once, each come back as their own model's
+    translation, told apart by pixels the two models never share."""
+    service = either
     # as many as the deployment takes without refusals (see test_concurrent_requests_are_batched)
     uploads = [encode(noise(32, 32, seed=100 + i)) for i in range(2 * SERVICE_OPTIONS["max_batch_size"])]
     names = ["unet" if i % 2 == 0 else "resnet" for i in range(len(uploads))]
@@ -653,7 +694,7 @@ def follow(service, job: dict, limit_s: float = 900, until=("done", "failed")) -
     """Poll a job until its status is one of ``until`` (a hang bound, not a speed check); the progress values seen."""
     seen, deadline = [], time.monotonic() + limit_s
     while True:
-        state = requests.get(service.url + job["url"], timeout=TIMEOUT).json()
+        state = requests.get(absolute(service, job["url"]), timeout=TIMEOUT).json()
         seen.append(state["progress"])
         if state["status"] in until:
             return state, seen
@@ -750,22 +791,23 @@ def test_a_large_image_with_async_false_is_answered_in_the_request_tiled(service
     assert np.abs(np.asarray(out).astype(int) - cli.astype(int)).max() <= 1
 
 
-def test_a_small_image_as_a_job_gives_the_same_pixels_and_can_be_deleted(service):
+def test_a_small_image_as_a_job_gives_the_same_pixels_and_can_be_deleted(either):
+    service = either
     data = encode(noise(45, 31, "RGBA", seed=12))
     r = post(service, data=data, params={"async": "true"}, headers={"Accept": "image/jpeg"})
     assert r.status_code == 202
     state, _ = follow(service, r.json())
     assert state["status"] == "done" and state["progress"] == 1 and state["media_type"] == "image/jpeg", (state["error"], state["detail"])
     assert state["expires"] - state["finished"] == pytest.approx(900)
-    result = requests.get(service.url + state["result"], timeout=TIMEOUT)
+    result = requests.get(absolute(service, state["result"]), timeout=TIMEOUT)
     assert result.headers["content-type"] == "image/jpeg" and Image.open(io.BytesIO(result.content)).size == (45, 31)
     png = post(service, data=data, params={"async": "true"})
     png_state, _ = follow(service, png.json())
-    got = Image.open(io.BytesIO(requests.get(service.url + png_state["result"], timeout=TIMEOUT).content))
+    got = Image.open(io.BytesIO(requests.get(absolute(service, png_state["result"]), timeout=TIMEOUT).content))
     np.testing.assert_array_equal(np.asarray(got), reference(service, data))  # alpha restored, as in a 200
     for url in (state["url"], png_state["url"]):
-        assert requests.delete(service.url + url, timeout=TIMEOUT).status_code == 204
-        gone = requests.get(service.url + url, timeout=TIMEOUT)
+        assert requests.delete(absolute(service, url), timeout=TIMEOUT).status_code == 204
+        gone = requests.get(absolute(service, url), timeout=TIMEOUT)
         assert gone.status_code == 404 and gone.json()["error"] == "not_found"
     for method, suffix in (("GET", ""), ("GET", "/result"), ("DELETE", "")):
         for job_id, status, error in (("nothex", 400, "bad_job_id"), ("0" * 32, 404, "not_found")):
@@ -773,6 +815,37 @@ def test_a_small_image_as_a_job_gives_the_same_pixels_and_can_be_deleted(service
             assert (r.status_code, r.json()["error"]) == (status, error), (method, suffix, r.text)
     failed = post(service, "nope", data=data, params={"async": "true"})
     assert failed.status_code == 404  # refusals come at once, not as failed jobs
+
+
+def test_a_colocated_app_is_one_deployment_that_tiles_reports_progress_and_refuses_alike(colocated, tmp_path):
+    """With ``colocate`` the ingress runs the models: no ModelServer deployment, a job over the tiling threshold runs
+    tile by tile (the stream of progress is ModelServer's, tested with the 4096 px photo) and answers the tiled
+    predictor's pixels; health and refusals as the split app's."""
+    from ray import serve
+
+    from translate.predictor import Predictor
+    from translate.tiling import TileConfig
+
+    assert set(serve.status().applications["colocated"].deployments) == {"Ingress"}
+    name = "aerial-colocated"
+    colocated.store.register(name, tiny_onnx("unet_32", seed=3, batch_stats=False))
+    photo = tmp_path / "aerial.png"
+    aerial_photo(1024).save(photo)
+    r = post(colocated, name, data=photo.read_bytes())  # over async_pixels (the tiling threshold): a job
+    assert r.status_code == 202, r.text
+    state, seen = follow(colocated, r.json())
+    assert state["status"] == "done" and state["tiles_total"] == 4 == state["tiles_done"], state  # 2 x 2 of 768 px
+    assert seen == sorted(seen) and seen[-1] == 1, seen  # (too quick for a report between tiles)
+    out = np.asarray(Image.open(io.BytesIO(requests.get(absolute(colocated, state["result"]), timeout=TIMEOUT).content)))
+    tiled = Predictor(colocated.store.model_path(name), device="cpu", tiling=TileConfig(threshold=512 * 512))
+    assert np.abs(out.astype(int) - np.asarray(tiled(Image.open(photo))).astype(int)).max() <= 1
+    health = requests.get(colocated.url + "/healthz", timeout=TIMEOUT)
+    assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+    for model, data, status, error in (("nope", encode(noise(8, 8)), 404, "not_found"),
+                                       ("unet", encode(noise(64, 64))[:300], 400, "bad_image"),  # in the batch
+                                       ("Bad.Name", encode(noise(8, 8)), 400, "bad_name")):
+        r = post(colocated, model, data=data)
+        assert (r.status_code, r.json()["error"]) == (status, error), r.text
 
 
 def test_jobs_queued_or_running_are_bounded_finished_ones_are_not(service):
@@ -888,7 +961,7 @@ def test_every_status_the_api_documents_was_answered_to_a_test_here(service, req
     routes = {path: re.compile(re.sub(r"\{[^/]+\}", "[^/]+", path)) for path in spec["paths"]}
 
     def route(path: str) -> str | None:
-        path = path.removeprefix(STRICT)
+        path = path.removeprefix(STRICT).removeprefix(COLOCATED)
         return next((r for r, pattern in routes.items() if pattern.fullmatch(path)), None)
 
     answered = {(method, route(path), status) for method, path, status in ANSWERED}
