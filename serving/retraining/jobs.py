@@ -36,7 +36,7 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
@@ -269,26 +269,32 @@ def _start(root: Path, job_id: str, background: str, threads: int) -> None:
 
         worker = ray.remote(num_cpus=0, max_restarts=0)(_RetrainWorker).options(
             name=f"retrain-{job_id}", lifetime="detached")
-        handle: Any = worker.remote()  # Ray types an actor's methods as plain functions, without .remote
-        handle.run.remote(str(root), job_id, threads)
+        worker.remote(str(root), job_id, threads)  # the job starts in its constructor: see _RetrainWorker
     else:
         threading.Thread(target=run_job, args=(root, job_id), name=f"retrain-{job_id}", daemon=True).start()
 
 
 class _RetrainWorker:
-    """A detached Ray actor that runs one job and exits: it outlives the replica that started it.
+    """A detached Ray actor that runs one job and ends itself: it outlives the replica that started it.
 
-    It reserves no CPU (a busy service must not keep it queued forever) and trains with
-    ``threads`` torch threads, so the replicas keep the rest of the machine.
+    The job starts in the constructor (on a thread, so the actor is ready at once): Ray's control store creates a
+    detached actor whatever becomes of the process that asked for it, whereas a method call waits in the caller's
+    process until the actor's own process is up (seconds) and was lost with a replica killed meanwhile (the soak's
+    colocated run). It reserves no CPU (a busy service must not keep it queued forever) and trains with ``threads``
+    torch threads, so the replicas keep the rest of the machine.
     """
 
-    def run(self, root: str, job_id: str, threads: int) -> None:
+    def __init__(self, root: str, job_id: str, threads: int):
+        threading.Thread(target=self.run, args=(root, job_id, threads), name=f"retrain-{job_id}", daemon=True).start()
+
+    @staticmethod
+    def run(root: str, job_id: str, threads: int) -> None:
         import ray
 
         try:
             run_job(root, job_id, threads=threads)
         finally:
-            ray.actor.exit_actor()
+            ray.kill(ray.get_runtime_context().current_actor)  # done (or failed, and recorded): the actor goes
 
 
 def run_job(root: str | os.PathLike, job_id: str, progress: bool = False, reraise: bool = False,
