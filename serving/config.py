@@ -129,8 +129,8 @@ class ServiceConfig:
                                 "the model, 2.1x the requests/s at concurrency 32; BENCHMARKS.md, 'Colocated'). Each "
                                 "ingress replica then takes num_cpus and num_gpus on top of ingress_num_cpus and "
                                 "scales from min_replicas to max_replicas. What it trades: a replica that dies takes "
-                                "its requests in flight and the jobs it took with it (split, a model replica's death "
-                                "is a 503 and a retry), and models are not routed to the replicas that hold them "
+                                "its requests in flight and the translation jobs it runs with it (split, a model "
+                                "replica's death is a 503 and a retry), and models are not routed to the replicas that hold them "
                                 "(each loads what it is asked for)")
     access_log: bool = opt(False, "Serve's per-request access log lines in the replicas' and proxy's logs (off: "
                                   "they cost about 5 ms of CPU per request on 2 cores, an eighth of the total, "
