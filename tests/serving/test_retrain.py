@@ -239,6 +239,7 @@ def test_job_runs_as_a_detached_ray_actor(pairs, base_run, tmp_path):
 def test_a_job_outlives_the_process_that_submitted_it_dying_at_once(pairs, base_run, tmp_path):
     """A replica killed right after it took a retraining upload: the job still runs (it starts in the detached
     actor's constructor, which Ray creates whatever becomes of the caller; a method call waited in the caller)."""
+    import re
     import subprocess
     import sys
     import time
@@ -250,13 +251,13 @@ def test_a_job_outlives_the_process_that_submitted_it_dying_at_once(pairs, base_
     try:
         # a second driver on the same Ray submits the job and dies at once, before the actor's process is up
         script = ("import os, sys, ray; from pathlib import Path; from serving.retraining.jobs import submit_from_zip; "
-                  "from serving.store import ModelStore; ray.init(address=sys.argv[1]); "
+                  "from serving.store import ModelStore; ray.init(address=sys.argv[1], log_to_driver=False); "
                   "job = submit_from_zip(ModelStore(sys.argv[2]), sys.argv[3], Path(sys.argv[4]).read_bytes(), "
-                  "token_ok=True, steps=2); print(job['job_id'], flush=True); os._exit(0)")
+                  "token_ok=True, steps=2); print('JOB', job['job_id'], flush=True); os._exit(0)")
         out = subprocess.run([sys.executable, "-c", script, context.address_info["address"], str(store.root), NAME,
                               str(tmp_path / "pairs.zip")], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
-        job_id = out.stdout.split()[-1]
+        job_id = re.search(r"JOB ([0-9a-f]{12})\b", out.stdout).group(1)  # among whatever Ray prints there
         status = jobs.wait(job_id, timeout=300, store=store)
         deadline = time.monotonic() + 60
         while True:  # the worker ends itself once the job has ended: no idle detached actor left behind
