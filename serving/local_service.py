@@ -30,6 +30,11 @@ LOCAL_SERVE_ENV = {
     # 100 KB): a 256 px upload and its answer, so the raylet does no object-store work per request
     # (BENCHMARKS.md, "Service throughput")
     "RAY_max_direct_call_object_size": str(2**20),
+    # with HAProxy (direct ingress) a stopping ingress replica keeps serving for at least this long, for load
+    # balancers in front of it to let it go (Serve's 30 s). Here HAProxy is the only one and reloads within a second;
+    # 30 s made serve.shutdown outlast stop_local's STOP_SERVE_S, so ray.shutdown ran while it was still inside
+    # Ray, and the process crashed now and then (a segfault or an abort in the test suite, at the service's stop)
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
 }
 
 

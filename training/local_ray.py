@@ -98,6 +98,9 @@ def shutdown(first: Callable[[], Any] | None = None, first_timeout_s: float = 5.
             deadline = time.monotonic() + first_timeout_s
             while worker.is_alive() and not hurry.is_set() and time.monotonic() < deadline:
                 worker.join(0.1)
+            if worker.is_alive():  # ray.shutdown beside a call still in Ray can crash this process natively
+                logging.getLogger(__name__).warning("%s did not finish within %g s; stopping Ray regardless",
+                                                    getattr(first, "__qualname__", first), first_timeout_s)
         ray.shutdown()
         left = [p for p in procs if p.is_running()]  # is_running also tells a reused pid apart
         for p in left:

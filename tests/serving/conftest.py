@@ -3,6 +3,7 @@
 Module-scoped (test_service.py and test_page.py: two starts per session), so Ray is down again
 before other modules that start their own.
 """
+import logging
 import os
 import socket
 
@@ -182,4 +183,13 @@ def service(tmp_path_factory):
         url = service_app.start_local(store.root, port=free_port(), jobs_dir=str(jobs_dir), **SERVICE_OPTIONS)
         yield Service(url, store, jobs_dir)
     finally:
-        service_app.stop_local()
+        # Serve's own stop ends within stop_local's bound: Ray stopped beside it could crash this process natively
+        warnings: list[str] = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("training.local_ray").addHandler(handler)
+        try:
+            service_app.stop_local()
+        finally:
+            logging.getLogger("training.local_ray").removeHandler(handler)
+        assert not warnings, warnings
