@@ -36,7 +36,7 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from translate.errors import ConfigError, DataError, TranslateError
 from translate.files import write_text_atomic
@@ -50,6 +50,7 @@ JOB_RE = re.compile(r"[0-9a-f]{12}")
 HEARTBEAT_S = 5.0  # a job's worker touches .jobs/JOB.alive this often while it runs
 STALE_S = 120.0  # a queued or running job with no sign of life for this long has lost its worker
 KEEP_UPLOADS = 5  # finished jobs per model whose uploaded pairs stay under .data/ (the newest ones)
+START_WAIT_S = 60.0  # submit_from_zip waits at most this long for the job's worker (a Ray actor) to be up
 
 log = logging.getLogger(__name__)
 _known_roots: list[Path] = []  # stores this process has used, for job_status(job_id)
@@ -269,7 +270,10 @@ def _start(root: Path, job_id: str, background: str, threads: int) -> None:
 
         worker = ray.remote(num_cpus=0, max_restarts=0)(_RetrainWorker).options(
             name=f"retrain-{job_id}", lifetime="detached")
-        worker.remote(str(root), job_id, threads)  # the job starts in its constructor: see _RetrainWorker
+        handle: Any = worker.remote(str(root), job_id, threads)  # the job starts in its constructor: _RetrainWorker
+        # once the actor is up its job runs whatever becomes of this process (the request that took the upload is
+        # answered after that, a few seconds); a caller that dies before Ray has created it can lose it
+        ray.wait([handle.__ray_ready__.remote()], timeout=START_WAIT_S)
     else:
         threading.Thread(target=run_job, args=(root, job_id), name=f"retrain-{job_id}", daemon=True).start()
 
@@ -277,10 +281,9 @@ def _start(root: Path, job_id: str, background: str, threads: int) -> None:
 class _RetrainWorker:
     """A detached Ray actor that runs one job and ends itself: it outlives the replica that started it.
 
-    The job starts in the constructor (on a thread, so the actor is ready at once): Ray's control store creates a
-    detached actor whatever becomes of the process that asked for it, whereas a method call waits in the caller's
-    process until the actor's own process is up (seconds) and was lost with a replica killed meanwhile (the soak's
-    colocated run). It reserves no CPU (a busy service must not keep it queued forever) and trains with ``threads``
+    The job starts in the constructor (on a thread, so the actor is ready at once), and the submitter waits until
+    the actor is up: a method call would wait in the caller's process until the actor's own process is up (seconds)
+    and was lost with a replica killed meanwhile (the soak's colocated run). It reserves no CPU (a busy service must not keep it queued forever) and trains with ``threads``
     torch threads, so the replicas keep the rest of the machine.
     """
 
