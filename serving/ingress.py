@@ -246,10 +246,6 @@ class Ingress:
         one at a time on ``translate_large``. ``timeout``: seconds, None for none. ``pixels``: an upload's.
         A request or answer that may pass Serve's gRPC message limit goes by reference (:data:`GRPC_MAX_MESSAGE`)."""
         timeout = self.config.request_timeout_s if timeout == "request" else timeout
-        if isinstance(image, np.ndarray):
-            largest = image.nbytes  # the answer is an array of the same size
-        else:  # the answer: a PNG of the image, at most about 4 bytes a pixel at the fast zlib level (alpha kept)
-            largest = max(len(image["upload"]), 4 * pixels + 2**16)
         large = progress is not None or (isinstance(image, np.ndarray)
                                          and image.shape[0] * image.shape[1] > self.config.tile_threshold)
         if self.local is not None:  # colocate: run here (a timeout cancels the run's coroutine itself)
@@ -257,6 +253,10 @@ class Ingress:
             waiting = consume_stream(work, progress) if work is not None else self.local.translate(model_id, image)
             cancel: Callable[[], Any] = lambda: None  # noqa: E731
         else:
+            if isinstance(image, np.ndarray):
+                largest = image.nbytes  # the answer is an array of the same size
+            else:  # the answer: a PNG of the image, at most about 4 bytes a pixel at the fast zlib level (alpha kept)
+                largest = max(len(image["upload"]), 4 * pixels + 2**16)
             by_reference = largest > GRPC_MAX_MESSAGE
             handle = self.handles.get((model_id, by_reference))
             if handle is None:

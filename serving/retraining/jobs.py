@@ -283,8 +283,9 @@ class _RetrainWorker:
 
     The job starts in the constructor (on a thread, so the actor is ready at once), and the submitter waits until
     the actor is up: a method call would wait in the caller's process until the actor's own process is up (seconds)
-    and was lost with a replica killed meanwhile (the soak's colocated run). It reserves no CPU (a busy service must not keep it queued forever) and trains with ``threads``
-    torch threads, so the replicas keep the rest of the machine.
+    and was lost with a replica killed meanwhile (the soak's colocated run). It reserves no CPU (a busy service must
+    not keep it queued forever) and trains with ``threads`` torch threads, so the replicas keep the rest of the
+    machine.
     """
 
     def __init__(self, root: str, job_id: str, threads: int):
